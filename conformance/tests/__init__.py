@@ -1,0 +1,1 @@
+"""The conformance tests: one module per feature area, one test per behaviour."""

@@ -1,0 +1,137 @@
+"""Fixtures for the conformance suite: the broker URL, connections, unique names.
+
+The broker URL comes from the ``--amqp-url`` pytest option or the
+``WARREN_CONFORMANCE_URL`` environment variable (``python -m conformance`` sets
+the latter). Every test uses names with a random suffix and deletes what it
+declared, so the suite can run again and again against one long-lived broker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pika
+import pytest
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from conformance.helpers import Cleanup, Names
+from conformance.known import known_difference
+
+URL_ENV = "WARREN_CONFORMANCE_URL"
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--amqp-url",
+        default=None,
+        help=f"AMQP URL of the broker under test (default: ${URL_ENV})",
+    )
+
+
+def broker_url(config: pytest.Config) -> str | None:
+    return config.getoption("--amqp-url", default=None) or os.environ.get(URL_ENV)
+
+
+def conformance_id(item: pytest.Item) -> str:
+    """The test's id relative to conformance/tests/, as used in conformance/known.py."""
+    path = Path(str(item.path)).resolve()
+    try:
+        relative = path.relative_to(TESTS_DIR).as_posix()
+    except ValueError:
+        relative = path.name
+    return f"{relative}::{item.name}"
+
+
+def server_properties(url: str) -> dict:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return dict(connection._impl.server_properties)
+    finally:
+        connection.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the known differences as strict xfails, only when the broker is Warren."""
+    url = broker_url(config)
+    if not url:
+        return
+    try:
+        product = _text(server_properties(url).get("product"))
+    except pika.exceptions.AMQPError:
+        return  # every test will report the connection failure itself
+    config.stash[PRODUCT_KEY] = product
+    if "warren" not in product.lower():
+        return
+    for item in items:
+        known = known_difference(conformance_id(item))
+        if known is not None:
+            reason, issue = known
+            item.add_marker(pytest.mark.xfail(reason=f"{reason} (issue {issue})", strict=True))
+
+
+PRODUCT_KEY = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session")
+def amqp_url(pytestconfig: pytest.Config) -> str:
+    url = broker_url(pytestconfig)
+    if not url:
+        pytest.fail(f"no broker URL: pass --amqp-url or set {URL_ENV}", pytrace=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def broker_product(amqp_url: str) -> str:
+    """The server's "product" property, e.g. "RabbitMQ" or "Warren"."""
+    return _text(server_properties(amqp_url).get("product"))
+
+
+@pytest.fixture
+def parameters(amqp_url: str) -> pika.URLParameters:
+    return pika.URLParameters(amqp_url)
+
+
+@pytest.fixture
+def connect(amqp_url: str) -> Iterator[Callable[..., BlockingConnection]]:
+    """connect(**overrides) opens a BlockingConnection; all are closed after the test."""
+    opened: list[BlockingConnection] = []
+
+    def _connect(**overrides) -> BlockingConnection:
+        params = pika.URLParameters(amqp_url)
+        for key, value in overrides.items():
+            setattr(params, key, value)
+        connection = pika.BlockingConnection(params)
+        opened.append(connection)
+        return connection
+
+    yield _connect
+    for connection in opened:
+        if connection.is_open:
+            try:
+                connection.close()
+            except pika.exceptions.AMQPError:
+                pass
+
+
+@pytest.fixture
+def connection(connect: Callable[..., BlockingConnection]) -> BlockingConnection:
+    return connect()
+
+
+@pytest.fixture
+def channel(connection: BlockingConnection) -> BlockingChannel:
+    return connection.channel()
+
+
+@pytest.fixture
+def names(request: pytest.FixtureRequest, parameters: pika.URLParameters) -> Iterator[Names]:
+    cleanup = Cleanup()
+    yield Names(cleanup, request.node.name)
+    cleanup.run(parameters)

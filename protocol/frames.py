@@ -1,0 +1,369 @@
+"""Frames: an incremental reader and the writers (spec 4.2.3, 2.3.5).
+
+Every frame is ``type:octet channel:short size:long payload:size frame-end:0xCE``.
+
+Reading. `FrameReader` keeps one ``bytearray`` and an offset into it. ``feed``
+appends the new bytes; ``read_frames`` parses every complete frame in place with
+``struct.unpack_from``, advancing the offset, and never slices the buffer to get
+at the next frame. The consumed prefix is dropped on the next ``feed``: cleared
+without a copy when everything was consumed, otherwise the partial frame at the
+tail is moved to the front once, and stays there until it is complete, so no
+partial frame is copied more than once however slowly its bytes arrive. A frame
+header announcing more than ``frame_max`` is refused (501) before its payload is
+buffered, so a peer cannot make us buffer more than one frame.
+
+Writing. Every writer returns ``bytes`` ready for the socket. The hot paths
+(`encode_basic_deliver`, `encode_basic_get_ok`, `encode_basic_return`) are
+written out by hand: they are what the broker does once per message.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from .constants import (
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_MIN_SIZE,
+)
+from .errors import AMQPError, ConnectionException, frame_error
+from .methods import METHODS, Method
+
+__all__ = [
+    "BodyFrame",
+    "Frame",
+    "FrameReader",
+    "HeaderFrame",
+    "HeartbeatFrame",
+    "MethodFrame",
+    "decode_all",
+    "encode_basic_deliver",
+    "encode_basic_get_ok",
+    "encode_basic_return",
+    "encode_body_frames",
+    "encode_content_frames",
+    "encode_header_frame",
+    "encode_heartbeat",
+    "encode_method_frame",
+]
+
+
+class MethodFrame(NamedTuple):
+    channel: int
+    method: Method
+
+
+class HeaderFrame(NamedTuple):
+    """A content header: ``properties`` is the raw flags + property list."""
+
+    channel: int
+    class_id: int
+    body_size: int
+    properties: bytes
+
+
+class BodyFrame(NamedTuple):
+    channel: int
+    payload: bytes
+
+
+class HeartbeatFrame(NamedTuple):
+    channel: int
+
+
+Frame = MethodFrame | HeaderFrame | BodyFrame | HeartbeatFrame
+
+_FRAME_HEAD = struct.Struct(">BHI")  # type, channel, size
+_METHOD_HEAD = struct.Struct(">BHIHH")  # + class_id, method_id
+_CONTENT_HEAD = struct.Struct(">BHIHHQ")  # type 2 + class_id, weight, body_size
+_HH = struct.Struct(">HH")
+_HHQ = struct.Struct(">HHQ")
+_B = struct.Struct(">B")
+_H = struct.Struct(">H")
+_I = struct.Struct(">I")
+_QB = struct.Struct(">QB")
+_HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+_END = b"\xce"
+
+_new_tuple = tuple.__new__
+#: Payloads at least this long are copied out through a memoryview (one copy)
+#: rather than by slicing the bytearray and converting (two copies).
+_BIG_PAYLOAD = 4096
+
+
+class FrameReader:
+    """Incremental frame parser: ``feed(data)``, then iterate ``read_frames()``.
+
+    ``frame_max`` is the negotiated maximum frame size including the 8 octets of
+    framing (spec 4.2.3); 0 means no limit. Raises `ConnectionException`: 501 for
+    a bad frame-end, an oversized or unknown frame, 502 for undecodable method
+    arguments, 540 for an unknown class or method.
+    """
+
+    __slots__ = ("frame_max", "_buf", "_pos", "_error")
+
+    def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
+        self.frame_max = frame_max
+        self._buf = bytearray()
+        self._pos = 0
+        self._error: AMQPError | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes."""
+        buf = self._buf
+        pos = self._pos
+        if pos:
+            if pos == len(buf):
+                buf.clear()  # everything consumed: nothing to copy
+            else:
+                del buf[:pos]  # move the partial frame to the front, once
+            self._pos = 0
+        buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return len(self._buf) - self._pos
+
+    def read_frames(self) -> Iterator[Frame]:
+        """Yield every complete frame in the buffer, in order.
+
+        After an error the reader is unusable: every later call raises it again.
+        """
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        frame_max = self.frame_max
+        try:
+            while end - pos >= 7:
+                frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
+                if frame_max and size + 8 > frame_max:
+                    raise frame_error(
+                        f"frame of {size + 8} octets exceeds frame_max {frame_max}"
+                    )
+                stop = pos + 7 + size
+                if stop >= end:
+                    return
+                if buf[stop] != FRAME_END:
+                    raise frame_error(f"frame-end octet is 0x{buf[stop]:02x}, not 0xce")
+                start = pos + 7
+                pos = stop + 1
+                if frame_type == FRAME_METHOD:
+                    if size < 4:
+                        raise frame_error("method frame shorter than its class and method ids")
+                    class_id, method_id = _HH.unpack_from(buf, start)
+                    cls = METHODS.get((class_id, method_id))
+                    if cls is None:
+                        raise ConnectionException(
+                            540, f"unknown method {class_id}.{method_id}", class_id, method_id
+                        )
+                    method = cls.decode_arguments(buf, start + 4, stop)
+                    self._pos = pos
+                    yield _new_tuple(MethodFrame, (channel, method))
+                elif frame_type == FRAME_BODY:
+                    if size >= _BIG_PAYLOAD:
+                        with memoryview(buf) as view:
+                            payload = bytes(view[start:stop])
+                    else:
+                        payload = bytes(buf[start:stop])
+                    self._pos = pos
+                    yield _new_tuple(BodyFrame, (channel, payload))
+                elif frame_type == FRAME_HEADER:
+                    if size < 14:
+                        raise frame_error("content header frame too short")
+                    class_id, _weight, body_size = _HHQ.unpack_from(buf, start)
+                    properties = bytes(buf[start + 12 : stop])
+                    self._pos = pos
+                    yield _new_tuple(HeaderFrame, (channel, class_id, body_size, properties))
+                elif frame_type == FRAME_HEARTBEAT:
+                    # Spec 4.2.7: heartbeat frames are on channel zero.
+                    if channel != 0:
+                        raise frame_error(f"heartbeat frame on channel {channel}")
+                    self._pos = pos
+                    yield _new_tuple(HeartbeatFrame, (channel,))
+                else:
+                    raise frame_error(f"unknown frame type {frame_type}")
+        except AMQPError as exc:
+            self._error = exc
+            raise
+
+
+# ---------------------------------------------------------------------------
+# writers
+
+
+def encode_method_frame(channel: int, method: Method) -> bytes:
+    """One method frame."""
+    args = method.encode_arguments()
+    return b"".join(
+        (
+            _METHOD_HEAD.pack(
+                FRAME_METHOD, channel, 4 + len(args), method.CLASS_ID, method.METHOD_ID
+            ),
+            args,
+            _END,
+        )
+    )
+
+
+def encode_header_frame(channel: int, body_size: int, properties: bytes, class_id: int = 60) -> bytes:
+    """A content header frame; ``properties`` are raw flags + property list."""
+    return b"".join(
+        (
+            _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), class_id, 0, body_size),
+            properties,
+            _END,
+        )
+    )
+
+
+def encode_body_frames(channel: int, body: bytes, frame_max: int) -> list[bytes]:
+    """The body split into frames of at most ``frame_max`` octets (0: unsplit).
+
+    An empty body has no body frames at all (spec 4.2.6.2).
+    """
+    size = len(body)
+    if not size:
+        return []
+    chunk = frame_max - 8 if frame_max else size
+    if size <= chunk:
+        return [_FRAME_HEAD.pack(FRAME_BODY, channel, size), body, _END]
+    parts: list[bytes] = []
+    view = memoryview(body)
+    for start in range(0, size, chunk):
+        piece = view[start : start + chunk]
+        parts.append(_FRAME_HEAD.pack(FRAME_BODY, channel, len(piece)))
+        parts.append(piece)  # type: ignore[arg-type]  # joined below, never kept
+        parts.append(_END)
+    return parts
+
+
+def encode_content_frames(
+    channel: int, method: Method, properties: bytes, body: bytes, frame_max: int
+) -> bytes:
+    """Method frame + content header frame + body frames of at most frame_max."""
+    args = method.encode_arguments()
+    parts = [
+        _METHOD_HEAD.pack(FRAME_METHOD, channel, 4 + len(args), method.CLASS_ID, method.METHOD_ID),
+        args,
+        _END,
+        _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), 60, 0, len(body)),
+        properties,
+        _END,
+    ]
+    parts += encode_body_frames(channel, body, frame_max)
+    return b"".join(parts)
+
+
+def encode_heartbeat() -> bytes:
+    """A heartbeat frame (type 8, channel 0, empty payload)."""
+    return _HEARTBEAT
+
+
+def _short(value: str | bytes) -> bytes:
+    raw = value.encode("utf-8") if type(value) is str else value
+    if len(raw) > 255:
+        raise ValueError("short string longer than 255 bytes")
+    return raw  # type: ignore[return-value]
+
+
+def _content_tail(channel: int, properties: bytes, body: bytes, frame_max: int) -> list[bytes]:
+    size = len(body)
+    head = _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), 60, 0, size)
+    if size and (not frame_max or size <= frame_max - 8):
+        return [head, properties, _END, _FRAME_HEAD.pack(FRAME_BODY, channel, size), body, _END]
+    return [head, properties, _END, *encode_body_frames(channel, body, frame_max)]
+
+
+def encode_basic_deliver(
+    channel: int,
+    consumer_tag: str | bytes,
+    delivery_tag: int,
+    redelivered: bool,
+    exchange: str | bytes,
+    routing_key: str | bytes,
+    properties: bytes,
+    body: bytes,
+    frame_max: int,
+) -> bytes:
+    """basic.deliver + content header + body frames, the broker's per-message write.
+
+    String arguments may be given as ``str`` or already-encoded ``bytes``.
+    """
+    ct = _short(consumer_tag)
+    ex = _short(exchange)
+    rk = _short(routing_key)
+    size = len(body)
+    head = _METHOD_HEAD.pack(FRAME_METHOD, channel, 16 + len(ct) + len(ex) + len(rk), 60, 60)
+    if size and (not frame_max or size <= frame_max - 8):
+        return b"".join((
+            head, _B.pack(len(ct)), ct, _QB.pack(delivery_tag, 1 if redelivered else 0),
+            _B.pack(len(ex)), ex, _B.pack(len(rk)), rk, _END,
+            _CONTENT_HEAD.pack(FRAME_HEADER, channel, 12 + len(properties), 60, 0, size),
+            properties, _END, _FRAME_HEAD.pack(FRAME_BODY, channel, size), body, _END,
+        ))
+    return b"".join((
+        head, _B.pack(len(ct)), ct, _QB.pack(delivery_tag, 1 if redelivered else 0),
+        _B.pack(len(ex)), ex, _B.pack(len(rk)), rk, _END,
+        *_content_tail(channel, properties, body, frame_max),
+    ))
+
+
+def encode_basic_get_ok(
+    channel: int,
+    delivery_tag: int,
+    redelivered: bool,
+    exchange: str | bytes,
+    routing_key: str | bytes,
+    message_count: int,
+    properties: bytes,
+    body: bytes,
+    frame_max: int,
+) -> bytes:
+    """basic.get-ok + content header + body frames."""
+    ex = _short(exchange)
+    rk = _short(routing_key)
+    head = _METHOD_HEAD.pack(FRAME_METHOD, channel, 19 + len(ex) + len(rk), 60, 71)
+    return b"".join((
+        head, _QB.pack(delivery_tag, 1 if redelivered else 0),
+        _B.pack(len(ex)), ex, _B.pack(len(rk)), rk, _I.pack(message_count), _END,
+        *_content_tail(channel, properties, body, frame_max),
+    ))
+
+
+def encode_basic_return(
+    channel: int,
+    reply_code: int,
+    reply_text: str | bytes,
+    exchange: str | bytes,
+    routing_key: str | bytes,
+    properties: bytes,
+    body: bytes,
+    frame_max: int,
+) -> bytes:
+    """basic.return + content header + body frames (e.g. 312 NO_ROUTE)."""
+    text = _short(reply_text)
+    ex = _short(exchange)
+    rk = _short(routing_key)
+    head = _METHOD_HEAD.pack(FRAME_METHOD, channel, 9 + len(text) + len(ex) + len(rk), 60, 50)
+    return b"".join((
+        head, _H.pack(reply_code), _B.pack(len(text)), text,
+        _B.pack(len(ex)), ex, _B.pack(len(rk)), rk, _END,
+        *_content_tail(channel, properties, body, frame_max),
+    ))
+
+
+def decode_all(data: bytes, frame_max: int = 0) -> list[Frame]:
+    """Every complete frame in ``data`` (a convenience for tests and tools)."""
+    reader = FrameReader(frame_max)
+    reader.feed(data)
+    return list(reader.read_frames())
+
+

@@ -1,0 +1,126 @@
+"""Publisher confirms (RabbitMQ extension: confirm.select, basic.ack/nack to publishers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiormq
+import pika.exceptions
+import pytest
+
+from conformance.helpers import channel_closed_with, get, publish, sync
+
+AREA = "publisher confirms"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_publish_to_queue_is_confirmed(channel, names):
+    queue = names.queue()
+    channel.queue_declare(queue)
+    channel.confirm_delivery()
+    publish(channel, "", queue, b"confirmed")  # raises if nacked
+    assert get(channel, queue, auto_ack=True).body == b"confirmed"
+
+
+def test_unroutable_non_mandatory_is_still_confirmed(channel, names):
+    exchange = names.exchange()
+    channel.exchange_declare(exchange, "direct")
+    channel.confirm_delivery()
+    publish(channel, exchange, "nowhere", b"x")
+    assert channel.is_open
+
+
+def test_persistent_to_durable_queue_is_confirmed(channel, names):
+    queue = names.queue()
+    channel.queue_declare(queue, durable=True)
+    channel.confirm_delivery()
+    for i in range(20):
+        publish(channel, "", queue, f"p{i}", delivery_mode=2)
+    assert channel.queue_declare(queue, passive=True).method.message_count == 20
+
+
+def test_confirm_select_is_idempotent(channel):
+    channel.confirm_delivery()
+    channel._impl.confirm_delivery(lambda frame: None, callback=None)  # second confirm.select
+    sync(channel)
+    assert channel.is_open
+
+
+def test_delivery_tags_count_from_one(amqp_url, names):
+    queue = names.queue()
+
+    async def scenario():
+        connection = await aiormq.connect(amqp_url)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.queue_declare(queue)
+            tags = []
+            for i in range(5):
+                confirmation = await channel.basic_publish(f"m{i}".encode(), routing_key=queue)
+                tags.append((type(confirmation).__name__, confirmation.delivery_tag))
+            return tags
+        finally:
+            await connection.close()
+
+    tags = run(scenario())
+    assert tags == [("Ack", n) for n in range(1, 6)]
+
+
+def test_many_in_flight_are_all_confirmed(amqp_url, names):
+    queue = names.queue()
+
+    async def scenario():
+        connection = await aiormq.connect(amqp_url)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.queue_declare(queue)
+            confirmations = await asyncio.gather(
+                *(channel.basic_publish(b"x", routing_key=queue) for _ in range(200))
+            )
+            result = await channel.queue_declare(queue, passive=True)
+            return confirmations, result.message_count
+        finally:
+            await connection.close()
+
+    confirmations, count = run(scenario())
+    assert all(type(c).__name__ == "Ack" for c in confirmations)
+    # aiormq hands each publish the basic.ack that covered it: its own tag, or a
+    # later tag with multiple=true (spec for confirms: acks may be cumulative).
+    for tag, confirmation in enumerate(confirmations, start=1):
+        assert confirmation.delivery_tag == tag or (
+            confirmation.multiple and confirmation.delivery_tag > tag
+        )
+    assert max(c.delivery_tag for c in confirmations) == 200
+    assert count == 200
+
+
+def test_confirm_select_on_transactional_channel_is_406(channel):
+    channel.tx_select()
+    with channel_closed_with(406):
+        channel.confirm_delivery()
+
+
+def test_tx_select_on_confirm_channel_is_406(channel):
+    channel.confirm_delivery()
+    with channel_closed_with(406):
+        channel.tx_select()
+
+
+def test_publish_to_missing_exchange_in_confirm_mode_closes_channel_404(channel, names):
+    channel.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+        publish(channel, names.exchange(), "k", b"x")
+    assert exc.value.reply_code == 404
+
+
+def test_reject_publish_overflow_is_nacked(channel, names):
+    queue = names.queue()
+    channel.queue_declare(queue, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    channel.confirm_delivery()
+    publish(channel, "", queue, b"fits")
+    with pytest.raises(pika.exceptions.NackError):
+        publish(channel, "", queue, b"does not fit")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 1

@@ -1,0 +1,469 @@
+"""One AMQP connection: the socket, its reader, writer and heartbeat tasks.
+
+Structured concurrency: `open_connection` opens a nursery that owns the three
+tasks; leaving its ``async with`` closes the connection (connection.close,
+then close-ok, spec 1.4.2.5) and cancels them, so no task outlives it.
+
+Speed comes from batching (docs/architecture.md, "Batch the hot path"): the
+reader parses every frame of each ``receive_some`` and dispatches them
+synchronously; everything we send is appended to one buffer that the writer
+task writes with one ``send_all`` per wake-up, so a burst of publishes or acks
+costs one socket write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from protocol import methods as m
+
+try:
+    from protocol.connection import Command, HeartbeatReceived, ProtocolFailure, Role
+    from protocol.connection import Connection as ProtocolConnection
+except ImportError:  # TEMPORARY until protocol.connection lands
+    from ._shim_protocol import Command, HeartbeatReceived, ProtocolFailure, Role
+    from ._shim_protocol import Connection as ProtocolConnection
+from protocol.constants import PROTOCOL_HEADER, ReplyCode
+
+from .channel import Channel
+from .errors import ConnectionClosed
+from .url import ConnectionParameters
+
+__all__ = ["Connection"]
+
+RECEIVE_SIZE = 256 * 1024
+_HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"  # spec 4.2.7
+_connection_ids = itertools.count(1)
+
+CLIENT_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+}
+
+
+class Connection:
+    """An open AMQP connection; create it with `broker.client.open_connection`."""
+
+    #: Bytes buffered for the socket above which publish/ack wait for the writer.
+    write_high_water = 128 * 1024
+    #: Seconds to wait for close-ok when closing a channel or the connection.
+    close_timeout = 5.0
+
+    def __init__(self, params: ConnectionParameters, nursery: trio.Nursery,
+                 client_properties: dict[str, Any] | None = None) -> None:
+        self.params = params
+        self._nursery = nursery
+        self._id = next(_connection_ids)
+        self._client_properties = client_properties or {}
+        self._stream: trio.abc.Stream | None = None
+        self._proto = ProtocolConnection(Role.CLIENT)
+        self._channels: dict[int, Channel] = {}
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._writer_wake: trio.Event | None = None
+        self._writable: trio.Event | None = None
+        self._closed: ConnectionClosed | None = None
+        self._closing = False
+        self._closed_by_us = False
+        self._close_ok = trio.Event()
+        self._tasks_done = trio.Event()
+        #: Set while the broker has blocked us (connection.blocked): publishers wait on it.
+        self._publish_gate: trio.Event | None = None
+        self.blocked_reason: str | None = None
+        self.server_properties: dict[str, Any] = {}
+        self.channel_max = params.channel_max
+        self.frame_max = params.frame_max
+        self.heartbeat = params.heartbeat
+        self._last_send = 0.0
+        self._last_receive = 0.0
+        self._pending_handshake: list[Any] = []
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def is_open(self) -> bool:
+        return self._closed is None and not self._closing
+
+    @property
+    def is_blocked(self) -> bool:
+        """True while the broker has sent connection.blocked (publishes wait)."""
+        return self._publish_gate is not None
+
+    async def channel(self, *, confirms: bool = False, max_in_flight: int | None = None,
+                      on_return: Any = None) -> Channel:
+        """Open a channel (channel.open); close it with ``await ch.close()``."""
+        self._check_open()
+        number = self._free_channel_number()
+        channel = Channel(self, number, max_in_flight=max_in_flight, on_return=on_return)
+        self._channels[number] = channel
+        try:
+            await channel._rpc(m.ChannelOpen(), (m.ChannelOpenOk,))
+            if confirms:
+                await channel.confirm_select()
+        except BaseException:
+            if channel.is_open:
+                with trio.CancelScope(shield=True):
+                    await channel.close()
+            raise
+        return channel
+
+    @asynccontextmanager
+    async def open_channel(self, *, confirms: bool = False, max_in_flight: int | None = None,
+                           on_return: Any = None) -> AsyncIterator[Channel]:
+        """``async with conn.open_channel(confirms=True) as ch:`` — closed on exit."""
+        channel = await self.channel(confirms=confirms, max_in_flight=max_in_flight,
+                                     on_return=on_return)
+        try:
+            yield channel
+        finally:
+            with trio.CancelScope(shield=True):
+                await channel.close()
+
+    async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
+        """connection.close, wait for close-ok, stop the tasks. Idempotent."""
+        if self._closed is None and not self._closing:
+            self._closing = True
+            self._closed_by_us = True
+            self._append(self._proto.send(0, m.ConnectionClose(reply_code=reply_code,
+                                                               reply_text=reply_text)))
+            with trio.move_on_after(self.close_timeout):
+                await self._close_ok.wait()
+            if self._closed is None:
+                self._on_lost(ConnectionClosed(reply_code, reply_text))
+        self._nursery.cancel_scope.cancel()
+        if self._stream is not None:
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+
+    # --------------------------------------------------------- handshake
+
+    async def _connect(self) -> None:
+        params = self.params
+        try:
+            with trio.fail_after(params.connection_timeout):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(params.host, params.port)
+                if params.tls:
+                    stream = trio.SSLStream(stream, params.make_ssl_context(),
+                                            server_hostname=params.server_hostname
+                                            or params.host)
+                    await stream.do_handshake()
+                self._stream = stream
+                await self._handshake()
+        except trio.TooSlowError:
+            raise ConnectionClosed(0, f"timed out connecting to {params.host}:{params.port} "
+                                      f"after {params.connection_timeout:g}s") from None
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise ConnectionClosed(0, f"cannot connect to {params.host}:{params.port}: "
+                                      f"{exc}") from exc
+        now = trio.current_time()
+        self._last_send = self._last_receive = now
+        self._nursery.start_soon(self._reader)
+        self._nursery.start_soon(self._writer)
+        if self.heartbeat:
+            self._nursery.start_soon(self._heartbeater)
+
+    async def _handshake(self) -> None:
+        """Spec 2.2.4: header, start/start-ok, tune/tune-ok, open/open-ok."""
+        assert self._stream is not None
+        params = self.params
+        await self._stream.send_all(PROTOCOL_HEADER)
+        start = await self._expect(m.ConnectionStart)
+        self.server_properties = start.server_properties or {}
+        mechanisms = start.mechanisms.split() if start.mechanisms else []
+        if "PLAIN" not in mechanisms:
+            raise ConnectionClosed(ReplyCode.ACCESS_REFUSED,
+                                   f"the broker offers no PLAIN login (offers {mechanisms})")
+        properties = {
+            "product": "warren.client",
+            "platform": f"Python {platform.python_version()}",
+            "version": "0.1.0",
+            "capabilities": CLIENT_CAPABILITIES,
+            **self._client_properties,
+        }
+        response = b"\x00" + params.username.encode() + b"\x00" + params.password.encode()
+        await self._send_now(m.ConnectionStartOk(client_properties=properties, mechanism="PLAIN",
+                                                 response=response, locale="en_US"))
+        tune = await self._expect(m.ConnectionTune)
+        self.channel_max = _negotiate(params.channel_max, tune.channel_max) or 65535
+        self.frame_max = _negotiate(params.frame_max, tune.frame_max) or params.frame_max
+        # A heartbeat of 0 asked by the client disables heartbeats (RabbitMQ
+        # reads tune-ok's 0 that way); otherwise the smaller non-zero value.
+        self.heartbeat = 0 if params.heartbeat == 0 else _negotiate(params.heartbeat,
+                                                                    tune.heartbeat)
+        await self._send_now(m.ConnectionTuneOk(channel_max=self.channel_max,
+                                                frame_max=self.frame_max,
+                                                heartbeat=self.heartbeat))
+        await self._send_now(m.ConnectionOpen(virtual_host=params.vhost))
+        await self._expect(m.ConnectionOpenOk)
+
+    async def _send_now(self, method: m.Method) -> None:
+        assert self._stream is not None
+        await self._stream.send_all(self._proto.send(0, method))
+
+    async def _expect(self, kind: type) -> Any:
+        """Read until the next method on channel 0; it must be ``kind``."""
+        assert self._stream is not None
+        while True:
+            if self._pending_handshake:
+                event = self._pending_handshake.pop(0)
+            else:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise ConnectionClosed(
+                        0, "the broker closed the socket during the handshake "
+                           "(wrong vhost or credentials on an old broker?)")
+                self._pending_handshake.extend(self._proto.receive_data(data))
+                continue
+            if isinstance(event, ProtocolFailure):
+                raise ConnectionClosed(event.error.reply_code, event.error.reply_text)
+            if not isinstance(event, Command):
+                continue
+            method = event.method
+            if isinstance(method, m.ConnectionClose):
+                # e.g. 403 ACCESS_REFUSED (bad login), 530 NOT_ALLOWED (vhost)
+                try:
+                    await self._send_now(m.ConnectionCloseOk())
+                except (OSError, trio.BrokenResourceError):
+                    pass
+                raise ConnectionClosed(method.reply_code, method.reply_text, method.class_id,
+                                       method.method_id)
+            if not isinstance(method, kind):
+                raise ConnectionClosed(ReplyCode.UNEXPECTED_FRAME,
+                                       f"expected {kind.__name__}, the broker sent {method!r}")
+            return method
+
+    # ---------------------------------------------------------- the tasks
+
+    async def _reader(self) -> None:
+        stream = self._stream
+        assert stream is not None
+        proto = self._proto
+        channels = self._channels
+        deliver = m.BasicDeliver
+        pending, self._pending_handshake = self._pending_handshake, []
+        try:
+            for event in pending:
+                self._dispatch(event)
+            while self._closed is None:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    raise ConnectionClosed(0, "connection lost: the broker closed the socket")
+                self._last_receive = trio.current_time()
+                for event in proto.receive_data(data):
+                    if type(event) is Command:
+                        method = event.method
+                        if event.channel:
+                            channel = channels.get(event.channel)
+                            if channel is None:
+                                continue  # a closed channel: spec 2.3.7, discard
+                            if type(method) is deliver:
+                                channel._on_deliver(method, event.properties, event.body)
+                            else:
+                                channel._on_command(method, event.properties, event.body)
+                        else:
+                            self._on_connection_method(method)
+                    else:
+                        self._dispatch(event)
+        except ConnectionClosed as exc:
+            self._on_lost(exc)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._on_lost(ConnectionClosed(0, f"connection lost: {exc or type(exc).__name__}"))
+        except Exception as exc:  # a bug of ours: report it, never lose it
+            self._on_lost(ConnectionClosed(ReplyCode.INTERNAL_ERROR,
+                                           f"client error: {exc!r}"))
+            raise
+
+    def _dispatch(self, event: Any) -> None:
+        if isinstance(event, Command):
+            if event.channel:
+                channel = self._channels.get(event.channel)
+                if channel is None:
+                    return
+                if type(event.method) is m.BasicDeliver:
+                    channel._on_deliver(event.method, event.properties, event.body)
+                else:
+                    channel._on_command(event.method, event.properties, event.body)
+            else:
+                self._on_connection_method(event.method)
+        elif isinstance(event, HeartbeatReceived):
+            pass
+        elif isinstance(event, ProtocolFailure):
+            error = event.error
+            # The broker broke the protocol: tell it why and give up (spec 4.2.3).
+            try:
+                self._append(self._proto.send(0, m.ConnectionClose(
+                    reply_code=error.reply_code, reply_text=error.reply_text[:255],
+                    class_id=error.class_id, method_id=error.method_id)))
+            except Exception:
+                pass
+            raise ConnectionClosed(error.reply_code, f"broker sent bad data: {error.reply_text}",
+                                   error.class_id, error.method_id)
+
+    def _on_connection_method(self, method: Any) -> None:
+        kind = type(method)
+        if kind is m.ConnectionClose:
+            self._append(self._proto.send(0, m.ConnectionCloseOk()))
+            raise ConnectionClosed(method.reply_code, method.reply_text, method.class_id,
+                                   method.method_id)
+        if kind is m.ConnectionCloseOk:
+            self._close_ok.set()
+            raise ConnectionClosed(ReplyCode.REPLY_SUCCESS, "connection closed by client")
+        if kind is m.ConnectionBlocked:
+            self.blocked_reason = method.reason
+            if self._publish_gate is None:
+                self._publish_gate = trio.Event()
+            return
+        if kind is m.ConnectionUnblocked:
+            self.blocked_reason = None
+            gate, self._publish_gate = self._publish_gate, None
+            if gate is not None:
+                gate.set()
+            return
+        if kind is m.ConnectionUpdateSecretOk:
+            return
+
+    async def _writer(self) -> None:
+        stream = self._stream
+        assert stream is not None
+        out = self._out
+        try:
+            while True:
+                if not out:
+                    if self._closed is not None:
+                        return
+                    wake = self._writer_wake = trio.Event()
+                    await wake.wait()
+                    continue
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._out_size = 0
+                writable = self._writable
+                if writable is not None:
+                    # Double buffering: publishers refill while this send runs.
+                    self._writable = None
+                    writable.set()
+                await stream.send_all(data)
+                self._last_send = trio.current_time()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._on_lost(ConnectionClosed(0, f"connection lost: {exc or type(exc).__name__}"))
+
+    async def _heartbeater(self) -> None:
+        """Spec 4.2.7: send a heartbeat when we have been silent for half the
+        interval; the peer is dead after two intervals without any bytes."""
+        interval = self.heartbeat
+        while self._closed is None:
+            await trio.sleep(interval / 2)
+            now = trio.current_time()
+            if now - self._last_receive > 2 * interval:
+                self._on_lost(ConnectionClosed(
+                    0, f"missed heartbeats: nothing from the broker for {2 * interval}s"))
+                if self._stream is not None:
+                    await self._stream.aclose()
+                return
+            if now - self._last_send >= interval / 2 and not self._out:
+                self._append(_HEARTBEAT_FRAME)
+
+    # ------------------------------------------------------------- writing
+
+    def _append(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+        wake = self._writer_wake
+        if wake is not None:
+            self._writer_wake = None
+            wake.set()
+
+    def _write(self, data: bytes) -> None:
+        """Queue bytes for the socket (raises if the connection is closed)."""
+        if self._closed is not None or self._closing:
+            self._check_open()
+        self._out.append(data)
+        self._out_size += len(data)
+        wake = self._writer_wake
+        if wake is not None:
+            self._writer_wake = None
+            wake.set()
+
+    def _send_method(self, channel: int, method: m.Method, force: bool = False) -> None:
+        if force:
+            if self._closed is None:
+                self._append(self._proto.send(channel, method))
+            return
+        self._write(self._proto.send(channel, method))
+
+    async def _wait_writable(self) -> None:
+        """Wait until the writer has taken the buffer (publish backpressure)."""
+        while self._out_size > self.write_high_water:
+            self._check_open()
+            if self._writable is None:
+                self._writable = trio.Event()
+            await self._writable.wait()
+        self._check_open()
+
+    # ------------------------------------------------------------- closing
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+        if self._closing:
+            raise ConnectionClosed(ReplyCode.REPLY_SUCCESS, "the connection is closing")
+
+    def _on_lost(self, error: ConnectionClosed) -> None:
+        """The connection is over: every channel, waiter and consumer learns why."""
+        if self._closed is not None:
+            return
+        self._closed = error
+        self._close_ok.set()
+        for channel in list(self._channels.values()):
+            channel._on_closed(error)
+        self._channels.clear()
+        gate, self._publish_gate = self._publish_gate, None
+        if gate is not None:
+            gate.set()
+        if self._writable is not None:
+            self._writable.set()
+        # The writer still flushes what is buffered (close-ok), then stops.
+        wake = self._writer_wake
+        if wake is not None:
+            self._writer_wake = None
+            wake.set()
+
+    def _forget_channel(self, number: int) -> None:
+        self._channels.pop(number, None)
+
+    def _free_channel_number(self) -> int:
+        for number in range(1, self.channel_max + 1):
+            if number not in self._channels:
+                return number
+        raise ConnectionClosed(ReplyCode.CHANNEL_ERROR,
+                               f"all {self.channel_max} channels are in use")
+
+    @property
+    def closed_error(self) -> ConnectionClosed | None:
+        """Why the connection closed (None while open)."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        p = self.params
+        state = "open" if self.is_open else "closed"
+        return f"<Connection {p.host}:{p.port} vhost={p.vhost!r} {state}>"
+
+
+def _negotiate(ours: int, theirs: int) -> int:
+    """The smaller of two limits where 0 means "no limit" (spec 1.4.2.6)."""
+    if not ours:
+        return theirs
+    if not theirs:
+        return ours
+    return min(ours, theirs)

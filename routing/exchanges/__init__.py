@@ -1,0 +1,51 @@
+"""Exchange types: one module each, over ``base``.
+
+``EXCHANGE_TYPES`` maps the AMQP type name to its class; ``make_exchange`` builds
+one, raising ``UnknownExchangeType`` (503 COMMAND_INVALID) for a name it does not
+know, as RabbitMQ does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import UnknownExchangeType
+from .base import Binding, Destination, Exchange, freeze_arguments
+from .direct import DirectExchange
+from .fanout import FanoutExchange
+from .headers import HeadersExchange, headers_match
+from .topic import TopicExchange
+
+__all__ = [
+    "EXCHANGE_TYPES",
+    "Binding",
+    "Destination",
+    "DirectExchange",
+    "Exchange",
+    "FanoutExchange",
+    "HeadersExchange",
+    "TopicExchange",
+    "freeze_arguments",
+    "headers_match",
+    "make_exchange",
+]
+
+EXCHANGE_TYPES: dict[str, type[Exchange]] = {
+    cls.TYPE: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
+}
+
+
+def make_exchange(
+    name: str,
+    type: str,
+    durable: bool = False,
+    auto_delete: bool = False,
+    internal: bool = False,
+    arguments: Mapping[str, Any] | None = None,
+) -> Exchange:
+    """Build an exchange of AMQP type ``type`` (``direct``, ``fanout``, ...)."""
+    cls = EXCHANGE_TYPES.get(type)
+    if cls is None:
+        raise UnknownExchangeType(type)
+    return cls(name, durable, auto_delete, internal, arguments)

@@ -1,0 +1,537 @@
+"""The exchanges, queues and bindings of one vhost, and routing across them.
+
+The broker keeps one ``Topology`` per vhost and calls ``route`` for every
+published message. ``route`` does, in order (RabbitMQ's rabbit_exchange:route/2
+and rabbit_basic's CC/BCC handling):
+
+1. the default exchange ``""`` sends the message to the queue named by the
+   routing key, if it exists (AMQP 0-9-1 section 3.1.3.1, "default exchange");
+2. ``CC`` and ``BCC`` headers (arrays of long strings) add routing keys: the
+   message is routed with each of them as well, through every exchange it
+   crosses (RabbitMQ "sender-selected distribution");
+3. each exchange reached routes by its own bindings; a binding to an exchange
+   sends the message on, each exchange visited at most once however the
+   bindings loop; an exchange whose own bindings match nothing hands the
+   message to its ``alternate-exchange``, if that exists;
+4. the result is every queue reached, each once.
+
+The common case (one key, no exchange-to-exchange bindings in the vhost, a
+match) is one dict lookup, one exchange ``route`` and one list comprehension.
+
+Errors carry their AMQP reply code (``routing.errors``); texts are RabbitMQ
+3.10.8's, checked against the reference broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .errors import AccessRefused, PreconditionFailed, UnknownExchange, UnknownQueue
+from .exchanges import Binding, Destination, Exchange, make_exchange
+from .exchanges.headers import HeadersExchange, field_type_name
+
+__all__ = [
+    "BUILTIN_EXCHANGES",
+    "DEFAULT_EXCHANGE",
+    "Changes",
+    "Hop",
+    "RouteTrace",
+    "Topology",
+]
+
+DEFAULT_EXCHANGE = ""
+
+#: The exchanges every RabbitMQ vhost starts with (name, type, internal); all durable.
+BUILTIN_EXCHANGES: tuple[tuple[str, str, bool], ...] = (
+    ("amq.direct", "direct", False),
+    ("amq.fanout", "fanout", False),
+    ("amq.topic", "topic", False),
+    ("amq.headers", "headers", False),
+    ("amq.match", "headers", False),
+    ("amq.rabbitmq.trace", "topic", True),
+)
+
+_DEFAULT_REFUSED = "operation not permitted on the default exchange"
+
+
+@dataclass
+class Changes:
+    """What an operation removed, so the broker can journal it and answer.
+
+    ``exchanges_deleted`` lists exchanges deleted as a consequence (auto-delete
+    cascades), plus the exchange itself for ``delete_exchange``.
+    """
+
+    bindings_removed: list[Binding] = field(default_factory=list)
+    exchanges_deleted: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.bindings_removed or self.exchanges_deleted)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of a route trace.
+
+    ``via`` is ``"binding"`` (``binding`` says which), ``"alternate-exchange"``
+    (the source matched nothing) or ``"default-exchange"`` (the implicit
+    binding of every queue to ``""``). ``matched_key`` is the message routing
+    key (the publish key or a CC/BCC entry) that the step used; ``None`` for
+    headers exchanges and alternate-exchange steps.
+    """
+
+    source: str
+    destination: Destination
+    via: str
+    binding: Binding | None = None
+    matched_key: str | None = None
+
+    def describe(self) -> str:
+        src = f"exchange '{self.source}'" if self.source else "the default exchange"
+        if self.via == "alternate-exchange":
+            return f"{src} matched nothing -> alternate-exchange '{self.destination.name}'"
+        if self.via == "default-exchange":
+            return f"{src} -> queue '{self.destination.name}' (routing key names the queue)"
+        assert self.binding is not None
+        how = f"key '{self.binding.routing_key}'"
+        if self.binding.arguments:
+            args = " ".join(f"{k}={v!r}" for k, v in self.binding.arguments.items())
+            how += f" arguments {args}"
+        if self.matched_key is not None:
+            how += f" matched '{self.matched_key}'"
+        return f"{src} -> {self.destination} by {how}"
+
+
+@dataclass
+class RouteTrace:
+    """The queues a message reaches and, for each, the chain of hops that led there."""
+
+    exchange: str
+    routing_keys: list[str]
+    queues: list[str]
+    paths: dict[str, list[Hop]]
+    #: Exchanges visited, in the order the walk reached them.
+    exchanges_visited: list[str]
+
+    def describe(self) -> str:
+        """A human-readable rendering (what the CLI prints)."""
+        lines = [
+            f"exchange '{self.exchange}' routing keys {self.routing_keys}: "
+            f"{len(self.queues)} queue(s)"
+        ]
+        for q in self.queues:
+            lines.append(f"  queue '{q}'")
+            for hop in self.paths[q]:
+                lines.append(f"    {hop.describe()}")
+        if not self.queues:
+            lines.append("  unroutable: no queue reached")
+        return "\n".join(lines)
+
+
+def _cc_keys(routing_key: str, headers: Mapping[str, Any]) -> list[str] | None:
+    """All routing keys of a message with CC/BCC headers, or None without them.
+
+    RabbitMQ (rabbit_basic:header_routes/1) takes the long-string elements of an
+    array; a CC or BCC header of any other type makes the message invalid
+    (406 PRECONDITION_FAILED).
+    """
+    if "CC" not in headers and "BCC" not in headers:
+        return None
+    keys = [routing_key]
+    for name in ("CC", "BCC"):
+        if name not in headers:
+            continue
+        value = headers[name]
+        if not isinstance(value, list | tuple):
+            raise PreconditionFailed(
+                f'invalid message: {{unacceptable_type_in_header,"{name}",'
+                f"{field_type_name(value)}}}"
+            )
+        for item in value:
+            if isinstance(item, str):
+                keys.append(item)
+            elif isinstance(item, bytes):  # a long string that is not UTF-8
+                keys.append(item.decode("utf-8", "surrogateescape"))
+    return keys
+
+
+class Topology:
+    """The exchanges, queues (names only) and bindings of one vhost."""
+
+    def __init__(self, vhost: str = "/", *, builtin_exchanges: bool = True) -> None:
+        self.vhost = vhost
+        self._default = make_exchange(DEFAULT_EXCHANGE, "direct", durable=True)
+        self._exchanges: dict[str, Exchange] = {DEFAULT_EXCHANGE: self._default}
+        self._queues: set[str] = set()
+        #: Bindings by destination, for queue deletion and exchange deletion.
+        self._incoming: dict[Destination, dict[Binding, None]] = {}
+        #: How many bindings lead to an exchange; zero enables route's fast path.
+        self._e2e = 0
+        if builtin_exchanges:
+            for name, type_, internal in BUILTIN_EXCHANGES:
+                self.declare_exchange(name, type_, durable=True, internal=internal, system=True)
+
+    # -- looking things up -------------------------------------------------
+
+    @property
+    def exchanges(self) -> Mapping[str, Exchange]:
+        """Every exchange by name, the default exchange ``""`` included (read-only)."""
+        return MappingProxyType(self._exchanges)
+
+    @property
+    def queues(self) -> frozenset[str]:
+        """The names of the queues known to routing."""
+        return frozenset(self._queues)
+
+    def has_exchange(self, name: str) -> bool:
+        return name in self._exchanges
+
+    def has_queue(self, name: str) -> bool:
+        return name in self._queues
+
+    def get_exchange(self, name: str) -> Exchange:
+        """The exchange called ``name``; ``UnknownExchange`` (404) if none."""
+        x = self._exchanges.get(name)
+        if x is None:
+            raise UnknownExchange(name, self.vhost)
+        return x
+
+    def bindings(self) -> list[Binding]:
+        """Every explicit binding in the vhost (the default exchange's are implicit)."""
+        return [b for x in self._exchanges.values() for b in x.bindings]
+
+    def bindings_from(self, exchange: str) -> list[Binding]:
+        """Bindings whose source is ``exchange``."""
+        x = self._exchanges.get(exchange)
+        return [] if x is None else list(x.bindings)
+
+    def bindings_to(self, destination: Destination) -> list[Binding]:
+        """Bindings that lead to ``destination`` (a queue or an exchange)."""
+        return list(self._incoming.get(destination, ()))
+
+    def bindings_for_queue(self, name: str) -> list[Binding]:
+        """Bindings that lead to queue ``name`` (what deleting it removes)."""
+        return self.bindings_to(Destination("queue", name))
+
+    def has_bindings(self, exchange: str) -> bool:
+        """Whether ``exchange`` is the source of any binding (exchange.delete if-unused)."""
+        x = self._exchanges.get(exchange)
+        return bool(x is not None and x.bindings)
+
+    def _rs(self, kind: str, name: str) -> str:
+        return f"{kind} '{name}' in vhost '{self.vhost}'"
+
+    # -- exchanges ---------------------------------------------------------
+
+    def declare_exchange(
+        self,
+        name: str,
+        type: str = "direct",
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        system: bool = False,
+    ) -> Exchange:
+        """Create exchange ``name``, or check that an existing one is equivalent.
+
+        Raises ``UnknownExchangeType`` (503) for an unknown type,
+        ``AccessRefused`` (403) for ``""`` or a new name starting with ``amq.``
+        (unless ``system``), ``PreconditionFailed`` (406) if the exchange exists
+        with a different type, durable, auto-delete, internal or
+        alternate-exchange (the only argument RabbitMQ compares).
+        Passive declares are the broker's: use ``get_exchange``.
+        """
+        new = make_exchange(name, type, durable, auto_delete, internal, arguments)
+        if name == DEFAULT_EXCHANGE:
+            raise AccessRefused(_DEFAULT_REFUSED)
+        existing = self._exchanges.get(name)
+        if existing is None:
+            if name.startswith("amq.") and not system:
+                raise AccessRefused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            self._exchanges[name] = new
+            return new
+        self._assert_equivalent(existing, new)
+        return existing
+
+    def _assert_equivalent(self, old: Exchange, new: Exchange) -> None:
+        # rabbit_exchange:assert_equivalence/6, then assert_args_equivalence/2.
+        where = self._rs("exchange", old.name)
+        for arg, had, got in (
+            ("type", old.type, new.type),
+            ("durable", old.durable, new.durable),
+            ("auto_delete", old.auto_delete, new.auto_delete),
+            ("internal", old.internal, new.internal),
+        ):
+            if had != got:
+                had_s = str(had).lower() if isinstance(had, bool) else had
+                got_s = str(got).lower() if isinstance(got, bool) else got
+                raise PreconditionFailed(
+                    f"inequivalent arg '{arg}' for {where}: "
+                    f"received '{got_s}' but current is '{had_s}'"
+                )
+        key = "alternate-exchange"
+        had_v, got_v = old.arguments.get(key), new.arguments.get(key)
+        if had_v != got_v or type(had_v) is not type(got_v):
+
+            def show(v: Any) -> str:
+                if v is None:
+                    return "none"
+                return f"the value '{v}' of type '{field_type_name(v)}'"
+
+            raise PreconditionFailed(
+                f"inequivalent arg '{key}' for {where}: "
+                f"received {show(got_v)} but current is {show(had_v)}"
+            )
+
+    def delete_exchange(self, name: str, if_unused: bool = False) -> Changes:
+        """Delete exchange ``name`` with every binding from or to it.
+
+        A missing exchange is not an error (RabbitMQ 3.10 answers delete-ok).
+        ``""`` and the ``amq.*`` built-ins are refused (403); ``if_unused`` and
+        bindings with it as source give 406 ``exchange 'x' in vhost '/' in use``.
+        Removing bindings to it may auto-delete their sources (see ``Changes``).
+        """
+        if name == DEFAULT_EXCHANGE:
+            raise AccessRefused(_DEFAULT_REFUSED)
+        x = self._exchanges.get(name)
+        if x is None:
+            return Changes()
+        if name.startswith("amq."):
+            raise AccessRefused(f"deletion of system {self._rs('exchange', name)} not allowed")
+        if if_unused and x.bindings:
+            raise PreconditionFailed(f"{self._rs('exchange', name)} in use")
+        changes = Changes()
+        self._delete(x, changes)
+        return changes
+
+    def _delete(self, x: Exchange, changes: Changes) -> None:
+        del self._exchanges[x.name]
+        changes.exchanges_deleted.append(x.name)
+        for b in list(x.bindings):
+            self._remove_binding(x, b, changes, auto_delete=False)
+        for b in list(self._incoming.get(Destination("exchange", x.name), ())):
+            src = self._exchanges.get(b.source)
+            if src is not None:
+                self._remove_binding(src, b, changes, auto_delete=True)
+
+    # -- queues ------------------------------------------------------------
+
+    def add_queue(self, name: str) -> None:
+        """Make queue ``name`` routable (idempotent)."""
+        self._queues.add(name)
+
+    def remove_queue(self, name: str) -> Changes:
+        """Forget queue ``name`` and remove its bindings (auto-deleting sources)."""
+        self._queues.discard(name)
+        changes = Changes()
+        for b in list(self._incoming.get(Destination("queue", name), ())):
+            src = self._exchanges.get(b.source)
+            if src is not None:
+                self._remove_binding(src, b, changes, auto_delete=True)
+        return changes
+
+    # -- bindings ----------------------------------------------------------
+
+    def bind(
+        self,
+        source: str,
+        destination: Destination | tuple[str, str],
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Bind ``destination`` to exchange ``source``; False if it already was.
+
+        403 for the default exchange on either side, 404 for a missing source
+        (checked first) or destination, 406 for arguments the exchange type
+        refuses (headers ``x-match``).
+        """
+        dest = destination if isinstance(destination, Destination) else Destination(*destination)
+        if source == DEFAULT_EXCHANGE or (dest.kind == "exchange" and dest.name == ""):
+            raise AccessRefused(_DEFAULT_REFUSED)
+        x = self.get_exchange(source)
+        if dest.kind == "queue":
+            if dest.name not in self._queues:
+                raise UnknownQueue(dest.name, self.vhost)
+        elif dest.name not in self._exchanges:
+            raise UnknownExchange(dest.name, self.vhost)
+        args = dict(arguments) if arguments else {}
+        x.validate_binding(routing_key, args)
+        binding = Binding(source, dest, routing_key, args)
+        if not x.add_binding(binding):
+            return False
+        self._incoming.setdefault(dest, {})[binding] = None
+        if dest.kind == "exchange":
+            self._e2e += 1
+        return True
+
+    def unbind(
+        self,
+        source: str,
+        destination: Destination | tuple[str, str],
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> Changes:
+        """Remove a binding. A binding, queue or exchange that does not exist is
+        not an error (RabbitMQ 3.10 answers unbind-ok); the default exchange is
+        (403). Removing the last binding of an auto-delete source deletes it."""
+        dest = destination if isinstance(destination, Destination) else Destination(*destination)
+        if source == DEFAULT_EXCHANGE or (dest.kind == "exchange" and dest.name == ""):
+            raise AccessRefused(_DEFAULT_REFUSED)
+        changes = Changes()
+        x = self._exchanges.get(source)
+        if x is not None:
+            self._remove_binding(x, Binding(source, dest, routing_key, arguments), changes, True)
+        return changes
+
+    def _remove_binding(
+        self, x: Exchange, binding: Binding, changes: Changes, auto_delete: bool
+    ) -> None:
+        if not x.remove_binding(binding):
+            return
+        changes.bindings_removed.append(binding)
+        incoming = self._incoming.get(binding.destination)
+        if incoming is not None:
+            incoming.pop(binding, None)
+            if not incoming:
+                del self._incoming[binding.destination]
+        if binding.destination.kind == "exchange":
+            self._e2e -= 1
+        # RabbitMQ: an auto-delete exchange goes when its last binding as source does.
+        if auto_delete and x.auto_delete and not x.bindings and self._exchanges.get(x.name) is x:
+            self._delete(x, changes)
+
+    # -- routing -----------------------------------------------------------
+
+    def route(
+        self,
+        exchange: str,
+        routing_key: str = "",
+        headers: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """The names of the queues a message published to ``exchange`` reaches.
+
+        Each queue appears once. Raises ``UnknownExchange`` (404),
+        ``AccessRefused`` (403) for an internal exchange, ``PreconditionFailed``
+        (406) for a CC/BCC header that is not an array. The broker strips
+        ``BCC`` from the message it delivers.
+        """
+        x = self._exchanges.get(exchange)
+        if x is None:
+            raise UnknownExchange(exchange, self.vhost)
+        if x.internal:
+            raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
+        if headers and ("CC" in headers or "BCC" in headers):
+            keys = _cc_keys(routing_key, headers)
+            assert keys is not None
+            return self._walk(x, keys, headers)
+        if x is self._default:
+            return [routing_key] if routing_key in self._queues else []
+        dests = x.route(routing_key, headers)
+        if dests:
+            if not self._e2e:  # no exchange-to-exchange binding anywhere: all queues
+                return [d[1] for d in dests]
+        elif x.alternate_exchange is None:
+            return []
+        return self._walk(x, [routing_key], headers)
+
+    def _route_one(
+        self, x: Exchange, keys: list[str], headers: Mapping[str, Any] | None
+    ) -> Iterable[Destination]:
+        if x is self._default:
+            return [Destination("queue", k) for k in keys if k in self._queues]
+        if len(keys) == 1:
+            return x.route(keys[0], headers)
+        return x.route_keys(keys, headers)
+
+    def _walk(
+        self, start: Exchange, keys: list[str], headers: Mapping[str, Any] | None
+    ) -> list[str]:
+        # rabbit_exchange:route1/3: a work list of exchanges and a seen set, so
+        # each exchange routes at most once however the bindings loop.
+        exchanges = self._exchanges
+        queues: dict[str, None] = {}
+        seen = {start.name}
+        work = [start]
+        while work:
+            x = work.pop(0)
+            dests = self._route_one(x, keys, headers)
+            if not dests:
+                ae = x.alternate_exchange
+                if ae is not None and ae not in seen:
+                    seen.add(ae)
+                    alt = exchanges.get(ae)
+                    if alt is not None:
+                        work.append(alt)
+                continue
+            for kind, name in dests:
+                if kind == "queue":
+                    queues[name] = None
+                elif name not in seen:
+                    seen.add(name)
+                    nxt = exchanges.get(name)
+                    if nxt is not None:
+                        work.append(nxt)
+        return list(queues)
+
+    def trace(
+        self,
+        exchange: str,
+        routing_key: str = "",
+        headers: Mapping[str, Any] | None = None,
+        *,
+        allow_internal: bool = False,
+    ) -> RouteTrace:
+        """Like ``route``, with the chain of hops that reached each queue.
+
+        The walk is breadth-first, so each queue's chain is a shortest one.
+        ``allow_internal`` lets operators trace an internal exchange.
+        """
+        x = self.get_exchange(exchange)
+        if x.internal and not allow_internal:
+            raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
+        keys = (_cc_keys(routing_key, headers) if headers else None) or [routing_key]
+        paths: dict[str, list[Hop]] = {}
+        chain: dict[str, list[Hop]] = {x.name: []}
+        visited: list[str] = []
+        work = [x]
+        while work:
+            x = work.pop(0)
+            visited.append(x.name)
+            hops: list[Hop] = []
+            if x is self._default:
+                for k in keys:
+                    if k in self._queues:
+                        hops.append(Hop("", Destination("queue", k), "default-exchange", None, k))
+            elif isinstance(x, HeadersExchange):
+                for b in x.matching_bindings(keys[0], headers):
+                    hops.append(Hop(x.name, b.destination, "binding", b, None))
+            else:
+                for k in keys:
+                    for b in x.matching_bindings(k, headers):
+                        hops.append(Hop(x.name, b.destination, "binding", b, k))
+            if not hops and x.alternate_exchange is not None:
+                hops.append(
+                    Hop(x.name, Destination("exchange", x.alternate_exchange), "alternate-exchange")
+                )
+            for hop in hops:
+                kind, name = hop.destination
+                if kind == "queue":
+                    if name not in paths:
+                        paths[name] = [*chain[x.name], hop]
+                elif name not in chain:
+                    nxt = self._exchanges.get(name)
+                    if nxt is not None:
+                        chain[name] = [*chain[x.name], hop]
+                        work.append(nxt)
+        return RouteTrace(exchange, keys, list(paths), paths, visited)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Topology vhost={self.vhost!r} exchanges={len(self._exchanges)} "
+            f"queues={len(self._queues)}>"
+        )

@@ -1,0 +1,644 @@
+"""One client connection: a reader, a writer and a heartbeat task.
+
+The reader reads large chunks (`receive_some(65536)`), feeds them to the
+sans-I/O state machine (`protocol.connection.Connection` in the server role)
+and handles every event of the chunk synchronously: route, enqueue, dispatch,
+with no await and no task per message. Whatever the handling produces, for this
+connection or for consumers on other connections, is appended to the target
+connection's output buffer, and that connection's writer sends the whole
+buffer with one `send_all` (writes are coalesced per batch).
+
+Memory per connection is bounded: when the output buffer (plus the bytes in
+flight) exceeds `OUTPUT_HIGH_WATER`, queues stop dispatching to this
+connection's consumers (the messages wait in their queues) and the reader stops
+reading from this connection (TCP backpressure on a publisher whose own replies
+back up). Frame size is bounded by the negotiated frame_max, content size by
+`MAX_MESSAGE_SIZE` (RabbitMQ's 3.10 default, 128 MiB).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from broker import errors
+from broker.channel import Channel
+from broker.logging import get_logger
+from protocol import methods as m
+
+try:
+    from protocol.connection import (
+        Command,
+        Connection,
+        HeartbeatReceived,
+        ProtocolFailure,
+        ProtocolHeaderReceived,
+        Role,
+    )
+except ImportError:  # TEMPORARY: until protocol.connection lands
+    from broker._shim_protocol import (  # type: ignore[assignment]
+        Command,
+        Connection,
+        HeartbeatReceived,
+        ProtocolFailure,
+        ProtocolHeaderReceived,
+        Role,
+    )
+from protocol.constants import FRAME_MIN_SIZE, ReplyCode
+from protocol.errors import AMQPError, BadProtocolHeader, error_for
+from protocol.fields import decode_table
+
+if TYPE_CHECKING:
+    from broker.server import Broker
+
+__all__ = ["ClientConnection", "OUTPUT_HIGH_WATER", "server_properties"]
+
+log = get_logger("warren.connection")
+
+#: Output bytes buffered per connection before dispatch to it pauses and
+#: reading from it stops. RabbitMQ's equivalent is its per-connection credit
+#: flow; 4 MiB keeps a slow consumer's cost bounded and a fast one busy.
+OUTPUT_HIGH_WATER = 4 * 1024 * 1024
+#: Size of one read. Large, so that one read carries many frames.
+RECEIVE_SIZE = 65536
+#: Negotiation maxima we propose in connection.tune (RabbitMQ 3.10's defaults).
+CHANNEL_MAX = 2047
+FRAME_MAX = 131072
+HEARTBEAT = 60
+#: RabbitMQ closes a connection that has not completed the handshake in 10 s.
+HANDSHAKE_TIMEOUT = 10.0
+#: How long we wait for connection.close-ok after sending connection.close.
+CLOSE_TIMEOUT = 3.0
+
+USERS = {"guest": "guest"}
+#: As RabbitMQ's `loopback_users`: these may log in only from loopback.
+LOOPBACK_USERS = frozenset({"guest"})
+
+_CONNECTION_CLASS = 10
+
+
+def server_properties() -> dict[str, Any]:
+    """connection.start server-properties, claiming only what Warren does.
+
+    RabbitMQ also announces `connection.blocked` (we never block publishers
+    yet), `consumer_priorities` and `direct_reply_to` (not implemented), so
+    those are left out: a client that sees a capability may rely on it.
+    """
+    from broker import __version__
+
+    return {
+        "product": "Warren",
+        "version": __version__,
+        "platform": "Python/trio",
+        "copyright": "Warren contributors",
+        "information": "AMQP 0-9-1 broker; see docs/compatibility.md",
+        "capabilities": {
+            "publisher_confirms": True,
+            "exchange_exchange_bindings": True,
+            "basic.nack": True,
+            "consumer_cancel_notify": True,
+            "authentication_failure_close": True,
+            "per_consumer_qos": True,
+        },
+    }
+
+
+def _is_loopback(peer: Any) -> bool:
+    try:
+        return ipaddress.ip_address(peer[0]).is_loopback
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+def _login_refused(mechanism: str) -> AMQPError:
+    return errors.access_refused(
+        f"Login was refused using authentication mechanism {mechanism}. "
+        "For details see the broker logfile."
+    )
+
+
+class ClientConnection:
+    """The broker side of one AMQP connection."""
+
+    def __init__(self, broker: Broker, stream: trio.SocketStream) -> None:
+        self.broker = broker
+        self.stream = stream
+        try:
+            self.peer = stream.socket.getpeername()
+        except OSError:
+            self.peer = ("?", 0)
+        self.peer_text = f"{self.peer[0]}:{self.peer[1]}"
+        self.amqp = Connection(Role.SERVER)
+        self.vhost = broker.vhost
+        self.user: str | None = None
+        self.client_properties: dict[str, Any] = {}
+        self.consumer_cancel_notify = False
+        self.frame_max = FRAME_MIN_SIZE
+        self.channels: dict[int, Channel] = {}
+        self.opened = False
+        self.closing = False  # connection.close sent or received
+        self._output = bytearray()
+        self._in_flight = 0
+        self._has_output = trio.Event()
+        self._drained = trio.Event()
+        self._dispatch_paused = False
+        self._owed_confirms: list[Channel] = []
+        self._close_reason: tuple[int, str] | None = None
+        self._done = trio.Event()
+        self._cancel_scope: trio.CancelScope | None = None
+
+    # -- output -----------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for this connection's writer (never blocks, never awaits)."""
+        self._output += data
+        self._has_output.set()
+
+    def send_method(self, channel: int, method: Any) -> None:
+        self.write(self.amqp.send(channel, method))
+
+    def can_deliver(self) -> bool:
+        """Below the high-water mark? Otherwise queues keep our consumers' messages."""
+        if len(self._output) + self._in_flight < OUTPUT_HIGH_WATER:
+            return True
+        self._dispatch_paused = True
+        return False
+
+    def owe_confirms(self, channel: Channel) -> None:
+        self._owed_confirms.append(channel)
+
+    def consumers_added(self) -> None:
+        """Hook for the channel (nothing to do yet; kept for symmetry with teardown)."""
+
+    def _flush_confirms(self) -> None:
+        owed = self._owed_confirms
+        if owed:
+            self._owed_confirms = []
+            for channel in owed:
+                channel.flush_confirms()
+
+    async def _writer(self) -> None:
+        stream = self.stream
+        while True:
+            await self._has_output.wait()
+            self._has_output = trio.Event()
+            while self._output:
+                data = self._output
+                self._output = bytearray()
+                self._in_flight = len(data)
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._in_flight = 0
+                    self._done.set()
+                    return
+                self._in_flight = 0
+            self._drained.set()
+            self._drained = trio.Event()
+            if self._dispatch_paused:
+                self._dispatch_paused = False
+                self._resume_dispatch()
+
+    def _resume_dispatch(self) -> None:
+        queues = {c.queue for ch in self.channels.values() for c in ch.consumers.values()}
+        for queue in queues:
+            queue.dispatch()
+        self._flush_confirms()
+
+    async def _wait_until_drained(self) -> None:
+        while len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
+            await self._drained.wait()
+
+    # -- the connection's life --------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until either side closes it."""
+        self.broker.connections.add(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._cancel_scope = nursery.cancel_scope
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._heartbeats)
+                nursery.start_soon(self._watch_done)
+                await self._reader()
+                # Give the writer a moment to send the last replies (close-ok...).
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    while self._output or self._in_flight:
+                        await self._drained.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._teardown()
+            self.broker.connections.discard(self)
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(0.5):
+                    await self.stream.aclose()
+            if self.opened:
+                code, text = self._close_reason or (0, "connection lost")
+                log.info(
+                    "connection.closed",
+                    peer=self.peer_text,
+                    user=self.user,
+                    reply_code=code,
+                    reply_text=text,
+                )
+
+    async def _watch_done(self) -> None:
+        await self._done.wait()
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def _reader(self) -> None:
+        stream = self.stream
+        amqp = self.amqp
+        # RabbitMQ's handshake_timeout: a peer that does not finish opening
+        # the connection in time is dropped.
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            while not self.opened:
+                if not await self._read_once(stream, amqp):
+                    return
+        if not self.opened:
+            return
+        while True:
+            if len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
+                await self._wait_until_drained()
+            if not await self._read_once(stream, amqp):
+                return
+
+    async def _read_once(self, stream: trio.SocketStream, amqp: Connection) -> bool:
+        """Read one chunk and handle all its events. False when the connection is over."""
+        try:
+            data = await stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        if not data:
+            return False
+        try:
+            events = amqp.receive_data(data, now=time.monotonic())
+        except BadProtocolHeader:
+            # Spec 4.2.2: answer with the header we speak, then close.
+            self.write(b"AMQP\x00\x00\x09\x01")
+            return False
+        except AMQPError as error:  # defensive: the machine reports via ProtocolFailure
+            self._connection_error(error)
+            return not self._finished
+        for event in events:
+            kind = type(event)
+            if kind is Command:
+                self._on_command(event)
+            elif kind is HeartbeatReceived:
+                pass
+            elif kind is ProtocolHeaderReceived:
+                self.send_method(
+                    0,
+                    m.ConnectionStart(
+                        version_major=0,
+                        version_minor=9,
+                        server_properties=server_properties(),
+                        mechanisms="PLAIN AMQPLAIN",
+                        locales="en_US",
+                    ),
+                )
+            elif kind is ProtocolFailure:
+                self._connection_error(event.error)
+                break
+            if self._finished:
+                break
+        self._flush_confirms()
+        return not self._finished
+
+    @property
+    def _finished(self) -> bool:
+        return self._done.is_set()
+
+    # -- commands -----------------------------------------------------------------
+
+    def _on_command(self, command: Command) -> None:
+        method = command.method
+        number = command.channel
+        if number == 0:
+            try:
+                self._on_connection_method(method)
+            except AMQPError as error:
+                self._connection_error(error, method)
+            return
+        if self.closing:
+            return  # spec 4.2.3: after connection.close only close/close-ok count
+        channel = self.channels.get(number)
+        try:
+            if channel is None:
+                self._on_closed_channel(number, method)
+                return
+            if channel.closing:
+                # Spec 4.2.3 / 1.5.2.5: after channel.close we drop everything
+                # but close/close-ok on that channel.
+                if type(method) is m.ChannelCloseOk:
+                    del self.channels[number]
+                elif type(method) is m.ChannelClose:
+                    self.send_method(number, m.ChannelCloseOk())
+                    del self.channels[number]
+                return
+            if type(method) is m.BasicPublish:
+                channel.on_basic_publish(method, command.properties or b"", command.body or b"")
+                return
+            handler = _CHANNEL_HANDLERS.get(type(method))
+            if handler is None:
+                self._on_channel_special(channel, method)
+                return
+            handler(channel, method)
+        except AMQPError as error:
+            if error.closes_connection:
+                self._connection_error(error, method)
+            else:
+                self._channel_error(number, error, method)
+
+    def _on_closed_channel(self, number: int, method: Any) -> None:
+        kind = type(method)
+        if kind is m.ChannelOpen:
+            if number > self.amqp.channel_max and self.amqp.channel_max:
+                raise errors.channel_error(f"channel number {number} exceeds channel_max")
+            self.channels[number] = Channel(number, self)
+            self.send_method(number, m.ChannelOpenOk())
+        elif kind is m.ChannelCloseOk:
+            return
+        elif kind is m.ChannelClose:
+            # Closing a channel that is not open: RabbitMQ just answers close-ok.
+            self.send_method(number, m.ChannelCloseOk())
+        else:
+            raise errors.channel_error("expected 'channel.open'")
+
+    def _on_channel_special(self, channel: Channel, method: Any) -> None:
+        kind = type(method)
+        if kind is m.ChannelOpen:
+            raise errors.channel_error("second 'channel.open' seen")
+        if kind is m.ChannelClose:
+            channel.close()
+            self.send_method(channel.number, m.ChannelCloseOk())
+            del self.channels[channel.number]
+            return
+        if kind is m.ChannelCloseOk:
+            return
+        # A method a client may not send (a server-to-client method, e.g. basic.deliver).
+        raise errors.command_invalid(f"unexpected method {method.NAME}")
+
+    def _channel_error(self, number: int, error: AMQPError, method: Any) -> None:
+        class_id = error.class_id or getattr(method, "CLASS_ID", 0)
+        method_id = error.method_id or getattr(method, "METHOD_ID", 0)
+        log.info(
+            "channel.error",
+            peer=self.peer_text,
+            channel=number,
+            reply_code=error.reply_code,
+            reply_text=error.reply_text,
+            method=getattr(method, "NAME", None),
+        )
+        channel = self.channels.get(number)
+        if channel is not None:
+            channel.close()
+        self.send_method(
+            number,
+            m.ChannelClose(
+                reply_code=error.reply_code,
+                reply_text=error.reply_text,
+                class_id=class_id,
+                method_id=method_id,
+            ),
+        )
+
+    def _connection_error(self, error: AMQPError, method: Any = None) -> None:
+        """Hard error: connection.close with the code, then wait for close-ok."""
+        if self.closing:
+            return
+        class_id = error.class_id or getattr(method, "CLASS_ID", 0)
+        method_id = error.method_id or getattr(method, "METHOD_ID", 0)
+        log.warning(
+            "protocol.error",
+            peer=self.peer_text,
+            reply_code=error.reply_code,
+            reply_text=error.reply_text,
+            class_id=class_id,
+            method_id=method_id,
+        )
+        self.close(error.reply_code, error.reply_text, class_id, method_id)
+
+    def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
+        """Send connection.close (we initiate); the reader then waits for close-ok."""
+        if self.closing:
+            return
+        self.closing = True
+        self._close_reason = (reply_code, reply_text)
+        self._close_channels()
+        try:
+            self.send_method(
+                0,
+                m.ConnectionClose(
+                    reply_code=reply_code,
+                    reply_text=reply_text,
+                    class_id=class_id,
+                    method_id=method_id,
+                ),
+            )
+        except AMQPError:
+            self._done.set()
+            return
+        if not self.opened:
+            # Before connection.open-ok, a client may not answer close-ok
+            # (pika does not); RabbitMQ closes the socket after close.
+            self._finish_soon()
+            return
+        self._finish_soon(CLOSE_TIMEOUT)
+
+    def _finish_soon(self, delay: float = 0.0) -> None:
+        """End the connection after the writer flushed, or after `delay` at most."""
+        self.broker.nursery.start_soon(self._finish_after, delay)
+
+    async def _finish_after(self, delay: float) -> None:
+        with trio.move_on_after(max(delay, 0.0) + 0.5):
+            while self._output or self._in_flight:
+                await self._drained.wait()
+            if delay:
+                await trio.sleep(delay)
+        self._done.set()
+
+    # -- connection class (channel 0) -------------------------------------------------
+
+    def _on_connection_method(self, method: Any) -> None:
+        kind = type(method)
+        if kind is m.ConnectionStartOk:
+            self._on_start_ok(method)
+        elif kind is m.ConnectionSecureOk:
+            raise _login_refused("PLAIN")
+        elif kind is m.ConnectionTuneOk:
+            self._on_tune_ok(method)
+        elif kind is m.ConnectionOpen:
+            self._on_open(method)
+        elif kind is m.ConnectionClose:
+            # The client closes: answer close-ok and end (spec 1.4.2.5).
+            self._close_reason = (method.reply_code, method.reply_text or "client closed")
+            self._close_channels()
+            self.closing = True
+            self.send_method(0, m.ConnectionCloseOk())
+            self._finish_soon()
+        elif kind is m.ConnectionCloseOk:
+            self._done.set()
+        elif kind is m.ConnectionUpdateSecret:
+            self.send_method(0, m.ConnectionUpdateSecretOk())
+        elif kind in (m.ConnectionBlocked, m.ConnectionUnblocked):
+            return
+        else:
+            raise error_for(
+                ReplyCode.COMMAND_INVALID,
+                f"COMMAND_INVALID - unexpected method {method.NAME} on channel 0",
+            )
+
+    def _on_start_ok(self, method: m.ConnectionStartOk) -> None:
+        self.client_properties = method.client_properties or {}
+        capabilities = self.client_properties.get("capabilities") or {}
+        self.consumer_cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
+        mechanism = method.mechanism
+        response = bytes(method.response)
+        if mechanism == "PLAIN":
+            # RFC 4616: [authzid] NUL authcid NUL passwd
+            parts = response.split(b"\x00")
+            if len(parts) != 3:
+                raise _login_refused(mechanism)
+            user, password = parts[1], parts[2]
+        elif mechanism == "AMQPLAIN":
+            # A field table without its length prefix (RabbitMQ's AMQPLAIN).
+            try:
+                table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
+            except AMQPError as error:
+                raise _login_refused(mechanism) from error
+            user = _as_bytes(table.get("LOGIN"))
+            password = _as_bytes(table.get("PASSWORD"))
+        else:
+            raise errors.access_refused(f"unsupported authentication mechanism '{mechanism}'")
+        username = user.decode("utf-8", "replace")
+        if USERS.get(username) != password.decode("utf-8", "replace"):
+            raise _login_refused(mechanism)
+        if username in LOOPBACK_USERS and not _is_loopback(self.peer):
+            log.warning(
+                "connection.refused",
+                peer=self.peer_text,
+                user=username,
+                reason=f"user '{username}' can only connect via localhost",
+            )
+            raise _login_refused(mechanism)
+        self.user = username
+        self.send_method(
+            0, m.ConnectionTune(channel_max=CHANNEL_MAX, frame_max=FRAME_MAX, heartbeat=HEARTBEAT)
+        )
+
+    def _on_tune_ok(self, method: m.ConnectionTuneOk) -> None:
+        if self.user is None:
+            raise errors.command_invalid("connection.tune-ok before connection.start-ok")
+        frame_max = self.amqp.frame_max or method.frame_max or FRAME_MAX
+        if frame_max < FRAME_MIN_SIZE:
+            raise error_for(
+                ReplyCode.NOT_ALLOWED,
+                f"NOT_ALLOWED - frame_max={frame_max} < {FRAME_MIN_SIZE} min size",
+            )
+        self.frame_max = frame_max
+
+    def _on_open(self, method: m.ConnectionOpen) -> None:
+        if self.user is None:
+            raise errors.command_invalid("connection.open before connection.start-ok")
+        if method.virtual_host != "/":
+            raise errors.not_allowed(f"vhost {method.virtual_host} not found")
+        self.opened = True
+        self.send_method(0, m.ConnectionOpenOk())
+        log.info(
+            "connection.opened",
+            peer=self.peer_text,
+            user=self.user,
+            vhost=method.virtual_host,
+            client=_client_name(self.client_properties),
+        )
+
+    # -- heartbeats -------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """Send heartbeats when due and drop a silent peer (spec 4.2.7)."""
+        while not self.opened:
+            await trio.sleep(0.5)
+        heartbeat = self.amqp.heartbeat
+        if not heartbeat:
+            return
+        while True:
+            await trio.sleep(max(heartbeat / 2, 0.2))
+            now = time.monotonic()
+            if self.amqp.peer_is_dead(now):
+                log.warning("connection.heartbeat_timeout", peer=self.peer_text)
+                self._close_reason = (0, "missed heartbeats from client, timeout")
+                self._done.set()
+                return
+            if self.amqp.heartbeat_due(now):
+                self.write(self.amqp.send_heartbeat())
+
+    # -- teardown -----------------------------------------------------------------------
+
+    def _close_channels(self) -> None:
+        channels = list(self.channels.values())
+        self.channels.clear()
+        for channel in channels:
+            channel.close()
+
+    def _teardown(self) -> None:
+        """The socket is gone: release channels and exclusive queues."""
+        self._close_channels()
+        self.vhost.connection_closed(self)
+
+    async def force_close(self, reply_code: int, reply_text: str) -> None:
+        """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""
+        if not self.opened:
+            self._done.set()
+            return
+        self.close(reply_code, reply_text)
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._done.wait()
+        self._done.set()
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return b""
+
+
+def _client_name(props: dict[str, Any]) -> str | None:
+    product = props.get("product")
+    if isinstance(product, bytes):
+        product = product.decode("utf-8", "replace")
+    return product
+
+
+_CHANNEL_HANDLERS: dict[type, Any] = {
+    m.ChannelFlow: Channel.on_channel_flow,
+    m.ChannelFlowOk: Channel.on_channel_flow_ok,
+    m.ExchangeDeclare: Channel.on_exchange_declare,
+    m.ExchangeDelete: Channel.on_exchange_delete,
+    m.ExchangeBind: Channel.on_exchange_bind,
+    m.ExchangeUnbind: Channel.on_exchange_unbind,
+    m.QueueDeclare: Channel.on_queue_declare,
+    m.QueueBind: Channel.on_queue_bind,
+    m.QueueUnbind: Channel.on_queue_unbind,
+    m.QueuePurge: Channel.on_queue_purge,
+    m.QueueDelete: Channel.on_queue_delete,
+    m.BasicQos: Channel.on_basic_qos,
+    m.BasicConsume: Channel.on_basic_consume,
+    m.BasicCancel: Channel.on_basic_cancel,
+    m.BasicGet: Channel.on_basic_get,
+    m.BasicAck: Channel.on_basic_ack,
+    m.BasicReject: Channel.on_basic_reject,
+    m.BasicNack: Channel.on_basic_nack,
+    m.BasicRecoverAsync: Channel.on_basic_recover_async,
+    m.BasicRecover: Channel.on_basic_recover,
+    m.ConfirmSelect: Channel.on_confirm_select,
+    m.TxSelect: Channel.on_tx_select,
+    m.TxCommit: Channel.on_tx_commit,
+    m.TxRollback: Channel.on_tx_rollback,
+}

@@ -1,0 +1,140 @@
+"""The errors the broker raises, with RabbitMQ's reply codes and texts.
+
+Texts follow RabbitMQ 3.10 word for word where a client or an operator might
+match on them (they were read off the reference broker with pika). Each
+function returns the exception; the caller raises it, and the connection turns
+it into channel.close (soft, 403-406) or connection.close (hard) carrying the
+class and method id of the offending method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.constants import ReplyCode
+from protocol.errors import AMQPError, error_for
+
+__all__ = [
+    "access_refused",
+    "not_found",
+    "precondition_failed",
+    "resource_locked",
+    "not_allowed",
+    "not_implemented",
+    "command_invalid",
+    "channel_error",
+    "queue_not_found",
+    "exchange_not_found",
+    "exclusive_locked",
+    "default_exchange_refused",
+    "reserved_prefix",
+    "inequivalent_arg",
+]
+
+VHOST_TEXT = "in vhost '/'"
+
+
+def _err(code: ReplyCode, name: str, text: str) -> AMQPError:
+    return error_for(code, f"{name} - {text}")
+
+
+def access_refused(text: str) -> AMQPError:
+    return _err(ReplyCode.ACCESS_REFUSED, "ACCESS_REFUSED", text)
+
+
+def not_found(text: str) -> AMQPError:
+    return _err(ReplyCode.NOT_FOUND, "NOT_FOUND", text)
+
+
+def precondition_failed(text: str) -> AMQPError:
+    return _err(ReplyCode.PRECONDITION_FAILED, "PRECONDITION_FAILED", text)
+
+
+def resource_locked(text: str) -> AMQPError:
+    return _err(ReplyCode.RESOURCE_LOCKED, "RESOURCE_LOCKED", text)
+
+
+def not_allowed(text: str) -> AMQPError:
+    return _err(ReplyCode.NOT_ALLOWED, "NOT_ALLOWED", text)
+
+
+def not_implemented(text: str) -> AMQPError:
+    return _err(ReplyCode.NOT_IMPLEMENTED, "NOT_IMPLEMENTED", text)
+
+
+def command_invalid(text: str) -> AMQPError:
+    return _err(ReplyCode.COMMAND_INVALID, "COMMAND_INVALID", text)
+
+
+def channel_error(text: str) -> AMQPError:
+    return _err(ReplyCode.CHANNEL_ERROR, "CHANNEL_ERROR", text)
+
+
+def queue_not_found(name: str) -> AMQPError:
+    return not_found(f"no queue '{name}' {VHOST_TEXT}")
+
+
+def exchange_not_found(name: str) -> AMQPError:
+    return not_found(f"no exchange '{name}' {VHOST_TEXT}")
+
+
+def exclusive_locked(name: str) -> AMQPError:
+    return resource_locked(
+        f"cannot obtain exclusive access to locked queue '{name}' {VHOST_TEXT}. It could be "
+        "originally declared on another connection or the exclusive property value does not "
+        "match that of the original declaration."
+    )
+
+
+def default_exchange_refused() -> AMQPError:
+    return access_refused("operation not permitted on the default exchange")
+
+
+def reserved_prefix(kind: str, name: str) -> AMQPError:
+    return access_refused(f"{kind} name '{name}' contains reserved prefix 'amq.*'")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def inequivalent_arg(
+    kind: str, name: str, arg: str, received: Any, current: Any, *, x_arg: bool = False
+) -> AMQPError:
+    """406 for a redeclaration whose properties differ from the existing entity.
+
+    `x_arg` marks an entry of the `arguments` table, which RabbitMQ shows
+    with its field type ("the value '5' of type 'signedint'").
+    """
+    return precondition_failed(
+        f"inequivalent arg '{arg}' for {kind} '{name}' {VHOST_TEXT}: "
+        f"received {_show_arg(received, x_arg)} but current is {_show_arg(current, x_arg)}"
+    )
+
+
+def _show_arg(value: Any, x_arg: bool) -> str:
+    if value is None:
+        return "none"
+    if not x_arg and isinstance(value, bool | str):
+        return f"'{_show(value)}'"
+    return f"the value '{_show(value)}' of type '{_amqp_type(value)}'"
+
+
+def _amqp_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "longstr"
+    if isinstance(value, int):
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, bytes):
+        return "binary"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__

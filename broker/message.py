@@ -1,0 +1,90 @@
+"""A published message as the broker keeps it.
+
+The content properties are kept as the raw bytes the publisher sent (the
+property flags and list of the content header frame, AMQP 0-9-1 section
+4.2.6.1) and forwarded unchanged to consumers: decoding and re-encoding them
+for every delivery would cost more than routing the message. They are decoded
+only when something needs to look inside: the headers exchange, CC/BCC
+(RabbitMQ's "sender-selected distribution"), and the BCC header, which must be
+removed before delivery, which means re-encoding the properties of that one
+message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.properties import BasicProperties, properties_has_headers
+
+__all__ = ["Message"]
+
+
+class Message:
+    """One published message: where it was published to, properties, body.
+
+    A message routed to several queues is one object shared by all of them;
+    per-queue state (redelivered, position) lives in the queue's entries.
+    """
+
+    __slots__ = ("exchange", "routing_key", "properties", "body", "_decoded")
+
+    def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.properties = properties
+        self.body = body
+        self._decoded: BasicProperties | None = None
+
+    @property
+    def decoded_properties(self) -> BasicProperties:
+        """The properties decoded (once, on first use)."""
+        if self._decoded is None:
+            self._decoded = BasicProperties.decode(self.properties, 0)
+        return self._decoded
+
+    @property
+    def headers(self) -> dict[str, Any] | None:
+        """The `headers` property, decoding the properties only if it is set."""
+        if not self.properties or not properties_has_headers(self.properties):
+            return None
+        return self.decoded_properties.headers
+
+    def without_bcc(self) -> Message:
+        """A copy whose headers lack `BCC`, for delivery (RabbitMQ removes it).
+
+        Returns `self` when there is no BCC header, so the common case
+        allocates nothing.
+        """
+        headers = self.headers
+        if not headers or "BCC" not in headers:
+            return self
+        props = self.decoded_properties
+        new_headers = {k: v for k, v in headers.items() if k != "BCC"}
+        new_props = _copy_properties(props, headers=new_headers)
+        copy = Message(self.exchange, self.routing_key, new_props.encode(), self.body)
+        copy._decoded = new_props
+        return copy
+
+
+_PROPERTY_NAMES = (
+    "content_type",
+    "content_encoding",
+    "headers",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
+
+
+def _copy_properties(props: BasicProperties, **changes: Any) -> BasicProperties:
+    values = {name: getattr(props, name) for name in _PROPERTY_NAMES}
+    values.update(changes)
+    return BasicProperties(**values)

@@ -1,0 +1,133 @@
+"""The listener and the broker object: `serve()` and `open_broker()`.
+
+`open_broker()` is what tests and tools use: an async context manager that
+listens (port 0 picks a free port), yields a `Broker` with `.host`, `.port`
+and `.url`, and on exit closes every connection with 320 CONNECTION_FORCED,
+as RabbitMQ does when it is stopped. `serve()` is the same for the command
+line, plus SIGINT/SIGTERM handling.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from broker.connection import ClientConnection
+from broker.logging import get_logger
+from broker.vhost import VHost
+from protocol.constants import ReplyCode
+
+__all__ = ["Broker", "open_broker", "serve", "SHUTDOWN_TEXT"]
+
+log = get_logger("warren.server")
+
+#: RabbitMQ's words when it is stopped with clients connected.
+SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+
+
+class Broker:
+    """One running broker: its vhost, its connections, where it listens."""
+
+    def __init__(self, data_dir: str | Path | None = None) -> None:
+        self.vhost = VHost()
+        self.connections: set[ClientConnection] = set()
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.host = ""
+        self.port = 0
+        self.nursery: trio.Nursery = None  # type: ignore[assignment]  # set by open_broker
+
+    @property
+    def url(self) -> str:
+        """The AMQP URL clients use (default user guest, vhost /)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"amqp://guest:guest@{host}:{self.port}/%2F"
+
+    async def handle_stream(self, stream: trio.SocketStream) -> None:
+        """serve_tcp handler: one task per client connection."""
+        # Small writes are already coalesced per batch; Nagle would only add latency.
+        try:
+            import socket
+
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        except OSError:
+            pass
+        await ClientConnection(self, stream).run()
+
+    async def close_connections(self, reply_code: int, reply_text: str) -> None:
+        """Close every client connection with `reply_code`, waiting for their close-ok."""
+        async with trio.open_nursery() as nursery:
+            for connection in list(self.connections):
+                nursery.start_soon(connection.force_close, reply_code, reply_text)
+
+
+@asynccontextmanager
+async def open_broker(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    data_dir: str | Path | None = None,
+    config_path: str | Path | None = None,
+) -> AsyncIterator[Broker]:
+    """Run a broker for the duration of the `async with` block."""
+    broker = Broker(data_dir)
+    if broker.data_dir is not None:
+        # Durability (the journal) is a later issue: the directory is made
+        # so that deployments can already point at it, nothing is written.
+        broker.data_dir.mkdir(parents=True, exist_ok=True)
+    if config_path is not None:
+        from broker.topology_config import load_config
+
+        load_config(broker.vhost, config_path)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    sockname: Any = listeners[0].socket.getsockname()
+    broker.host, broker.port = sockname[0], sockname[1]
+    accept_scope = trio.CancelScope()
+
+    async def accept() -> None:
+        with accept_scope:
+            await trio.serve_listeners(broker.handle_stream, listeners, handler_nursery=nursery)
+
+    # One nursery owns every connection task and the accept loop.
+    async with trio.open_nursery() as nursery:
+        broker.nursery = nursery
+        nursery.start_soon(accept)
+        log.info("broker.started", host=broker.host, port=broker.port, url=broker.url)
+        try:
+            yield broker
+        finally:
+            log.info("broker.stopping", connections=len(broker.connections))
+            with trio.CancelScope(shield=True):
+                # Stop accepting first, then close what is open.
+                accept_scope.cancel()
+                await broker.close_connections(ReplyCode.CONNECTION_FORCED, SHUTDOWN_TEXT)
+            nursery.cancel_scope.cancel()
+        for listener in listeners:
+            await listener.aclose()
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 5672,
+    data_dir: str | Path | None = None,
+    config_path: str | Path | None = None,
+    *,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation), then shut down gracefully.
+
+    Graceful means: stop accepting, close every connection with 320
+    CONNECTION_FORCED, wait (briefly) for their close-ok, return.
+    """
+    async with open_broker(host, port, data_dir, config_path) as broker:
+        task_status.started(broker)
+        if not handle_signals:
+            await trio.sleep_forever()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("broker.signal", signal=signal.Signals(signum).name)
+                break

@@ -1,0 +1,363 @@
+"""The vhost `/`: its topology (exchanges, bindings), its queues, the rules.
+
+Routing and exchange bookkeeping live in `routing.topology.Topology`, which
+knows queues by name only; the queue objects (messages, consumers) live here.
+This module applies the broker-side rules RabbitMQ applies around them:
+server-named queues, the `amq.` prefix, passive declares, equivalence checks
+on redeclare, exclusive queues (405 for other connections, deleted with their
+connection), auto-delete, if-unused / if-empty, and it logs every declare and
+delete.
+
+Errors from `routing` carry RabbitMQ's reply code and text without the
+"NOT_FOUND - " prefix that RabbitMQ puts on the wire; `_amqp()` adds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from broker import errors
+from broker.logging import get_logger
+from broker.message import Message
+from broker.queue import OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, Queue
+from protocol.constants import ReplyCode
+from protocol.errors import AMQPError, error_for
+from routing.errors import RoutingError
+from routing.topology import Topology
+
+__all__ = ["VHost"]
+
+log = get_logger("warren.vhost")
+
+T = TypeVar("T")
+
+#: Queue arguments RabbitMQ compares on redeclare (rabbit_amqqueue's
+#: "declare_args" list, 3.10). Others are accepted and ignored in comparisons.
+EQUIVALENCE_ARGS = (
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+)
+
+_OVERFLOW_VALUES = (OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, "reject-publish-dlx")
+
+
+def _amqp(error: RoutingError) -> AMQPError:
+    name = ReplyCode(error.reply_code).name
+    return error_for(error.reply_code, f"{name} - {error.reply_text}")
+
+
+def _routing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except RoutingError as error:
+        raise _amqp(error) from None
+
+
+class VHost:
+    """One virtual host; Warren has exactly one, `/`."""
+
+    def __init__(self, name: str = "/") -> None:
+        self.name = name
+        self.topology = Topology(name)
+        self.queues: dict[str, Queue] = {}
+
+    # -- exchanges --------------------------------------------------------------
+
+    def declare_exchange(
+        self,
+        name: str,
+        type: str,
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+        peer: Any = None,
+    ) -> None:
+        topology = self.topology
+        if passive:
+            # Passive: only "does it exist" (spec 1.6.2.1); properties are ignored.
+            _routing(topology.get_exchange, name)
+            return
+        existed = topology.has_exchange(name)
+        _routing(
+            topology.declare_exchange,
+            name,
+            type,
+            durable=durable,
+            auto_delete=auto_delete,
+            internal=internal,
+            arguments=arguments or {},
+        )
+        if not existed:
+            log.info(
+                "exchange.declared",
+                exchange=name,
+                type=type,
+                durable=durable,
+                auto_delete=auto_delete,
+                internal=internal,
+                peer=_peer(peer),
+            )
+
+    def delete_exchange(self, name: str, *, if_unused: bool = False, peer: Any = None) -> None:
+        existed = self.topology.has_exchange(name)
+        changes = _routing(self.topology.delete_exchange, name, if_unused)
+        if existed:
+            log.info("exchange.deleted", exchange=name, peer=_peer(peer))
+        self._log_cascade(changes, skip=name)
+
+    def bind_exchange(
+        self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
+        # RabbitMQ checks the destination's existence too; topology does both.
+        if _routing(self.topology.bind, source, ("exchange", destination), routing_key, arguments):
+            log.info("binding.created", source=source, destination=destination, kind="exchange")
+
+    def unbind_exchange(
+        self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
+    ) -> None:
+        changes = _routing(
+            self.topology.unbind, source, ("exchange", destination), routing_key, arguments
+        )
+        self._log_cascade(changes)
+
+    def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
+        for name in getattr(changes, "exchanges_deleted", ()):
+            if name != skip:
+                log.info("exchange.deleted", exchange=name, reason="auto_delete")
+
+    # -- publishing -------------------------------------------------------------
+
+    def check_publish(self, exchange: str) -> None:
+        """404 for a missing exchange, 403 for an internal one (checked at publish)."""
+        x = self.topology.exchanges.get(exchange)
+        if x is None:
+            raise errors.exchange_not_found(exchange)
+        if x.internal:
+            raise errors.access_refused(
+                f"cannot publish to internal exchange '{exchange}' in vhost '{self.name}'"
+            )
+
+    def has_exchange(self, name: str) -> bool:
+        return self.topology.has_exchange(name)
+
+    def route(self, exchange: str, message: Message) -> list[Queue]:
+        """The queues a message reaches (each once). Raises 404/403/406 as RabbitMQ does."""
+        headers = message.headers
+        if not exchange and headers is None:
+            # The default exchange without CC/BCC: the queue named by the key.
+            queue = self.queues.get(message.routing_key)
+            return [queue] if queue is not None else []
+        try:
+            names = self.topology.route(exchange, message.routing_key, headers)
+        except RoutingError as error:
+            raise _amqp(error) from None
+        queues = self.queues
+        return [queues[name] for name in names if name in queues]
+
+    # -- queues ---------------------------------------------------------------------
+
+    def get_queue(self, name: str, connection: Any) -> Queue:
+        """The queue, if it exists (404) and this connection may use it (405)."""
+        queue = self.queues.get(name)
+        if queue is None:
+            raise errors.queue_not_found(name)
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not connection:
+            raise errors.exclusive_locked(name)
+        return queue
+
+    def declare_queue(
+        self,
+        connection: Any,
+        name: str,
+        *,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> Queue:
+        from broker.channel import new_name
+
+        arguments = dict(arguments or {})
+        if passive:
+            return self.get_queue(name, connection)
+        if not name:
+            name = new_name("amq.gen-")
+        elif name.startswith("amq."):
+            raise errors.reserved_prefix("queue", name)
+        existing = self.queues.get(name)
+        if existing is not None:
+            self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
+            return existing
+        _validate_arguments(name, arguments)
+        queue = Queue(
+            name,
+            durable=durable,
+            exclusive_owner=connection if exclusive else None,
+            auto_delete=auto_delete,
+            arguments=arguments,
+        )
+        self.queues[name] = queue
+        self.topology.add_queue(name)
+        log.info(
+            "queue.declared",
+            queue=name,
+            durable=durable,
+            exclusive=exclusive,
+            auto_delete=auto_delete,
+            peer=_peer(getattr(connection, "peer", None)),
+        )
+        return queue
+
+    def _assert_equivalent(
+        self,
+        queue: Queue,
+        connection: Any,
+        durable: bool,
+        exclusive: bool,
+        auto_delete: bool,
+        arguments: dict[str, Any],
+    ) -> None:
+        # rabbit_amqqueue:assert_equivalence/5: exclusivity first (405), then
+        # durable, auto_delete, then the compared x-arguments (406).
+        owner = queue.exclusive_owner
+        if (owner is not None and owner is not connection) or (owner is None) == exclusive:
+            if owner is not None or exclusive:
+                raise errors.exclusive_locked(queue.name)
+        if queue.durable != durable:
+            raise errors.inequivalent_arg("queue", queue.name, "durable", durable, queue.durable)
+        if queue.auto_delete != auto_delete:
+            raise errors.inequivalent_arg(
+                "queue", queue.name, "auto_delete", auto_delete, queue.auto_delete
+            )
+        for key in EQUIVALENCE_ARGS:
+            got, had = arguments.get(key), queue.arguments.get(key)
+            if key == "x-queue-type":
+                got, had = got or "classic", had or "classic"
+            if got != had or type(got) is not type(had):
+                raise errors.inequivalent_arg("queue", queue.name, key, got, had, x_arg=True)
+
+    def purge_queue(self, connection: Any, name: str) -> int:
+        return self.get_queue(name, connection).purge()
+
+    def delete_queue(
+        self, connection: Any, name: str, *, if_unused: bool = False, if_empty: bool = False
+    ) -> int:
+        """queue.delete: the number of ready messages deleted with it.
+
+        A missing queue is not an error: RabbitMQ 3.10 answers delete-ok with
+        message_count 0 (checked against the reference broker).
+        """
+        queue = self.queues.get(name)
+        if queue is None:
+            return 0
+        self.get_queue(name, connection)  # 405 for someone else's exclusive queue
+        if if_unused and queue.consumers:
+            raise errors.precondition_failed(f"queue '{name}' in vhost '{self.name}' in use")
+        if if_empty and queue.ready:
+            raise errors.precondition_failed(f"queue '{name}' in vhost '{self.name}' not empty")
+        return self._delete_queue(queue, reason="delete", peer=getattr(connection, "peer", None))
+
+    def auto_delete_queue(self, queue: Queue) -> None:
+        """The last consumer of an auto-delete queue left."""
+        if not queue.deleted and self.queues.get(queue.name) is queue:
+            self._delete_queue(queue, reason="auto_delete")
+
+    def _delete_queue(self, queue: Queue, *, reason: str, peer: Any = None) -> int:
+        queue.deleted = True
+        del self.queues[queue.name]
+        changes = self.topology.remove_queue(queue.name)
+        count = queue.purge()
+        consumers = list(queue.consumers)
+        queue.consumers.clear()
+        queue.exclusive_consumer = None
+        for consumer in consumers:
+            # RabbitMQ's consumer_cancel_notify: the server sends basic.cancel.
+            consumer.channel.cancel_by_server(consumer)
+        log.info("queue.deleted", queue=queue.name, reason=reason, messages=count, peer=_peer(peer))
+        self._log_cascade(changes)
+        return count
+
+    def connection_closed(self, connection: Any) -> None:
+        """Delete the exclusive queues of a connection that went away (spec 1.7.2.1)."""
+        owned = [q for q in self.queues.values() if q.exclusive_owner is connection]
+        for queue in owned:
+            self._delete_queue(queue, reason="exclusive_owner_closed", peer=connection.peer)
+
+    # -- bindings ---------------------------------------------------------------------
+
+    def bind_queue(
+        self,
+        connection: Any,
+        queue: str,
+        exchange: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+    ) -> None:
+        if queue in self.queues:
+            self.get_queue(queue, connection)
+        if _routing(self.topology.bind, exchange, ("queue", queue), routing_key, arguments):
+            log.info("binding.created", source=exchange, destination=queue, kind="queue")
+
+    def unbind_queue(
+        self,
+        connection: Any,
+        queue: str,
+        exchange: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+    ) -> None:
+        if queue in self.queues:
+            self.get_queue(queue, connection)
+        changes = _routing(self.topology.unbind, exchange, ("queue", queue), routing_key, arguments)
+        if getattr(changes, "bindings_removed", None):
+            log.info("binding.deleted", source=exchange, destination=queue, kind="queue")
+        self._log_cascade(changes)
+
+
+def _validate_arguments(name: str, arguments: dict[str, Any]) -> None:
+    """The queue arguments Warren acts on must be well formed (406 otherwise)."""
+
+    def invalid(key: str, why: str) -> AMQPError:
+        return errors.precondition_failed(
+            f"invalid arg '{key}' for queue '{name}' in vhost '/': {why}"
+        )
+
+    for key in ("x-max-length", "x-max-length-bytes"):
+        if key in arguments:
+            value = arguments[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise invalid(key, f"{{unacceptable_type,{type(value).__name__}}}")
+            if value < 0:
+                raise invalid(key, f"{{value_negative,{value}}}")
+    if "x-overflow" in arguments:
+        value = arguments["x-overflow"]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if value not in _OVERFLOW_VALUES:
+            raise invalid("x-overflow", f"{{unacceptable_value,<<\"{value}\">>}}")
+        arguments["x-overflow"] = value
+
+
+def _peer(peer: Any) -> str | None:
+    if peer is None:
+        return None
+    try:
+        return f"{peer[0]}:{peer[1]}"
+    except (TypeError, IndexError):
+        return str(peer)

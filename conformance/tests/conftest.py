@@ -135,3 +135,25 @@ def names(request: pytest.FixtureRequest, parameters: pika.URLParameters) -> Ite
     cleanup = Cleanup()
     yield Names(cleanup, request.node.name)
     cleanup.run(parameters)
+
+
+@pytest.fixture
+def py_amqp_channel(amqp_url: str):
+    """A py-amqp channel, for the few methods pika will not send as asked."""
+    import amqp
+
+    params = pika.URLParameters(amqp_url)
+    connection = amqp.Connection(
+        f"{params.host}:{params.port}",
+        userid=params.credentials.username,
+        password=params.credentials.password,
+        virtual_host=params.virtual_host,
+    )
+    connection.connect()
+    try:
+        yield connection.channel()
+    finally:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - the broker may already have closed it
+            pass

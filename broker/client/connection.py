@@ -22,17 +22,12 @@ from typing import Any
 import trio
 
 from protocol import methods as m
-
-try:
-    from protocol.connection import Command, HeartbeatReceived, ProtocolFailure, Role
-    from protocol.connection import Connection as ProtocolConnection
-except ImportError:  # TEMPORARY until protocol.connection lands
-    from ._shim_protocol import Command, HeartbeatReceived, ProtocolFailure, Role
-    from ._shim_protocol import Connection as ProtocolConnection
-from protocol.constants import PROTOCOL_HEADER, ReplyCode
+from protocol.connection import Command, HeartbeatReceived, ProtocolFailure, Role
+from protocol.connection import Connection as ProtocolConnection
+from protocol.constants import ReplyCode
 
 from .channel import Channel
-from .errors import ConnectionClosed
+from .errors import ChannelClosed, ConnectionClosed
 from .url import ConnectionParameters
 
 __all__ = ["Connection"]
@@ -177,7 +172,7 @@ class Connection:
         """Spec 2.2.4: header, start/start-ok, tune/tune-ok, open/open-ok."""
         assert self._stream is not None
         params = self.params
-        await self._stream.send_all(PROTOCOL_HEADER)
+        await self._stream.send_all(self._proto.send_protocol_header())
         start = await self._expect(m.ConnectionStart)
         self.server_properties = start.server_properties or {}
         mechanisms = start.mechanisms.split() if start.mechanisms else []
@@ -300,6 +295,16 @@ class Connection:
             pass
         elif isinstance(event, ProtocolFailure):
             error = event.error
+            channel = self._channels.get(event.channel) if event.channel else None
+            if channel is not None and not error.closes_connection:
+                # A soft error on one channel (a body over max_body_size): the
+                # machine already treats the channel as closing; tell the broker.
+                self._append(self._proto.send(event.channel, m.ChannelClose(
+                    reply_code=error.reply_code, reply_text=error.reply_text[:255],
+                    class_id=error.class_id, method_id=error.method_id)))
+                channel._on_closed(ChannelClosed(error.reply_code, error.reply_text,
+                                                 error.class_id, error.method_id))
+                return
             # The broker broke the protocol: tell it why and give up (spec 4.2.3).
             try:
                 self._append(self._proto.send(0, m.ConnectionClose(
@@ -423,6 +428,9 @@ class Connection:
         """The connection is over: every channel, waiter and consumer learns why."""
         if self._closed is not None:
             return
+        # Forget where the reader raised it: a traceback on it later means
+        # that some code of the application saw it (see open_connection).
+        error.__traceback__ = None
         self._closed = error
         self._close_ok.set()
         for channel in list(self._channels.values()):

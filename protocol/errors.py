@@ -26,7 +26,15 @@ class AMQPError(Exception):
 
     @property
     def closes_connection(self) -> bool:
-        """True for hard errors (connection.close), False for soft ones (channel.close)."""
+        """True for hard errors (connection.close), False for soft ones (channel.close).
+
+        The subclass decides when there is one: a 403 ACCESS_REFUSED during the
+        handshake is a `ConnectionException` although 403 is a soft code.
+        """
+        if isinstance(self, ConnectionException):
+            return True
+        if isinstance(self, ChannelException):
+            return False
         return self.reply_code in HARD_ERRORS
 
     def __str__(self) -> str:

@@ -126,6 +126,11 @@ class FrameReader:
         buf += data
 
     @property
+    def failed(self) -> bool:
+        """True after a framing error: the byte stream can no longer be parsed."""
+        return self._error is not None
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
         return len(self._buf) - self._pos
@@ -133,7 +138,10 @@ class FrameReader:
     def read_frames(self) -> Iterator[Frame]:
         """Yield every complete frame in the buffer, in order.
 
-        After an error the reader is unusable: every later call raises it again.
+        A frame whose arguments cannot be decoded (502) or whose method is unknown
+        (540) is consumed before the error is raised, so reading can go on. After
+        a framing error (501) the reader is unusable: every later call raises it
+        again.
         """
         if self._error is not None:
             raise self._error
@@ -141,6 +149,7 @@ class FrameReader:
         end = len(buf)
         pos = self._pos
         frame_max = self.frame_max
+        intact = False  # set when an error leaves the framing itself readable
         try:
             while end - pos >= 7:
                 frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
@@ -160,11 +169,20 @@ class FrameReader:
                         raise frame_error("method frame shorter than its class and method ids")
                     class_id, method_id = _HH.unpack_from(buf, start)
                     cls = METHODS.get((class_id, method_id))
+                    # The frame itself is intact in the next two cases: consume it,
+                    # so that the caller can go on reading (for connection.close-ok).
                     if cls is None:
+                        self._pos = pos
+                        intact = True
                         raise ConnectionException(
                             540, f"unknown method {class_id}.{method_id}", class_id, method_id
                         )
-                    method = cls.decode_arguments(buf, start + 4, stop)
+                    try:
+                        method = cls.decode_arguments(buf, start + 4, stop)
+                    except AMQPError:
+                        self._pos = pos
+                        intact = True
+                        raise
                     self._pos = pos
                     yield _new_tuple(MethodFrame, (channel, method))
                 elif frame_type == FRAME_BODY:
@@ -191,7 +209,8 @@ class FrameReader:
                 else:
                     raise frame_error(f"unknown frame type {frame_type}")
         except AMQPError as exc:
-            self._error = exc
+            if not intact:  # the framing itself is broken: nothing more can be read
+                self._error = exc
             raise
 
 

@@ -1,0 +1,812 @@
+"""The AMQP 0-9-1 connection state machine, for both roles, without I/O.
+
+Like h11's ``Connection``: bytes go in through `Connection.receive_data`, events
+come out; methods go in through `Connection.send`, bytes come out. The machine
+checks the order of the handshake (spec 2.2.4), keeps the channel table
+(spec 2.3.7, 4.2.3), assembles content (method + header + body frames, spec
+4.2.6), runs the close handshakes, and does the heartbeat bookkeeping (spec
+4.2.7) from clock readings the I/O layer passes in. It never reads a clock,
+touches a socket or imports trio.
+
+A server's I/O loop, roughly::
+
+    conn = Connection(Role.SERVER)
+    for event in conn.receive_data(data, now=clock()):
+        if isinstance(event, ProtocolHeaderReceived):
+            write(conn.send(0, server_start()))
+        elif isinstance(event, Command):
+            ...  # handle event.method, event.properties, event.body
+        elif isinstance(event, ProtocolFailure):
+            err = event.error
+            if err.closes_connection:
+                write(conn.send(0, ConnectionClose(err.reply_code, err.reply_text,
+                                                   err.class_id, err.method_id)))
+            else:  # the channel is already closing in the machine's eyes
+                write(conn.send(err_channel, ChannelClose(...)))
+
+What the machine answers itself: nothing. It never writes on its own; it only
+refuses what the protocol forbids and tells the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple
+
+from .constants import (
+    DEFAULT_FRAME_MAX,
+    FRAME_MIN_SIZE,
+    PROTOCOL_HEADER,
+)
+from .errors import (
+    AMQPError,
+    BadProtocolHeader,
+    ChannelException,
+    ConnectionException,
+    unexpected_frame,
+)
+from .fields import decode_table, encode_table
+from .frames import (
+    BodyFrame,
+    FrameReader,
+    HeaderFrame,
+    MethodFrame,
+    encode_content_frames,
+    encode_heartbeat,
+    encode_method_frame,
+)
+from .methods import (
+    ChannelClose,
+    ChannelCloseOk,
+    ChannelOpen,
+    ConnectionBlocked,
+    ConnectionClose,
+    ConnectionCloseOk,
+    ConnectionOpen,
+    ConnectionOpenOk,
+    ConnectionSecure,
+    ConnectionSecureOk,
+    ConnectionStart,
+    ConnectionStartOk,
+    ConnectionTune,
+    ConnectionTuneOk,
+    ConnectionUnblocked,
+    ConnectionUpdateSecret,
+    ConnectionUpdateSecretOk,
+    Method,
+)
+from .properties import BasicProperties
+
+__all__ = [
+    "Command",
+    "Connection",
+    "ConnectionState",
+    "Event",
+    "HeartbeatReceived",
+    "LocalProtocolError",
+    "MAX_BODY_SIZE",
+    "ProtocolFailure",
+    "ProtocolHeaderReceived",
+    "Role",
+    "client_start_ok",
+    "negotiate_tune",
+    "parse_sasl_response",
+    "server_start",
+]
+
+#: RabbitMQ 3.10's default ``max_message_size`` (128 MiB). A content header that
+#: announces a bigger body is refused before any of the body is buffered.
+MAX_BODY_SIZE = 134217728
+
+#: Channel numbers are 16-bit; a channel_max of 0 means "no limit" (spec 1.4.2.6).
+_CHANNEL_NUMBER_LIMIT = 65535
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class ConnectionState(enum.Enum):
+    """Where the connection is; the handshake is spec 2.2.4."""
+
+    AWAIT_HEADER = "await-header"  # server: no protocol header yet; client: not sent
+    HANDSHAKE = "handshake"  # start .. open-ok
+    OPEN = "open"
+    CLOSING = "closing"  # we sent connection.close, waiting for close-ok
+    CLOSE_RECEIVED = "close-received"  # the peer sent close, we owe close-ok
+    CLOSED = "closed"
+
+
+# ---------------------------------------------------------------------------
+# events
+
+
+class ProtocolHeaderReceived:
+    """Server role: the client sent a valid protocol header; send connection.start."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProtocolHeaderReceived)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "ProtocolHeaderReceived()"
+
+
+class HeartbeatReceived:
+    """The peer sent a heartbeat frame (any received byte also counts as life)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeartbeatReceived)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "HeartbeatReceived()"
+
+
+class Command(NamedTuple):
+    """One method, with its properties (raw bytes) and body when it carries content."""
+
+    channel: int
+    method: Method
+    properties: bytes | None = None
+    body: bytes | None = None
+
+
+class ProtocolFailure:
+    """The peer broke the protocol.
+
+    With a `ConnectionException` it is the last event of the batch: send
+    connection.close with its code and close the socket once close-ok arrives (or
+    a timeout passes). With a `ChannelException` (only a body over
+    ``max_body_size`` today) the machine already treats ``channel`` as closing;
+    send channel.close on it; later events of the batch, on other channels, are
+    valid.
+    """
+
+    __slots__ = ("error", "channel")
+
+    def __init__(self, error: AMQPError, channel: int = 0) -> None:
+        self.error = error
+        self.channel = channel
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ProtocolFailure)
+            and other.error.reply_code == self.error.reply_code
+            and other.channel == self.channel
+        )
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"ProtocolFailure({self.error!r}, channel={self.channel})"
+
+
+Event = ProtocolHeaderReceived | Command | HeartbeatReceived | ProtocolFailure
+
+_HEADER_RECEIVED = ProtocolHeaderReceived()
+_HEARTBEAT_RECEIVED = HeartbeatReceived()
+_new_tuple = tuple.__new__
+
+
+class LocalProtocolError(Exception):
+    """Our own side tried something the protocol forbids (a bug in the caller)."""
+
+
+# ---------------------------------------------------------------------------
+# content assembly
+
+
+class _Content:
+    """A content-bearing method waiting for its header and body frames."""
+
+    __slots__ = ("method", "properties", "body_size", "received", "chunks", "discard")
+
+    def __init__(self, method: Method, discard: bool = False) -> None:
+        self.method = method
+        self.properties: bytes | None = None
+        self.body_size = 0
+        self.received = 0
+        self.chunks: list[bytes] = []
+        self.discard = discard
+
+
+# ---------------------------------------------------------------------------
+# the machine
+
+
+class Connection:
+    """An AMQP 0-9-1 connection seen from ``our_role`` (`Role.SERVER` or `Role.CLIENT`).
+
+    ``max_body_size`` bounds one message's body (406 PRECONDITION_FAILED beyond,
+    as RabbitMQ's ``max_message_size``); ``handshake_frame_max`` bounds frames
+    before tune has been negotiated.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_body_size: int = MAX_BODY_SIZE,
+        handshake_frame_max: int = DEFAULT_FRAME_MAX,
+    ) -> None:
+        self.our_role = role
+        self.their_role = Role.CLIENT if role is Role.SERVER else Role.SERVER
+        self.state = ConnectionState.AWAIT_HEADER
+        self.max_body_size = max_body_size
+        #: Negotiated by tune/tune-ok; before that, the handshake limits.
+        self.channel_max = 0
+        self.frame_max = handshake_frame_max
+        self.heartbeat = 0
+        #: What the server offered in connection.tune (its limits).
+        self.server_tune: ConnectionTune | None = None
+        self.open_channels: set[int] = set()
+        #: The virtual host asked for in connection.open.
+        self.virtual_host: str | None = None
+        self._reader = FrameReader(handshake_frame_max)
+        self._header = b""  # server role: the protocol header as it trickles in
+        # Handshake methods we accept next from the peer (spec 2.2.4).
+        self._expect: tuple[type[Method], ...] = ()
+        self._closing_channels: set[int] = set()  # we sent channel.close
+        self._peer_closing_channels: set[int] = set()  # they sent channel.close
+        self._content: dict[int, _Content] = {}
+        self._broken = False  # the peer's framing is broken: ignore all further bytes
+        self._last_sent: float | None = None
+        self._last_received: float | None = None
+
+    # -- receiving ---------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float | None = None) -> list[Event]:
+        """Every event the bytes complete, in order.
+
+        Server role: a wrong protocol header raises `BadProtocolHeader`; write
+        `PROTOCOL_HEADER` and close the socket (spec 4.2.2).
+        """
+        if now is not None and data:
+            self._last_received = now
+        if self._broken or self.state is ConnectionState.CLOSED:
+            return []
+        events: list[Event] = []
+        if self.state is ConnectionState.AWAIT_HEADER:
+            if self.our_role is Role.CLIENT:
+                raise LocalProtocolError("send_protocol_header() before receiving data")
+            data = self._receive_header(data, events)
+            if not events:
+                return events
+        elif (
+            self.our_role is Role.CLIENT
+            and self._expect == (ConnectionStart,)
+            and bytes(data[:4]) == b"AMQP"
+        ):
+            # Spec 4.2.2: a server that refuses our protocol version answers
+            # with the header it supports, then closes.
+            self._broken = True
+            return [ProtocolFailure(ConnectionException(
+                501, f"server refused AMQP 0-9-1, answered {bytes(data[:8])!r}"
+            ))]
+        reader = self._reader
+        reader.feed(data)
+        try:
+            for frame in reader.read_frames():
+                frame_type = type(frame)
+                if frame_type is MethodFrame:
+                    self._on_method(frame[0], frame[1], events)
+                elif frame_type is BodyFrame:
+                    self._on_body(frame[0], frame[1], events)
+                elif frame_type is HeaderFrame:
+                    self._on_header(frame, events)
+                else:
+                    events.append(_HEARTBEAT_RECEIVED)
+        except AMQPError as exc:
+            if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+                # Already closing: garbage after close is ignored (spec 4.2.3).
+                self._broken = True
+                return events
+            if reader.failed:
+                self._broken = True
+            events.append(ProtocolFailure(exc))
+        return events
+
+    def _receive_header(self, data: bytes, events: list[Event]) -> bytes:
+        need = 8 - len(self._header)
+        self._header += bytes(data[:need])
+        header = self._header
+        if header != PROTOCOL_HEADER[: len(header)]:
+            self._broken = True
+            raise BadProtocolHeader(header)
+        if len(header) < 8:
+            return b""
+        self.state = ConnectionState.HANDSHAKE
+        self._expect = (ConnectionStartOk,)
+        events.append(_HEADER_RECEIVED)
+        return data[need:]
+
+    def _on_method(self, channel: int, method: Method, events: list[Event]) -> None:
+        state = self.state
+        if channel and state is ConnectionState.OPEN:
+            # The hot path: a method on a channel of an open connection.
+            if channel in self._content:
+                content = self._content.pop(channel)
+                if not content.discard:
+                    raise unexpected_frame(
+                        f"expected a content header on channel {channel}, got {method.NAME}",
+                        method.CLASS_ID, method.METHOD_ID,
+                    )
+            if method.CLASS_ID == 10:
+                raise ConnectionException(
+                    503, f"{method.NAME} on channel {channel}",
+                    method.CLASS_ID, method.METHOD_ID,
+                )
+            if channel in self._closing_channels or channel in self._peer_closing_channels:
+                self._on_closing_channel(channel, method, events)
+                return
+            if channel not in self.open_channels:
+                self._on_unopened_channel(channel, method, events)
+                return
+            method_type = type(method)
+            if method_type is ChannelClose:
+                self._peer_closing_channels.add(channel)
+            elif method_type is ChannelCloseOk:
+                # close-ok for a close we never sent
+                raise ConnectionException(
+                    504, f"unexpected channel.close-ok on channel {channel}", 20, 41
+                )
+            elif method_type is ChannelOpen:
+                raise ConnectionException(504, f"second 'channel.open' seen on {channel}", 20, 10)
+            if method.HAS_CONTENT:
+                self._content[channel] = _Content(method)
+                return
+            events.append(_new_tuple(Command, (channel, method, None, None)))
+            return
+        if channel:
+            if state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+                return  # spec 4.2.3: after close, only close/close-ok matter
+            raise ConnectionException(
+                504, f"{method.NAME} on channel {channel} before the connection is open",
+                method.CLASS_ID, method.METHOD_ID,
+            )
+        self._on_channel_zero(method, events)
+
+    def _on_unopened_channel(self, channel: int, method: Method, events: list[Event]) -> None:
+        if type(method) is not ChannelOpen:
+            raise ConnectionException(
+                504, f"expected 'channel.open' on channel {channel}, got {method.NAME}",
+                method.CLASS_ID, method.METHOD_ID,
+            )
+        limit = self.channel_max or _CHANNEL_NUMBER_LIMIT
+        if channel > limit:
+            raise ConnectionException(
+                530, f"channel {channel} exceeds the negotiated channel_max {limit}", 20, 10
+            )
+        self.open_channels.add(channel)
+        events.append(_new_tuple(Command, (channel, method, None, None)))
+
+    def _on_closing_channel(self, channel: int, method: Method, events: list[Event]) -> None:
+        # Spec 2.3.7 / 4.2.3: once a channel is closing, everything on it but
+        # close and close-ok is discarded, content included.
+        method_type = type(method)
+        if method_type is ChannelCloseOk:
+            if channel in self._closing_channels:
+                self._forget_channel(channel)
+                events.append(_new_tuple(Command, (channel, method, None, None)))
+        elif method_type is ChannelClose:
+            # Both sides closed at once: each answers close-ok (spec 4.2.3).
+            self._peer_closing_channels.add(channel)
+            events.append(_new_tuple(Command, (channel, method, None, None)))
+        elif method.HAS_CONTENT:
+            self._content[channel] = _Content(method, discard=True)
+
+    def _on_channel_zero(self, method: Method, events: list[Event]) -> None:
+        method_type = type(method)
+        state = self.state
+        if method.CLASS_ID != 10:
+            if state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+                return
+            raise ConnectionException(
+                503, f"{method.NAME} on channel 0", method.CLASS_ID, method.METHOD_ID
+            )
+        if method_type is ConnectionCloseOk:
+            if state is not ConnectionState.CLOSING:
+                raise ConnectionException(503, "connection.close-ok without close", 10, 51)
+            self.state = ConnectionState.CLOSED
+            events.append(_new_tuple(Command, (0, method, None, None)))
+            return
+        if method_type is ConnectionClose:
+            if state is not ConnectionState.CLOSING:
+                self.state = ConnectionState.CLOSE_RECEIVED
+            # When both sides close at once, both answer close-ok (spec 4.2.3).
+            events.append(_new_tuple(Command, (0, method, None, None)))
+            return
+        if state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+            return
+        if state is ConnectionState.HANDSHAKE:
+            if method_type not in self._expect:
+                wanted = " or ".join(m.NAME for m in self._expect) or "nothing"
+                raise ConnectionException(
+                    503, f"expected {wanted}, got {method.NAME}",
+                    method.CLASS_ID, method.METHOD_ID,
+                )
+            self._expect = ()
+            if method_type is ConnectionTuneOk:
+                self._apply_tune_ok(method)  # type: ignore[arg-type]
+                self._expect = (ConnectionOpen,)
+            elif method_type is ConnectionOpen:
+                self.virtual_host = method.virtual_host  # type: ignore[attr-defined]
+            elif method_type is ConnectionTune:
+                self.server_tune = method  # type: ignore[assignment]
+            elif method_type is ConnectionOpenOk:
+                self.state = ConnectionState.OPEN
+        elif not self._connection_method_allowed_when_open(method_type):
+            raise ConnectionException(
+                503, f"{method.NAME} after the handshake", method.CLASS_ID, method.METHOD_ID
+            )
+        events.append(_new_tuple(Command, (0, method, None, None)))
+
+    def _connection_method_allowed_when_open(self, method_type: type[Method]) -> bool:
+        if self.our_role is Role.SERVER:
+            return method_type is ConnectionUpdateSecret
+        return method_type in (ConnectionBlocked, ConnectionUnblocked, ConnectionUpdateSecretOk)
+
+    def _apply_tune_ok(self, tune_ok: Any) -> None:
+        """Server role: the client's tune-ok is the final word (spec 1.4.2.6)."""
+        offer = self.server_tune
+        channel_max, frame_max, heartbeat = tune_ok.channel_max, tune_ok.frame_max, tune_ok.heartbeat
+        if offer is not None:
+            # Zero means "no limit": a client answering zero accepts our limit.
+            # Asking for more than we offered is refused, as RabbitMQ does.
+            if offer.channel_max and channel_max > offer.channel_max:
+                raise ConnectionException(
+                    530, f"channel_max={channel_max} > {offer.channel_max} max", 10, 31
+                )
+            if offer.frame_max and frame_max > offer.frame_max:
+                raise ConnectionException(
+                    530, f"frame_max={frame_max} > {offer.frame_max} max size", 10, 31
+                )
+            channel_max = channel_max or offer.channel_max
+            frame_max = frame_max or offer.frame_max
+        if frame_max and frame_max < FRAME_MIN_SIZE:
+            raise ConnectionException(
+                530, f"frame_max={frame_max} < {FRAME_MIN_SIZE} min size", 10, 31
+            )
+        self._set_tuned(channel_max, frame_max, heartbeat)
+
+    def _set_tuned(self, channel_max: int, frame_max: int, heartbeat: int) -> None:
+        self.channel_max = channel_max
+        self.frame_max = frame_max
+        self.heartbeat = heartbeat
+        self._reader.frame_max = frame_max
+
+    def _on_header(self, frame: HeaderFrame, events: list[Event]) -> None:
+        channel = frame.channel
+        content = self._content.get(channel)
+        if content is None or content.properties is not None:
+            if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+                return
+            raise unexpected_frame(f"unexpected content header on channel {channel}")
+        if frame.class_id != content.method.CLASS_ID:
+            raise unexpected_frame(
+                f"content header class {frame.class_id} does not match {content.method.NAME}",
+                content.method.CLASS_ID, content.method.METHOD_ID,
+            )
+        content.properties = frame.properties
+        content.body_size = frame.body_size
+        if content.discard:
+            if not frame.body_size:
+                del self._content[channel]
+            return
+        if frame.body_size > self.max_body_size:
+            # Refuse before buffering a byte of it; the rest of this message's
+            # frames are discarded as the channel closes.
+            content.discard = True
+            self._closing_channels.add(channel)
+            method = content.method
+            events.append(ProtocolFailure(
+                ChannelException(
+                    406,
+                    f"PRECONDITION_FAILED - message size {frame.body_size} is larger "
+                    f"than configured max size {self.max_body_size}",
+                    method.CLASS_ID, method.METHOD_ID,
+                ),
+                channel,
+            ))
+            return
+        if not frame.body_size:
+            del self._content[channel]
+            events.append(_new_tuple(Command, (channel, content.method, frame.properties, b"")))
+
+    def _on_body(self, channel: int, payload: bytes, events: list[Event]) -> None:
+        content = self._content.get(channel)
+        if content is None or content.properties is None:
+            if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+                return
+            raise unexpected_frame(f"unexpected content body on channel {channel}")
+        received = content.received + len(payload)
+        if received > content.body_size:
+            method = content.method
+            raise unexpected_frame(
+                f"content body of {received} octets exceeds the announced {content.body_size}",
+                method.CLASS_ID, method.METHOD_ID,
+            )
+        if content.discard:
+            content.received = received
+            if received == content.body_size:
+                del self._content[channel]
+            return
+        if received == content.body_size:
+            del self._content[channel]
+            if content.chunks:
+                content.chunks.append(payload)
+                payload = b"".join(content.chunks)
+            events.append(_new_tuple(Command, (channel, content.method, content.properties, payload)))
+        else:
+            content.received = received
+            content.chunks.append(payload)
+
+    # -- sending -----------------------------------------------------------
+
+    def send_protocol_header(self, now: float | None = None) -> bytes:
+        """Client role: the first bytes on the wire."""
+        if self.our_role is not Role.CLIENT or self.state is not ConnectionState.AWAIT_HEADER:
+            raise LocalProtocolError("only a new client connection sends the protocol header")
+        self.state = ConnectionState.HANDSHAKE
+        self._expect = (ConnectionStart,)
+        if now is not None:
+            self._last_sent = now
+        return PROTOCOL_HEADER
+
+    def send(
+        self,
+        channel: int,
+        method: Method,
+        properties: bytes | BasicProperties | None = None,
+        body: bytes | None = None,
+        now: float | None = None,
+    ) -> bytes:
+        """The bytes for ``method`` on ``channel`` (with content when it has some).
+
+        Updates the handshake, channel table and close state. Raises
+        `LocalProtocolError` for what the protocol does not allow us to send.
+        """
+        state = self.state
+        if state is ConnectionState.CLOSED:
+            raise LocalProtocolError(f"cannot send {method.NAME}: the connection is closed")
+        if now is not None:
+            self._last_sent = now
+        if method.HAS_CONTENT:
+            if isinstance(properties, BasicProperties):
+                properties = properties.encode()
+            if properties is None:
+                properties = b"\x00\x00"
+            return encode_content_frames(
+                channel, method, properties, b"" if body is None else body, self.frame_max
+            )
+        method_type = type(method)
+        if channel == 0:
+            self._sent_on_channel_zero(method_type, method)
+        elif method_type is ChannelOpen:
+            self.open_channels.add(channel)
+        elif method_type is ChannelClose:
+            self._closing_channels.add(channel)
+            self._content.pop(channel, None)
+        elif method_type is ChannelCloseOk:
+            self._forget_channel(channel)
+        return encode_method_frame(channel, method)
+
+    def _sent_on_channel_zero(self, method_type: type[Method], method: Any) -> None:
+        if method_type is ConnectionClose:
+            if self.state is ConnectionState.CLOSE_RECEIVED:
+                raise LocalProtocolError("the peer sent connection.close: answer close-ok")
+            self.state = ConnectionState.CLOSING
+        elif method_type is ConnectionCloseOk:
+            self.state = ConnectionState.CLOSED
+        elif self.state is ConnectionState.HANDSHAKE:
+            if method_type is ConnectionSecure:
+                self._expect = (ConnectionSecureOk,)
+            elif method_type is ConnectionTune:
+                self.server_tune = method
+                self._expect = (ConnectionTuneOk,)
+            elif method_type is ConnectionOpenOk:
+                self.state = ConnectionState.OPEN
+            elif method_type in (ConnectionStartOk, ConnectionSecureOk):
+                self._expect = (ConnectionSecure, ConnectionTune)
+            elif method_type is ConnectionTuneOk:
+                self._set_tuned(method.channel_max, method.frame_max, method.heartbeat)
+            elif method_type is ConnectionOpen:
+                self.virtual_host = method.virtual_host
+                self._expect = (ConnectionOpenOk,)
+
+    def send_heartbeat(self, now: float | None = None) -> bytes:
+        """A heartbeat frame; remembers ``now`` as the last time we sent."""
+        if now is not None:
+            self._last_sent = now
+        return encode_heartbeat()
+
+    def _forget_channel(self, channel: int) -> None:
+        self.open_channels.discard(channel)
+        self._closing_channels.discard(channel)
+        self._peer_closing_channels.discard(channel)
+        self._content.pop(channel, None)
+
+    # -- heartbeats --------------------------------------------------------
+    #
+    # RabbitMQ sends a heartbeat when it has sent nothing for heartbeat/2
+    # seconds, and gives up on a peer after two heartbeat periods without
+    # receiving anything (any frame counts, not only heartbeats). We do the same.
+
+    def heartbeat_due(self, now: float) -> bool:
+        """True when we should send a heartbeat: nothing sent for heartbeat/2 s."""
+        if not self.heartbeat or self.state is not ConnectionState.OPEN:
+            return False
+        if self._last_sent is None:
+            self._last_sent = now
+        return now - self._last_sent >= self.heartbeat / 2
+
+    def peer_is_dead(self, now: float) -> bool:
+        """True when nothing was received for two heartbeat periods."""
+        if not self.heartbeat:
+            return False
+        if self._last_received is None:
+            self._last_received = now
+        return now - self._last_received >= self.heartbeat * 2
+
+    def heartbeat_deadline(self) -> float | None:
+        """The next clock reading at which `heartbeat_due` or `peer_is_dead` may change."""
+        if not self.heartbeat or self._last_sent is None or self._last_received is None:
+            return None
+        return min(self._last_sent + self.heartbeat / 2, self._last_received + self.heartbeat * 2)
+
+
+# ---------------------------------------------------------------------------
+# handshake helpers
+
+
+def negotiate_tune(
+    tune: ConnectionTune, channel_max: int = 0, frame_max: int = 0, heartbeat: int | None = None
+) -> ConnectionTuneOk:
+    """Client role: the tune-ok to answer the server's tune with.
+
+    channel_max and frame_max: zero means "no limit", so the lower non-zero
+    value wins (spec 1.4.2.6). heartbeat follows RabbitMQ's clients (Java, .NET,
+    and pika when given a number): zero on one side means "no preference" and
+    the other value is used; both non-zero, the lower wins; both zero disables
+    heartbeats. ``heartbeat=None`` accepts the server's value.
+    """
+
+    def lower_nonzero(a: int, b: int) -> int:
+        return min(a, b) if a and b else a or b
+
+    if heartbeat is None:
+        beat = tune.heartbeat
+    else:
+        beat = lower_nonzero(tune.heartbeat, heartbeat)
+    return ConnectionTuneOk(
+        channel_max=lower_nonzero(tune.channel_max, channel_max),
+        frame_max=lower_nonzero(tune.frame_max, frame_max),
+        heartbeat=beat,
+    )
+
+
+#: Capabilities RabbitMQ 3.10 announces in connection.start's server-properties;
+#: clients (pika, the Java client) switch features on from this table.
+SERVER_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+
+
+def server_start(
+    product: str = "Warren",
+    version: str = "0.1.0",
+    mechanisms: str = "PLAIN AMQPLAIN",
+    capabilities: dict[str, Any] | None = None,
+) -> ConnectionStart:
+    """Server role: a connection.start like RabbitMQ's."""
+    return ConnectionStart(
+        version_major=0,
+        version_minor=9,
+        server_properties={
+            "product": product,
+            "version": version,
+            "platform": "Python",
+            "capabilities": dict(SERVER_CAPABILITIES if capabilities is None else capabilities),
+            "cluster_name": product.lower(),
+            "copyright": "",
+            "information": "",
+        },
+        mechanisms=mechanisms,
+        locales="en_US",
+    )
+
+
+def client_start_ok(
+    username: str,
+    password: str,
+    mechanism: str = "PLAIN",
+    client_properties: dict[str, Any] | None = None,
+) -> ConnectionStartOk:
+    """Client role: connection.start-ok answering with PLAIN or AMQPLAIN credentials."""
+    if mechanism == "PLAIN":
+        response = b"\x00" + username.encode("utf-8") + b"\x00" + password.encode("utf-8")
+    elif mechanism == "AMQPLAIN":
+        # AMQPLAIN's response is a field table without its length prefix.
+        response = encode_table({"LOGIN": username, "PASSWORD": password})[4:]
+    else:
+        raise ValueError(f"unsupported SASL mechanism {mechanism!r}")
+    properties = {
+        "product": "Warren",
+        "platform": "Python",
+        "capabilities": {
+            "publisher_confirms": True,
+            "exchange_exchange_bindings": True,
+            "basic.nack": True,
+            "consumer_cancel_notify": True,
+            "connection.blocked": True,
+            "authentication_failure_close": True,
+        },
+    }
+    if client_properties:
+        properties.update(client_properties)
+    return ConnectionStartOk(
+        client_properties=properties, mechanism=mechanism, response=response, locale="en_US"
+    )
+
+
+def parse_sasl_response(mechanism: str, response: bytes) -> tuple[str, str]:
+    """``(username, password)`` from a start-ok/secure-ok response.
+
+    PLAIN (RFC 4616) is ``authzid NUL authcid NUL passwd``; the authzid is
+    ignored, as RabbitMQ does. AMQPLAIN is a field table with ``LOGIN`` and
+    ``PASSWORD``, sent without its 4-byte length by py-amqp and kombu (we accept
+    it with the length too). A malformed response is 403 ACCESS_REFUSED, an
+    unknown mechanism 503 COMMAND_INVALID, both closing the connection, as RabbitMQ.
+    """
+    response = bytes(response)
+    if mechanism == "PLAIN":
+        parts = response.split(b"\x00")
+        if len(parts) != 3:
+            raise ConnectionException(403, "ACCESS_REFUSED - invalid PLAIN response", 10, 11)
+        try:
+            return parts[1].decode("utf-8"), parts[2].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConnectionException(
+                403, "ACCESS_REFUSED - PLAIN response is not UTF-8", 10, 11
+            ) from None
+    if mechanism == "AMQPLAIN":
+        table: dict[str, Any] | None = None
+        for candidate in (len(response).to_bytes(4, "big") + response, response):
+            try:
+                table, end = decode_table(candidate, 0)
+            except ConnectionException:
+                continue
+            if end == len(candidate):
+                break
+            table = None
+        if table is None:
+            raise ConnectionException(403, "ACCESS_REFUSED - invalid AMQPLAIN response", 10, 11)
+        login, password = table.get("LOGIN"), table.get("PASSWORD")
+        if isinstance(login, bytes):
+            login = login.decode("utf-8", "replace")
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        if not isinstance(login, str) or not isinstance(password, str):
+            raise ConnectionException(
+                403, "ACCESS_REFUSED - AMQPLAIN response lacks LOGIN or PASSWORD", 10, 11
+            )
+        return login, password
+    raise ConnectionException(
+        503, f"COMMAND_INVALID - unknown authentication mechanism '{mechanism}'", 10, 11
+    )

@@ -1,0 +1,386 @@
+"""The connection state machine, both roles, driven by real bytes."""
+
+import pytest
+
+from protocol import methods as m
+from protocol.connection import (
+    Command,
+    Connection,
+    ConnectionState,
+    HeartbeatReceived,
+    LocalProtocolError,
+    ProtocolFailure,
+    ProtocolHeaderReceived,
+    Role,
+    client_start_ok,
+    negotiate_tune,
+    parse_sasl_response,
+    server_start,
+)
+from protocol.constants import PROTOCOL_HEADER
+from protocol.errors import BadProtocolHeader, ConnectionException
+from protocol.fields import encode_table
+from protocol.frames import encode_content_frames, encode_heartbeat, encode_method_frame
+from protocol.properties import BasicProperties
+
+
+def open_pair(heartbeat=60, frame_max=131072, channel_max=2047):
+    """A client and a server machine talking to each other until both are open."""
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER)
+    events = server.receive_data(client.send_protocol_header())
+    assert events == [ProtocolHeaderReceived()]
+    [start] = client.receive_data(server.send(0, server_start()))
+    assert isinstance(start.method, m.ConnectionStart)
+    [start_ok] = server.receive_data(client.send(0, client_start_ok("guest", "guest")))
+    assert parse_sasl_response(start_ok.method.mechanism, start_ok.method.response) == (
+        "guest", "guest",
+    )
+    tune = m.ConnectionTune(channel_max=channel_max, frame_max=frame_max, heartbeat=heartbeat)
+    [tune_cmd] = client.receive_data(server.send(0, tune))
+    tune_ok = negotiate_tune(tune_cmd.method)
+    # pika and py-amqp pipeline tune-ok and open in one write
+    data = client.send(0, tune_ok) + client.send(0, m.ConnectionOpen(virtual_host="/"))
+    events = server.receive_data(data)
+    assert [type(e.method) for e in events] == [m.ConnectionTuneOk, m.ConnectionOpen]
+    assert server.virtual_host == "/"
+    [open_ok] = client.receive_data(server.send(0, m.ConnectionOpenOk()))
+    assert isinstance(open_ok.method, m.ConnectionOpenOk)
+    assert client.state is server.state is ConnectionState.OPEN
+    return client, server
+
+
+def open_channel(client, server, channel=1):
+    [cmd] = server.receive_data(client.send(channel, m.ChannelOpen()))
+    assert cmd == Command(channel, m.ChannelOpen())
+    [ok] = client.receive_data(server.send(channel, m.ChannelOpenOk()))
+    assert isinstance(ok.method, m.ChannelOpenOk)
+
+
+def test_handshake_negotiates_both_sides():
+    client, server = open_pair(heartbeat=30, frame_max=131072, channel_max=100)
+    for conn in (client, server):
+        assert (conn.channel_max, conn.frame_max, conn.heartbeat) == (100, 131072, 30)
+    assert client.our_role is Role.CLIENT and client.their_role is Role.SERVER
+    assert server.our_role is Role.SERVER and server.their_role is Role.CLIENT
+
+
+def test_protocol_header_in_pieces_and_with_frames_behind_it():
+    server = Connection(Role.SERVER)
+    assert server.receive_data(b"AMQ") == []
+    assert server.receive_data(b"P\x00\x00") == []
+    start_ok = encode_method_frame(0, client_start_ok("u", "p"))
+    events = server.receive_data(b"\x09\x01" + start_ok)
+    assert events[0] == ProtocolHeaderReceived()
+    assert isinstance(events[1].method, m.ConnectionStartOk)
+
+
+@pytest.mark.parametrize(
+    "header", [b"AMQP\x00\x00\x09\x00", b"AMQP\x01\x01\x00\x09", b"GET / HTTP/1.1\r\n", b"\x01"]
+)
+def test_bad_protocol_header(header):
+    server = Connection(Role.SERVER)
+    with pytest.raises(BadProtocolHeader):
+        server.receive_data(header)
+    assert server.receive_data(b"more") == []
+
+
+def test_client_sees_server_refusing_its_version():
+    client = Connection(Role.CLIENT)
+    client.send_protocol_header()
+    [failure] = client.receive_data(b"AMQP\x00\x00\x08\x00")
+    assert isinstance(failure, ProtocolFailure) and failure.error.reply_code == 501
+
+
+def test_handshake_out_of_order_is_503():
+    server = Connection(Role.SERVER)
+    server.receive_data(PROTOCOL_HEADER)
+    server.send(0, server_start())
+    [failure] = server.receive_data(encode_method_frame(0, m.ConnectionOpen()))
+    assert isinstance(failure, ProtocolFailure)
+    assert failure.error.reply_code == 503
+    assert (failure.error.class_id, failure.error.method_id) == (10, 40)
+
+
+def test_channel_method_before_open_is_504():
+    server = Connection(Role.SERVER)
+    server.receive_data(PROTOCOL_HEADER)
+    [failure] = server.receive_data(encode_method_frame(1, m.ChannelOpen()))
+    assert failure.error.reply_code == 504
+
+
+def test_tune_ok_above_offer_is_refused():
+    server = Connection(Role.SERVER)
+    server.receive_data(PROTOCOL_HEADER)
+    server.send(0, server_start())
+    server.receive_data(encode_method_frame(0, client_start_ok("u", "p")))
+    server.send(0, m.ConnectionTune(channel_max=10, frame_max=131072, heartbeat=60))
+    [failure] = server.receive_data(
+        encode_method_frame(0, m.ConnectionTuneOk(channel_max=10, frame_max=1 << 20, heartbeat=0))
+    )
+    assert failure.error.reply_code == 530
+
+
+def test_tune_ok_zero_accepts_our_limits():
+    server = Connection(Role.SERVER)
+    server.receive_data(PROTOCOL_HEADER)
+    server.send(0, server_start())
+    server.receive_data(encode_method_frame(0, client_start_ok("u", "p")))
+    server.send(0, m.ConnectionTune(channel_max=10, frame_max=131072, heartbeat=60))
+    server.receive_data(encode_method_frame(0, m.ConnectionTuneOk(0, 0, 0)))
+    assert (server.channel_max, server.frame_max, server.heartbeat) == (10, 131072, 0)
+
+
+def test_negotiate_tune_rules():
+    tune = m.ConnectionTune(channel_max=2047, frame_max=131072, heartbeat=60)
+    assert negotiate_tune(tune) == m.ConnectionTuneOk(2047, 131072, 60)
+    assert negotiate_tune(tune, 10, 8192, 5) == m.ConnectionTuneOk(10, 8192, 5)
+    assert negotiate_tune(tune, 0, 0, 0) == m.ConnectionTuneOk(2047, 131072, 60)
+    zero = m.ConnectionTune(channel_max=0, frame_max=0, heartbeat=0)
+    assert negotiate_tune(zero, 5, 0, 10) == m.ConnectionTuneOk(5, 0, 10)
+    assert negotiate_tune(zero, 0, 0, 0) == m.ConnectionTuneOk(0, 0, 0)
+
+
+def test_sasl_responses():
+    assert parse_sasl_response("PLAIN", b"\x00guest\x00secret") == ("guest", "secret")
+    assert parse_sasl_response("PLAIN", b"admin\x00guest\x00secret") == ("guest", "secret")
+    amqplain = encode_table({"LOGIN": "bob", "PASSWORD": "pw"})
+    assert parse_sasl_response("AMQPLAIN", amqplain[4:]) == ("bob", "pw")  # py-amqp's form
+    assert parse_sasl_response("AMQPLAIN", amqplain) == ("bob", "pw")
+    for mechanism, response, code in [
+        ("PLAIN", b"guest", 403),
+        ("PLAIN", b"\x00\xff\x00x", 403),
+        ("AMQPLAIN", b"\x05LOGINS\x00", 403),
+        ("AMQPLAIN", encode_table({"LOGIN": "bob"})[4:], 403),
+        ("EXTERNAL", b"", 503),
+    ]:
+        with pytest.raises(ConnectionException) as info:
+            parse_sasl_response(mechanism, response)
+        assert info.value.reply_code == code
+        assert info.value.closes_connection
+
+
+def test_client_start_ok_amqplain_round_trip():
+    start_ok = client_start_ok("u", "p", mechanism="AMQPLAIN")
+    assert parse_sasl_response("AMQPLAIN", start_ok.response) == ("u", "p")
+
+
+def test_content_assembly_across_frames_and_batches():
+    client, server = open_pair(frame_max=4096)
+    open_channel(client, server)
+    body = bytes(range(256)) * 50  # 12800 octets: four body frames
+    props = BasicProperties(content_type="application/octet-stream", delivery_mode=2)
+    data = client.send(1, m.BasicPublish(exchange="", routing_key="q"), props, body)
+    data += client.send(1, m.BasicPublish(exchange="", routing_key="q"), props, b"")
+    events = []
+    for i in range(0, len(data), 1000):
+        events += server.receive_data(data[i : i + 1000])
+    assert len(events) == 2
+    first, second = events
+    assert first.method == m.BasicPublish(exchange="", routing_key="q")
+    assert first.body == body
+    assert BasicProperties.decode(first.properties) == props
+    assert second.body == b""
+
+
+def test_deliver_assembled_on_the_client():
+    client, server = open_pair()
+    open_channel(client, server)
+    data = server.send(
+        1,
+        m.BasicDeliver(consumer_tag="c", delivery_tag=1, exchange="", routing_key="q"),
+        b"\x00\x00",
+        b"hi",
+    )
+    [cmd] = client.receive_data(data)
+    assert cmd.method.delivery_tag == 1 and cmd.body == b"hi" and cmd.properties == b"\x00\x00"
+
+
+def _server_with_channel():
+    client, server = open_pair(frame_max=4096)
+    open_channel(client, server)
+    return client, server
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        # header without a method
+        lambda: encode_content_frames(1, m.BasicPublish(), b"\x00\x00", b"abc", 4096)[
+            len(encode_method_frame(1, m.BasicPublish())):
+        ],
+        # method, then another method instead of the header
+        lambda: encode_method_frame(1, m.BasicPublish()) + encode_method_frame(1, m.BasicQos()),
+        # body frame with no content in progress
+        lambda: b"\x03\x00\x01\x00\x00\x00\x01x\xce",
+    ],
+)
+def test_out_of_order_content_is_505(frames):
+    _, server = _server_with_channel()
+    events = server.receive_data(frames())
+    assert isinstance(events[-1], ProtocolFailure)
+    assert events[-1].error.reply_code == 505
+    assert events[-1].error.closes_connection
+
+
+def test_body_larger_than_announced_is_an_error():
+    _, server = _server_with_channel()
+    data = encode_method_frame(1, m.BasicPublish())
+    data += b"\x02\x00\x01\x00\x00\x00\x0e\x00\x3c\x00\x00" + (2).to_bytes(8, "big") + b"\x00\x00\xce"
+    data += b"\x03\x00\x01\x00\x00\x00\x03abc\xce"
+    [failure] = server.receive_data(data)
+    assert failure.error.reply_code == 505
+    assert (failure.error.class_id, failure.error.method_id) == (60, 40)
+
+
+def test_body_over_max_body_size_closes_only_the_channel():
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER, max_body_size=1000)
+    server.receive_data(client.send_protocol_header())
+    client.receive_data(server.send(0, server_start()))
+    server.receive_data(client.send(0, client_start_ok("u", "p")))
+    client.receive_data(server.send(0, m.ConnectionTune(0, 4096, 0)))
+    server.receive_data(client.send(0, m.ConnectionTuneOk(0, 4096, 0)))
+    server.receive_data(client.send(0, m.ConnectionOpen()))
+    client.receive_data(server.send(0, m.ConnectionOpenOk()))
+    open_channel(client, server, 1)
+    open_channel(client, server, 2)
+    data = client.send(1, m.BasicPublish(routing_key="q"), b"\x00\x00", b"x" * 5000)
+    data += client.send(2, m.BasicPublish(routing_key="q"), b"\x00\x00", b"ok")
+    events = server.receive_data(data)
+    assert isinstance(events[0], ProtocolFailure)
+    assert events[0].error.reply_code == 406 and not events[0].error.closes_connection
+    assert events[0].channel == 1
+    assert events[1].channel == 2 and events[1].body == b"ok"
+    # the machine ignores the rest of channel 1 until close-ok
+    server.send(1, m.ChannelClose(406, "too big", 60, 40))
+    assert server.receive_data(client.send(1, m.BasicAck(delivery_tag=1))) == []
+    [ok] = server.receive_data(client.send(1, m.ChannelCloseOk()))
+    assert isinstance(ok.method, m.ChannelCloseOk)
+    assert 1 not in server.open_channels
+
+
+def test_channel_bookkeeping():
+    client, server = open_pair(channel_max=3)
+    open_channel(client, server, 1)
+    [failure] = server.receive_data(client.send(1, m.ChannelOpen()))
+    assert failure.error.reply_code == 504  # second channel.open
+    client, server = open_pair(channel_max=3)
+    [failure] = server.receive_data(encode_method_frame(4, m.ChannelOpen()))
+    assert failure.error.reply_code == 530  # above channel_max
+    client, server = open_pair()
+    [failure] = server.receive_data(encode_method_frame(5, m.BasicQos()))
+    assert failure.error.reply_code == 504  # channel never opened
+    client, server = open_pair()
+    [failure] = server.receive_data(encode_method_frame(0, m.BasicQos()))
+    assert failure.error.reply_code == 503
+
+
+def test_channel_close_initiated_by_peer():
+    client, server = _server_with_channel()
+    [close] = server.receive_data(client.send(1, m.ChannelClose(200, "bye")))
+    assert isinstance(close.method, m.ChannelClose)
+    [ok] = client.receive_data(server.send(1, m.ChannelCloseOk()))
+    assert isinstance(ok.method, m.ChannelCloseOk)
+    assert 1 not in server.open_channels and 1 not in client.open_channels
+    open_channel(client, server, 1)  # the number can be reused
+
+
+def test_after_channel_close_only_close_ok_counts():
+    client, server = _server_with_channel()
+    server.send(1, m.ChannelClose(404, "NOT_FOUND - no queue 'q'", 50, 10))
+    noise = encode_content_frames(1, m.BasicPublish(), b"\x00\x00", b"zz", 4096)
+    noise += encode_method_frame(1, m.BasicAck(delivery_tag=1))
+    assert server.receive_data(noise) == []
+    [ok] = server.receive_data(encode_method_frame(1, m.ChannelCloseOk()))
+    assert ok == Command(1, m.ChannelCloseOk())
+
+
+def test_after_connection_close_only_close_ok_counts():
+    client, server = _server_with_channel()
+    server.send(0, m.ConnectionClose(320, "CONNECTION_FORCED", 0, 0))
+    assert server.state is ConnectionState.CLOSING
+    noise = encode_method_frame(1, m.BasicAck(delivery_tag=1)) + encode_method_frame(0, m.BasicQos())
+    assert server.receive_data(noise) == []
+    [close] = client.receive_data(
+        encode_method_frame(0, m.ConnectionClose(320, "CONNECTION_FORCED"))
+    )
+    assert client.state is ConnectionState.CLOSE_RECEIVED
+    [ok] = server.receive_data(client.send(0, m.ConnectionCloseOk()))
+    assert isinstance(ok.method, m.ConnectionCloseOk)
+    assert server.state is client.state is ConnectionState.CLOSED
+    assert server.receive_data(b"anything") == []
+    with pytest.raises(LocalProtocolError):
+        server.send(1, m.BasicAck())
+
+
+def test_garbage_after_close_is_ignored():
+    _, server = _server_with_channel()
+    server.send(0, m.ConnectionClose(501, "FRAME_ERROR"))
+    assert server.receive_data(b"\xff" * 20) == []
+
+
+def test_frame_error_is_a_failure_event_after_valid_events():
+    client, server = _server_with_channel()
+    data = client.send(1, m.BasicAck(delivery_tag=1)) + b"\x01\x00\x01\x00\x00\x00\x00\x00"
+    events = server.receive_data(data)
+    assert events[0] == Command(1, m.BasicAck(delivery_tag=1))
+    assert isinstance(events[1], ProtocolFailure) and events[1].error.reply_code == 501
+
+
+def test_syntax_error_keeps_the_stream_readable_for_close_ok():
+    client, server = _server_with_channel()
+    bad = b"\x01\x00\x01\x00\x00\x00\x05\x00\x3c\x00\x50\x00\xce"  # basic.ack, 1 arg byte
+    [failure] = server.receive_data(bad)
+    assert failure.error.reply_code == 502
+    assert (failure.error.class_id, failure.error.method_id) == (60, 80)
+    server.send(0, m.ConnectionClose(502, "SYNTAX_ERROR", 60, 80))
+    [ok] = server.receive_data(client.send(0, m.ConnectionCloseOk()))
+    assert server.state is ConnectionState.CLOSED and isinstance(ok.method, m.ConnectionCloseOk)
+
+
+def test_frame_max_is_enforced_after_tune():
+    client, server = open_pair(frame_max=4096)
+    open_channel(client, server)
+    big = b"\x03\x00\x01" + (5000).to_bytes(4, "big")
+    [failure] = server.receive_data(encode_method_frame(1, m.BasicPublish()) + big)
+    assert failure.error.reply_code == 501
+
+
+def test_heartbeats():
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER)
+    server.receive_data(client.send_protocol_header(now=0.0), now=0.0)
+    client.receive_data(server.send(0, server_start(), now=0.0), now=0.0)
+    server.receive_data(client.send(0, client_start_ok("u", "p"), now=0.0), now=0.0)
+    client.receive_data(server.send(0, m.ConnectionTune(0, 131072, 10), now=0.0), now=0.0)
+    server.receive_data(client.send(0, m.ConnectionTuneOk(0, 131072, 10), now=0.0), now=0.0)
+    server.receive_data(client.send(0, m.ConnectionOpen(), now=0.0), now=0.0)
+    client.receive_data(server.send(0, m.ConnectionOpenOk(), now=1.0), now=1.0)
+    assert server.heartbeat == client.heartbeat == 10
+    assert not server.heartbeat_due(5.0)
+    assert server.heartbeat_due(6.0)  # nothing sent for heartbeat/2
+    [beat] = client.receive_data(server.send_heartbeat(now=6.0), now=6.0)
+    assert beat == HeartbeatReceived()
+    assert not server.heartbeat_due(10.0)
+    assert server.heartbeat_deadline() == 11.0
+    assert not server.peer_is_dead(19.0)
+    assert server.peer_is_dead(20.0)  # two heartbeat periods of silence
+    server.receive_data(encode_heartbeat(), now=19.5)
+    assert not server.peer_is_dead(20.0)
+    no_beat = Connection(Role.SERVER)
+    assert not no_beat.heartbeat_due(100.0) and not no_beat.peer_is_dead(100.0)
+
+
+def test_connection_blocked_and_update_secret():
+    client, server = open_pair()
+    [blocked] = client.receive_data(server.send(0, m.ConnectionBlocked(reason="low on memory")))
+    assert blocked.method.reason == "low on memory"
+    [unblocked] = client.receive_data(server.send(0, m.ConnectionUnblocked()))
+    assert isinstance(unblocked.method, m.ConnectionUnblocked)
+    [update] = server.receive_data(
+        client.send(0, m.ConnectionUpdateSecret(new_secret=b"token", reason="refresh"))
+    )
+    assert update.method.new_secret == b"token"
+    [ok] = client.receive_data(server.send(0, m.ConnectionUpdateSecretOk()))
+    assert isinstance(ok.method, m.ConnectionUpdateSecretOk)

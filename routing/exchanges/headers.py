@@ -32,7 +32,7 @@ reproduces Erlang's answer:
 - decimals are ``{Scale, Value}`` pairs: ``Decimal("1.0")`` does not equal
   ``Decimal("1")`` nor ``1``;
 - nested tables and arrays compare element by element in wire order with these
-  rules. RabbitMQ also compares the field types of nested values; we cannot,
+  rules; both are Erlang lists, so an empty table equals an empty array. RabbitMQ also compares the field types of nested values; we cannot,
   because the decoder folds e.g. every integer width into ``int``, so we are
   more lenient there (documented in ``docs/routing.md``).
 
@@ -88,10 +88,12 @@ def header_key(value: Any) -> Any:
         return ("D", -exponent, unscaled)
     if value is None:
         return ("V",)
+    # Erlang holds a table as a list of {Key, Type, Value} and an array as a list
+    # of {Type, Value}: both are lists, so an empty table equals an empty array.
     if isinstance(value, Mapping):
-        return ("F", tuple((k, header_key(v)) for k, v in value.items()))
+        return ("L", tuple(("kv", k, header_key(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
-        return ("A", tuple(header_key(v) for v in value))
+        return ("L", tuple(header_key(v) for v in value))
     return ("?", repr(value))
 
 

@@ -13,8 +13,9 @@ patterns that share a prefix with it, never on bindings that cannot match (a
 linear scan, as in LavinMQ, costs one comparison per binding per message).
 
 ``#`` may absorb any number of words, so a pattern with several ``#`` can reach
-the same (node, word position) pair many ways; a visited set, touched only when
-the walk meets a ``#``, keeps the walk polynomial instead of exponential.
+the same (node, word position) pair many ways; a visited set, made only when the
+walk meets a ``#`` (and a new one per ``#`` that is not itself below a ``#``),
+keeps the walk polynomial instead of exponential.
 Consecutive ``#`` words (``#.#``) are one ``#`` in the trie: they match the same
 keys.
 """
@@ -26,7 +27,12 @@ from typing import Any
 
 from .base import EMPTY, Binding, Destination, Exchange, _Leaf
 
-__all__ = ["TopicExchange", "split_words", "trie_words"]
+__all__ = ["CACHE_SIZE", "TopicExchange", "split_words", "trie_words"]
+
+#: Routing keys whose result a topic exchange remembers. Real publishers reuse a
+#: handful of keys (``order.eu.created``...), so most routes are one dict hit;
+#: the cache is emptied whenever a binding changes, and when it is full.
+CACHE_SIZE = 4096
 
 
 def split_words(key: str) -> list[str]:
@@ -58,19 +64,33 @@ class _Node:
 
 
 def _collect(
-    node: _Node, words: list[str], i: int, n: int, out: list[_Leaf], seen: set[tuple[int, int]]
+    node: _Node,
+    words: list[str],
+    i: int,
+    n: int,
+    out: list[_Leaf],
+    seen: set[tuple[int, int]] | None,
 ) -> None:
-    """Append to ``out`` the leaf of every pattern matching ``words[i:]`` from ``node``."""
+    """Append to ``out`` the leaf of every pattern matching ``words[i:]`` from ``node``.
+
+    ``seen`` is None until the walk has passed a ``#``: only below one can the
+    same (node, position) pair be reached twice.
+    """
     while True:
         h = node.hash
         if h is not None:
             # '#' absorbs words[i:j] for every j from i (nothing) to n (all the rest).
-            hid = id(h)
-            for j in range(i, n + 1):
-                state = (hid, j)
-                if state not in seen:
-                    seen.add(state)
-                    _collect(h, words, j, n, out, seen)
+            if seen is None:
+                inner: set[tuple[int, int]] = set()
+                for j in range(i, n + 1):
+                    _collect(h, words, j, n, out, inner)
+            else:
+                hid = id(h)
+                for j in range(i, n + 1):
+                    state = (hid, j)
+                    if state not in seen:
+                        seen.add(state)
+                        _collect(h, words, j, n, out, seen)
         if i == n:
             if node.leaf is not None:
                 out.append(node.leaf)
@@ -87,15 +107,15 @@ def _collect(
 
 class TopicExchange(Exchange):
     TYPE = "topic"
-    __slots__ = ("_root", "_seen")
+    __slots__ = ("_root", "_cache")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._root = _Node()
-        # Scratch space for _collect, reused so a route allocates nothing for it.
-        self._seen: set[tuple[int, int]] = set()
+        self._cache: dict[str, frozenset[Destination]] = {}
 
     def _index_add(self, binding: Binding) -> None:
+        self._cache.clear()
         node = self._root
         for word in trie_words(binding.routing_key):
             if word == "*":
@@ -116,6 +136,7 @@ class TopicExchange(Exchange):
         node.leaf.add(binding)
 
     def _index_remove(self, binding: Binding) -> None:
+        self._cache.clear()
         # Walk down remembering the path, then prune nodes left empty.
         path: list[tuple[_Node, str]] = []
         node = self._root
@@ -149,13 +170,30 @@ class TopicExchange(Exchange):
     def _leaves(self, routing_key: str) -> list[_Leaf]:
         words = routing_key.split(".") if routing_key else []
         out: list[_Leaf] = []
-        seen = self._seen
-        _collect(self._root, words, 0, len(words), out, seen)
-        if seen:
-            seen.clear()
+        _collect(self._root, words, 0, len(words), out, None)
         return out
 
     def route(self, routing_key: str, headers: Mapping[str, Any] | None) -> frozenset[Destination]:
+        cache = self._cache
+        hit = cache.get(routing_key)
+        if hit is not None:
+            return hit
+        leaves = self._leaves(routing_key)
+        if not leaves:
+            result = EMPTY
+        elif len(leaves) == 1:
+            result = leaves[0].destinations
+        else:
+            result = frozenset().union(*[leaf.destinations for leaf in leaves])
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[routing_key] = result
+        return result
+
+    def route_uncached(
+        self, routing_key: str, headers: Mapping[str, Any] | None = None
+    ) -> frozenset[Destination]:
+        """``route`` without the result cache: the trie walk alone (benchmarks, tests)."""
         leaves = self._leaves(routing_key)
         if not leaves:
             return EMPTY
@@ -168,8 +206,7 @@ class TopicExchange(Exchange):
     ) -> frozenset[Destination] | set[Destination]:
         out: set[Destination] = set()
         for key in routing_keys:
-            for leaf in self._leaves(key):
-                out.update(leaf.destinations)
+            out.update(self.route(key, headers))
         return out
 
     def matching_bindings(

@@ -10,6 +10,16 @@ from conformance.tests.routing_helpers import bind_queues, routed_to
 AREA = "exchange: headers"
 
 
+def case_id(value: object) -> str:
+    """Compact test ids: {"x-match": "all", "a": "1"} -> "all(a='1')"."""
+    if isinstance(value, bool):
+        return "match" if value else "no-match"
+    if isinstance(value, dict):
+        pairs = ",".join(f"{k}={v!r}" for k, v in value.items() if k != "x-match")
+        return f"{value.get('x-match', '')}({pairs})" if "x-match" in value else f"{{{pairs}}}"
+    return str(value)
+
+
 @pytest.fixture
 def headers_exchange(channel, names):
     exchange = names.exchange()
@@ -50,8 +60,10 @@ def headers_exchange(channel, names):
         ({"x-match": "any", "x-only": "ignored"}, {"x-only": "ignored"}, False),
         ({"x-match": "all", "a": "1"}, {"A": "1"}, False),
     ],
+    ids=lambda value: case_id(value),
 )
 def test_match(headers_exchange, binding, headers, expected):
+    """One binding, one message: does the headers exchange route it?"""
     assert headers_exchange(binding, headers) is expected
 
 

@@ -1,0 +1,7 @@
+"""`python -m conformance`: see conformance.runner."""
+
+import sys
+
+from conformance.runner import main
+
+sys.exit(main())

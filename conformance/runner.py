@@ -1,0 +1,147 @@
+"""Run the conformance suite against a broker URL and report the matrix.
+
+    python -m conformance --url amqp://user:pass@host:port/vhost \
+        [--markdown FILE] [--junit FILE] [-k EXPR]
+
+Without --url, a Warren broker is started in-process (broker.testing) for the
+run. The exit code is pytest's: 0 when every test passed (or is a known,
+documented difference), non-zero otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pika
+import pika.exceptions
+import pytest
+
+from conformance.matrix import MatrixCollector
+
+TESTS_DIR = Path(__file__).resolve().parent / "tests"
+URL_ENV = "WARREN_CONFORMANCE_URL"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance",
+        description="Run the AMQP 0-9-1 behaviour suite against a broker.",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV),
+        help=f"broker URL, amqp://user:pass@host:port/vhost (default ${URL_ENV}; "
+        "without either, start Warren in-process)",
+    )
+    parser.add_argument("--markdown", metavar="FILE", help="write the matrix as Markdown")
+    parser.add_argument("--junit", metavar="FILE", help="write JUnit XML")
+    parser.add_argument("-k", metavar="EXPR", dest="keyword", help="pytest -k expression")
+    parser.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="further pytest arguments, after --"
+    )
+    return parser.parse_args(argv)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe_broker(url: str) -> str:
+    """'<product> <version> at <url>' from the server's connection.start properties."""
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPError as exc:
+        return f"unreachable ({exc!r}) at {redact(url)}"
+    try:
+        properties = connection._impl.server_properties
+    finally:
+        connection.close()
+
+    def text(value: object) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value or "?")
+
+    product, version = text(properties.get("product")), text(properties.get("version"))
+    return f"{product} {version} at {redact(url)}"
+
+
+@contextlib.contextmanager
+def in_process_warren() -> Iterator[str]:
+    """Start Warren in this process; imported lazily so RabbitMQ runs need no broker code."""
+    from broker.testing import run_broker_in_thread
+
+    with run_broker_in_thread() as url:
+        yield url
+
+
+def run_suite(
+    url: str,
+    *,
+    markdown: str | None = None,
+    junit: str | None = None,
+    keyword: str | None = None,
+    extra: Sequence[str] = (),
+) -> int:
+    """Run the tests against url, print the matrix, write the reports; return the exit code."""
+    os.environ[URL_ENV] = url
+    broker = describe_broker(url)
+    args = [str(TESTS_DIR), f"--amqp-url={url}", "-p", "no:cacheprovider", "-q"]
+    # Use the suite's own settings, whatever project the caller stands in.
+    args += ["--rootdir", str(TESTS_DIR), "-c", os.devnull, "-o", "addopts="]
+    if junit:
+        args += ["--junitxml", junit, "-o", "junit_suite_name=amqp-conformance"]
+    if keyword:
+        args += ["-k", keyword]
+    args += [a for a in extra if a != "--"]
+    collector = MatrixCollector()
+    exit_code = pytest.main(args, plugins=[collector])
+
+    print()
+    print(f"AMQP 0-9-1 conformance matrix: {broker}")
+    print(collector.as_text())
+    print()
+    print(f"conformance: {collector.summary_line()}")
+    if markdown:
+        Path(markdown).write_text(
+            collector.as_markdown("AMQP 0-9-1 conformance matrix", broker), encoding="utf-8"
+        )
+        print(f"Markdown matrix written to {markdown}")
+    if junit:
+        print(f"JUnit XML written to {junit}")
+    return int(exit_code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = {
+        "markdown": args.markdown,
+        "junit": args.junit,
+        "keyword": args.keyword,
+        "extra": args.pytest_args,
+    }
+    if args.url:
+        return run_suite(args.url, **options)
+    try:
+        broker = in_process_warren()
+        url = broker.__enter__()
+    except ImportError as exc:
+        print(
+            f"conformance: no --url given and Warren cannot be started in-process ({exc}); "
+            "pass --url amqp://user:pass@host:port/vhost",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return run_suite(url, **options)
+    finally:
+        broker.__exit__(None, None, None)

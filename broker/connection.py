@@ -28,28 +28,17 @@ from broker import errors
 from broker.channel import Channel
 from broker.logging import get_logger
 from protocol import methods as m
-
-try:
-    from protocol.connection import (
-        Command,
-        Connection,
-        HeartbeatReceived,
-        ProtocolFailure,
-        ProtocolHeaderReceived,
-        Role,
-    )
-except ImportError:  # TEMPORARY: until protocol.connection lands
-    from broker._shim_protocol import (  # type: ignore[assignment]
-        Command,
-        Connection,
-        HeartbeatReceived,
-        ProtocolFailure,
-        ProtocolHeaderReceived,
-        Role,
-    )
+from protocol.connection import (
+    Command,
+    Connection,
+    HeartbeatReceived,
+    ProtocolFailure,
+    ProtocolHeaderReceived,
+    Role,
+    parse_sasl_response,
+)
 from protocol.constants import FRAME_MIN_SIZE, ReplyCode
 from protocol.errors import AMQPError, BadProtocolHeader, error_for
-from protocol.fields import decode_table
 
 if TYPE_CHECKING:
     from broker.server import Broker
@@ -111,6 +100,16 @@ def _is_loopback(peer: Any) -> bool:
         return ipaddress.ip_address(peer[0]).is_loopback
     except (TypeError, ValueError, IndexError):
         return False
+
+
+def _wire_text(error: AMQPError) -> str:
+    """RabbitMQ's reply texts start with the code's name ("NOT_FOUND - ...")."""
+    text = error.reply_text
+    try:
+        name = ReplyCode(error.reply_code).name
+    except ValueError:
+        return text
+    return text if text.startswith(name) else f"{name} - {text}"
 
 
 def _login_refused(mechanism: str) -> AMQPError:
@@ -302,8 +301,13 @@ class ClientConnection:
                     ),
                 )
             elif kind is ProtocolFailure:
-                self._connection_error(event.error)
-                break
+                error = event.error
+                if error.closes_connection:
+                    self._connection_error(error)
+                    break
+                # A soft error (a body over max_body_size): the machine
+                # already treats the channel as closing; we close it.
+                self._channel_error(event.channel, error, None)
             if self._finished:
                 break
         self._flush_confirms()
@@ -357,8 +361,6 @@ class ClientConnection:
     def _on_closed_channel(self, number: int, method: Any) -> None:
         kind = type(method)
         if kind is m.ChannelOpen:
-            if number > self.amqp.channel_max and self.amqp.channel_max:
-                raise errors.channel_error(f"channel number {number} exceeds channel_max")
             self.channels[number] = Channel(number, self)
             self.send_method(number, m.ChannelOpenOk())
         elif kind is m.ChannelCloseOk:
@@ -386,12 +388,13 @@ class ClientConnection:
     def _channel_error(self, number: int, error: AMQPError, method: Any) -> None:
         class_id = error.class_id or getattr(method, "CLASS_ID", 0)
         method_id = error.method_id or getattr(method, "METHOD_ID", 0)
+        reply_text = _wire_text(error)
         log.info(
             "channel.error",
             peer=self.peer_text,
             channel=number,
             reply_code=error.reply_code,
-            reply_text=error.reply_text,
+            reply_text=reply_text,
             method=getattr(method, "NAME", None),
         )
         channel = self.channels.get(number)
@@ -401,7 +404,7 @@ class ClientConnection:
             number,
             m.ChannelClose(
                 reply_code=error.reply_code,
-                reply_text=error.reply_text,
+                reply_text=reply_text,
                 class_id=class_id,
                 method_id=method_id,
             ),
@@ -413,15 +416,16 @@ class ClientConnection:
             return
         class_id = error.class_id or getattr(method, "CLASS_ID", 0)
         method_id = error.method_id or getattr(method, "METHOD_ID", 0)
+        reply_text = _wire_text(error)
         log.warning(
             "protocol.error",
             peer=self.peer_text,
             reply_code=error.reply_code,
-            reply_text=error.reply_text,
+            reply_text=reply_text,
             class_id=class_id,
             method_id=method_id,
         )
-        self.close(error.reply_code, error.reply_text, class_id, method_id)
+        self.close(error.reply_code, reply_text, class_id, method_id)
 
     def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
         """Send connection.close (we initiate); the reader then waits for close-ok."""
@@ -498,25 +502,13 @@ class ClientConnection:
         capabilities = self.client_properties.get("capabilities") or {}
         self.consumer_cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
         mechanism = method.mechanism
-        response = bytes(method.response)
-        if mechanism == "PLAIN":
-            # RFC 4616: [authzid] NUL authcid NUL passwd
-            parts = response.split(b"\x00")
-            if len(parts) != 3:
-                raise _login_refused(mechanism)
-            user, password = parts[1], parts[2]
-        elif mechanism == "AMQPLAIN":
-            # A field table without its length prefix (RabbitMQ's AMQPLAIN).
-            try:
-                table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
-            except AMQPError as error:
-                raise _login_refused(mechanism) from error
-            user = _as_bytes(table.get("LOGIN"))
-            password = _as_bytes(table.get("PASSWORD"))
-        else:
-            raise errors.access_refused(f"unsupported authentication mechanism '{mechanism}'")
-        username = user.decode("utf-8", "replace")
-        if USERS.get(username) != password.decode("utf-8", "replace"):
+        if mechanism not in ("PLAIN", "AMQPLAIN"):
+            raise errors.command_invalid(f"unknown authentication mechanism '{mechanism}'")
+        try:
+            username, password = parse_sasl_response(mechanism, bytes(method.response))
+        except AMQPError as error:
+            raise _login_refused(mechanism) from error
+        if USERS.get(username) != password:
             raise _login_refused(mechanism)
         if username in LOOPBACK_USERS and not _is_loopback(self.peer):
             log.warning(
@@ -599,14 +591,6 @@ class ClientConnection:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._done.wait()
         self._done.set()
-
-
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return b""
 
 
 def _client_name(props: dict[str, Any]) -> str | None:

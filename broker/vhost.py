@@ -88,6 +88,9 @@ class VHost:
         peer: Any = None,
     ) -> None:
         topology = self.topology
+        if not name:
+            # RabbitMQ refuses every exchange.declare of "", passive or not.
+            raise errors.default_exchange_refused()
         if passive:
             # Passive: only "does it exist" (spec 1.6.2.1); properties are ignored.
             _routing(topology.get_exchange, name)
@@ -342,7 +345,7 @@ def _validate_arguments(name: str, arguments: dict[str, Any]) -> None:
         if key in arguments:
             value = arguments[key]
             if isinstance(value, bool) or not isinstance(value, int):
-                raise invalid(key, f"{{unacceptable_type,{type(value).__name__}}}")
+                raise invalid(key, f'"expected integer, got {_field_type(value)}"')
             if value < 0:
                 raise invalid(key, f"{{value_negative,{value}}}")
     if "x-overflow" in arguments:
@@ -350,8 +353,23 @@ def _validate_arguments(name: str, arguments: dict[str, Any]) -> None:
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if value not in _OVERFLOW_VALUES:
-            raise invalid("x-overflow", f"{{unacceptable_value,<<\"{value}\">>}}")
+            raise invalid("x-overflow", "invalid_overflow")
         arguments["x-overflow"] = value
+
+
+def _field_type(value: Any) -> str:
+    """RabbitMQ's name for a field-table value's type, as its errors show it."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str | bytes):
+        return "longstr"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
 
 
 def _peer(peer: Any) -> str | None:

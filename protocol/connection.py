@@ -35,6 +35,10 @@ from typing import Any, NamedTuple
 
 from .constants import (
     DEFAULT_FRAME_MAX,
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
     FRAME_MIN_SIZE,
     PROTOCOL_HEADER,
 )
@@ -47,15 +51,13 @@ from .errors import (
 )
 from .fields import decode_table, encode_table
 from .frames import (
-    BodyFrame,
     FrameReader,
-    HeaderFrame,
-    MethodFrame,
     encode_content_frames,
     encode_heartbeat,
     encode_method_frame,
 )
 from .methods import (
+    METHODS,
     ChannelClose,
     ChannelCloseOk,
     ChannelOpen,
@@ -191,6 +193,12 @@ class ProtocolFailure:
 
 Event = ProtocolHeaderReceived | Command | HeartbeatReceived | ProtocolFailure
 
+#: Methods the hot path must not take: they change connection or channel state.
+_SPECIAL_METHODS = frozenset(
+    {cls for (class_id, _), cls in METHODS.items() if class_id == 10}
+    | {ChannelOpen, ChannelClose, ChannelCloseOk}
+)
+
 _HEADER_RECEIVED = ProtocolHeaderReceived()
 _HEARTBEAT_RECEIVED = HeartbeatReceived()
 _new_tuple = tuple.__new__
@@ -204,18 +212,11 @@ class LocalProtocolError(Exception):
 # content assembly
 
 
-class _Content:
-    """A content-bearing method waiting for its header and body frames."""
-
-    __slots__ = ("method", "properties", "body_size", "received", "chunks", "discard")
-
-    def __init__(self, method: Method, discard: bool = False) -> None:
-        self.method = method
-        self.properties: bytes | None = None
-        self.body_size = 0
-        self.received = 0
-        self.chunks: list[bytes] = []
-        self.discard = discard
+# A content-bearing method waiting for its header and body frames is kept as a
+# small list (cheaper to build than an object, once per message):
+# [method, properties or None until the header, body_size, octets received,
+#  body chunks so far, discard?]
+_METHOD, _PROPERTIES, _BODY_SIZE, _RECEIVED, _CHUNKS, _DISCARD = range(6)
 
 
 # ---------------------------------------------------------------------------
@@ -256,7 +257,9 @@ class Connection:
         self._expect: tuple[type[Method], ...] = ()
         self._closing_channels: set[int] = set()  # we sent channel.close
         self._peer_closing_channels: set[int] = set()  # they sent channel.close
-        self._content: dict[int, _Content] = {}
+        # Open and closing from neither side: where the hot path may go straight on.
+        self._usable_channels: set[int] = set()
+        self._content: dict[int, list[Any]] = {}
         self._broken = False  # the peer's framing is broken: ignore all further bytes
         self._last_sent: float | None = None
         self._last_received: float | None = None
@@ -293,25 +296,80 @@ class Connection:
             ))]
         reader = self._reader
         reader.feed(data)
-        try:
-            for frame in reader.read_frames():
-                frame_type = type(frame)
-                if frame_type is MethodFrame:
-                    self._on_method(frame[0], frame[1], events)
-                elif frame_type is BodyFrame:
-                    self._on_body(frame[0], frame[1], events)
-                elif frame_type is HeaderFrame:
-                    self._on_header(frame, events)
-                else:
+        on_method = self._on_method
+        on_body = self._on_body
+        contents = self._content
+        usable = self._usable_channels if self.state is ConnectionState.OPEN else ()
+        max_body_size = self.max_body_size
+        append = events.append
+        for raw in reader.read_batch():
+            frame_type = raw[0]
+            try:
+                if frame_type == FRAME_BODY:
+                    # The hot path, inlined: the one body frame that completes a
+                    # message. Anything less common goes through _on_body.
+                    channel = raw[1]
+                    content = contents.get(channel)
+                    if (
+                        content is not None
+                        and content[_PROPERTIES] is not None
+                        and not content[_RECEIVED]
+                        and not content[_DISCARD]
+                        and len(raw[2]) == content[_BODY_SIZE]
+                    ):
+                        del contents[channel]
+                        append(_new_tuple(Command, (channel, content[_METHOD],
+                                                    content[_PROPERTIES], raw[2])))
+                    else:
+                        on_body(channel, raw[2], events)
+                elif frame_type == FRAME_METHOD:
+                    # Inlined: an ordinary method on an open channel with no
+                    # content in progress. _on_method has the whole story.
+                    channel = raw[1]
+                    method = raw[2]
+                    if (
+                        channel in usable
+                        and channel not in contents
+                        and type(method) not in _SPECIAL_METHODS
+                    ):
+                        if method.HAS_CONTENT:
+                            contents[channel] = [method, None, 0, 0, [], False]
+                        else:
+                            append(_new_tuple(Command, (channel, method, None, None)))
+                    else:
+                        on_method(channel, method, events)
+                        if self.state is not ConnectionState.OPEN:
+                            usable = ()  # e.g. connection.close arrived mid-batch
+                elif frame_type == FRAME_HEADER:
+                    channel = raw[1]
+                    content = contents.get(channel)
+                    if (
+                        content is not None
+                        and content[_PROPERTIES] is None
+                        and not content[_DISCARD]
+                        and raw[2] == 60
+                        and 0 < raw[3] <= max_body_size
+                    ):
+                        content[_PROPERTIES] = raw[4]
+                        content[_BODY_SIZE] = raw[3]
+                    else:
+                        self._on_header(channel, raw[2], raw[3], raw[4], events)
+                elif frame_type == FRAME_HEARTBEAT:
                     events.append(_HEARTBEAT_RECEIVED)
-        except AMQPError as exc:
-            if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
-                # Already closing: garbage after close is ignored (spec 4.2.3).
-                self._broken = True
+                else:
+                    raise raw[1]
+            except AMQPError as exc:
+                if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
+                    # Already closing: garbage after close is ignored (spec 4.2.3).
+                    self._broken = True
+                    return events
+                # The connection is going down: the rest of this batch is dropped
+                # (it is what spec 4.2.3 would have us ignore after close). Reading
+                # goes on for close-ok unless the framing itself is broken.
+                if reader.failed:
+                    self._broken = True
+                events.append(ProtocolFailure(exc))
                 return events
-            if reader.failed:
-                self._broken = True
-            events.append(ProtocolFailure(exc))
         return events
 
     def _receive_header(self, data: bytes, events: list[Event]) -> bytes:
@@ -334,7 +392,7 @@ class Connection:
             # The hot path: a method on a channel of an open connection.
             if channel in self._content:
                 content = self._content.pop(channel)
-                if not content.discard:
+                if not content[_DISCARD]:
                     raise unexpected_frame(
                         f"expected a content header on channel {channel}, got {method.NAME}",
                         method.CLASS_ID, method.METHOD_ID,
@@ -353,6 +411,7 @@ class Connection:
             method_type = type(method)
             if method_type is ChannelClose:
                 self._peer_closing_channels.add(channel)
+                self._usable_channels.discard(channel)
             elif method_type is ChannelCloseOk:
                 # close-ok for a close we never sent
                 raise ConnectionException(
@@ -361,7 +420,7 @@ class Connection:
             elif method_type is ChannelOpen:
                 raise ConnectionException(504, f"second 'channel.open' seen on {channel}", 20, 10)
             if method.HAS_CONTENT:
-                self._content[channel] = _Content(method)
+                self._content[channel] = [method, None, 0, 0, [], False]
                 return
             events.append(_new_tuple(Command, (channel, method, None, None)))
             return
@@ -386,6 +445,7 @@ class Connection:
                 530, f"channel {channel} exceeds the negotiated channel_max {limit}", 20, 10
             )
         self.open_channels.add(channel)
+        self._usable_channels.add(channel)
         events.append(_new_tuple(Command, (channel, method, None, None)))
 
     def _on_closing_channel(self, channel: int, method: Method, events: list[Event]) -> None:
@@ -399,9 +459,10 @@ class Connection:
         elif method_type is ChannelClose:
             # Both sides closed at once: each answers close-ok (spec 4.2.3).
             self._peer_closing_channels.add(channel)
+            self._usable_channels.discard(channel)
             events.append(_new_tuple(Command, (channel, method, None, None)))
         elif method.HAS_CONTENT:
-            self._content[channel] = _Content(method, discard=True)
+            self._content[channel] = [method, None, 0, 0, [], True]
 
     def _on_channel_zero(self, method: Method, events: list[Event]) -> None:
         method_type = type(method)
@@ -483,71 +544,77 @@ class Connection:
         self.heartbeat = heartbeat
         self._reader.frame_max = frame_max
 
-    def _on_header(self, frame: HeaderFrame, events: list[Event]) -> None:
-        channel = frame.channel
+    def _on_header(
+        self, channel: int, class_id: int, body_size: int, properties: bytes, events: list[Event]
+    ) -> None:
         content = self._content.get(channel)
-        if content is None or content.properties is not None:
+        if content is None or content[_PROPERTIES] is not None:
             if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
                 return
             raise unexpected_frame(f"unexpected content header on channel {channel}")
-        if frame.class_id != content.method.CLASS_ID:
+        method = content[_METHOD]
+        if class_id != method.CLASS_ID:
             raise unexpected_frame(
-                f"content header class {frame.class_id} does not match {content.method.NAME}",
-                content.method.CLASS_ID, content.method.METHOD_ID,
+                f"content header class {class_id} does not match {method.NAME}",
+                method.CLASS_ID, method.METHOD_ID,
             )
-        content.properties = frame.properties
-        content.body_size = frame.body_size
-        if content.discard:
-            if not frame.body_size:
+        content[_PROPERTIES] = properties
+        content[_BODY_SIZE] = body_size
+        if content[_DISCARD]:
+            if not body_size:
                 del self._content[channel]
             return
-        if frame.body_size > self.max_body_size:
+        if body_size > self.max_body_size:
             # Refuse before buffering a byte of it; the rest of this message's
             # frames are discarded as the channel closes.
-            content.discard = True
+            content[_DISCARD] = True
             self._closing_channels.add(channel)
-            method = content.method
+            self._usable_channels.discard(channel)
             events.append(ProtocolFailure(
                 ChannelException(
                     406,
-                    f"PRECONDITION_FAILED - message size {frame.body_size} is larger "
+                    f"PRECONDITION_FAILED - message size {body_size} is larger "
                     f"than configured max size {self.max_body_size}",
                     method.CLASS_ID, method.METHOD_ID,
                 ),
                 channel,
             ))
             return
-        if not frame.body_size:
+        if not body_size:
             del self._content[channel]
-            events.append(_new_tuple(Command, (channel, content.method, frame.properties, b"")))
+            events.append(_new_tuple(Command, (channel, method, properties, b"")))
 
     def _on_body(self, channel: int, payload: bytes, events: list[Event]) -> None:
         content = self._content.get(channel)
-        if content is None or content.properties is None:
+        if content is None or content[_PROPERTIES] is None:
             if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
                 return
             raise unexpected_frame(f"unexpected content body on channel {channel}")
-        received = content.received + len(payload)
-        if received > content.body_size:
-            method = content.method
+        received = content[_RECEIVED] + len(payload)
+        if received > content[_BODY_SIZE]:
+            method = content[_METHOD]
             raise unexpected_frame(
-                f"content body of {received} octets exceeds the announced {content.body_size}",
+                f"content body of {received} octets exceeds the announced "
+                f"{content[_BODY_SIZE]}",
                 method.CLASS_ID, method.METHOD_ID,
             )
-        if content.discard:
-            content.received = received
-            if received == content.body_size:
+        if content[_DISCARD]:
+            content[_RECEIVED] = received
+            if received == content[_BODY_SIZE]:
                 del self._content[channel]
             return
-        if received == content.body_size:
+        if received == content[_BODY_SIZE]:
             del self._content[channel]
-            if content.chunks:
-                content.chunks.append(payload)
-                payload = b"".join(content.chunks)
-            events.append(_new_tuple(Command, (channel, content.method, content.properties, payload)))
+            chunks = content[_CHUNKS]
+            if chunks:
+                chunks.append(payload)
+                payload = b"".join(chunks)
+            events.append(
+                _new_tuple(Command, (channel, content[_METHOD], content[_PROPERTIES], payload))
+            )
         else:
-            content.received = received
-            content.chunks.append(payload)
+            content[_RECEIVED] = received
+            content[_CHUNKS].append(payload)
 
     # -- sending -----------------------------------------------------------
 
@@ -592,8 +659,10 @@ class Connection:
             self._sent_on_channel_zero(method_type, method)
         elif method_type is ChannelOpen:
             self.open_channels.add(channel)
+            self._usable_channels.add(channel)
         elif method_type is ChannelClose:
             self._closing_channels.add(channel)
+            self._usable_channels.discard(channel)
             self._content.pop(channel, None)
         elif method_type is ChannelCloseOk:
             self._forget_channel(channel)
@@ -630,6 +699,7 @@ class Connection:
 
     def _forget_channel(self, channel: int) -> None:
         self.open_channels.discard(channel)
+        self._usable_channels.discard(channel)
         self._closing_channels.discard(channel)
         self._peer_closing_channels.discard(channel)
         self._content.pop(channel, None)

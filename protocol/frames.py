@@ -2,14 +2,12 @@
 
 Every frame is ``type:octet channel:short size:long payload:size frame-end:0xCE``.
 
-Reading. `FrameReader` keeps one ``bytearray`` and an offset into it. ``feed``
-appends the new bytes; ``read_frames`` parses every complete frame in place with
-``struct.unpack_from``, advancing the offset, and never slices the buffer to get
-at the next frame. The consumed prefix is dropped on the next ``feed``: cleared
-without a copy when everything was consumed, otherwise the partial frame at the
-tail is moved to the front once, and stays there until it is complete, so no
-partial frame is copied more than once however slowly its bytes arrive. A frame
-header announcing more than ``frame_max`` is refused (501) before its payload is
+Reading. `FrameReader` parses each received chunk in place, keeping an offset
+into it, with ``struct.unpack_from``; it never slices the buffer to get at the
+next frame. A frame cut by the end of a chunk is copied once into a bytearray
+that collects exactly its missing bytes from the next chunks, so no partial
+frame is copied more than once however slowly its bytes arrive. A frame header
+announcing more than ``frame_max`` is refused (501) before its payload is
 buffered, so a peer cannot make us buffer more than one frame.
 
 Writing. Every writer returns ``bytes`` ready for the socket. The hot paths
@@ -21,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .constants import (
     FRAME_BODY,
@@ -91,9 +89,9 @@ _HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 _END = b"\xce"
 
 _new_tuple = tuple.__new__
-#: Payloads at least this long are copied out through a memoryview (one copy)
-#: rather than by slicing the bytearray and converting (two copies).
-_BIG_PAYLOAD = 4096
+_unpack_size = struct.Struct(">I").unpack_from
+#: Methods by class_id << 16 | method_id: one unpack and an int key per frame.
+_METHODS_BY_INDEX = {(c << 16) | i: cls for (c, i), cls in METHODS.items()}
 
 
 class FrameReader:
@@ -103,27 +101,56 @@ class FrameReader:
     framing (spec 4.2.3); 0 means no limit. Raises `ConnectionException`: 501 for
     a bad frame-end, an oversized or unknown frame, 502 for undecodable method
     arguments, 540 for an unknown class or method.
+
+    Buffering: the bytes given to ``feed`` are parsed where they are, without
+    being copied. Only a frame cut by the end of a chunk is copied, once, into a
+    small bytearray that then takes from the following chunks exactly the bytes
+    it lacks; it is never moved again. A frame header announcing more than
+    ``frame_max`` is refused before its payload is buffered. (Feeding twice
+    without reading in between concatenates; the I/O loop never does that.)
     """
 
-    __slots__ = ("frame_max", "_buf", "_pos", "_error")
+    __slots__ = ("frame_max", "_buf", "_pos", "_partial", "_error")
 
     def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
         self.frame_max = frame_max
-        self._buf = bytearray()
+        self._buf: bytes = b""
         self._pos = 0
+        self._partial = bytearray()  # the start of a frame cut by a chunk boundary
         self._error: AMQPError | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received bytes."""
-        buf = self._buf
-        pos = self._pos
-        if pos:
-            if pos == len(buf):
-                buf.clear()  # everything consumed: nothing to copy
-            else:
-                del buf[:pos]  # move the partial frame to the front, once
+        """Add received bytes (``bytes`` are used in place, other types copied once)."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._pos < len(self._buf):
+            # Unread frames remain: the caller fed twice without reading.
+            self._buf = self._buf[self._pos :] + data
             self._pos = 0
-        buf += data
+            return
+        partial = self._partial
+        taken = 0
+        if partial:
+            taken = self._complete_partial(partial, data)
+        self._buf = data
+        self._pos = taken
+
+    def _complete_partial(self, partial: bytearray, data: bytes) -> int:
+        """Move into ``partial`` the bytes of ``data`` that belong to its frame."""
+        taken = 0
+        if len(partial) < 7:
+            taken = min(7 - len(partial), len(data))
+            partial += data[:taken]
+            if len(partial) < 7:
+                return taken
+        size = _unpack_size(partial, 3)[0] + 8
+        if self.frame_max and size > self.frame_max:
+            return taken  # read_frames raises 501 from the header alone
+        more = min(size - len(partial), len(data) - taken)
+        if more > 0:
+            with memoryview(data) as view:
+                partial += view[taken : taken + more]
+        return taken + more
 
     @property
     def failed(self) -> bool:
@@ -133,85 +160,134 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + len(self._partial)
 
     def read_frames(self) -> Iterator[Frame]:
-        """Yield every complete frame in the buffer, in order.
+        """Yield every complete frame, as `MethodFrame`, `HeaderFrame`, `BodyFrame`
+        or `HeartbeatFrame`, in order; then raise the error that stopped the
+        parse, if any.
 
         A frame whose arguments cannot be decoded (502) or whose method is unknown
         (540) is consumed before the error is raised, so reading can go on. After
         a framing error (501) the reader is unusable: every later call raises it
         again.
         """
+        for raw in self.read_batch():
+            frame_type = raw[0]
+            if frame_type == FRAME_METHOD:
+                yield _new_tuple(MethodFrame, raw[1:])
+            elif frame_type == FRAME_BODY:
+                yield _new_tuple(BodyFrame, raw[1:])
+            elif frame_type == FRAME_HEADER:
+                yield _new_tuple(HeaderFrame, raw[1:])
+            elif frame_type == FRAME_HEARTBEAT:
+                yield _new_tuple(HeartbeatFrame, raw[1:])
+            else:
+                raise raw[1]
+
+    def read_batch(self) -> list[tuple]:
+        """Every complete frame as a plain tuple, for the connection's hot loop.
+
+        Items are ``(FRAME_METHOD, channel, method)``, ``(FRAME_HEADER, channel,
+        class_id, body_size, properties)``, ``(FRAME_BODY, channel, payload)``,
+        ``(FRAME_HEARTBEAT, channel)``; when parsing stopped on a protocol error
+        the last item is ``(-1, error)``, after every valid frame before it.
+        Parsing the whole batch before handing it over is what lets the loop run
+        without a generator switch or a state write per frame.
+        """
         if self._error is not None:
-            raise self._error
-        buf = self._buf
-        end = len(buf)
-        pos = self._pos
+            return [(-1, self._error)]
+        frames: list[tuple] = []
+        append = frames.append
         frame_max = self.frame_max
+        partial = self._partial
+        if partial:
+            if len(partial) < 7:
+                return frames
+            size = _unpack_size(partial, 3)[0]
+            if frame_max and size + 8 > frame_max:
+                self._error = frame_error(
+                    f"frame of {size + 8} octets exceeds frame_max {frame_max}"
+                )
+                return [(-1, self._error)]
+            if len(partial) < size + 8:
+                return frames
+            # The cut frame is complete: parse it on its own, then the chunk.
+            self._partial = bytearray()
+            sources: tuple[Any, ...] = (partial, self._buf)
+        else:
+            sources = (self._buf,)
+        methods = _METHODS_BY_INDEX
         intact = False  # set when an error leaves the framing itself readable
-        try:
-            while end - pos >= 7:
-                frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
-                if frame_max and size + 8 > frame_max:
-                    raise frame_error(
-                        f"frame of {size + 8} octets exceeds frame_max {frame_max}"
-                    )
-                stop = pos + 7 + size
-                if stop >= end:
-                    return
-                if buf[stop] != FRAME_END:
-                    raise frame_error(f"frame-end octet is 0x{buf[stop]:02x}, not 0xce")
-                start = pos + 7
-                pos = stop + 1
-                if frame_type == FRAME_METHOD:
-                    if size < 4:
-                        raise frame_error("method frame shorter than its class and method ids")
-                    class_id, method_id = _HH.unpack_from(buf, start)
-                    cls = METHODS.get((class_id, method_id))
-                    # The frame itself is intact in the next two cases: consume it,
-                    # so that the caller can go on reading (for connection.close-ok).
-                    if cls is None:
-                        self._pos = pos
-                        intact = True
-                        raise ConnectionException(
-                            540, f"unknown method {class_id}.{method_id}", class_id, method_id
+        pos = 0
+        for buf in sources:
+            pos = 0 if buf is partial else self._pos
+            end = len(buf)
+            try:
+                while end - pos >= 7:
+                    frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
+                    if frame_max and size + 8 > frame_max:
+                        raise frame_error(
+                            f"frame of {size + 8} octets exceeds frame_max {frame_max}"
                         )
-                    try:
-                        method = cls.decode_arguments(buf, start + 4, stop)
-                    except AMQPError:
-                        self._pos = pos
+                    stop = pos + 7 + size
+                    if stop >= end:
+                        break
+                    if buf[stop] != FRAME_END:
+                        raise frame_error(f"frame-end octet is 0x{buf[stop]:02x}, not 0xce")
+                    start = pos + 7
+                    pos = stop + 1
+                    if frame_type == FRAME_METHOD:
+                        if size < 4:
+                            raise frame_error("method frame shorter than its class and method ids")
+                        index = _unpack_size(buf, start)[0]
+                        cls = methods.get(index)
+                        # The frame itself is intact in the next two cases: it is
+                        # consumed, so the caller can read on (for close-ok).
+                        if cls is None:
+                            intact = True
+                            raise ConnectionException(
+                                540, f"unknown method {index >> 16}.{index & 0xFFFF}",
+                                index >> 16, index & 0xFFFF,
+                            )
                         intact = True
-                        raise
-                    self._pos = pos
-                    yield _new_tuple(MethodFrame, (channel, method))
-                elif frame_type == FRAME_BODY:
-                    if size >= _BIG_PAYLOAD:
-                        with memoryview(buf) as view:
-                            payload = bytes(view[start:stop])
+                        append((FRAME_METHOD, channel, cls.decode_arguments(buf, start + 4, stop)))
+                        intact = False
+                    elif frame_type == FRAME_BODY:
+                        if buf is partial:
+                            with memoryview(buf) as view:
+                                append((FRAME_BODY, channel, bytes(view[start:stop])))
+                        else:
+                            append((FRAME_BODY, channel, buf[start:stop]))  # one copy
+                    elif frame_type == FRAME_HEADER:
+                        if size < 14:
+                            raise frame_error("content header frame too short")
+                        class_id, _weight, body_size = _HHQ.unpack_from(buf, start)
+                        append((FRAME_HEADER, channel, class_id, body_size,
+                                bytes(buf[start + 12 : stop])))
+                    elif frame_type == FRAME_HEARTBEAT:
+                        # Spec 4.2.7: heartbeat frames are on channel zero.
+                        if channel != 0:
+                            raise frame_error(f"heartbeat frame on channel {channel}")
+                        append((FRAME_HEARTBEAT, channel))
                     else:
-                        payload = bytes(buf[start:stop])
-                    self._pos = pos
-                    yield _new_tuple(BodyFrame, (channel, payload))
-                elif frame_type == FRAME_HEADER:
-                    if size < 14:
-                        raise frame_error("content header frame too short")
-                    class_id, _weight, body_size = _HHQ.unpack_from(buf, start)
-                    properties = bytes(buf[start + 12 : stop])
-                    self._pos = pos
-                    yield _new_tuple(HeaderFrame, (channel, class_id, body_size, properties))
-                elif frame_type == FRAME_HEARTBEAT:
-                    # Spec 4.2.7: heartbeat frames are on channel zero.
-                    if channel != 0:
-                        raise frame_error(f"heartbeat frame on channel {channel}")
-                    self._pos = pos
-                    yield _new_tuple(HeartbeatFrame, (channel,))
-                else:
-                    raise frame_error(f"unknown frame type {frame_type}")
-        except AMQPError as exc:
-            if not intact:  # the framing itself is broken: nothing more can be read
-                self._error = exc
-            raise
+                        raise frame_error(f"unknown frame type {frame_type}")
+            except AMQPError as exc:
+                if intact:
+                    if buf is not partial:
+                        self._pos = pos
+                else:  # the framing itself is broken: nothing more can be read
+                    self._error = exc
+                append((-1, exc))
+                return frames
+        # What is left of the chunk is the start of a frame: copy it, once.
+        buf = self._buf
+        if pos < len(buf) and buf is not partial:
+            with memoryview(buf) as view:
+                self._partial = bytearray(view[pos:])
+        self._buf = b""
+        self._pos = 0
+        return frames
 
 
 # ---------------------------------------------------------------------------

@@ -328,6 +328,9 @@ def _generate(cls_name: str, class_id: int, method_id: int, args: list[_Arg]) ->
     lines.append("")
 
     # decode_arguments
+    if all(kind == "fixed" for kind, _ in runs) and runs:
+        lines.extend(_generate_fixed_decoder(cls_name, class_id, method_id, runs[0][1], exposed))
+        return "\n".join(lines) + "\n"
     lines.append("def decode_arguments(cls, buf, offset=0, end=None):")
     lines.append("    if end is None:")
     lines.append("        end = len(buf)")
@@ -370,7 +373,7 @@ def _generate(cls_name: str, class_id: int, method_id: int, args: list[_Arg]) ->
             elif vkind == "shortstr":
                 body.append("n = buf[off]")
                 body.append("off += 1")
-                body.append(f"{target} = str(buf[off:off + n], 'utf-8')")
+                body.append(f"{target} = buf[off:off + n].decode()")
                 body.append("off += n")
             else:
                 body.append("n, = _S_I.unpack_from(buf, off)")
@@ -378,7 +381,7 @@ def _generate(cls_name: str, class_id: int, method_id: int, args: list[_Arg]) ->
                 if vkind == "binary":
                     body.append(f"{target} = bytes(buf[off:off + n])")
                 else:
-                    body.append(f"{target} = str(buf[off:off + n], 'utf-8')")
+                    body.append(f"{target} = buf[off:off + n].decode()")
                 body.append("off += n")
     if not body:
         body.append("pass")
@@ -394,6 +397,47 @@ def _generate(cls_name: str, class_id: int, method_id: int, args: list[_Arg]) ->
                  f"the arguments', {class_id}, {method_id})")
     lines.append(f"    return cls({', '.join(n for n, _, _ in exposed)})")
     return "\n".join(lines) + "\n"
+
+
+def _generate_fixed_decoder(
+    cls_name: str, class_id: int, method_id: int, items: list[Any], exposed: list[_Arg]
+) -> list[str]:
+    """decode_arguments for methods whose arguments all have a fixed size (ack,
+    nack, reject, qos, tune...): one size check, one unpack, no offset arithmetic."""
+    fmt = ""
+    targets = []
+    bit_exprs: list[str] = []
+    for item in items:
+        if item[0] == "bits":
+            var = f"b{len(targets)}"
+            fmt += "B"
+            targets.append(var)
+            for i, (bname, _) in enumerate(item[1]):
+                if not bname.startswith("reserved"):
+                    bit_exprs.append(f"{bname} = {var} & {1 << i} != 0")
+        else:
+            fmt += _FIXED[item[0]]
+            targets.append("_" if item[1].startswith("reserved") else item[1])
+    size = struct.calcsize(">" + fmt)
+    lines = [
+        "def decode_arguments(cls, buf, offset=0, end=None):",
+        "    if end is None:",
+        "        end = len(buf)",
+        f"    if end - offset != {size}:",
+        f"        raise syntax_error('{cls_name}: the frame size does not match "
+        f"the arguments', {class_id}, {method_id})",
+    ]
+    lines.append("    try:")
+    if len(targets) == 1 and fmt == "B":
+        lines.append(f"        {targets[0]} = buf[offset]")
+    else:
+        lines.append(f"        {', '.join(targets)}, = {_struct_name(fmt)}.unpack_from(buf, offset)")
+    lines.append("    except (IndexError, struct.error) as exc:  # end beyond the buffer")
+    lines.append(f"        raise syntax_error('cannot decode {cls_name}: ' + str(exc), "
+                 f"{class_id}, {method_id}) from None")
+    lines.extend("    " + e for e in bit_exprs)
+    lines.append(f"    return cls({', '.join(n for n, _, _ in exposed)})")
+    return lines
 
 
 def _camel(name: str) -> str:

@@ -256,7 +256,7 @@ async def _run_role(cfg: PerfConfig, role: str, counters: Counters, start: float
 
     async def ticker() -> None:
         next_tick = start + 1.0
-        while True:
+        while next_tick <= deadline + 0.01:
             await trio.sleep_until(_trio_deadline(next_tick))
             tick(counters)
             next_tick += 1.0

@@ -160,7 +160,7 @@ class Connection:
                                       f"after {params.connection_timeout:g}s") from None
         except (OSError, trio.BrokenResourceError) as exc:
             raise ConnectionClosed(0, f"cannot connect to {params.host}:{params.port}: "
-                                      f"{exc}") from exc
+                                      f"{_socket_reason(exc)}") from exc
         now = trio.current_time()
         self._last_send = self._last_receive = now
         self._nursery.start_soon(self._reader)
@@ -466,6 +466,19 @@ class Connection:
         p = self.params
         state = "open" if self.is_open else "closed"
         return f"<Connection {p.host}:{p.port} vhost={p.vhost!r} {state}>"
+
+
+def _socket_reason(exc: BaseException) -> str:
+    """The root cause of a connect failure ("Connection refused"), not trio's summary."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, BaseExceptionGroup):
+            cause = cause.exceptions[0]
+            continue
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__
+    return str(exc) or type(exc).__name__
 
 
 def _negotiate(ours: int, theirs: int) -> int:

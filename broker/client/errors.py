@@ -56,6 +56,8 @@ class AMQPClosed(ClientError):
         where = ""
         if self.class_id or self.method_id:
             where = f" (class {self.class_id}, method {self.method_id})"
+        if not self.reply_code:
+            return self.reply_text  # not the broker's words: a socket error or timeout
         name = f" {self.code_name}" if self.code_name else ""
         return f"{self.reply_code}{name}: {self.reply_text}{where}"
 

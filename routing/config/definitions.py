@@ -1,0 +1,178 @@
+"""RabbitMQ definitions JSON, both ways.
+
+The shape is what RabbitMQ 3.10's management API exports from
+``GET /api/definitions`` (and imports with ``POST``)::
+
+    {"exchanges": [{"name", "vhost", "type", "durable", "auto_delete",
+                    "internal", "arguments"}],
+     "queues":    [{"name", "vhost", "durable", "auto_delete", "arguments"}],
+     "bindings":  [{"source", "vhost", "destination", "destination_type",
+                    "routing_key", "arguments"}]}
+
+Users, permissions, policies and parameters are not topology and are ignored.
+A whole-broker export holds every vhost; ``from_definitions`` keeps one (items
+without a ``vhost`` field, as in a per-vhost export, belong to any).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
+from .options import OPTION_BY_ARGUMENT, ValueProblem, read_value
+
+__all__ = ["DefinitionsError", "from_definitions", "to_definitions"]
+
+
+class DefinitionsError(ValueError):
+    """Definitions JSON that does not describe a valid topology; lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[dict[str, Any]]]:
+    """The definitions JSON (as Python data) for ``config`` in ``vhost``."""
+    return {
+        "exchanges": [
+            {
+                "name": x.name,
+                "vhost": vhost,
+                "type": x.type,
+                "durable": x.durable,
+                "auto_delete": x.auto_delete,
+                "internal": x.internal,
+                "arguments": dict(x.arguments),
+            }
+            for x in config.exchanges
+        ],
+        "queues": [
+            {
+                "name": q.name,
+                "vhost": vhost,
+                "durable": q.durable,
+                "auto_delete": q.auto_delete,
+                "arguments": dict(q.arguments),
+            }
+            for q in config.queues
+        ],
+        "bindings": [
+            {
+                "source": b.source,
+                "vhost": vhost,
+                "destination": b.destination,
+                "destination_type": b.destination_type,
+                "routing_key": b.routing_key,
+                "arguments": dict(b.arguments),
+            }
+            for b in config.bindings
+        ],
+    }
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def from_definitions(data: dict[str, Any], vhost: str = "/") -> TopologyConfig:
+    """The topology of ``vhost`` in a definitions export.
+
+    The built-in exchanges (``""``, ``amq.*``) are skipped: they always exist.
+    Raises ``DefinitionsError`` listing every malformed item.
+    """
+    problems: list[str] = []
+    config = TopologyConfig()
+
+    def mine(item: Any, where: str) -> bool:
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected an object, got {type(item).__name__}")
+            return False
+        return item.get("vhost", vhost) == vhost
+
+    def text(item: dict, key: str, where: str, default: str | None = None) -> str:
+        value = item.get(key, default)
+        if not isinstance(value, str):
+            problems.append(f"{where}.{key}: expected a string, got {value!r}")
+            return ""
+        return value
+
+    def flag(item: dict, key: str, where: str) -> bool:
+        value = item.get(key, False)
+        if not isinstance(value, bool):
+            problems.append(f"{where}.{key}: expected true or false, got {value!r}")
+            return False
+        return value
+
+    def arguments(item: dict, where: str) -> dict[str, Any]:
+        args = item.get("arguments") or {}
+        if not isinstance(args, dict):
+            problems.append(f"{where}.arguments: expected an object, got {args!r}")
+            return {}
+        out: dict[str, Any] = {}
+        for name, value in args.items():
+            if not isinstance(value, _SCALARS):
+                problems.append(
+                    f"{where}.arguments.{name}: nested tables and arrays are not supported"
+                )
+                continue
+            option = OPTION_BY_ARGUMENT.get(name)
+            if option is not None and value is not None:
+                try:
+                    value = read_value(option, value)
+                except ValueProblem as problem:
+                    problems.append(f"{where}.arguments.{name}: {problem.message}")
+                    continue
+            out[name] = value
+        return out
+
+    for i, item in enumerate(data.get("exchanges") or []):
+        where = f"exchanges[{i}]"
+        if not mine(item, where):
+            continue
+        name = text(item, "name", where)
+        if name == "" or name.startswith("amq."):
+            continue
+        type_ = text(item, "type", where)
+        if type_ not in ("direct", "fanout", "topic", "headers"):
+            problems.append(f"{where}.type: unknown exchange type {type_!r}")
+        config.declarations.append(
+            ExchangeDecl(
+                name,
+                type_,
+                durable=flag(item, "durable", where),
+                auto_delete=flag(item, "auto_delete", where),
+                internal=flag(item, "internal", where),
+                arguments=arguments(item, where),
+            )
+        )
+    for i, item in enumerate(data.get("queues") or []):
+        where = f"queues[{i}]"
+        if not mine(item, where):
+            continue
+        config.declarations.append(
+            QueueDecl(
+                text(item, "name", where),
+                durable=flag(item, "durable", where),
+                auto_delete=flag(item, "auto_delete", where),
+                arguments=arguments(item, where),
+            )
+        )
+    for i, item in enumerate(data.get("bindings") or []):
+        where = f"bindings[{i}]"
+        if not mine(item, where):
+            continue
+        dest_type = text(item, "destination_type", where, "queue")
+        if dest_type not in ("queue", "exchange"):
+            problems.append(f"{where}.destination_type: expected queue or exchange")
+        config.declarations.append(
+            BindingDecl(
+                source=text(item, "source", where),
+                destination=text(item, "destination", where),
+                destination_type=dest_type,
+                routing_key=text(item, "routing_key", where, ""),
+                arguments=arguments(item, where),
+            )
+        )
+    if problems:
+        raise DefinitionsError(problems)
+    return config

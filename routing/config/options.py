@@ -1,0 +1,243 @@
+"""What each statement's options mean, and how values are written.
+
+Queue and exchange options map to RabbitMQ arguments (``message-ttl`` is
+``x-message-ttl`` in milliseconds...). Each option has a kind that says how its
+value is read and checked; ``OPTION_BY_ARGUMENT`` lets a raw ``x-message-ttl``
+be checked like ``message-ttl``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DURATION_UNITS",
+    "EXCHANGE_OPTIONS",
+    "OPTION_BY_ARGUMENT",
+    "QUEUE_OPTIONS",
+    "SIZE_UNITS",
+    "Option",
+    "ValueProblem",
+    "format_duration",
+    "format_generic",
+    "format_size",
+    "parse_generic",
+    "read_value",
+]
+
+#: Milliseconds per unit, largest first (the formatter picks the largest exact one).
+DURATION_UNITS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+#: Bytes per unit; the formatter prefers binary units, then decimal ones.
+SIZE_UNITS = {
+    "TiB": 2**40,
+    "GiB": 2**30,
+    "MiB": 2**20,
+    "KiB": 2**10,
+    "TB": 10**12,
+    "GB": 10**9,
+    "MB": 10**6,
+    "kB": 10**3,
+    "B": 1,
+}
+_DURATION = re.compile(r"(-?)(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
+_SIZE = re.compile(r"(-?)(\d+)(" + "|".join(SIZE_UNITS) + r")?")
+_INT = re.compile(r"-?\d+")
+_FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+_BARE_SAFE = re.compile(r'[^\s"=#\\]+')
+
+#: RabbitMQ caps x-message-ttl and x-expires at 2^32 - 1 ms (rabbit_amqqueue).
+MAX_MS = 2**32 - 1
+
+
+class ValueProblem(Exception):
+    """A value that does not fit its option; ``hint`` says what would."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a statement.
+
+    ``kind``: ``flag`` (no value), ``type`` (the exchange/queue type),
+    ``duration``, ``count``, ``size``, ``name``, ``text``, ``choice``.
+    ``argument`` is the RabbitMQ argument the value goes to; flags and the
+    exchange type set attributes instead.
+    """
+
+    name: str
+    kind: str
+    argument: str | None = None
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    doc: str = ""
+
+
+EXCHANGE_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("type", "type", choices=("direct", "fanout", "topic", "headers")),
+        Option("durable", "flag", doc="survives a broker restart"),
+        Option("auto-delete", "flag", doc="deleted when its last binding goes"),
+        Option("internal", "flag", doc="clients cannot publish to it"),
+        Option("alternate-exchange", "name", "alternate-exchange"),
+    )
+}
+
+QUEUE_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("type", "choice", "x-queue-type", choices=("classic",)),
+        Option("durable", "flag"),
+        Option("auto-delete", "flag"),
+        Option("message-ttl", "duration", "x-message-ttl", minimum=0, maximum=MAX_MS),
+        Option("expires", "duration", "x-expires", minimum=1, maximum=MAX_MS),
+        Option("max-length", "count", "x-max-length", minimum=0),
+        Option("max-length-bytes", "size", "x-max-length-bytes", minimum=0),
+        Option(
+            "overflow",
+            "choice",
+            "x-overflow",
+            choices=("drop-head", "reject-publish", "reject-publish-dlx"),
+        ),
+        Option("dead-letter-exchange", "name", "x-dead-letter-exchange"),
+        Option("dead-letter-routing-key", "text", "x-dead-letter-routing-key"),
+        Option("max-priority", "count", "x-max-priority", minimum=1, maximum=255),
+        Option("delivery-limit", "count", "x-delivery-limit", minimum=0),
+    )
+}
+
+OPTION_BY_ARGUMENT: dict[str, Option] = {
+    o.argument: o for o in (*EXCHANGE_OPTIONS.values(), *QUEUE_OPTIONS.values()) if o.argument
+}
+
+
+def _check_range(option: Option, value: int, shown: str) -> int:
+    def limit(n: int) -> str:
+        return format_duration(n) if option.kind == "duration" else str(n)
+
+    if option.minimum is not None and value < option.minimum:
+        if value < 0:
+            raise ValueProblem(f"{option.name} must not be negative, got '{shown}'")
+        raise ValueProblem(f"{option.name} must be at least {limit(option.minimum)}, got '{shown}'")
+    if option.maximum is not None and value > option.maximum:
+        raise ValueProblem(f"{option.name} must be at most {limit(option.maximum)}, got '{shown}'")
+    return value
+
+
+def read_value(option: Option, raw: Any) -> Any:
+    """Turn a written value (``str`` from the file, or a JSON value) into the
+    argument's value; raise ``ValueProblem`` if it does not fit."""
+    kind = option.name
+    if option.kind == "duration":
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return _check_range(option, raw, str(raw))
+        m = _DURATION.fullmatch(str(raw))
+        if not m:
+            raise ValueProblem(
+                f"{kind} takes a duration, not '{raw}'",
+                "write a whole number with a unit: ms, s, m, h or d (e.g. 30s, 5m)",
+            )
+        sign, number, unit = m.groups()
+        millis = float(number) * DURATION_UNITS[unit or "ms"]
+        if millis != int(millis):
+            raise ValueProblem(f"{kind} '{raw}' is not a whole number of milliseconds")
+        value = -int(millis) if sign else int(millis)
+        return _check_range(option, value, str(raw))
+    if option.kind == "count":
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return _check_range(option, raw, str(raw))
+        if not isinstance(raw, str) or not _INT.fullmatch(raw):
+            raise ValueProblem(f"{kind} takes a whole number, not '{raw}'")
+        return _check_range(option, int(raw), raw)
+    if option.kind == "size":
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return _check_range(option, raw, str(raw))
+        m = _SIZE.fullmatch(str(raw))
+        if not m:
+            raise ValueProblem(
+                f"{kind} takes a size in bytes, not '{raw}'",
+                "write a whole number, optionally with a unit: B, kB, MB, GB, KiB, MiB, GiB",
+            )
+        sign, number, unit = m.groups()
+        value = int(number) * SIZE_UNITS[unit or "B"]
+        return _check_range(option, -value if sign else value, str(raw))
+    if option.kind in ("name", "text", "choice", "type"):
+        if not isinstance(raw, str):
+            raise ValueProblem(f"{kind} takes a string, not {raw!r}")
+        if option.kind == "name" and not raw and option.argument == "alternate-exchange":
+            raise ValueProblem(f"{kind} needs an exchange name")
+        return raw
+    raise AssertionError(option.kind)
+
+
+def parse_generic(raw: str, quoted: bool) -> Any:
+    """The value of an ``x-`` argument or a header: ``5`` is an int, ``2.5`` a
+    float, ``true``/``false`` a bool; anything else, and anything quoted, a str."""
+    if quoted:
+        return raw
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    if _INT.fullmatch(raw):
+        return int(raw)
+    if _FLOAT.fullmatch(raw):
+        return float(raw)
+    return raw
+
+
+def quote(text: str) -> str:
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def format_text(text: str, reserved: frozenset[str] = frozenset()) -> str:
+    """A name or string value: bare when it reads back the same, else quoted."""
+    if text and _BARE_SAFE.fullmatch(text) and text not in reserved:
+        return text
+    return quote(text)
+
+
+def format_generic(value: Any) -> str:
+    """Write a generic value so ``parse_generic`` reads back the same type."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if not _FLOAT.fullmatch(text):  # inf, nan: not representable as a field value
+            raise ValueError(f"cannot write the float {value!r}")
+        return text
+    if isinstance(value, str):
+        if parse_generic(value, False) != value or type(parse_generic(value, False)) is not str:
+            return quote(value)
+        return format_text(value)
+    raise ValueError(f"the configuration language cannot write {type(value).__name__} values")
+
+
+def format_duration(millis: int) -> str:
+    if millis == 0:
+        return "0s"
+    for unit, size in DURATION_UNITS.items():
+        if millis % size == 0:
+            return f"{millis // size}{unit}"
+    raise AssertionError
+
+
+def format_size(size: int) -> str:
+    if size == 0:
+        return "0"
+    for unit, factor in SIZE_UNITS.items():
+        if factor > 1 and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)

@@ -21,7 +21,7 @@ class Row:
     area: str
     test: str
     result: str = "skip"
-    detail: str = ""
+    detail: str = "not run"  # replaced once the test reports
 
 
 def _short_name(item: pytest.Item) -> str:
@@ -49,6 +49,7 @@ class MatrixCollector:
             return
         if report.when == "call" or (report.when == "setup" and not report.passed):
             row.result = _result_of(report)
+            row.detail = ""
             if row.result == "xfail":
                 row.detail = str(getattr(report, "wasxfail", ""))
             elif row.result == "skip" and isinstance(report.longrepr, tuple):

@@ -9,6 +9,8 @@ declared, so the suite can run again and again against one long-lived broker.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,12 +25,55 @@ URL_ENV = "WARREN_CONFORMANCE_URL"
 TESTS_DIR = Path(__file__).resolve().parent
 
 
+#: A broker that never answers a synchronous method would hang a blocking
+#: client forever; each test gets this long before it is failed.
+DEFAULT_TEST_TIMEOUT = 30.0
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--amqp-url",
         default=None,
         help=f"AMQP URL of the broker under test (default: ${URL_ENV})",
     )
+    parser.addoption(
+        "--conformance-timeout",
+        type=float,
+        default=DEFAULT_TEST_TIMEOUT,
+        help="seconds before a test that gets no answer from the broker is failed",
+    )
+
+
+class BrokerTimeout(Exception):
+    """The broker did not answer within the per-test time limit."""
+
+
+@pytest.fixture(autouse=True)
+def _per_test_timeout(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Fail (rather than hang) a test whose broker stops answering.
+
+    Uses SIGALRM, so it works only in the main thread on Unix; elsewhere tests
+    simply run without a limit.
+    """
+    seconds = pytestconfig.getoption("--conformance-timeout", default=DEFAULT_TEST_TIMEOUT)
+    if (
+        not seconds
+        or not hasattr(signal, "SIGALRM")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise BrokerTimeout(f"no answer from the broker within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def broker_url(config: pytest.Config) -> str | None:

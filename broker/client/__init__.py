@@ -78,8 +78,7 @@ async def open_connection(
 
     ``heartbeat`` (seconds, 0 disables) overrides the URL's query option.
     ``ssl_context`` is used for ``amqps://`` URLs (default: the system's
-    trusted CAs). With ``reconnect=True`` the connection survives outages;
-    see `broker.client.robust`.
+    trusted CAs). ``reconnect=True`` (robust mode) is not implemented yet.
 
     Raises `ConnectionClosed` if the broker cannot be reached, refuses the
     login (403 ACCESS_REFUSED) or the vhost (530 NOT_ALLOWED). If the broker
@@ -92,11 +91,7 @@ async def open_connection(
     if heartbeat is not None:
         params.heartbeat = heartbeat
     if reconnect:
-        from .robust import open_robust_connection
-
-        async with open_robust_connection(params, client_properties) as robust:
-            yield robust  # type: ignore[misc]
-        return
+        raise NotImplementedError("robust mode (reconnect=True) is not implemented yet")
     with _single_error():
         async with trio.open_nursery() as nursery:
             conn = Connection(params, nursery, client_properties)

@@ -96,11 +96,13 @@ class Hop:
         if self.via == "default-exchange":
             return f"{src} -> queue '{self.destination.name}' (routing key names the queue)"
         assert self.binding is not None
-        how = f"key '{self.binding.routing_key}'"
-        if self.binding.arguments:
-            args = " ".join(f"{k}={v!r}" for k, v in self.binding.arguments.items())
-            how += f" arguments {args}"
-        if self.matched_key is not None:
+        args = " ".join(f"{k}={v!r}" for k, v in self.binding.arguments.items())
+        if self.matched_key is None:  # a headers exchange: the key plays no part
+            how = f"headers {args}" if args else "headers (none: x-match all)"
+        else:
+            how = f"key '{self.binding.routing_key}'"
+            if args:
+                how += f" arguments {args}"
             how += f" matched '{self.matched_key}'"
         return f"{src} -> {self.destination} by {how}"
 

@@ -123,6 +123,8 @@ def _build() -> pp.ParserElement:
     )
     statement = (exchange | queue | bind) + pp.StringEnd().set_name("the end of the statement")
     statement.ignore(pp.python_style_comment)
+    # Offsets must be offsets in the file: by default pyparsing expands tabs first.
+    statement.parse_with_tabs()
     return statement
 
 

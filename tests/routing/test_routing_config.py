@@ -1,0 +1,261 @@
+"""The configuration language: parsing, the formatter round trip, definitions JSON,
+applying a configuration to a Topology."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from routing import config
+from routing.config.options import QUEUE_OPTIONS
+from routing.exchanges import Destination
+from routing.model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
+from routing.topology import Topology
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES = Path(__file__).parents[2] / "examples"
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+ORDERS = """\
+# The order pipeline.
+exchange orders type topic durable
+exchange orders.dlx type fanout durable  # dead letters land here
+
+queue billing durable
+    message-ttl 30s
+    dead-letter-exchange orders.dlx
+queue audit durable
+    x-custom "hello world"
+
+bind billing to orders key "order.*.created"
+bind audit to orders.headers headers any format=json urgent
+bind exchange orders.dlx to orders key "order.failed.#"
+exchange orders.headers type headers
+"""
+
+
+def test_parse_builds_the_model() -> None:
+    m = config.parse(ORDERS, "orders.conf")
+    assert m.exchanges == [
+        ExchangeDecl("orders", "topic", durable=True),
+        ExchangeDecl("orders.dlx", "fanout", durable=True),
+        ExchangeDecl("orders.headers", "headers"),
+    ]
+    assert m.queues == [
+        QueueDecl(
+            "billing",
+            durable=True,
+            arguments={"x-message-ttl": 30000, "x-dead-letter-exchange": "orders.dlx"},
+        ),
+        QueueDecl("audit", durable=True, arguments={"x-custom": "hello world"}),
+    ]
+    assert m.bindings == [
+        BindingDecl("orders", "billing", "queue", "order.*.created"),
+        BindingDecl(
+            "orders.headers",
+            "audit",
+            "queue",
+            "",
+            {"x-match": "any", "format": "json", "urgent": None},
+        ),
+        BindingDecl("orders", "orders.dlx", "exchange", "order.failed.#"),
+    ]
+    assert m.exchanges[1].origin.trailing_comment == "dead letters land here"
+    assert m.exchanges[0].origin.comments == ["The order pipeline."]
+
+
+def test_format_is_canonical_and_keeps_comments() -> None:
+    text = config.format(config.parse(ORDERS))
+    assert text == (
+        "# The order pipeline.\n"
+        "exchange orders type topic durable\n"
+        "exchange orders.dlx type fanout durable  # dead letters land here\n"
+        "\n"
+        "queue billing durable\n"
+        "    message-ttl 30s\n"
+        "    dead-letter-exchange orders.dlx\n"
+        "queue audit durable\n"
+        '    x-custom "hello world"\n'
+        "\n"
+        'bind billing to orders key "order.*.created"\n'
+        "bind audit to orders.headers headers any format=json urgent\n"
+        'bind exchange orders.dlx to orders key "order.failed.#"\n'
+        "exchange orders.headers type headers\n"
+    )
+    assert config.format(config.parse(text)) == text
+
+
+def test_units_are_normalised() -> None:
+    m = config.parse("queue q message-ttl 90000 expires 2h max-length-bytes 1MB x-message-ttl2 5\n")
+    assert m.queues[0].arguments == {
+        "x-message-ttl": 90000,
+        "x-expires": 7_200_000,
+        "x-max-length-bytes": 1_000_000,
+        "x-message-ttl2": 5,
+    }
+    assert config.format(m) == (
+        "queue q\n    message-ttl 90s\n    expires 2h\n    max-length-bytes 1MB\n    x-message-ttl2 5\n"
+    )
+
+
+def test_generic_values_keep_their_types() -> None:
+    m = config.parse('queue q x-a 5 x-b 2.5 x-c true x-d "5" x-e word argument plain "x"\n')
+    assert m.queues[0].arguments == {
+        "x-a": 5,
+        "x-b": 2.5,
+        "x-c": True,
+        "x-d": "5",
+        "x-e": "word",
+        "plain": "x",
+    }
+    assert config.parse(config.format(m)) == m
+
+
+def test_apply_to_topology_routes() -> None:
+    m = config.parse(ORDERS)
+    t = Topology()
+    m.apply_to(t)
+    assert t.route("orders", "order.eu.created") == ["billing"]
+    assert t.route("orders.headers", "", {"urgent": 1}) == ["audit"]
+    assert t.bindings_to(Destination("exchange", "orders.dlx"))
+
+
+# -- definitions JSON ---------------------------------------------------------
+
+
+def test_from_rabbitmq_export() -> None:
+    data = json.loads((DATA / "rabbitmq-3.10.8-definitions.json").read_text())
+    m = config.from_definitions(data)
+    assert [x.name for x in m.exchanges] == ["rtdef.x", "rtdef.h", "rtdef.ae"]
+    assert [q.name for q in m.queues] == ["rtdef.q"]  # the other vhost's queue is not ours
+    assert m.exchanges[0].alternate_exchange == "rtdef.ae"
+    assert m.exchanges[1] == ExchangeDecl("rtdef.h", "headers", auto_delete=True, internal=True)
+    assert m.bindings[0].arguments == {"flag": True, "fmt": "json", "n": 5, "x-match": "any"}
+    # Through the language and back to JSON: what RabbitMQ exported, for our vhost.
+    again = config.to_definitions(config.parse(config.format(m)))
+    for kind in ("exchanges", "queues", "bindings"):
+        ours = [i for i in data[kind] if i["vhost"] == "/"]
+        assert sorted(again[kind], key=json.dumps) == sorted(ours, key=json.dumps)
+
+
+def test_from_definitions_reports_every_problem() -> None:
+    bad = {
+        "exchanges": [{"name": "x", "type": "topik"}],
+        "queues": [{"name": "q", "arguments": {"x-message-ttl": -1, "x-max-length": "ten"}}],
+        "bindings": [{"source": "x", "destination": "q", "destination_type": "table"}],
+    }
+    try:
+        config.from_definitions(bad)
+    except config.DefinitionsError as exc:
+        assert exc.problems == [
+            "exchanges[0].type: unknown exchange type 'topik'",
+            "queues[0].arguments.x-message-ttl: message-ttl must not be negative, got '-1'",
+            "queues[0].arguments.x-max-length: max-length takes a whole number, not 'ten'",
+            "bindings[0].destination_type: expected queue or exchange",
+        ]
+    else:
+        raise AssertionError("no error")
+
+
+# -- generated models: print, parse, print ---------------------------------------
+
+NAME_CHARS = 'ab.-_:/ #"\\=*é'
+names = st.text(NAME_CHARS, min_size=1, max_size=8).filter(lambda n: not n.startswith("amq."))
+texts = st.text(NAME_CHARS + "\t\n", max_size=10)
+generic_values = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.booleans(),
+    texts,
+)
+x_names = st.from_regex(r"x-[a-z]{1,6}", fullmatch=True).filter(
+    lambda n: n not in {o.argument for o in QUEUE_OPTIONS.values()}
+)
+
+
+@st.composite
+def models(draw: st.DrawFn) -> TopologyConfig:
+    exchange_names = draw(st.lists(names, max_size=4, unique=True))
+    queue_names = draw(st.lists(names, max_size=4, unique=True))
+    targets = [*exchange_names, "amq.direct"]
+    decls: list = []
+    for name in exchange_names:
+        args = draw(st.dictionaries(x_names, generic_values, max_size=2))
+        if draw(st.booleans()):
+            args["alternate-exchange"] = draw(st.sampled_from(targets))
+        if draw(st.booleans()):
+            args[draw(names.filter(lambda n: n != "alternate-exchange"))] = draw(generic_values)
+        decls.append(
+            ExchangeDecl(
+                name,
+                draw(st.sampled_from(["direct", "fanout", "topic", "headers"])),
+                draw(st.booleans()),
+                draw(st.booleans()),
+                draw(st.booleans()),
+                args,
+            )
+        )
+    for name in queue_names:
+        args = draw(st.dictionaries(x_names, generic_values, max_size=2))
+        optional = {
+            "x-message-ttl": st.integers(0, 2**32 - 1),
+            "x-expires": st.integers(1, 2**32 - 1),
+            "x-max-length": st.integers(0, 10**9),
+            "x-max-length-bytes": st.integers(0, 2**50),
+            "x-overflow": st.sampled_from(["drop-head", "reject-publish", "reject-publish-dlx"]),
+            "x-dead-letter-exchange": st.sampled_from(["", *targets]),
+            "x-dead-letter-routing-key": texts,
+            "x-max-priority": st.integers(1, 255),
+            "x-delivery-limit": st.integers(0, 100),
+            "x-queue-type": st.just("classic"),
+        }
+        for arg, strategy in optional.items():
+            if draw(st.integers(0, 3)) == 0:
+                args[arg] = draw(strategy)
+        decls.append(QueueDecl(name, draw(st.booleans()), draw(st.booleans()), args))
+    if exchange_names:
+        seen = set()
+        for _ in range(draw(st.integers(0, 6))):
+            kind = draw(st.sampled_from(["queue", "exchange"] if queue_names else ["exchange"]))
+            dest = draw(st.sampled_from(queue_names if kind == "queue" else targets))
+            args = {}
+            if draw(st.booleans()):
+                args = draw(st.dictionaries(names, generic_values, max_size=3))
+                args["x-match"] = draw(st.sampled_from(["all", "any", "all-with-x", "any-with-x"]))
+                for void in draw(st.lists(names, max_size=2)):
+                    args.setdefault(void, None)
+            b = BindingDecl(draw(st.sampled_from(exchange_names)), dest, kind, draw(texts), args)
+            if b.key() not in seen:
+                seen.add(b.key())
+                decls.append(b)
+    order = draw(st.permutations(range(len(decls))))
+    return TopologyConfig([decls[i] for i in order])
+
+
+@SETTINGS
+@given(models())
+def test_format_round_trip(m: TopologyConfig) -> None:
+    text = config.format(m)
+    again = config.parse(text, "generated.conf")
+    assert again == m
+    assert config.format(again) == text
+
+
+@SETTINGS
+@given(models())
+def test_definitions_round_trip(m: TopologyConfig) -> None:
+    data = json.loads(json.dumps(config.to_definitions(m)))
+    assert config.from_definitions(data).same_topology(m)
+
+
+def test_examples_are_valid_and_canonical() -> None:
+    files = sorted(EXAMPLES.glob("*.conf"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        m = config.parse(text, path.name)
+        assert config.format(m) == text, path.name
+        m.apply_to(Topology())

@@ -1,0 +1,223 @@
+"""The exact text an operator sees for each kind of mistake."""
+
+from __future__ import annotations
+
+import pytest
+
+from routing import config
+
+HEADER = "exchange orders type topic durable\nqueue billing durable\n"
+
+
+def errors(text: str) -> list[str]:
+    return [str(e) for e in config.check(text, "orders.conf")]
+
+
+def only_error(text: str) -> str:
+    found = errors(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_unknown_exchange_type_did_you_mean() -> None:
+    assert only_error("exchange orders type topik durable\n") == (
+        "orders.conf:1:22: unknown exchange type 'topik': did you mean 'topic'?\n"
+        "    exchange orders type topik durable\n"
+        "                         ^^^^^"
+    )
+
+
+def test_binding_to_undeclared_exchange() -> None:
+    assert only_error(HEADER + 'bind billing to order key "order.*"\n') == (
+        "orders.conf:3:17: exchange 'order' is not declared: did you mean 'orders'?\n"
+        '    bind billing to order key "order.*"\n'
+        "                    ^^^^^"
+    )
+
+
+def test_binding_an_undeclared_queue() -> None:
+    assert only_error(HEADER + "bind invoices to orders\n") == (
+        "orders.conf:3:6: queue 'invoices' is not declared\n"
+        "    bind invoices to orders\n"
+        "         ^^^^^^^^\n"
+        "    hint: declare it with: queue invoices"
+    )
+
+
+def test_negative_ttl() -> None:
+    assert only_error("queue billing message-ttl -5s\n") == (
+        "orders.conf:1:27: message-ttl must not be negative, got '-5s'\n"
+        "    queue billing message-ttl -5s\n"
+        "                              ^^^"
+    )
+
+
+def test_bad_duration_unit() -> None:
+    assert only_error("queue billing\n    expires 5min\n") == (
+        "orders.conf:2:13: expires takes a duration, not '5min'\n"
+        "        expires 5min\n"
+        "                ^^^^\n"
+        "    hint: write a whole number with a unit: ms, s, m, h or d (e.g. 30s, 5m)"
+    )
+
+
+def test_duplicate_queue() -> None:
+    assert only_error("queue billing durable\n\nqueue billing\n") == (
+        "orders.conf:3:7: queue 'billing' is declared twice\n"
+        "    queue billing\n"
+        "          ^^^^^^^\n"
+        "    hint: the first declaration is at line 1; keep one"
+    )
+
+
+def test_argument_of_the_wrong_type() -> None:
+    assert only_error("queue billing max-length ten\n") == (
+        "orders.conf:1:26: max-length takes a whole number, not 'ten'\n"
+        "    queue billing max-length ten\n"
+        "                             ^^^"
+    )
+
+
+def test_raw_x_argument_is_checked_like_its_option() -> None:
+    assert only_error('queue billing x-max-priority "high"\n') == (
+        "orders.conf:1:30: x-max-priority takes a whole number, not 'high'\n"
+        '    queue billing x-max-priority "high"\n'
+        "                                 ^^^^^^"
+    )
+
+
+def test_out_of_range() -> None:
+    assert only_error("queue billing max-priority 300\n") == (
+        "orders.conf:1:28: max-priority must be at most 255, got '300'\n"
+        "    queue billing max-priority 300\n"
+        "                               ^^^"
+    )
+
+
+def test_misspelt_option() -> None:
+    assert only_error("exchange orders type topic durabel\n") == (
+        "orders.conf:1:28: unknown exchange option 'durabel': did you mean 'durable'?\n"
+        "    exchange orders type topic durabel\n"
+        "                               ^^^^^^^\n"
+        "    hint: exchange options: type, durable, auto-delete, internal, "
+        "alternate-exchange, x-<argument> <value>"
+    )
+
+
+def test_misspelt_statement() -> None:
+    assert only_error("exchnage orders type topic\n") == (
+        "orders.conf:1:1: unknown statement 'exchnage': did you mean 'exchange'?\n"
+        "    exchnage orders type topic\n"
+        "    ^^^^^^^^\n"
+        "    hint: statements start with exchange, queue or bind"
+    )
+
+
+def test_missing_to() -> None:
+    assert only_error(HEADER + "bind billing orders\n") == (
+        "orders.conf:3:14: expected 'to', found 'orders'\n"
+        "    bind billing orders\n"
+        "                 ^^^^^^\n"
+        "    hint: bind [exchange] <destination> to <exchange> [key <routing key>] ..."
+    )
+
+
+def test_unterminated_string() -> None:
+    assert only_error(HEADER + 'bind billing to orders key "order.#\n') == (
+        "orders.conf:3:28: unterminated string\n"
+        '    bind billing to orders key "order.#\n'
+        "                               ^\n"
+        '    hint: add the closing " on the same line'
+    )
+
+
+def test_unknown_overflow_mode() -> None:
+    assert only_error("queue billing overflow drop-tail\n") == (
+        "orders.conf:1:24: unknown overflow 'drop-tail': did you mean 'drop-head'?\n"
+        "    queue billing overflow drop-tail\n"
+        "                           ^^^^^^^^^\n"
+        "    hint: overflow is one of: drop-head, reject-publish, reject-publish-dlx"
+    )
+
+
+def test_unknown_match_mode() -> None:
+    text = (
+        "exchange tagged type headers\nqueue audit\nbind audit to tagged headers al format=json\n"
+    )
+    assert only_error(text) == (
+        "orders.conf:3:30: unknown match mode 'al': did you mean 'all'?\n"
+        "    bind audit to tagged headers al format=json\n"
+        "                                 ^^\n"
+        "    hint: headers match all, any, all-with-x or any-with-x"
+    )
+
+
+def test_default_exchange_cannot_be_bound() -> None:
+    assert only_error('queue billing\nbind billing to "" key "billing"\n') == (
+        "orders.conf:2:17: nothing can be bound to the default exchange\n"
+        '    bind billing to "" key "billing"\n'
+        "                    ^^\n"
+        "    hint: it already reaches every queue by the queue's name"
+    )
+
+
+def test_missing_exchange_type() -> None:
+    assert only_error("exchange orders durable\n") == (
+        "orders.conf:1:10: exchange 'orders' needs a type\n"
+        "    exchange orders durable\n"
+        "             ^^^^^^\n"
+        "    hint: add 'type direct', 'type fanout', 'type topic' or 'type headers'"
+    )
+
+
+def test_undeclared_dead_letter_exchange() -> None:
+    text = "exchange orders.dlx type fanout\nqueue billing dead-letter-exchange orders.dlq\n"
+    assert only_error(text) == (
+        "orders.conf:2:36: dead-letter exchange 'orders.dlq' is not declared: "
+        "did you mean 'orders.dlx'?\n"
+        "    queue billing dead-letter-exchange orders.dlq\n"
+        "                                       ^^^^^^^^^^"
+    )
+
+
+def test_statement_swallowed_by_indentation() -> None:
+    assert only_error("queue billing durable\n    bind billing to orders\n") == (
+        "orders.conf:2:5: unexpected 'bind' inside a queue statement\n"
+        "        bind billing to orders\n"
+        "        ^^^^\n"
+        "    hint: a statement starts at the beginning of a line; an indented line "
+        "continues the statement above it"
+    )
+
+
+def test_exclusive_queue() -> None:
+    assert only_error("queue billing exclusive\n") == (
+        "orders.conf:1:15: a queue in a configuration file cannot be exclusive\n"
+        "    queue billing exclusive\n"
+        "                  ^^^^^^^^^\n"
+        "    hint: exclusive queues belong to the connection that declares them"
+    )
+
+
+def test_all_errors_at_once_in_file_order() -> None:
+    text = (
+        "exchange orders type topik\n"
+        "queue billing message-ttl -1s\n"
+        "bind billing orders\n"
+        "queue billing\n"
+        "bind billing to nowhere\n"
+    )
+    found = config.check(text, "orders.conf")
+    assert [(e.line, e.column) for e in found] == [(1, 22), (2, 27), (3, 14), (4, 7), (5, 17)]
+    with pytest.raises(config.ConfigErrors) as info:
+        config.parse(text, "orders.conf")
+    assert len(info.value.errors) == 5
+    assert str(info.value).endswith("\n5 errors")
+
+
+def test_tabs_keep_the_caret_under_the_problem() -> None:
+    assert only_error("queue billing\n\tmax-length ten\n") == (
+        "orders.conf:2:13: max-length takes a whole number, not 'ten'\n"
+        "        max-length ten\n"
+        "                   ^^^"
+    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -37,7 +38,7 @@ from protocol.connection import (
     Role,
     parse_sasl_response,
 )
-from protocol.constants import FRAME_MIN_SIZE, ReplyCode
+from protocol.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER, ReplyCode
 from protocol.errors import AMQPError, BadProtocolHeader, error_for
 
 if TYPE_CHECKING:
@@ -148,6 +149,8 @@ class ClientConnection:
         self._close_reason: tuple[int, str] | None = None
         self._done = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
+        self._handshake_buffer = bytearray()
+        self._header_left = len(PROTOCOL_HEADER)
 
     # -- output -----------------------------------------------------------
 
@@ -229,6 +232,7 @@ class ClientConnection:
                         await self._drained.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            self._done.set()  # for force_close: the peer may just drop the socket
             self._teardown()
             self.broker.connections.discard(self)
             with trio.CancelScope(shield=True):
@@ -274,6 +278,55 @@ class ClientConnection:
             return False
         if not data:
             return False
+        if self.opened and not self._handshake_buffer:
+            # The hot path: every frame of the chunk in one call.
+            ok = self._receive(amqp, data)
+        else:
+            ok = True
+            for piece in self._handshake_pieces(data):
+                ok = self._receive(amqp, piece)
+                if not ok:
+                    break
+        self._flush_confirms()
+        return ok and not self._finished
+
+    def _handshake_pieces(self, data: bytes) -> Iterator[bytes]:
+        """Cut bytes at frame boundaries until the connection is open.
+
+        The state machine only treats the connection as open once we have
+        *sent* connection.open-ok, but a client may pipeline channel.open (or
+        more) right behind connection.open. Feeding the handshake one frame
+        at a time lets us answer each frame before the machine sees the next;
+        once open, the rest goes in as one chunk.
+        """
+        buffer = self._handshake_buffer
+        buffer += data
+        while buffer:
+            if self.opened or self._finished:
+                piece = bytes(buffer)
+                buffer.clear()
+                yield piece
+                return
+            if self._header_left:
+                count = min(self._header_left, len(buffer))
+                piece = bytes(buffer[:count])
+                del buffer[:count]
+                self._header_left -= count
+                yield piece
+                continue
+            if len(buffer) < 7:
+                return
+            total = 8 + int.from_bytes(buffer[3:7], "big")
+            if total > FRAME_MAX or len(buffer) >= total:
+                count = min(total, len(buffer))
+                piece = bytes(buffer[:count])
+                del buffer[:count]
+                yield piece  # an oversized frame: the machine reports 501
+                continue
+            return
+
+    def _receive(self, amqp: Connection, data: bytes) -> bool:
+        """Feed bytes to the state machine and handle every event they complete."""
         try:
             events = amqp.receive_data(data, now=time.monotonic())
         except BadProtocolHeader:
@@ -310,7 +363,6 @@ class ClientConnection:
                 self._channel_error(event.channel, error, None)
             if self._finished:
                 break
-        self._flush_confirms()
         return not self._finished
 
     @property
@@ -452,18 +504,23 @@ class ClientConnection:
             # (pika does not); RabbitMQ closes the socket after close.
             self._finish_soon()
             return
-        self._finish_soon(CLOSE_TIMEOUT)
+        # After a framing error (501) the peer's bytes can no longer be parsed,
+        # so no close-ok can be recognised: close once the close is written.
+        self._finish_soon(0.0 if reply_code == ReplyCode.FRAME_ERROR else CLOSE_TIMEOUT)
 
     def _finish_soon(self, delay: float = 0.0) -> None:
         """End the connection after the writer flushed, or after `delay` at most."""
         self.broker.nursery.start_soon(self._finish_after, delay)
 
     async def _finish_after(self, delay: float) -> None:
-        with trio.move_on_after(max(delay, 0.0) + 0.5):
+        # First let the writer send what is queued (the close or close-ok),
+        # then give the peer `delay` seconds to answer close-ok.
+        with trio.move_on_after(0.5):
             while self._output or self._in_flight:
                 await self._drained.wait()
-            if delay:
-                await trio.sleep(delay)
+        if delay:
+            with trio.move_on_after(delay):
+                await self._done.wait()
         self._done.set()
 
     # -- connection class (channel 0) -------------------------------------------------

@@ -56,7 +56,12 @@ class Broker:
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         except OSError:
             pass
-        await ClientConnection(self, stream).run()
+        try:
+            await ClientConnection(self, stream).run()
+        except Exception:
+            # A bug in handling one connection must not take the broker down:
+            # the connection is gone (its teardown ran), everyone else goes on.
+            log.exception("connection.crashed")
 
     async def close_connections(self, reply_code: int, reply_text: str) -> None:
         """Close every client connection with `reply_code`, waiting for their close-ok."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pika.exceptions
-import pytest
-
 from conformance.helpers import Consumer, channel_closed_with, get, publish, sync
 
 AREA = "channel lifecycle"
@@ -37,13 +34,6 @@ def test_channel_error_leaves_other_channels_and_connection_open(connection, nam
     healthy.queue_declare(queue)
     publish(healthy, "", queue, b"still works")
     assert get(healthy, queue, auto_ack=True).body == b"still works"
-
-
-def test_method_on_closed_channel_is_refused_by_client(connection):
-    channel = connection.channel()
-    channel.close()
-    with pytest.raises(pika.exceptions.ChannelWrongStateError):
-        channel.queue_declare("", exclusive=True)
 
 
 def test_channel_flow_active_is_acknowledged(channel):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import aiormq
+import amqp
 import pika.exceptions
 import pytest
 
-from conformance.helpers import channel_closed_with, get, publish, sync
+from conformance.helpers import channel_closed_with, get, publish
 
 AREA = "publisher confirms"
 
@@ -42,11 +43,13 @@ def test_persistent_to_durable_queue_is_confirmed(channel, names):
     assert channel.queue_declare(queue, passive=True).method.message_count == 20
 
 
-def test_confirm_select_is_idempotent(channel):
-    channel.confirm_delivery()
-    channel._impl.confirm_delivery(lambda frame: None, callback=None)  # second confirm.select
-    sync(channel)
-    assert channel.is_open
+def test_confirm_select_is_idempotent(py_amqp_channel, names):
+    queue = names.queue()
+    py_amqp_channel.queue_declare(queue)
+    py_amqp_channel.confirm_select()
+    py_amqp_channel.confirm_select()  # waits for a second confirm.select-ok
+    py_amqp_channel.basic_publish_confirm(amqp.Message(b"x"), "", queue)
+    assert py_amqp_channel.queue_declare(queue, passive=True).message_count == 1
 
 
 def test_delivery_tags_count_from_one(amqp_url, names):

@@ -78,7 +78,8 @@ async def open_connection(
 
     ``heartbeat`` (seconds, 0 disables) overrides the URL's query option.
     ``ssl_context`` is used for ``amqps://`` URLs (default: the system's
-    trusted CAs). ``reconnect=True`` (robust mode) is not implemented yet.
+    trusted CAs). With ``reconnect=True`` the connection survives outages
+    (see `broker.client.robust`).
 
     Raises `ConnectionClosed` if the broker cannot be reached, refuses the
     login (403 ACCESS_REFUSED) or the vhost (530 NOT_ALLOWED). If the broker
@@ -91,7 +92,21 @@ async def open_connection(
     if heartbeat is not None:
         params.heartbeat = heartbeat
     if reconnect:
-        raise NotImplementedError("robust mode (reconnect=True) is not implemented yet")
+        from .robust import open_robust_connection
+
+        async with open_robust_connection(params, client_properties) as robust:
+            yield robust  # type: ignore[misc]
+        return
+    async with _open_plain_connection(params, client_properties) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _open_plain_connection(
+    params: ConnectionParameters,
+    client_properties: dict[str, Any] | None,
+    raise_unseen: bool = True,
+) -> AsyncIterator[Connection]:
     with _single_error():
         async with trio.open_nursery() as nursery:
             conn = Connection(params, nursery, client_properties)
@@ -106,8 +121,8 @@ async def open_connection(
                 with trio.CancelScope(shield=True):
                     await conn.close()
             error = conn._closed
-            if (not body_failed and error is not None and not conn._closed_by_us
-                    and error.__traceback__ is None):
+            if (raise_unseen and not body_failed and error is not None
+                    and not conn._closed_by_us and error.__traceback__ is None):
                 # The broker closed the connection and nothing in the block
                 # ever raised that error: do not let it pass silently.
                 raise error

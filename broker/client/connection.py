@@ -125,6 +125,12 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await channel.close()
 
+    async def wait_closed(self) -> ConnectionClosed:
+        """Wait until the connection is closed (by either side, or lost); return why."""
+        await self._close_ok.wait()
+        assert self._closed is not None
+        return self._closed
+
     async def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
         """connection.close, wait for close-ok, stop the tasks. Idempotent."""
         if self._closed is None and not self._closing:

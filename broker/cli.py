@@ -60,9 +60,21 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from broker.logging import configure_logging
     from broker.server import serve
+    from protocol.errors import AMQPError
+    from routing.config import ConfigErrors
 
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
-    trio.run(serve, args.host, args.port, args.data_dir, args.config_path)
+    try:
+        trio.run(serve, args.host, args.port, args.data_dir, args.config_path)
+    except ConfigErrors as errors:
+        print(f"warren serve: {args.config_path} is not valid:\n{errors}", file=sys.stderr)
+        return 2
+    except AMQPError as error:
+        print(f"warren serve: cannot apply {args.config_path}: {error.reply_text}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"warren serve: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

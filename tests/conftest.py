@@ -15,6 +15,7 @@ and asyncio clients (aio-pika) talk to them over real sockets.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -47,7 +48,16 @@ def _start(data_dir: object, host: str = "127.0.0.1") -> BrokerThread:
 
 @pytest.fixture(scope="session")
 def warren_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The amqp URL of the session's shared Warren broker."""
+    """The amqp URL of the session's shared Warren broker.
+
+    With `WARREN_REFERENCE_URL` set (e.g. amqp://guest:guest@127.0.0.1:5673/),
+    tests on this fixture run against that broker instead: the way to check
+    that a test's expectations are RabbitMQ's.
+    """
+    reference = os.environ.get("WARREN_REFERENCE_URL")
+    if reference:
+        yield reference
+        return
     thread = _start(tmp_path_factory.mktemp("warren-session"))
     try:
         yield thread.url

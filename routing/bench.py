@@ -4,7 +4,7 @@
 
 Builds a topic exchange with ``--bindings`` random binding keys (3 to 5 words
 from a 40-word vocabulary per level, about 15% ``*`` and 5% ``#``), bound to
-1,000 queues, then routes ``--keys`` random routing keys through
+1,000 queues (``--star`` and ``--hash`` change the wildcard shares), then routes ``--keys`` random routing keys through
 ``Topology.route`` (the broker's entry point: lookup, trie walk, list of queue
 names) and through the bare exchange. A linear scan over the bindings (one
 word-by-word match per binding, what LavinMQ's topic exchange does) runs on
@@ -55,13 +55,13 @@ def _vocab(level: int) -> list[str]:
     return [f"w{level}x{i}" for i in range(40)]
 
 
-def _pattern(rng: random.Random) -> str:
+def _pattern(rng: random.Random, star: float = 0.15, hash_: float = 0.05) -> str:
     words = []
     for level in range(rng.randint(3, 5)):
         r = rng.random()
-        if r < 0.15:
+        if r < star:
             words.append("*")
-        elif r < 0.20:
+        elif r < star + hash_:
             words.append("#")
         else:
             words.append(rng.choice(_vocab(level)))
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--scan-keys", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--star", type=float, default=0.15, help="share of '*' words")
+    parser.add_argument("--hash", type=float, default=0.05, help="share of '#' words")
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         topo.add_queue(f"q{q}")
     patterns = []
     while len(patterns) < args.bindings:
-        pattern = _pattern(rng)
+        pattern = _pattern(rng, args.star, args.hash)
         queue = f"q{rng.randrange(1000)}"
         if topo.bind("bench", Destination("queue", queue), pattern):
             patterns.append((pattern.split("."), queue))
@@ -127,7 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         assert set(route("bench", k, None)) == expected, k
 
     n, s = len(keys), len(scan_keys)
-    print(f"topic exchange: {len(patterns)} bindings, {n} random keys (seed {args.seed})")
+    print(
+        f"topic exchange: {len(patterns)} bindings ({args.star:.0%} '*', {args.hash:.0%} '#'), "
+        f"{n} random keys (seed {args.seed})"
+    )
     print(f"  average queues per message: {matched / n:.2f}")
     print(f"  Topology.route, random keys:        {t_topology / n * 1e6:8.2f} us/route")
     print(f"  trie walk alone (no result cache):  {t_walk / n * 1e6:8.2f} us/route")

@@ -40,6 +40,8 @@ class SourceInfo:
     comments: list[str] = field(default_factory=list)
     trailing_comment: str | None = None
     blank_line_before: bool = False
+    #: End-of-line comments of option lines, by argument name (``x-message-ttl``).
+    option_comments: dict[str, str] = field(default_factory=dict)
 
 
 def _info() -> Any:

@@ -46,8 +46,9 @@ def _option_value(kind: str, value: Any) -> str | None:
     return None
 
 
-def _argument_lines(arguments: dict[str, Any], table: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
+def _argument_lines(arguments: dict[str, Any], table: dict[str, Any]) -> list[tuple[str, str]]:
+    """(argument name, option line) for every argument not on the first line."""
+    lines: list[tuple[str, str]] = []
     done = set()
     if isinstance(arguments.get("x-queue-type"), str) and table is QUEUE_OPTIONS:
         done.add("x-queue-type")  # written on the first line as "type classic"
@@ -55,17 +56,26 @@ def _argument_lines(arguments: dict[str, Any], table: dict[str, Any]) -> list[st
         if option.argument in arguments and option.argument not in done:
             written = _option_value(option.kind, arguments[option.argument])
             if written is not None:
-                lines.append(f"{option.name} {written}")
+                lines.append((option.argument, f"{option.name} {written}"))
                 done.add(option.argument)
     for name in sorted(arguments):
         if name in done:
             continue
         value = format_generic(arguments[name])
         if name.startswith("x-") and format_text(name) == name:
-            lines.append(f"{name} {value}")
+            lines.append((name, f"{name} {value}"))
         else:
-            lines.append(f"argument {format_text(name)} {value}")
+            lines.append((name, f"argument {format_text(name)} {value}"))
     return lines
+
+
+def _option_block(head: str, decl: ExchangeDecl | QueueDecl, table: dict[str, Any]) -> list[str]:
+    out = [head]
+    notes = decl.origin.option_comments
+    for arg, line in _argument_lines(decl.arguments, table):
+        note = notes.get(arg)
+        out.append(INDENT + line + (f"  {_comment(note)}" if note is not None else ""))
+    return out
 
 
 def _exchange(x: ExchangeDecl) -> list[str]:
@@ -77,7 +87,7 @@ def _exchange(x: ExchangeDecl) -> list[str]:
     ):
         if on:
             head += f" {flag}"
-    return [head, *(INDENT + line for line in _argument_lines(x.arguments, EXCHANGE_OPTIONS))]
+    return _option_block(head, x, EXCHANGE_OPTIONS)
 
 
 def _queue(q: QueueDecl) -> list[str]:
@@ -88,7 +98,7 @@ def _queue(q: QueueDecl) -> list[str]:
     for flag, on in (("durable", q.durable), ("auto-delete", q.auto_delete)):
         if on:
             head += f" {flag}"
-    return [head, *(INDENT + line for line in _argument_lines(q.arguments, QUEUE_OPTIONS))]
+    return _option_block(head, q, QUEUE_OPTIONS)
 
 
 def _binding(b: BindingDecl) -> list[str]:

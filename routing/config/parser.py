@@ -170,6 +170,7 @@ def _generic_argument(
         where.refs[name] = value
         return
     arguments[name] = parse_generic(value.value, value.quoted)
+    where.refs[name] = value
 
 
 def _declaration(
@@ -446,16 +447,37 @@ def parse_config(text: str, filename: str = "<config>") -> tuple[TopologyConfig,
         line, _ = ctx.lines.position(chunk.start)
         first_line_start = ctx.lines.starts[line - 1]
         comments = list(chunk.comments)
-        # End-of-line comments: the first line's stays on it; later ones move above.
+        # End-of-line comments: the first line's stays on it, an option line's
+        # stays with that option; others move above the statement.
         trailing_comment = eol_comments.get(first_line_start)
+        option_comments: dict[str, str] = {}
         for ln in range(line + 1, ctx.lines.position(chunk.end)[0] + 1):
             extra = eol_comments.get(ctx.lines.starts[ln - 1])
-            if extra is not None:
+            if extra is None:
+                continue
+            arg = _argument_on_line(ctx, decl, where, ln)
+            if arg is not None and arg not in option_comments:
+                option_comments[arg] = extra
+            else:
                 comments.append(extra)
-        decl.origin = SourceInfo(line, comments, trailing_comment, chunk.blank_line_before)
+        decl.origin = SourceInfo(
+            line, comments, trailing_comment, chunk.blank_line_before, option_comments
+        )
         config.declarations.append(decl)
     _check_whole(ctx, config, wheres)
     return config, ctx.errors
+
+
+def _argument_on_line(ctx: _Context, decl: Declaration, where: _Where, line: int) -> str | None:
+    """The first argument of ``decl`` whose value is written on ``line``."""
+    if isinstance(decl, BindingDecl):
+        return None  # a binding is printed on one line
+    for arg, tok in where.refs.items():
+        if arg in ("type", "x-queue-type") or arg not in decl.arguments:
+            continue
+        if ctx.lines.position(tok.offset)[0] == line:
+            return arg
+    return None
 
 
 def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) -> None:

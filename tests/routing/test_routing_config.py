@@ -259,3 +259,18 @@ def test_examples_are_valid_and_canonical() -> None:
         m = config.parse(text, path.name)
         assert config.format(m) == text, path.name
         m.apply_to(Topology())
+
+
+def test_comments_on_option_lines_stay_with_their_option() -> None:
+    text = (
+        "queue billing durable  # the billing service\n"
+        "    message-ttl 30000   # give up after 30 s\n"
+        "    # a note inside the statement\n"
+        "    max-length 10\n"
+    )
+    assert config.format(config.parse(text)) == (
+        "# a note inside the statement\n"
+        "queue billing durable  # the billing service\n"
+        "    message-ttl 30s  # give up after 30 s\n"
+        "    max-length 10\n"
+    )

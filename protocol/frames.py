@@ -218,6 +218,8 @@ class FrameReader:
         else:
             sources = (self._buf,)
         methods = _METHODS_BY_INDEX
+        # frame_max counts the 8 octets of framing; 0 means no limit (spec 4.2.3)
+        max_payload = frame_max - 8 if frame_max else 0xFFFFFFFF
         intact = False  # set when an error leaves the framing itself readable
         pos = 0
         for buf in sources:
@@ -226,7 +228,7 @@ class FrameReader:
             try:
                 while end - pos >= 7:
                     frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
-                    if frame_max and size + 8 > frame_max:
+                    if size > max_payload:
                         raise frame_error(
                             f"frame of {size + 8} octets exceeds frame_max {frame_max}"
                         )
@@ -250,9 +252,12 @@ class FrameReader:
                                 540, f"unknown method {index >> 16}.{index & 0xFFFF}",
                                 index >> 16, index & 0xFFFF,
                             )
-                        intact = True
-                        append((FRAME_METHOD, channel, cls.decode_arguments(buf, start + 4, stop)))
-                        intact = False
+                        try:
+                            method = cls.decode_arguments(buf, start + 4, stop)
+                        except AMQPError:
+                            intact = True
+                            raise
+                        append((FRAME_METHOD, channel, method))
                     elif frame_type == FRAME_BODY:
                         if buf is partial:
                             with memoryview(buf) as view:

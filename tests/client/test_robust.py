@@ -106,3 +106,19 @@ async def test_first_connection_failure_is_raised(amqp_url: str) -> None:
         async with open_connection(bad, reconnect=True):
             pass
     assert info.value.reply_code == 403
+
+
+async def test_missed_heartbeats_close_the_connection(amqp_url: str) -> None:
+    params = parse_url(amqp_url)
+    proxy = Proxy(params.host, params.port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        url = f"amqp://{params.username}:{params.password}@127.0.0.1:{proxy.port}/"
+        with pytest.raises(ConnectionClosed) as info:
+            async with open_connection(url, heartbeat=1) as conn:
+                proxy.holding = True  # the broker goes silent
+                with trio.fail_after(6):
+                    await conn.wait_closed()
+        assert "missed heartbeats" in info.value.reply_text
+        proxy.cut()
+        nursery.cancel_scope.cancel()

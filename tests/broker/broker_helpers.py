@@ -40,9 +40,21 @@ def host_port(url: str) -> tuple[str, int]:
 class RawClient:
     """A minimal blocking AMQP client: send any frame, read what comes back."""
 
-    def __init__(self, url: str, *, open_connection: bool = True, vhost: str = "/") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        open_connection: bool = True,
+        vhost: str = "/",
+        receive_buffer: int | None = None,
+    ) -> None:
         host, port = host_port(url)
-        self.sock = socket.create_connection((host, port), timeout=5)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:
+            # A small kernel buffer makes a client that does not read back up fast.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(5)
+        self.sock.connect((host, port))
         self.reader = FrameReader(0)
         self.frames: list[Any] = []
         self.eof = False
@@ -131,6 +143,10 @@ class RawClient:
             ),
         )
         self.method(0, m.ConnectionOpen(virtual_host=vhost))
+
+    @property
+    def local_port(self) -> int:
+        return self.sock.getsockname()[1]
 
     def open_channel(self, number: int = 1) -> None:
         self.method(number, m.ChannelOpen())

@@ -33,8 +33,8 @@ def test_conformance_suite_passes(interop_url, tmp_path):
     failures = [line for line in result.stdout.splitlines() if line.rstrip().endswith(" fail")]
     assert result.returncode == 0, (
         f"conformance suite failed (exit {result.returncode}):\n"
-        + "\n".join(failures[:60])
-        + f"\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}"
+        + "\n".join(failures[:80])
+        + f"\n{result.stdout[-600:]}\n{result.stderr[-2000:]}"
     )
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None

@@ -198,11 +198,13 @@ def split_statements(text: str) -> tuple[list[Chunk], dict[int, str], list[str]]
     blank = False
     current: Chunk | None = None
     offset = 0
-    for raw in text.splitlines(keepends=True):
-        line = raw.rstrip("\r\n")
+    # Lines end at "\n" only (and a "\r" before it): str.splitlines would also cut
+    # at form feeds and U+2028, which may sit inside a quoted name.
+    for raw in text.split("\n"):
+        line = raw.removesuffix("\r")
         start = offset
-        offset += len(raw)
-        stripped = line.strip()
+        offset += len(raw) + 1
+        stripped = line.strip(" \t")
         if not stripped:
             current = None
             blank = True
@@ -219,13 +221,13 @@ def split_statements(text: str) -> tuple[list[Chunk], dict[int, str], list[str]]
         cut = _comment_start(line)
         if cut >= 0:
             eol_comments[start] = line[cut + 1 :].removeprefix(" ").rstrip()
-            content_end = start + len(line[:cut].rstrip())
+            content_end = start + len(line[:cut].rstrip(" \t"))
         else:
-            content_end = start + len(line.rstrip())
+            content_end = start + len(line.rstrip(" \t"))
         if current is not None and indented:
             current.end = content_end
             continue
-        first = start + (len(line) - len(line.lstrip()))
+        first = start + (len(line) - len(line.lstrip(" \t")))
         current = Chunk(first, content_end, pending, blank and bool(chunks or pending), indented)
         pending = []
         blank = False

@@ -194,9 +194,9 @@ def parse_generic(raw: str, quoted: bool) -> Any:
 
 
 def quote(text: str) -> str:
-    escaped = (
-        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    )
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    for char, escape in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\f", "\\f")):
+        escaped = escaped.replace(char, escape)
     return f'"{escaped}"'
 
 

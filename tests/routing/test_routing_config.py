@@ -164,7 +164,8 @@ def test_from_definitions_reports_every_problem() -> None:
 
 NAME_CHARS = 'ab.-_:/ #"\\=*é'
 names = st.text(NAME_CHARS, min_size=1, max_size=8).filter(lambda n: not n.startswith("amq."))
-texts = st.text(NAME_CHARS + "\t\n", max_size=10)
+texts = st.text(NAME_CHARS + "\t\n\r", max_size=10)
+comments = st.text('ab #"=\t', max_size=8).map(str.strip)
 generic_values = st.one_of(
     st.integers(-(2**40), 2**40),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
@@ -232,7 +233,23 @@ def models(draw: st.DrawFn) -> TopologyConfig:
                 seen.add(b.key())
                 decls.append(b)
     order = draw(st.permutations(range(len(decls))))
-    return TopologyConfig([decls[i] for i in order])
+    decls = [decls[i] for i in order]
+    for decl in decls:  # comments, which the formatter must keep in place
+        decl.origin.comments = draw(st.lists(comments, max_size=2))
+        decl.origin.trailing_comment = draw(st.none() | comments)
+        decl.origin.blank_line_before = draw(st.booleans())
+        if not isinstance(decl, BindingDecl) and decl.arguments and draw(st.booleans()):
+            arg = draw(st.sampled_from(sorted(decl.arguments)))
+            if arg != "x-queue-type":
+                decl.origin.option_comments = {arg: draw(comments)}
+    return TopologyConfig(decls, trailing_comments=draw(st.lists(comments, max_size=2)))
+
+
+def _comments(m: TopologyConfig) -> list:
+    return [
+        (d.origin.comments, d.origin.trailing_comment, d.origin.option_comments)
+        for d in m.declarations
+    ] + [m.trailing_comments]
 
 
 @SETTINGS
@@ -241,6 +258,7 @@ def test_format_round_trip(m: TopologyConfig) -> None:
     text = config.format(m)
     again = config.parse(text, "generated.conf")
     assert again == m
+    assert _comments(again) == _comments(m)
     assert config.format(again) == text
 
 

@@ -254,6 +254,7 @@ def _declaration(
             )
     if not name:
         ctx.at(stmt.name, f"a {kind} needs a name", "server-named queues cannot be configured")
+    _check_short(ctx, stmt.name, f"{kind} name")
     if kind == "exchange":
         if name.startswith("amq."):
             ctx.at(
@@ -302,6 +303,8 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
         if stmt.destination_kind and stmt.destination_kind.value == "exchange"
         else "queue"
     )
+    _check_short(ctx, stmt.name, f"{dest_type} name")
+    _check_short(ctx, stmt.source, "exchange name")
     where = _Where(stmt.name, {"source": stmt.source})
     routing_key: str | None = None
     arguments: dict[str, Any] = {}
@@ -341,6 +344,7 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
                 ctx.at(item, "key is given twice", "bind twice to bind with two keys")
             else:
                 routing_key = value.value
+                _check_short(ctx, value, "routing key")
         elif word == "headers":
             value = items.value()
             if value is None:
@@ -378,6 +382,17 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
         arguments=arguments,
     )
     return decl, where
+
+
+def _check_short(ctx: _Context, tok: Token, what: str) -> None:
+    """Names and routing keys travel as AMQP short strings: 255 bytes at most."""
+    size = len(tok.value.encode("utf-8", "surrogatepass"))
+    if size > 255:
+        ctx.at(
+            tok,
+            f"{what} is {size} bytes long; AMQP allows at most 255",
+            "names and routing keys are short strings (AMQP 0-9-1 section 4.2.5.3)",
+        )
 
 
 def _check_mode(ctx: _Context, tok: Token) -> bool:

@@ -221,3 +221,14 @@ def test_tabs_keep_the_caret_under_the_problem() -> None:
         "        max-length ten\n"
         "                   ^^^"
     )
+
+
+def test_routing_key_longer_than_a_short_string() -> None:
+    key = "k" * 256
+    text = HEADER + f'bind billing to orders key "{key}"\n'
+    assert only_error(text) == (
+        "orders.conf:3:28: routing key is 256 bytes long; AMQP allows at most 255\n"
+        f'    bind billing to orders key "{key}"\n'
+        "                               " + "^" * (len(key) + 2) + "\n"
+        "    hint: names and routing keys are short strings (AMQP 0-9-1 section 4.2.5.3)"
+    )

@@ -427,7 +427,12 @@ def _statement_error(ctx: _Context, chunk: Chunk, exc: pp.ParseException) -> Non
         ctx.error(offset, 1, "unterminated string", 'add the closing " on the same line')
         return
     if c == "=":
-        ctx.error(offset, 1, "'=' must follow a name", "as in format=json")
+        after = text[offset + 1 : offset + 2]
+        before = text[offset - 1 : offset]
+        if before.strip() and (not after or after.isspace() or after == "#"):
+            ctx.error(offset, 1, "a value is missing after '='", 'as in format=json; "" is empty')
+        else:
+            ctx.error(offset, 1, "'=' must follow a name", "as in format=json, with no spaces")
         return
     here = _FIRST_WORD.match(text, offset) if offset < chunk.end else None
     found = f"'{here.group(0)}'" if here else "the end of the statement"

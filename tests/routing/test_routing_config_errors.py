@@ -232,3 +232,13 @@ def test_routing_key_longer_than_a_short_string() -> None:
         "                               " + "^" * (len(key) + 2) + "\n"
         "    hint: names and routing keys are short strings (AMQP 0-9-1 section 4.2.5.3)"
     )
+
+
+def test_missing_value_after_equals() -> None:
+    text = "exchange tagged type headers\nqueue audit\nbind audit to tagged headers all format=\n"
+    assert only_error(text) == (
+        "orders.conf:3:41: a value is missing after '='\n"
+        "    bind audit to tagged headers all format=\n"
+        "                                            ^\n"
+        '    hint: as in format=json; "" is empty'
+    )

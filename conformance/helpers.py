@@ -184,25 +184,27 @@ class Cleanup:
     exchanges: list[str] = field(default_factory=list)
 
     def run(self, parameters: pika.URLParameters) -> None:
-        if not self.queues and not self.exchanges:
-            return
+        """Delete everything registered; never fails the test over cleanup."""
+        pending = [("queue", n) for n in self.queues] + [("exchange", n) for n in self.exchanges]
+        connection = None
         try:
-            connection = pika.BlockingConnection(parameters)
+            for kind, name in pending:
+                if connection is None or not connection.is_open:
+                    connection = pika.BlockingConnection(parameters)
+                    channel = connection.channel()
+                try:
+                    if kind == "queue":
+                        channel.queue_delete(name)
+                    else:
+                        channel.exchange_delete(name)
+                except pika.exceptions.ChannelClosedByBroker:
+                    channel = connection.channel()  # e.g. 405: another connection's
+                except pika.exceptions.AMQPConnectionError:
+                    connection = None  # a broker that dropped us: retry on a new one
         except pika.exceptions.AMQPError:
-            return
-        try:
-            channel = connection.channel()
-            for kind, names in (("queue", self.queues), ("exchange", self.exchanges)):
-                for name in names:
-                    try:
-                        if kind == "queue":
-                            channel.queue_delete(name)
-                        else:
-                            channel.exchange_delete(name)
-                    except pika.exceptions.ChannelClosedByBroker:
-                        channel = connection.channel()
+            pass
         finally:
-            if connection.is_open:
+            if connection is not None and connection.is_open:
                 connection.close()
 
 

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -77,11 +78,19 @@ def describe_broker(url: str) -> str:
 
 @contextlib.contextmanager
 def in_process_warren() -> Iterator[str]:
-    """Start Warren in this process; imported lazily so RabbitMQ runs need no broker code."""
+    """Start Warren in this process; imported lazily so RabbitMQ runs need no broker code.
+
+    The broker's log goes to a file, so it does not interleave with the matrix.
+    """
+    from broker.logging import configure_logging
     from broker.testing import run_broker_in_thread
 
-    with run_broker_in_thread() as url:
-        yield url
+    log_path = Path(tempfile.mkdtemp(prefix="warren-conformance-")) / "broker.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        configure_logging(json=True, stream=log)
+        with run_broker_in_thread() as url:
+            print(f"conformance: Warren started in-process at {redact(url)}, log in {log_path}")
+            yield url
 
 
 def run_suite(

@@ -109,7 +109,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     try:
         product = _text(server_properties(url).get("product"))
-    except pika.exceptions.AMQPError:
+    except (pika.exceptions.AMQPError, OSError, ValueError):
         return  # every test will report the connection failure itself
     config.stash[PRODUCT_KEY] = product
     if "warren" not in product.lower():
@@ -144,8 +144,12 @@ def parameters(amqp_url: str) -> pika.URLParameters:
 
 
 @pytest.fixture
-def connect(amqp_url: str) -> Iterator[Callable[..., BlockingConnection]]:
-    """connect(**overrides) opens a BlockingConnection; all are closed after the test."""
+def connect(amqp_url: str, names: Names) -> Iterator[Callable[..., BlockingConnection]]:
+    """connect(**overrides) opens a BlockingConnection; all are closed after the test.
+
+    Depends on `names` so that the connections close before the cleanup runs
+    (an exclusive queue can only be deleted by its own connection, or by closing it).
+    """
     opened: list[BlockingConnection] = []
 
     def _connect(**overrides) -> BlockingConnection:

@@ -237,8 +237,8 @@ def test_routing_key_longer_than_a_short_string() -> None:
 def test_missing_value_after_equals() -> None:
     text = "exchange tagged type headers\nqueue audit\nbind audit to tagged headers all format=\n"
     assert only_error(text) == (
-        "orders.conf:3:41: a value is missing after '='\n"
+        "orders.conf:3:40: a value is missing after '='\n"
         "    bind audit to tagged headers all format=\n"
-        "                                            ^\n"
+        "                                           ^\n"
         '    hint: as in format=json; "" is empty'
     )

@@ -11,7 +11,8 @@ The shape is what RabbitMQ 3.10's management API exports from
 
 Users, permissions, policies and parameters are not topology and are ignored.
 A whole-broker export holds every vhost; ``from_definitions`` keeps one (items
-without a ``vhost`` field, as in a per-vhost export, belong to any).
+without a ``vhost`` field, as in a per-vhost export, belong to any). It also
+accepts ``null`` argument values as void, which RabbitMQ's import refuses.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from ..model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
 from .options import OPTION_BY_ARGUMENT, ValueProblem, read_value
 
-__all__ = ["DefinitionsError", "from_definitions", "to_definitions"]
+__all__ = ["VOID_IN_JSON", "DefinitionsError", "from_definitions", "to_definitions"]
 
 
 class DefinitionsError(ValueError):
@@ -32,8 +33,23 @@ class DefinitionsError(ValueError):
         super().__init__("\n".join(problems))
 
 
+#: What RabbitMQ 3.10 exports for a void (``V``) argument value: the string
+#: "undefined" (its import refuses ``null`` with ``null_not_allowed``). A binding
+#: that matches on a header's presence therefore does not survive a trip through
+#: RabbitMQ's JSON; we write what RabbitMQ writes, so the output imports there.
+VOID_IN_JSON = "undefined"
+
+
+def _json_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: VOID_IN_JSON if v is None else v for k, v in arguments.items()}
+
+
 def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[dict[str, Any]]]:
-    """The definitions JSON (as Python data) for ``config`` in ``vhost``."""
+    """The definitions JSON (as Python data) for ``config`` in ``vhost``.
+
+    Void argument values become the string ``"undefined"``, as in RabbitMQ's
+    own export (see ``VOID_IN_JSON``).
+    """
     return {
         "exchanges": [
             {
@@ -43,7 +59,7 @@ def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[d
                 "durable": x.durable,
                 "auto_delete": x.auto_delete,
                 "internal": x.internal,
-                "arguments": dict(x.arguments),
+                "arguments": _json_arguments(x.arguments),
             }
             for x in config.exchanges
         ],
@@ -53,7 +69,7 @@ def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[d
                 "vhost": vhost,
                 "durable": q.durable,
                 "auto_delete": q.auto_delete,
-                "arguments": dict(q.arguments),
+                "arguments": _json_arguments(q.arguments),
             }
             for q in config.queues
         ],
@@ -64,7 +80,7 @@ def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[d
                 "destination": b.destination,
                 "destination_type": b.destination_type,
                 "routing_key": b.routing_key,
-                "arguments": dict(b.arguments),
+                "arguments": _json_arguments(b.arguments),
             }
             for b in config.bindings
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..exchanges.headers import X_MATCH_MODES
 from ..model import BindingDecl, Declaration, ExchangeDecl, QueueDecl, TopologyConfig
 from .options import (
     EXCHANGE_OPTIONS,
@@ -112,7 +113,7 @@ def _binding(b: BindingDecl) -> list[str]:
     args = dict(b.arguments)
     mode = args.pop("x-match", None)
     voids = sorted(name for name, value in args.items() if value is None)
-    if isinstance(mode, str) and mode in ("all", "any", "all-with-x", "any-with-x"):
+    if isinstance(mode, str) and mode in X_MATCH_MODES:
         line += f" headers {mode}"
     elif mode is not None:
         args["x-match"] = mode

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyparsing as pp
 
+from ..exchanges.headers import X_MATCH_MODES
 from ..model import BindingDecl, Declaration, ExchangeDecl, QueueDecl, SourceInfo, TopologyConfig
 from ..topology import BUILTIN_EXCHANGES
 from .errors import ConfigError, did_you_mean
@@ -41,7 +42,6 @@ __all__ = ["STATEMENTS", "parse_config"]
 
 STATEMENTS = ("exchange", "queue", "bind")
 BIND_CLAUSES = ("key", "headers", "argument")
-X_MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
 BUILTIN_NAMES = frozenset(name for name, _, _ in BUILTIN_EXCHANGES)
 
 _FIRST_WORD = re.compile(r'[^\s"=#]+')

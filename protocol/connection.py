@@ -100,9 +100,6 @@ __all__ = [
 #: announces a bigger body is refused before any of the body is buffered.
 MAX_BODY_SIZE = 134217728
 
-#: Channel numbers are 16-bit; a channel_max of 0 means "no limit" (spec 1.4.2.6).
-_CHANNEL_NUMBER_LIMIT = 65535
-
 
 class Role(enum.Enum):
     CLIENT = "client"
@@ -393,9 +390,11 @@ class Connection:
             if channel in self._content:
                 content = self._content.pop(channel)
                 if not content[_DISCARD]:
+                    pending = content[_METHOD]
                     raise unexpected_frame(
-                        f"expected a content header on channel {channel}, got {method.NAME}",
-                        method.CLASS_ID, method.METHOD_ID,
+                        f"expected content header for class {pending.CLASS_ID}, "
+                        "got non content header frame instead",
+                        pending.CLASS_ID, pending.METHOD_ID,
                     )
             if method.CLASS_ID == 10:
                 raise ConnectionException(
@@ -414,11 +413,10 @@ class Connection:
                 self._usable_channels.discard(channel)
             elif method_type is ChannelCloseOk:
                 # close-ok for a close we never sent
-                raise ConnectionException(
-                    504, f"unexpected channel.close-ok on channel {channel}", 20, 41
-                )
+                # RabbitMQ's answer to a close-ok for a close it never sent
+                raise ConnectionException(503, "unimplemented method", 20, 41)
             elif method_type is ChannelOpen:
-                raise ConnectionException(504, f"second 'channel.open' seen on {channel}", 20, 10)
+                raise ConnectionException(504, "second 'channel.open' seen", 20, 10)
             if method.HAS_CONTENT:
                 self._content[channel] = [method, None, 0, 0, [], False]
                 return
@@ -436,13 +434,16 @@ class Connection:
     def _on_unopened_channel(self, channel: int, method: Method, events: list[Event]) -> None:
         if type(method) is not ChannelOpen:
             raise ConnectionException(
-                504, f"expected 'channel.open' on channel {channel}, got {method.NAME}",
-                method.CLASS_ID, method.METHOD_ID,
+                504, "expected 'channel.open'", method.CLASS_ID, method.METHOD_ID
             )
-        limit = self.channel_max or _CHANNEL_NUMBER_LIMIT
-        if channel > limit:
+        # As RabbitMQ: channel_max limits how many channels are open at once,
+        # whatever their numbers (which the frame format bounds to 65535).
+        if self.channel_max and len(self.open_channels) >= self.channel_max:
             raise ConnectionException(
-                530, f"channel {channel} exceeds the negotiated channel_max {limit}", 20, 10
+                530,
+                f"number of channels opened ({len(self.open_channels)}) has reached the "
+                f"negotiated channel_max ({self.channel_max})",
+                20, 10,
             )
         self.open_channels.add(channel)
         self._usable_channels.add(channel)
@@ -471,11 +472,14 @@ class Connection:
             if state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
                 return
             raise ConnectionException(
-                503, f"{method.NAME} on channel 0", method.CLASS_ID, method.METHOD_ID
+                504, f"unexpected method in connection state {self._state_word()}",
+                method.CLASS_ID, method.METHOD_ID,
             )
         if method_type is ConnectionCloseOk:
             if state is not ConnectionState.CLOSING:
-                raise ConnectionException(503, "connection.close-ok without close", 10, 51)
+                raise ConnectionException(
+                    504, f"unexpected method in connection state {self._state_word()}", 10, 51
+                )
             self.state = ConnectionState.CLOSED
             events.append(_new_tuple(Command, (0, method, None, None)))
             return
@@ -509,6 +513,10 @@ class Connection:
                 503, f"{method.NAME} after the handshake", method.CLASS_ID, method.METHOD_ID
             )
         events.append(_new_tuple(Command, (0, method, None, None)))
+
+    def _state_word(self) -> str:
+        # RabbitMQ's words for where the connection is, used in its reply texts.
+        return "running" if self.state is ConnectionState.OPEN else "tuning"
 
     def _connection_method_allowed_when_open(self, method_type: type[Method]) -> bool:
         if self.our_role is Role.SERVER:
@@ -551,11 +559,12 @@ class Connection:
         if content is None or content[_PROPERTIES] is not None:
             if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
                 return
-            raise unexpected_frame(f"unexpected content header on channel {channel}")
+            raise unexpected_frame("expected method frame, got non method frame instead")
         method = content[_METHOD]
         if class_id != method.CLASS_ID:
             raise unexpected_frame(
-                f"content header class {class_id} does not match {method.NAME}",
+                f"expected content header for class {method.CLASS_ID}, "
+                f"got one for class {class_id} instead",
                 method.CLASS_ID, method.METHOD_ID,
             )
         content[_PROPERTIES] = properties
@@ -589,7 +598,7 @@ class Connection:
         if content is None or content[_PROPERTIES] is None:
             if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
                 return
-            raise unexpected_frame(f"unexpected content body on channel {channel}")
+            raise unexpected_frame("expected method frame, got non method frame instead")
         received = content[_RECEIVED] + len(payload)
         if received > content[_BODY_SIZE]:
             method = content[_METHOD]

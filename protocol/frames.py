@@ -29,7 +29,7 @@ from .constants import (
     FRAME_METHOD,
     FRAME_MIN_SIZE,
 )
-from .errors import AMQPError, ConnectionException, frame_error
+from .errors import AMQPError, ConnectionException, frame_error, unexpected_frame
 from .methods import METHODS, Method
 
 __all__ = [
@@ -98,9 +98,11 @@ class FrameReader:
     """Incremental frame parser: ``feed(data)``, then iterate ``read_frames()``.
 
     ``frame_max`` is the negotiated maximum frame size including the 8 octets of
-    framing (spec 4.2.3); 0 means no limit. Raises `ConnectionException`: 501 for
-    a bad frame-end, an oversized or unknown frame, 502 for undecodable method
-    arguments, 540 for an unknown class or method.
+    framing (spec 4.2.3); 0 means no limit. Errors are `ConnectionException`s
+    with RabbitMQ's codes: 501 FRAME_ERROR for a bad frame-end, an oversized or
+    unknown frame type, and for method arguments that do not decode; 505
+    UNEXPECTED_FRAME for a heartbeat off channel 0; 540 NOT_IMPLEMENTED for an
+    unknown class or method (RabbitMQ drops the socket there).
 
     Buffering: the bytes given to ``feed`` are parsed where they are, without
     being copied. Only a frame cut by the end of a chunk is copied, once, into a
@@ -167,10 +169,10 @@ class FrameReader:
         or `HeartbeatFrame`, in order; then raise the error that stopped the
         parse, if any.
 
-        A frame whose arguments cannot be decoded (502) or whose method is unknown
-        (540) is consumed before the error is raised, so reading can go on. After
-        a framing error (501) the reader is unusable: every later call raises it
-        again.
+        A frame whose arguments cannot be decoded or whose method is unknown is
+        consumed before the error is raised, so reading can go on (to see the
+        peer's close-ok). After an error in the framing itself (bad frame-end,
+        oversized frame) the reader is unusable: every later call raises it again.
         """
         for raw in self.read_batch():
             frame_type = raw[0]
@@ -273,7 +275,8 @@ class FrameReader:
                     elif frame_type == FRAME_HEARTBEAT:
                         # Spec 4.2.7: heartbeat frames are on channel zero.
                         if channel != 0:
-                            raise frame_error(f"heartbeat frame on channel {channel}")
+                            intact = True
+                            raise unexpected_frame(f"heartbeat frame on channel {channel}")
                         append((FRAME_HEARTBEAT, channel))
                     else:
                         raise frame_error(f"unknown frame type {frame_type}")

@@ -24,8 +24,9 @@ Argument conventions (docs/internals.md):
 
 ``decode_arguments(buf, offset, end=None)`` reads the arguments between
 ``offset`` and ``end`` (the end of ``buf`` by default): bytes left over or
-missing, bad UTF-8, a malformed table all raise a 502 `ConnectionException`
-that carries the method's class and method ids.
+missing, bad UTF-8, a malformed table all raise a `ConnectionException` that
+carries the method's class and method ids, with RabbitMQ's reply code for it,
+501 FRAME_ERROR (see `undecodable`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 import struct
 from typing import Any, ClassVar
 
-from .errors import AMQPError, syntax_error
+from .errors import AMQPError, ConnectionException
 from .fields import decode_table, encode_table
 
 __all__ = ["METHODS", "Method", "SPEC"]
@@ -193,6 +194,16 @@ SPEC: list[tuple[int, str, list[tuple[int, str, bool, bool, list[_Arg]]]]] = [
         (31, "rollback-ok", False, False, []),
     ]),
 ]
+
+
+def undecodable(text: str, class_id: int, method_id: int) -> ConnectionException:
+    """Method arguments that cannot be decoded.
+
+    RabbitMQ answers these (short or long frames, bad UTF-8 in a short string, a
+    malformed table) with 501 FRAME_ERROR "cannot decode ..." carrying the class
+    and method ids, not with 502 SYNTAX_ERROR; so do we.
+    """
+    return ConnectionException(501, text, class_id, method_id)
 
 
 class Method:
@@ -386,15 +397,15 @@ def _generate(cls_name: str, class_id: int, method_id: int, args: list[_Arg]) ->
     if not body:
         body.append("pass")
     lines.extend("        " + b for b in body)
-    lines.append("    except AMQPError as exc:")
-    lines.append(f"        exc.class_id, exc.method_id = {class_id}, {method_id}")
-    lines.append("        raise")
+    lines.append("    except AMQPError as exc:  # a malformed table")
+    lines.append(f"        raise undecodable('cannot decode {cls_name}: ' + exc.reply_text, "
+                 f"{class_id}, {method_id}) from None")
     lines.append("    except (IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:")
-    lines.append(f"        raise syntax_error('cannot decode {cls_name}: ' + str(exc), "
+    lines.append(f"        raise undecodable('cannot decode {cls_name}: ' + str(exc), "
                  f"{class_id}, {method_id}) from None")
     lines.append("    if off != end:")
-    lines.append(f"        raise syntax_error('{cls_name}: the frame size does not match "
-                 f"the arguments', {class_id}, {method_id})")
+    lines.append(f"        raise undecodable('cannot decode {cls_name}: the frame size does not "
+                 f"match the arguments', {class_id}, {method_id})")
     lines.append(f"    return cls({', '.join(n for n, _, _ in exposed)})")
     return "\n".join(lines) + "\n"
 
@@ -424,8 +435,8 @@ def _generate_fixed_decoder(
         "    if end is None:",
         "        end = len(buf)",
         f"    if end - offset != {size}:",
-        f"        raise syntax_error('{cls_name}: the frame size does not match "
-        f"the arguments', {class_id}, {method_id})",
+        f"        raise undecodable('cannot decode {cls_name}: the frame size does not "
+        f"match the arguments', {class_id}, {method_id})",
     ]
     lines.append("    try:")
     if len(targets) == 1 and fmt == "B":
@@ -433,7 +444,7 @@ def _generate_fixed_decoder(
     else:
         lines.append(f"        {', '.join(targets)}, = {_struct_name(fmt)}.unpack_from(buf, offset)")
     lines.append("    except (IndexError, struct.error) as exc:  # end beyond the buffer")
-    lines.append(f"        raise syntax_error('cannot decode {cls_name}: ' + str(exc), "
+    lines.append(f"        raise undecodable('cannot decode {cls_name}: ' + str(exc), "
                  f"{class_id}, {method_id}) from None")
     lines.extend("    " + e for e in bit_exprs)
     lines.append(f"    return cls({', '.join(n for n, _, _ in exposed)})")
@@ -454,7 +465,7 @@ def _build() -> None:
             cls_name = _camel(class_name) + _camel(method_name)
             source = _generate(cls_name, class_id, method_id, args)
             scope: dict[str, Any] = {
-                "struct": struct, "AMQPError": AMQPError, "syntax_error": syntax_error,
+                "struct": struct, "AMQPError": AMQPError, "undecodable": undecodable,
                 "encode_table": encode_table, "decode_table": decode_table, **_STRUCTS,
             }
             exec(compile(source, f"<protocol.methods.{cls_name}>", "exec"), scope)

@@ -79,24 +79,28 @@ def test_bits_pack_into_one_octet():
     assert raw == b"\x00\x00\x00\x11\x00\x00\x00\x00"
 
 
-def test_method_decode_errors_are_502_with_ids():
+def test_method_decode_errors_are_501_with_ids():
+    """RabbitMQ answers undecodable arguments with 501 FRAME_ERROR "cannot decode"."""
     raw = m.BasicPublish(exchange="e", routing_key="r").encode_arguments()
     with pytest.raises(ConnectionException) as info:
         m.BasicPublish.decode_arguments(raw[:-2])
-    assert info.value.reply_code == 502
+    assert info.value.reply_code == 501
     assert (info.value.class_id, info.value.method_id) == (60, 40)
     with pytest.raises(ConnectionException) as info:
         m.BasicPublish.decode_arguments(raw + b"\x00")
-    assert info.value.reply_code == 502
+    assert info.value.reply_code == 501
+    with pytest.raises(ConnectionException) as info:
+        m.BasicAck.decode_arguments(b"\x00")
+    assert (info.value.reply_code, info.value.class_id, info.value.method_id) == (501, 60, 80)
     bad_utf8 = b"\x00\x00\x01\xff\x00\x00"
     with pytest.raises(ConnectionException) as info:
         m.BasicPublish.decode_arguments(bad_utf8)
-    assert info.value.reply_code == 502
+    assert info.value.reply_code == 501
     # a malformed table in arguments: class and method ids are filled in
     bad_table = b"\x00\x00\x01q\x00\x00\x00\x00\x00\x05\x01k?"
     with pytest.raises(ConnectionException) as info:
         m.QueueDeclare.decode_arguments(bad_table)
-    assert (info.value.reply_code, info.value.class_id, info.value.method_id) == (502, 50, 10)
+    assert (info.value.reply_code, info.value.class_id, info.value.method_id) == (501, 50, 10)
 
 
 def test_errors_classify():
@@ -247,7 +251,7 @@ def test_frame_errors():
     for data, code in [
         (bad_end, 501),
         (b"\x09\x00\x00\x00\x00\x00\x00\xce", 501),  # unknown frame type
-        (b"\x08\x00\x01\x00\x00\x00\x00\xce", 501),  # heartbeat on channel 1
+        (b"\x08\x00\x01\x00\x00\x00\x00\xce", 505),  # heartbeat on channel 1, as RabbitMQ
         (b"\x01\x00\x01\x00\x00\x00\x04\x00\x63\x00\x01\xce", 540),  # unknown class
         (b"\x01\x00\x01\x00\x00\x00\x02\x00\x3c\xce", 501),  # method frame too short
     ]:

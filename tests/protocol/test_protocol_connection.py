@@ -223,6 +223,20 @@ def test_out_of_order_content_is_505(frames):
     assert events[-1].error.closes_connection
 
 
+def test_content_error_texts_are_rabbitmqs():
+    _, server = _server_with_channel()
+    [failure] = server.receive_data(
+        encode_method_frame(1, m.BasicPublish()) + encode_method_frame(1, m.BasicQos())
+    )
+    assert failure.error.reply_text == (
+        "expected content header for class 60, got non content header frame instead"
+    )
+    assert (failure.error.class_id, failure.error.method_id) == (60, 40)
+    _, server = _server_with_channel()
+    [failure] = server.receive_data(b"\x03\x00\x01\x00\x00\x00\x01x\xce")
+    assert failure.error.reply_text == "expected method frame, got non method frame instead"
+
+
 def test_body_larger_than_announced_is_an_error():
     _, server = _server_with_channel()
     data = encode_method_frame(1, m.BasicPublish())
@@ -261,19 +275,38 @@ def test_body_over_max_body_size_closes_only_the_channel():
 
 
 def test_channel_bookkeeping():
+    """Reply codes and texts as RabbitMQ 3.10 gives them for the same frames."""
     client, server = open_pair(channel_max=3)
     open_channel(client, server, 1)
     [failure] = server.receive_data(client.send(1, m.ChannelOpen()))
-    assert failure.error.reply_code == 504  # second channel.open
+    assert failure.error.reply_code == 504
+    assert failure.error.reply_text == "second 'channel.open' seen"
+    # channel_max bounds how many are open at once, not the numbers (as RabbitMQ)
     client, server = open_pair(channel_max=3)
+    for number in (7, 100, 65535):
+        open_channel(client, server, number)
     [failure] = server.receive_data(encode_method_frame(4, m.ChannelOpen()))
-    assert failure.error.reply_code == 530  # above channel_max
+    assert (failure.error.reply_code, failure.error.class_id) == (530, 20)
     client, server = open_pair()
     [failure] = server.receive_data(encode_method_frame(5, m.BasicQos()))
-    assert failure.error.reply_code == 504  # channel never opened
+    assert failure.error.reply_code == 504
+    assert failure.error.reply_text == "expected 'channel.open'"
+    assert (failure.error.class_id, failure.error.method_id) == (60, 10)
     client, server = open_pair()
     [failure] = server.receive_data(encode_method_frame(0, m.BasicQos()))
-    assert failure.error.reply_code == 503
+    assert failure.error.reply_code == 504
+    assert failure.error.reply_text == "unexpected method in connection state running"
+    client, server = open_pair()
+    [failure] = server.receive_data(encode_method_frame(1, m.ConnectionOpen()))
+    assert (failure.error.reply_code, failure.error.class_id, failure.error.method_id) == (
+        503, 10, 40,
+    )
+    client, server = _server_with_channel()
+    [failure] = server.receive_data(encode_method_frame(1, m.ChannelCloseOk()))
+    assert (failure.error.reply_code, failure.error.reply_text) == (503, "unimplemented method")
+    client, server = open_pair()
+    [failure] = server.receive_data(encode_method_frame(0, m.ConnectionCloseOk()))
+    assert failure.error.reply_code == 504
 
 
 def test_channel_close_initiated_by_peer():
@@ -328,13 +361,13 @@ def test_frame_error_is_a_failure_event_after_valid_events():
     assert isinstance(events[1], ProtocolFailure) and events[1].error.reply_code == 501
 
 
-def test_syntax_error_keeps_the_stream_readable_for_close_ok():
+def test_undecodable_arguments_keep_the_stream_readable_for_close_ok():
     client, server = _server_with_channel()
     bad = b"\x01\x00\x01\x00\x00\x00\x05\x00\x3c\x00\x50\x00\xce"  # basic.ack, 1 arg byte
     [failure] = server.receive_data(bad)
-    assert failure.error.reply_code == 502
+    assert failure.error.reply_code == 501  # RabbitMQ: FRAME_ERROR - cannot decode
     assert (failure.error.class_id, failure.error.method_id) == (60, 80)
-    server.send(0, m.ConnectionClose(502, "SYNTAX_ERROR", 60, 80))
+    server.send(0, m.ConnectionClose(501, "FRAME_ERROR", 60, 80))
     [ok] = server.receive_data(client.send(0, m.ConnectionCloseOk()))
     assert server.state is ConnectionState.CLOSED and isinstance(ok.method, m.ConnectionCloseOk)
 

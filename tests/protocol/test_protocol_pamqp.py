@@ -34,7 +34,7 @@ from protocol.frames import (
 )
 from protocol.properties import BasicProperties
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 #: pamqp classes by frame index (class_id << 16 | method_id).

@@ -19,6 +19,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# make conformance URL=amqp://guest:guest@127.0.0.1:5673/  (no URL: an in-process Warren)
+conformance: $(STAMP)
+	$(BIN)/python -m conformance $(if $(URL),--url '$(URL)',)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

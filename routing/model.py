@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .exchanges import Destination
+from .exchanges import BUILTIN_EXCHANGES, Destination
 
 if TYPE_CHECKING:
     from .topology import Topology
+
 
 __all__ = [
     "BindingDecl",
@@ -145,6 +146,37 @@ class TopologyConfig:
             return sorted(out, key=repr)
 
         return canon(self) == canon(other)
+
+    @classmethod
+    def from_topology(
+        cls, topology: Topology, queues: list[QueueDecl] | None = None
+    ) -> TopologyConfig:
+        """The declarations that rebuild ``topology`` (e.g. for a definitions export).
+
+        Built-in exchanges are left out, as RabbitMQ's export leaves them out.
+        Routing knows queues by name only: pass ``queues`` (with durability and
+        arguments, from the broker) or get plain ``QueueDecl(name)`` entries.
+        """
+        builtin = {name for name, _, _ in BUILTIN_EXCHANGES} | {""}
+        decls: list[Declaration] = [
+            ExchangeDecl(x.name, x.type, x.durable, x.auto_delete, x.internal, dict(x.arguments))
+            for name, x in topology.exchanges.items()
+            if name not in builtin
+        ]
+        if queues is None:
+            queues = [QueueDecl(name) for name in sorted(topology.queues)]
+        decls.extend(queues)
+        decls.extend(
+            BindingDecl(
+                b.source,
+                b.destination.name,
+                b.destination.kind,
+                b.routing_key,
+                dict(b.arguments),
+            )
+            for b in topology.bindings()
+        )
+        return cls(decls)
 
     def apply_to(self, topology: Topology) -> None:
         """Declare everything in ``topology``: exchanges, then queues, then bindings.

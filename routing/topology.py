@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import AccessRefused, PreconditionFailed, UnknownExchange, UnknownQueue
-from .exchanges import Binding, Destination, Exchange, make_exchange
+from .exchanges import BUILTIN_EXCHANGES, Binding, Destination, Exchange, make_exchange
 from .exchanges.headers import HeadersExchange, field_type_name
 
 __all__ = [
@@ -44,15 +44,6 @@ __all__ = [
 
 DEFAULT_EXCHANGE = ""
 
-#: The exchanges every RabbitMQ vhost starts with (name, type, internal); all durable.
-BUILTIN_EXCHANGES: tuple[tuple[str, str, bool], ...] = (
-    ("amq.direct", "direct", False),
-    ("amq.fanout", "fanout", False),
-    ("amq.topic", "topic", False),
-    ("amq.headers", "headers", False),
-    ("amq.match", "headers", False),
-    ("amq.rabbitmq.trace", "topic", True),
-)
 
 _DEFAULT_REFUSED = "operation not permitted on the default exchange"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pyparsing as pp
 
+from ..exchanges import BUILTIN_EXCHANGES
 from ..exchanges.headers import X_MATCH_MODES
 from ..model import BindingDecl, Declaration, ExchangeDecl, QueueDecl, SourceInfo, TopologyConfig
-from ..topology import BUILTIN_EXCHANGES
 from .errors import ConfigError, did_you_mean
 from .grammar import (
     Assignment,

@@ -18,6 +18,7 @@ from .headers import HeadersExchange, headers_match
 from .topic import TopicExchange
 
 __all__ = [
+    "BUILTIN_EXCHANGES",
     "EXCHANGE_TYPES",
     "Binding",
     "Destination",
@@ -30,6 +31,17 @@ __all__ = [
     "headers_match",
     "make_exchange",
 ]
+
+#: The exchanges every RabbitMQ vhost starts with (name, type, internal); all
+#: durable. The default exchange "" comes on top of these.
+BUILTIN_EXCHANGES: tuple[tuple[str, str, bool], ...] = (
+    ("amq.direct", "direct", False),
+    ("amq.fanout", "fanout", False),
+    ("amq.topic", "topic", False),
+    ("amq.headers", "headers", False),
+    ("amq.match", "headers", False),
+    ("amq.rabbitmq.trace", "topic", True),
+)
 
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     cls.TYPE: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)

@@ -296,3 +296,22 @@ def test_comments_on_option_lines_stay_with_their_option() -> None:
         "    message-ttl 30s  # give up after 30 s\n"
         "    max-length 10\n"
     )
+
+
+def test_from_topology_rebuilds_the_same_routing() -> None:
+    t = Topology()
+    config.parse(ORDERS).apply_to(t)
+    t.declare_exchange("extra", "direct", auto_delete=True)
+    t.bind("extra", Destination("queue", "billing"), "k", {"x-any": 1})
+    snapshot = TopologyConfig.from_topology(t)
+    assert {x.name for x in snapshot.exchanges} == {
+        "orders",
+        "orders.dlx",
+        "orders.headers",
+        "extra",
+    }
+    assert {q.name for q in snapshot.queues} == {"billing", "audit"}
+    rebuilt = Topology()
+    config.parse(config.format(snapshot)).apply_to(rebuilt)
+    assert sorted(map(repr, rebuilt.bindings())) == sorted(map(repr, t.bindings()))
+    assert rebuilt.get_exchange("extra").auto_delete

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--star", type=float, default=0.15, help="share of '*' words")
     parser.add_argument("--hash", type=float, default=0.05, help="share of '#' words")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling rounds")
     args = parser.parse_args(argv)
 
     rng = random.Random(args.seed)
@@ -139,6 +140,33 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  Topology.route, 1,000 keys reused:  {t_repeated / n * 1e6:8.2f} us/route")
     print(f"  linear scan (first {s} keys):      {t_scan / s * 1e6:8.2f} us/route")
     print(f"  scan / Topology.route (random keys): {t_scan / s / (t_topology / n):.0f}x")
+    if not args.no_scaling:
+        scaling(keys[:20_000])
+
+
+def scaling(keys: list[str], sizes: tuple[int, ...] = (0, 10_000, 50_000)) -> None:
+    """Route the same keys while adding bindings that cannot match them.
+
+    The extra binding keys start with a word no key has, so a trie never
+    visits them: the cost per route should stay flat as they grow.
+    """
+    rng = random.Random(2)
+    print("bindings that cannot match (first word never in a key), trie walk without cache:")
+    for size in sizes:
+        topo = Topology()
+        topo.declare_exchange("bench", "topic")
+        topo.add_queue("q")
+        same = random.Random(7)
+        for _ in range(1000):  # bindings that can match, the same in every round
+            topo.bind("bench", Destination("queue", "q"), _pattern(same))
+        for i in range(size):
+            topo.bind("bench", Destination("queue", "q"), f"other{i % 97}.{_pattern(rng)}.{i}")
+        walk = topo.get_exchange("bench").route_uncached  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        for k in keys:
+            walk(k)
+        elapsed = time.perf_counter() - t0
+        print(f"  {size:>7} extra bindings: {elapsed / len(keys) * 1e6:8.2f} us/route")
 
 
 if __name__ == "__main__":

@@ -158,6 +158,7 @@ class Topology:
         self.vhost = vhost
         self._default = make_exchange(DEFAULT_EXCHANGE, "direct", durable=True)
         self._exchanges: dict[str, Exchange] = {DEFAULT_EXCHANGE: self._default}
+        self._exchanges_view = MappingProxyType(self._exchanges)  # live, read-only
         self._queues: set[str] = set()
         #: Bindings by destination, for queue deletion and exchange deletion.
         self._incoming: dict[Destination, dict[Binding, None]] = {}
@@ -171,12 +172,13 @@ class Topology:
 
     @property
     def exchanges(self) -> Mapping[str, Exchange]:
-        """Every exchange by name, the default exchange ``""`` included (read-only)."""
-        return MappingProxyType(self._exchanges)
+        """Every exchange by name, the default exchange ``""`` included (a live,
+        read-only view: cheap enough to use per message)."""
+        return self._exchanges_view
 
     @property
     def queues(self) -> frozenset[str]:
-        """The names of the queues known to routing."""
+        """The names of the queues known to routing (a copy: use ``has_queue`` to test one)."""
         return frozenset(self._queues)
 
     def has_exchange(self, name: str) -> bool:

@@ -38,6 +38,8 @@ __all__ = ["Channel", "Consumer", "new_name"]
 # Property flag of `user-id` in the first two bytes of the content header's
 # property list (spec 4.2.6.1: flags from bit 15 down, in declaration order).
 _USER_ID_FLAG = 0x0010
+# ... and of `expiration`, in the first octet.
+_EXPIRATION_FLAG = 0x01
 
 
 def new_name(prefix: str) -> str:
@@ -292,6 +294,8 @@ class Channel:
         if properties and len(properties) >= 2 and (properties[1] & _USER_ID_FLAG):
             self._check_user_id(properties)
         message = Message(method.exchange, method.routing_key, properties, body)
+        if properties and properties[0] & _EXPIRATION_FLAG:
+            self._check_expiration(message)
         if self.transactional:
             self.vhost.check_publish(method.exchange)
             self._tx_publishes.append((method, message))
@@ -309,6 +313,14 @@ class Channel:
             raise errors.precondition_failed(
                 f"user_id property set to '{user_id}' but authenticated user was '{user}'"
             )
+
+    @staticmethod
+    def _check_expiration(message: Message) -> None:
+        try:
+            message.expiration_ms  # noqa: B018 - parsing is the check
+        except ValueError as error:
+            value = message.decoded_properties.expiration
+            raise errors.precondition_failed(f"invalid expiration '{value}': {error}") from None
 
     def _route(self, method: m.BasicPublish, message: Message) -> None:
         """Route once, enqueue everywhere, owe a confirm: the publish hot path."""
@@ -338,7 +350,10 @@ class Channel:
             self.next_publish_seq = seq + 1
             if not self._confirms:
                 self.connection.owe_confirms(self)
-            self._confirms.append((seq, accepted))
+            # With a journal, the confirm waits until everything journalled so
+            # far is fsynced (group commit); confirms stay in publish order.
+            journal = self.vhost.journal
+            self._confirms.append((seq, accepted, journal.appended if journal else 0))
 
     def flush_confirms(self) -> None:
         """Send the confirms owed, coalesced: runs of acks become one multiple ack.
@@ -350,10 +365,16 @@ class Channel:
         confirms = self._confirms
         if not confirms:
             return
-        self._confirms = []
+        journal = self.vhost.journal
+        if journal is not None and confirms[-1][2] > journal.synced:
+            confirms, self._confirms = journal.split_synced(self, confirms)
+            if not confirms:
+                return
+        else:
+            self._confirms = []
         run_start = None
         last_ack = None
-        for seq, accepted in confirms:
+        for seq, accepted, _journalled in confirms:
             if accepted:
                 if run_start is None:
                     run_start = seq
@@ -472,6 +493,8 @@ class Channel:
         self.next_delivery_tag = tag + 1
         if not method.no_ack:
             self.unacked[tag] = Delivery(queue, entry, None)
+        if queue.journal is not None:
+            queue.journal.delivered(entry, method.no_ack)
         message = entry.message
         self.connection.write(
             encode_basic_get_ok(
@@ -543,6 +566,7 @@ class Channel:
         these consumers are dispatched again.
         """
         to_requeue: dict[Queue, list[QueuedMessage]] = {}
+        to_dead_letter: dict[Queue, list[QueuedMessage]] = {}
         to_dispatch: set[Queue] = set()
         for _tag, delivery in taken:
             consumer = delivery.consumer
@@ -552,8 +576,15 @@ class Channel:
                 to_dispatch.add(consumer.queue)
             if requeue:
                 to_requeue.setdefault(delivery.queue, []).append(delivery.entry)
+            else:
+                if delivery.queue.journal is not None:
+                    delivery.queue.journal.forget(delivery.entry)
+                if requeue is not None and delivery.queue.dead_letter_exchange is not None:
+                    to_dead_letter.setdefault(delivery.queue, []).append(delivery.entry)
         for queue, entries in to_requeue.items():
             queue.requeue(entries)
+        for queue, entries in to_dead_letter.items():
+            queue.dead_letter(entries, "rejected")
         if self.global_prefetch:
             self._dispatch_all()
         else:

@@ -109,8 +109,18 @@ def _wire_text(error: AMQPError) -> str:
     try:
         name = ReplyCode(error.reply_code).name
     except ValueError:
+        name = ""
+    if name and not text.startswith(name):
+        text = f"{name} - {text}"
+    return _shortstr(text)
+
+
+def _shortstr(text: str) -> str:
+    """Fit a reply text in a shortstr (255 octets) as RabbitMQ does: cut, add "..."."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= 255:
         return text
-    return text if text.startswith(name) else f"{name} - {text}"
+    return encoded[:252].decode("utf-8", "ignore") + "..."
 
 
 def _login_refused(mechanism: str) -> AMQPError:

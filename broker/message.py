@@ -16,7 +16,13 @@ from typing import Any
 
 from protocol.properties import BasicProperties, properties_has_headers
 
-__all__ = ["Message"]
+__all__ = ["Message", "copy_properties", "parse_expiration"]
+
+# Property flags in the first octet of the property list (spec 4.2.6.1: bit
+# 15 is content-type, then in declaration order): headers is bit 13,
+# expiration bit 8.
+_HEADERS_FLAG = 0x20
+_EXPIRATION_FLAG = 0x01
 
 
 class Message:
@@ -35,6 +41,18 @@ class Message:
         self.body = body
         self._decoded: BasicProperties | None = None
 
+    def set_decoded(self, properties: BasicProperties) -> None:
+        """Remember the decoded form of `self.properties` (when we built them)."""
+        self._decoded = properties
+
+    @property
+    def expiration_ms(self) -> int | None:
+        """The per-message TTL in milliseconds, or None (validated at publish)."""
+        raw = self.properties
+        if not raw or not raw[0] & _EXPIRATION_FLAG:
+            return None
+        return parse_expiration(self.decoded_properties.expiration)
+
     @property
     def decoded_properties(self) -> BasicProperties:
         """The properties decoded (once, on first use)."""
@@ -45,7 +63,8 @@ class Message:
     @property
     def headers(self) -> dict[str, Any] | None:
         """The `headers` property, decoding the properties only if it is set."""
-        if not self.properties or not properties_has_headers(self.properties):
+        raw = self.properties
+        if not raw or not raw[0] & _HEADERS_FLAG or not properties_has_headers(raw):
             return None
         return self.decoded_properties.headers
 
@@ -60,7 +79,7 @@ class Message:
             return self
         props = self.decoded_properties
         new_headers = {k: v for k, v in headers.items() if k != "BCC"}
-        new_props = _copy_properties(props, headers=new_headers)
+        new_props = copy_properties(props, headers=new_headers)
         copy = Message(self.exchange, self.routing_key, new_props.encode(), self.body)
         copy._decoded = new_props
         return copy
@@ -84,7 +103,23 @@ _PROPERTY_NAMES = (
 )
 
 
-def _copy_properties(props: BasicProperties, **changes: Any) -> BasicProperties:
+def parse_expiration(value: str | None) -> int | None:
+    """The `expiration` property as milliseconds; ValueError (with RabbitMQ's
+    reason) when it is not a non-negative integer."""
+    if value is None:
+        return None
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        ms = int(text)
+    except (TypeError, ValueError):
+        raise ValueError("no_integer") from None
+    if ms < 0:
+        raise ValueError(f"{{value_negative,{ms}}}")
+    return ms
+
+
+def copy_properties(props: BasicProperties, **changes: Any) -> BasicProperties:
+    """A copy of `props` with some properties changed."""
     values = {name: getattr(props, name) for name in _PROPERTY_NAMES}
     values.update(changes)
     return BasicProperties(**values)

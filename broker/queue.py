@@ -11,10 +11,25 @@ RabbitMQ does the same for classic queues, and clients rely on it (a
 rejected message is the next one redelivered). Every entry carries the
 sequence number it got on arrival; in the common case all requeued entries
 are older than every ready one and the insert is an `appendleft`.
+
+Queue features (RabbitMQ's `x-` arguments), each kept small:
+
+- `x-max-length` / `x-max-length-bytes` with `x-overflow` drop-head (the
+  oldest ready messages make room, dead-lettered as `maxlen`), reject-publish
+  (the publisher gets basic.nack) or reject-publish-dlx (nack, and the refused
+  message is dead-lettered);
+- `x-message-ttl` and the per-message `expiration` property: the lower wins;
+  as in RabbitMQ's classic queues a message expires when it is at the head of
+  the queue (a message being delivered or unacknowledged never expires), and
+  an expired message is dead-lettered as `expired`;
+- `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.dead_letter);
+- `x-expires`: the queue is deleted after that long without consumers and
+  without being used (declared, got from, consumed from).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -23,22 +38,31 @@ from broker.message import Message
 
 if TYPE_CHECKING:
     from broker.channel import Consumer
+    from broker.vhost import VHost
 
 __all__ = ["Queue", "QueuedMessage", "OVERFLOW_DROP_HEAD", "OVERFLOW_REJECT_PUBLISH"]
 
 OVERFLOW_DROP_HEAD = "drop-head"
 OVERFLOW_REJECT_PUBLISH = "reject-publish"
+OVERFLOW_REJECT_PUBLISH_DLX = "reject-publish-dlx"
 
 
 class QueuedMessage:
-    """A message's place in one queue: arrival order and redelivered flag."""
+    """A message's place in one queue: arrival order, redelivered flag, expiry."""
 
-    __slots__ = ("seq", "message", "redelivered")
+    __slots__ = ("seq", "message", "redelivered", "expires_at")
 
-    def __init__(self, seq: int, message: Message, redelivered: bool = False) -> None:
+    def __init__(
+        self,
+        seq: int,
+        message: Message,
+        redelivered: bool = False,
+        expires_at: float | None = None,
+    ) -> None:
         self.seq = seq
         self.message = message
         self.redelivered = redelivered
+        self.expires_at = expires_at
 
 
 class Queue:
@@ -57,12 +81,16 @@ class Queue:
         exclusive_owner: Any = None,
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
+        vhost: VHost | None = None,
     ) -> None:
         self.name = name
         self.durable = durable
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = dict(arguments or {})
+        self.vhost = vhost
+        #: Set by the vhost for durable queues when the broker has a journal.
+        self.journal: Any = None
         self.ready: deque[QueuedMessage] = deque()
         self.ready_bytes = 0
         self.consumers: deque[Consumer] = deque()
@@ -70,17 +98,29 @@ class Queue:
         self.had_consumer = False
         self.deleted = False
         self._next_seq = 0
-        # x-max-length / x-max-length-bytes / x-overflow (RabbitMQ queue
-        # arguments); validated by the vhost before the queue is made.
-        self.max_length: int | None = self.arguments.get("x-max-length")
-        self.max_length_bytes: int | None = self.arguments.get("x-max-length-bytes")
-        self.overflow: str = self.arguments.get("x-overflow", OVERFLOW_DROP_HEAD)
+        # Arguments are validated by the vhost before the queue is made.
+        args = self.arguments
+        self.max_length: int | None = args.get("x-max-length")
+        self.max_length_bytes: int | None = args.get("x-max-length-bytes")
+        self.overflow: str = args.get("x-overflow", OVERFLOW_DROP_HEAD)
+        self.message_ttl: int | None = args.get("x-message-ttl")
+        self.expires: int | None = args.get("x-expires")
+        dlx = args.get("x-dead-letter-exchange")
+        self.dead_letter_exchange: str | None = dlx
+        self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
+        self._may_expire = self.message_ttl is not None
+        self._timer_at: float | None = None
+        self.last_used = time.monotonic()
+        if self.expires is not None:
+            self._schedule(self.last_used + self.expires / 1000)
 
     # -- counters (queue.declare-ok, basic.get-ok, management) -------------
 
     @property
     def message_count(self) -> int:
         """Messages ready for delivery (not counting unacknowledged ones)."""
+        if self._may_expire and self.ready:
+            self.expire()
         return len(self.ready)
 
     @property
@@ -100,28 +140,49 @@ class Queue:
     def enqueue(self, message: Message) -> bool:
         """Add a message at the tail and dispatch. False if the queue refused it.
 
-        A queue refuses only with `x-overflow: reject-publish` when full; the
-        publisher then gets a basic.nack if it asked for confirms.
+        A queue refuses only with `x-overflow: reject-publish(-dlx)` when
+        full; the publisher then gets a basic.nack if it asked for confirms.
         """
         size = len(message.body)
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        entry = QueuedMessage(seq, message)
         if (self.max_length is not None or self.max_length_bytes is not None) and self._over_limit(
             1, size
         ):
-            if self.overflow != OVERFLOW_DROP_HEAD:  # reject-publish(-dlx)
+            if self.overflow != OVERFLOW_DROP_HEAD:
+                if self.overflow == OVERFLOW_REJECT_PUBLISH_DLX:
+                    self._dead_letter([entry], "maxlen")
                 return False
-            # drop-head: make room by dropping the oldest ready messages
-            # (dead-lettering them is a later feature).
+            dropped = []
             while self.ready and self._over_limit(1, size):
-                dropped = self.ready.popleft()
-                self.ready_bytes -= len(dropped.message.body)
+                head = self.ready.popleft()
+                self.ready_bytes -= len(head.message.body)
+                dropped.append(head)
             if self._over_limit(1, size):
-                return True  # a limit of 0: the message is dropped at once
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        self.ready.append(QueuedMessage(seq, message))
+                dropped.append(entry)  # a limit of 0: the message itself goes
+            self._dead_letter(dropped, "maxlen")
+            if dropped and dropped[-1] is entry:
+                return True
+        ttl = self.message_ttl
+        if message.properties and message.properties[0] & 0x01:  # expiration set
+            own = message.expiration_ms
+            if own is not None and (ttl is None or own < ttl):
+                ttl = own
+        if ttl is not None:
+            now = time.monotonic()
+            entry.expires_at = now + ttl / 1000
+            if self.ready:
+                self.expire(now)  # older messages that are due go first
+            self._may_expire = True
+        self.ready.append(entry)
         self.ready_bytes += size
         if self.consumers:
-            self.dispatch()
+            self._deliver_ready()
+        if ttl is not None:
+            # Expiration 0 means "now or never": delivered above if a
+            # consumer could take it, else it expires here.
+            self.expire(now)
         return True
 
     def requeue(self, entries: Iterable[QueuedMessage]) -> None:
@@ -146,9 +207,14 @@ class Queue:
             ready.insert(index, entry)
         if self.consumers:
             self.dispatch()
+        if self._may_expire:
+            self.expire()
 
     def get(self) -> QueuedMessage | None:
         """basic.get: the head of the queue, or None when empty."""
+        self.touch()
+        if self._may_expire:
+            self.expire()
         if not self.ready:
             return None
         entry = self.ready.popleft()
@@ -162,11 +228,73 @@ class Queue:
         self.ready_bytes = 0
         return count
 
+    # -- dead-lettering and expiry ------------------------------------------------
+
+    def dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
+        """Rejected without requeue (or expired, or overflowed): to the DLX, if any."""
+        self._dead_letter(entries, reason)
+
+    def _dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
+        if entries and self.dead_letter_exchange is not None and self.vhost is not None:
+            from broker.dead_letter import dead_letter
+
+            dead_letter(self.vhost, self, entries, reason)
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop (dead-letter) expired messages at the head; schedule the next check."""
+        ready = self.ready
+        if not ready:
+            return
+        now = time.monotonic() if now is None else now
+        expired = []
+        while ready:
+            head = ready[0]
+            expires_at = head.expires_at
+            if expires_at is None or expires_at > now:
+                break
+            ready.popleft()
+            self.ready_bytes -= len(head.message.body)
+            expired.append(head)
+        if expired:
+            self._dead_letter(expired, "expired")
+        if ready and ready[0].expires_at is not None:
+            self._schedule(ready[0].expires_at)
+
+    def touch(self, now: float | None = None) -> None:
+        """The queue was used: renew its `x-expires` lease."""
+        if self.expires is not None:
+            self.last_used = time.monotonic() if now is None else now
+            if not self.consumers:
+                self._schedule(self.last_used + self.expires / 1000)
+
+    def _schedule(self, deadline: float) -> None:
+        if self.vhost is None or self.vhost.timers is None:
+            return
+        if self._timer_at is not None and self._timer_at <= deadline:
+            return  # an earlier check is pending; it reschedules as needed
+        self._timer_at = deadline
+        self.vhost.timers.call_at(deadline, self._on_timer)
+
+    def _on_timer(self, now: float) -> None:
+        if self.deleted:
+            return
+        self._timer_at = None
+        if self._may_expire:
+            self.expire(now)
+        if self.expires is not None and not self.consumers:
+            deadline = self.last_used + self.expires / 1000
+            if now >= deadline:
+                assert self.vhost is not None
+                self.vhost.expire_queue(self)
+                return
+            self._schedule(deadline)
+
     # -- consumers ----------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer, exclusive: bool) -> None:
         self.consumers.append(consumer)
         self.had_consumer = True
+        self.touch()
         if exclusive:
             self.exclusive_consumer = consumer
         self.dispatch()
@@ -178,6 +306,8 @@ class Queue:
             return
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        if not self.consumers:
+            self.touch()
 
     @property
     def should_auto_delete(self) -> bool:
@@ -188,13 +318,18 @@ class Queue:
         """Deliver ready messages round robin to consumers that have credit.
 
         Stops when the queue is empty or a whole round of consumers had no
-        credit (prefetch exhausted, channel flow off, or their connection's
-        output buffer is full: backpressure keeps the messages here).
+        credit (prefetch exhausted, or their connection's output buffer is
+        full: backpressure keeps the messages here).
         """
+        if not self.ready or not self.consumers:
+            return
+        if self._may_expire:
+            self.expire()
+        self._deliver_ready()
+
+    def _deliver_ready(self) -> None:
         ready = self.ready
         consumers = self.consumers
-        if not ready or not consumers:
-            return
         refused = 0
         count = len(consumers)
         while ready and refused < count:

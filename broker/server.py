@@ -19,6 +19,7 @@ import trio
 
 from broker.connection import ClientConnection
 from broker.logging import get_logger
+from broker.timers import Timers
 from broker.vhost import VHost
 from protocol.constants import ReplyCode
 
@@ -35,6 +36,7 @@ class Broker:
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.vhost = VHost()
+        self.timers = self.vhost.timers = Timers()
         self.connections: set[ClientConnection] = set()
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.host = ""
@@ -79,10 +81,14 @@ async def open_broker(
 ) -> AsyncIterator[Broker]:
     """Run a broker for the duration of the `async with` block."""
     broker = Broker(data_dir)
+    journal = None
     if broker.data_dir is not None:
-        # Durability (the journal) is a later issue: the directory is made
-        # so that deployments can already point at it, nothing is written.
+        # Durable definitions and the message journal (docs/durability.md):
+        # restored before we listen, so no client sees a half-recovered broker.
+        from broker.journal import open_durability
+
         broker.data_dir.mkdir(parents=True, exist_ok=True)
+        journal = open_durability(broker.vhost, broker.data_dir)
     if config_path is not None:
         from broker.topology_config import load_config
 
@@ -99,6 +105,9 @@ async def open_broker(
     # One nursery owns every connection task and the accept loop.
     async with trio.open_nursery() as nursery:
         broker.nursery = nursery
+        nursery.start_soon(broker.timers.run)
+        if journal is not None:
+            await nursery.start(journal.run)  # group commit
         nursery.start_soon(accept)
         log.info("broker.started", host=broker.host, port=broker.port, url=broker.url)
         try:
@@ -109,6 +118,8 @@ async def open_broker(
                 # Stop accepting first, then close what is open.
                 accept_scope.cancel()
                 await broker.close_connections(ReplyCode.CONNECTION_FORCED, SHUTDOWN_TEXT)
+                if journal is not None:
+                    await journal.close()  # the last acks reach the disk
             nursery.cancel_scope.cancel()
         for listener in listeners:
             await listener.aclose()

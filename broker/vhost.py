@@ -21,6 +21,7 @@ from broker import errors
 from broker.logging import get_logger
 from broker.message import Message
 from broker.queue import OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, Queue
+from broker.timers import Timers
 from protocol.constants import ReplyCode
 from protocol.errors import AMQPError, error_for
 from routing.errors import RoutingError
@@ -72,6 +73,16 @@ class VHost:
         self.name = name
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
+        #: Set by the broker: runs TTL and x-expires deadlines.
+        self.timers: Timers | None = None
+        # Durability (broker.definitions_store, broker.journal); None without --data-dir.
+        self.definitions: Any = None
+        self.journal: Any = None
+
+    def _stored(self) -> None:
+        """After a topology change: persist the durable definitions (if any changed)."""
+        if self.definitions is not None:
+            self.definitions.changed(self)
 
     # -- exchanges --------------------------------------------------------------
 
@@ -115,6 +126,7 @@ class VHost:
                 internal=internal,
                 peer=_peer(peer),
             )
+            self._stored()
 
     def delete_exchange(self, name: str, *, if_unused: bool = False, peer: Any = None) -> None:
         existed = self.topology.has_exchange(name)
@@ -122,6 +134,7 @@ class VHost:
         if existed:
             log.info("exchange.deleted", exchange=name, peer=_peer(peer))
         self._log_cascade(changes, skip=name)
+        self._stored()
 
     def bind_exchange(
         self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
@@ -129,6 +142,7 @@ class VHost:
         # RabbitMQ checks the destination's existence too; topology does both.
         if _routing(self.topology.bind, source, ("exchange", destination), routing_key, arguments):
             log.info("binding.created", source=source, destination=destination, kind="exchange")
+            self._stored()
 
     def unbind_exchange(
         self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
@@ -137,6 +151,7 @@ class VHost:
             self.topology.unbind, source, ("exchange", destination), routing_key, arguments
         )
         self._log_cascade(changes)
+        self._stored()
 
     def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
         for name in getattr(changes, "exchanges_deleted", ()):
@@ -172,6 +187,18 @@ class VHost:
         queues = self.queues
         return [queues[name] for name in names if name in queues]
 
+    def route_names(
+        self, exchange: str, routing_key: str, headers: dict[str, Any] | None
+    ) -> list[str]:
+        """Queue names for a message the broker itself publishes (dead-lettering).
+
+        Nothing to answer to here, so a routing error just means "nowhere".
+        """
+        try:
+            return self.topology.route(exchange, routing_key, headers)
+        except RoutingError:
+            return []
+
     # -- queues ---------------------------------------------------------------------
 
     def get_queue(self, name: str, connection: Any) -> Queue:
@@ -181,6 +208,7 @@ class VHost:
             raise errors.queue_not_found(name)
         if queue.exclusive_owner is not None and queue.exclusive_owner is not connection:
             raise errors.exclusive_locked(name)
+        queue.touch()
         return queue
 
     def declare_queue(
@@ -206,6 +234,7 @@ class VHost:
         existing = self.queues.get(name)
         if existing is not None:
             self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
+            existing.touch()
             return existing
         _validate_arguments(name, arguments)
         queue = Queue(
@@ -214,6 +243,7 @@ class VHost:
             exclusive_owner=connection if exclusive else None,
             auto_delete=auto_delete,
             arguments=arguments,
+            vhost=self,
         )
         self.queues[name] = queue
         self.topology.add_queue(name)
@@ -225,6 +255,9 @@ class VHost:
             auto_delete=auto_delete,
             peer=_peer(getattr(connection, "peer", None)),
         )
+        if durable:
+            queue.journal = self.journal  # persistent messages on it are journalled
+            self._stored()
         return queue
 
     def _assert_equivalent(
@@ -276,6 +309,11 @@ class VHost:
             raise errors.precondition_failed(f"queue '{name}' in vhost '{self.name}' not empty")
         return self._delete_queue(queue, reason="delete", peer=getattr(connection, "peer", None))
 
+    def expire_queue(self, queue: Queue) -> None:
+        """`x-expires` ran out: the queue was unused for that long."""
+        if not queue.deleted and self.queues.get(queue.name) is queue:
+            self._delete_queue(queue, reason="expires")
+
     def auto_delete_queue(self, queue: Queue) -> None:
         """The last consumer of an auto-delete queue left."""
         if not queue.deleted and self.queues.get(queue.name) is queue:
@@ -294,6 +332,10 @@ class VHost:
             consumer.channel.cancel_by_server(consumer)
         log.info("queue.deleted", queue=queue.name, reason=reason, messages=count, peer=_peer(peer))
         self._log_cascade(changes)
+        if queue.durable:
+            if queue.journal is not None:
+                queue.journal.queue_deleted(queue)
+            self._stored()
         return count
 
     def connection_closed(self, connection: Any) -> None:
@@ -316,6 +358,7 @@ class VHost:
             self.get_queue(queue, connection)
         if _routing(self.topology.bind, exchange, ("queue", queue), routing_key, arguments):
             log.info("binding.created", source=exchange, destination=queue, kind="queue")
+            self._stored()
 
     def unbind_queue(
         self,
@@ -331,6 +374,7 @@ class VHost:
         if getattr(changes, "bindings_removed", None):
             log.info("binding.deleted", source=exchange, destination=queue, kind="queue")
         self._log_cascade(changes)
+        self._stored()
 
 
 def _validate_arguments(name: str, arguments: dict[str, Any]) -> None:
@@ -341,13 +385,22 @@ def _validate_arguments(name: str, arguments: dict[str, Any]) -> None:
             f"invalid arg '{key}' for queue '{name}' in vhost '/': {why}"
         )
 
-    for key in ("x-max-length", "x-max-length-bytes"):
+    for key in ("x-max-length", "x-max-length-bytes", "x-message-ttl", "x-expires"):
         if key in arguments:
             value = arguments[key]
             if isinstance(value, bool) or not isinstance(value, int):
                 raise invalid(key, f'"expected integer, got {_field_type(value)}"')
             if value < 0:
                 raise invalid(key, f"{{value_negative,{value}}}")
+            if value == 0 and key == "x-expires":
+                raise invalid(key, "{value_zero,0}")
+    for key in ("x-dead-letter-exchange", "x-dead-letter-routing-key"):
+        if key in arguments:
+            value = arguments[key]
+            if isinstance(value, bytes):
+                arguments[key] = value = value.decode("utf-8", "replace")
+            if not isinstance(value, str):
+                raise invalid(key, f'"expected longstr, got {_field_type(value)}"')
     if "x-overflow" in arguments:
         value = arguments["x-overflow"]
         if isinstance(value, bytes):

@@ -175,6 +175,8 @@ class Queue:
             if self.ready:
                 self.expire(now)  # older messages that are due go first
             self._may_expire = True
+        if self.journal is not None:
+            entry = self.journal.persist(self, entry)  # persistent: journalled
         self.ready.append(entry)
         self.ready_bytes += size
         if self.consumers:
@@ -188,6 +190,9 @@ class Queue:
     def requeue(self, entries: Iterable[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""
         if self.deleted:
+            if self.journal is not None:
+                for entry in entries:
+                    self.journal.forget(entry)
             return
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
@@ -224,6 +229,9 @@ class Queue:
     def purge(self) -> int:
         """Drop every ready message (unacked ones stay); return how many."""
         count = len(self.ready)
+        if self.journal is not None:
+            for entry in self.ready:
+                self.journal.forget(entry)
         self.ready.clear()
         self.ready_bytes = 0
         return count
@@ -235,6 +243,9 @@ class Queue:
         self._dead_letter(entries, reason)
 
     def _dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
+        if self.journal is not None:  # they leave this queue for good
+            for entry in entries:
+                self.journal.forget(entry)
         if entries and self.dead_letter_exchange is not None and self.vhost is not None:
             from broker.dead_letter import dead_letter
 
@@ -332,6 +343,7 @@ class Queue:
         consumers = self.consumers
         refused = 0
         count = len(consumers)
+        journal = self.journal
         while ready and refused < count:
             consumer = consumers[0]
             if count > 1:
@@ -339,6 +351,8 @@ class Queue:
             if consumer.has_credit():
                 entry = ready.popleft()
                 self.ready_bytes -= len(entry.message.body)
+                if journal is not None:
+                    journal.delivered(entry, consumer.no_ack)
                 consumer.deliver(self, entry)
                 refused = 0
             else:

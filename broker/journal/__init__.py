@@ -1,0 +1,39 @@
+"""Durability: the write-ahead journal of persistent messages (issue 5).
+
+- `records`: the record format (length, checksum, type, payload) and the scanner
+  that finds every whole record and the damage between them;
+- `segments`: segment files and the writer that runs in a worker thread;
+- `recovery`: replaying segments into per-queue message lists at start;
+- `journal`: the running journal (hooks for queues, group commit, confirms
+  after fsync, deletion of dead segments);
+- `open_durability`: what the server calls at start with a data directory.
+
+See docs/durability.md for what survives what.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from broker.journal.journal import Journal, PersistedEntry, open_journal
+
+if TYPE_CHECKING:
+    from broker.vhost import VHost
+
+__all__ = ["Journal", "PersistedEntry", "open_durability", "open_journal"]
+
+
+def open_durability(vhost: VHost, data_dir: str | Path, **journal_options: Any) -> Journal:
+    """At start: restore durable definitions, then replay the journal into `vhost`.
+
+    After this, definition changes are written to `data_dir/definitions.bin`
+    and persistent messages on durable queues to `data_dir/journal/`; the
+    returned journal's `run()` must be started (group commit).
+    """
+    from broker.definitions_store import DefinitionsStore
+
+    store = DefinitionsStore(data_dir)
+    store.restore(vhost)
+    vhost.definitions = store
+    return open_journal(data_dir, vhost, **journal_options)

@@ -95,7 +95,7 @@ class Channel:
         self._check_open()
         waiter = _Waiter(expect)
         self._waiters.append(waiter)
-        self.connection._send_method(self.number, method)
+        self.connection._send_method(self.number, method, flush=True)
         try:
             await waiter.event.wait()
         except BaseException:
@@ -242,11 +242,14 @@ class Channel:
             await tracker.wait_for_window(self.max_in_flight)
             self._check_open()
         conf = tracker.add((exchange, routing_key, body) if mandatory else None)
-        conn._write(_codec.encode_publish(self.number, exchange, routing_key, mandatory,
-                                          raw_properties, body, self._frame_max))
         if wait:
+            conn._write(_codec.encode_publish(self.number, exchange, routing_key, mandatory,
+                                              raw_properties, body, self._frame_max), False)
+            conn._flush_now()
             await conf.wait()
             return conf
+        conn._write(_codec.encode_publish(self.number, exchange, routing_key, mandatory,
+                                          raw_properties, body, self._frame_max))
         if conn._out_size > conn.write_high_water:
             await conn._wait_writable()
         return conf

@@ -14,6 +14,7 @@ costs one socket write.
 from __future__ import annotations
 
 import itertools
+import os
 import platform
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,6 +84,10 @@ class Connection:
         self._last_send = 0.0
         self._last_receive = 0.0
         self._pending_handshake: list[Any] = []
+        # Plain TCP: the socket's file descriptor, for the raw read/write fast
+        # path (TLS goes through the trio stream).
+        self._fd: int | None = None
+        self._sending = False  # a write to the socket is in progress
 
     # ------------------------------------------------------------ public API
 
@@ -161,6 +166,8 @@ class Connection:
                     await stream.do_handshake()
                 self._stream = stream
                 await self._handshake()
+                if isinstance(stream, trio.SocketStream):
+                    self._fd = stream.socket.fileno()
         except trio.TooSlowError:
             raise ConnectionClosed(0, f"timed out connecting to {params.host}:{params.port} "
                                       f"after {params.connection_timeout:g}s") from None
@@ -256,8 +263,25 @@ class Connection:
         try:
             for event in pending:
                 self._dispatch(event)
+            fd = self._fd
+            more = False
             while self._closed is None:
-                data = await stream.receive_some(RECEIVE_SIZE)
+                if fd is None:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                else:
+                    # Plain TCP: wait, then one read() (trio's receive_some
+                    # would try a read first, fail with EAGAIN, wait, read
+                    # again, and pass through the scheduler once more).
+                    if more:
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data = os.read(fd, RECEIVE_SIZE)
+                    except BlockingIOError:
+                        more = False
+                        continue
+                    more = len(data) == RECEIVE_SIZE
                 if not data:
                     raise ConnectionClosed(0, "connection lost: the broker closed the socket")
                 self._last_receive = trio.current_time()
@@ -348,11 +372,18 @@ class Connection:
         stream = self._stream
         assert stream is not None
         out = self._out
+        fd = self._fd
         try:
             while True:
                 if not out:
                     if self._closed is not None:
                         return
+                    wake = self._writer_wake = trio.Event()
+                    await wake.wait()
+                    continue
+                if self._sending:
+                    # _flush_now() left a partial write: it is at the front
+                    # of the buffer; wait for it to give the socket back.
                     wake = self._writer_wake = trio.Event()
                     await wake.wait()
                     continue
@@ -364,7 +395,14 @@ class Connection:
                     # Double buffering: publishers refill while this send runs.
                     self._writable = None
                     writable.set()
-                await stream.send_all(data)
+                self._sending = True
+                try:
+                    if fd is None:
+                        await stream.send_all(data)
+                    else:
+                        await _write_all(fd, data)
+                finally:
+                    self._sending = False
                 self._last_send = trio.current_time()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._on_lost(ConnectionClosed(0, f"connection lost: {exc or type(exc).__name__}"))
@@ -395,23 +433,71 @@ class Connection:
             self._writer_wake = None
             wake.set()
 
-    def _write(self, data: bytes) -> None:
-        """Queue bytes for the socket (raises if the connection is closed)."""
+    def _write(self, data: bytes, wake: bool = True) -> None:
+        """Queue bytes for the socket (raises if the connection is closed).
+
+        With ``wake=False`` the writer task is not woken: the caller will call
+        `_flush_now` before it waits.
+        """
         if self._closed is not None or self._closing:
             self._check_open()
         self._out.append(data)
         self._out_size += len(data)
-        wake = self._writer_wake
-        if wake is not None:
-            self._writer_wake = None
-            wake.set()
+        if wake:
+            writer = self._writer_wake
+            if writer is not None:
+                self._writer_wake = None
+                writer.set()
 
-    def _send_method(self, channel: int, method: m.Method, force: bool = False) -> None:
+    def _flush_now(self) -> None:
+        """Write the buffer from the calling task, now, when it is about to
+        wait for an answer (a confirm, a synchronous reply).
+
+        On that latency-bound path this saves waking the writer task: one
+        trip through the scheduler per message. Plain TCP only, and only when
+        no write is in progress (else the writer takes these bytes next).
+        A partial write puts the rest back at the front for the writer.
+        """
+        out = self._out
+        if not out:
+            return
+        if self._fd is None or self._sending or self._closed is not None:
+            writer = self._writer_wake
+            if writer is not None:
+                self._writer_wake = None
+                writer.set()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as exc:
+            self._on_lost(ConnectionClosed(0, f"connection lost: {exc}"))
+            return
+        self._last_send = trio.current_time()
+        if written < len(data):
+            rest = data[written:]
+            out.insert(0, rest)
+            self._out_size += len(rest)
+            writer = self._writer_wake
+            if writer is not None:
+                self._writer_wake = None
+                writer.set()
+
+    def _send_method(self, channel: int, method: m.Method, force: bool = False,
+                     flush: bool = False) -> None:
         if force:
             if self._closed is None:
                 self._append(self._proto.send(channel, method))
             return
-        self._write(self._proto.send(channel, method))
+        if flush:
+            self._write(self._proto.send(channel, method), wake=False)
+            self._flush_now()
+        else:
+            self._write(self._proto.send(channel, method))
 
     async def _wait_writable(self) -> None:
         """Wait until the writer has taken the buffer (publish backpressure)."""
@@ -472,6 +558,23 @@ class Connection:
         p = self.params
         state = "open" if self.is_open else "closed"
         return f"<Connection {p.host}:{p.port} vhost={p.vhost!r} {state}>"
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking socket, waiting when it is full."""
+    try:
+        written = os.write(fd, data)
+    except BlockingIOError:
+        written = 0
+    if written == len(data):
+        return
+    view = memoryview(data)
+    while written < len(data):
+        await trio.lowlevel.wait_writable(fd)
+        try:
+            written += os.write(fd, view[written:])
+        except BlockingIOError:
+            pass
 
 
 def _socket_reason(exc: BaseException) -> str:

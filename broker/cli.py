@@ -22,6 +22,9 @@ __all__ = ["main", "SUBCOMMANDS", "build_parser"]
 SUBCOMMANDS: list[str] = [
     "broker.cli:add_serve_parser",
     "broker.perf:add_parser",
+    "broker.commands.config:add_parser",
+    "broker.commands.route:add_parser",
+    "broker.commands.publish:add_parser",
 ]
 
 

@@ -1,0 +1,363 @@
+"""`warren config apply`: declare a configuration file's topology on a running broker.
+
+Works on Warren and on RabbitMQ alike, through `broker.client` (AMQP only),
+and deletes nothing. For each exchange and queue, in that order (then the
+bindings, so a binding may name a queue declared below it in the file):
+
+1. a passive declare says whether it exists (404 NOT_FOUND: it does not;
+   the 404 closes the channel, so the next step opens a new one);
+2. a declare with the file's properties creates it, or, if it exists,
+   checks it against the file: the broker answers 406 PRECONDITION_FAILED
+   naming the first property that differs ("inequivalent arg 'durable' for
+   queue 'billing' in vhost '/': received 'false' but current is 'true'").
+
+So each object is reported `created`, `present` or `conflict` (with the
+property). A declare of something that exists with the same properties
+changes nothing, and one whose properties differ is refused, so even a dry
+run performs step 2 for objects that exist: only objects that do not exist
+are left alone ("would create").
+
+AMQP has no passive bind. Binding twice is a no-op (spec 1.7.2.3.1, a
+binding is identified by its exchange, queue, routing key and arguments), so
+without more information bindings are reported `bound`. Given the management
+API of a RabbitMQ broker (`--management-url`), the existing bindings are read
+first (GET /api/bindings/VHOST) and each binding is `created` or `present`.
+
+What the broker compares on redeclare is all a conflict can show: RabbitMQ
+3.10 (and Warren) compare an exchange's type, durable, auto-delete, internal
+and alternate-exchange, and a queue's durable, auto-delete and the
+x-arguments in rabbit_amqqueue's declare_args list (x-message-ttl,
+x-dead-letter-exchange, x-max-length, ...). Other arguments that differ go
+unnoticed; this is the broker's notion of "equivalent", not ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import trio
+
+from broker.client import ChannelClosed, Connection
+from broker.client.channel import Channel
+from protocol.constants import ReplyCode
+from routing.model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
+
+from ._common import CommandError
+
+__all__ = [
+    "CONFLICT",
+    "CREATED",
+    "BOUND",
+    "FAILED",
+    "PRESENT",
+    "WOULD_BIND",
+    "WOULD_CREATE",
+    "ManagementAPI",
+    "Outcome",
+    "apply_topology",
+    "describe",
+]
+
+CREATED = "created"
+PRESENT = "present"
+CONFLICT = "conflict"
+BOUND = "bound"
+FAILED = "failed"
+WOULD_CREATE = "would-create"
+WOULD_BIND = "would-bind"
+
+
+@dataclass
+class Outcome:
+    """What apply did (or would do) with one declaration."""
+
+    kind: str  # "exchange", "queue" or "binding"
+    declaration: str  # as the configuration language writes it: `queue billing`
+    status: str  # one of the constants above
+    #: For a conflict: the property that differs; for a failure: the broker's reason.
+    detail: str = ""
+    reply_code: int = 0
+    #: What identifies the object: its name, or a binding's source, destination...
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """`created      exchange orders` (the status padded to one column)."""
+        text = f"{self.status:<12} {self.declaration}"
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "kind": self.kind, **self.identity,
+                               "declaration": self.declaration}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.reply_code:
+            out["reply_code"] = self.reply_code
+        return out
+
+
+def describe(decl: ExchangeDecl | QueueDecl | BindingDecl) -> str:
+    """A declaration's first line in the configuration language (`bind billing to orders ...`)."""
+    from routing.config.formatter import format_config
+    from routing.config.options import format_text
+
+    if isinstance(decl, ExchangeDecl):
+        return f"exchange {format_text(decl.name)}"
+    if isinstance(decl, QueueDecl):
+        return f"queue {format_text(decl.name)}"
+    clean = BindingDecl(decl.source, decl.destination, decl.destination_type,
+                        decl.routing_key, dict(decl.arguments))
+    lines = format_config(TopologyConfig([clean])).splitlines()
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
+# RabbitMQ's rabbit_misc:assert_args_equivalence text, which Warren copies.
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<arg>[^']*)' for (?:exchange|queue) '.*' in vhost '.*': "
+    r"received (?P<received>.*) but current is (?P<current>.*)$"
+)
+_TYPED = re.compile(r"^the value '(?P<value>.*)' of type '[^']*'$")
+
+
+def _shown(value: str) -> str:
+    if value == "none":
+        return "not set"
+    typed = _TYPED.match(value)
+    return f"'{typed['value']}'" if typed else value
+
+
+def conflict_detail(reply_text: str) -> str:
+    """`durable is 'true' on the broker, 'false' in the file` from a 406's text."""
+    match = _INEQUIVALENT.search(reply_text)
+    if match is None:
+        return reply_text
+    return (
+        f"{match['arg']} is {_shown(match['current'])} on the broker, "
+        f"{_shown(match['received'])} in the file"
+    )
+
+
+class ManagementAPI:
+    """The bindings RabbitMQ's management HTTP API knows (GET /api/bindings/VHOST).
+
+    Credentials come from the management URL (http://user:pass@host:15672)
+    or else from the AMQP URL's.
+    """
+
+    def __init__(self, url: str, username: str, password: str, vhost: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CommandError(f"--management-url must be an http(s):// URL, got {url!r}")
+        self.username = parts.username or username
+        self.password = parts.password or password
+        netloc = parts.netloc.rpartition("@")[2]
+        self.base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+        self.vhost = vhost
+
+    def _get(self, path: str) -> Any:
+        request = urllib.request.Request(self.base + path)
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            raise CommandError(
+                f"management API {self.base}{path}: HTTP {error.code} {error.reason}"
+            ) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise CommandError(f"management API {self.base}: {reason}") from None
+        except ValueError:
+            raise CommandError(f"management API {self.base}{path}: not JSON") from None
+
+    def binding_keys(self) -> set[tuple]:
+        """Every binding of the vhost, as `binding_key` tuples."""
+        data = self._get(f"/api/bindings/{quote(self.vhost, safe='')}")
+        if not isinstance(data, list):
+            raise CommandError(f"management API {self.base}: unexpected answer for bindings")
+        return {
+            binding_key(
+                item.get("source", ""),
+                item.get("destination_type", "queue"),
+                item.get("destination", ""),
+                item.get("routing_key", ""),
+                item.get("arguments") or {},
+            )
+            for item in data
+            if isinstance(item, dict)
+        }
+
+
+def binding_key(
+    source: str, destination_type: str, destination: str, routing_key: str, arguments: dict
+) -> tuple:
+    """What identifies a binding (spec 1.7.2.3.1), hashable, argument types included.
+
+    RabbitMQ's management API shows a void value (a header that must only be
+    present) as the string "undefined", so void and that string compare equal.
+    """
+    args = tuple(sorted(
+        (k, type(v).__name__, repr(v))
+        for k, v in ((k, "undefined" if v is None else v) for k, v in arguments.items())
+    ))
+    return (source, destination_type, destination, routing_key, args)
+
+
+class _Declarer:
+    """One connection's worth of declares, reopening the channel a 404/406 closes."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._channel: Channel | None = None
+
+    async def channel(self) -> Channel:
+        if self._channel is None or not self._channel.is_open:
+            self._channel = await self.conn.channel()
+        return self._channel
+
+    async def attempt(self, operation: Callable[[Channel], Any]) -> ChannelClosed | None:
+        """Run `operation(channel)`; the channel error it met, or None if it succeeded."""
+        ch = await self.channel()
+        try:
+            await operation(ch)
+        except ChannelClosed as error:
+            if error.reply_code in (0, ReplyCode.REPLY_SUCCESS):
+                raise  # the connection went away, not an answer about this object
+            self._channel = None
+            return error
+        return None
+
+    async def close(self) -> None:
+        if self._channel is not None and self._channel.is_open:
+            await self._channel.close()
+
+
+async def _declare(
+    declarer: _Declarer,
+    decl: ExchangeDecl | QueueDecl,
+    passive: Callable[[Channel], Any],
+    declare: Callable[[Channel], Any],
+    dry_run: bool,
+) -> Outcome:
+    kind = "exchange" if isinstance(decl, ExchangeDecl) else "queue"
+
+    def outcome(status: str, error: ChannelClosed | None = None, detail: str = "") -> Outcome:
+        code = error.reply_code if error is not None else 0
+        return Outcome(kind, describe(decl), status, detail, code, {"name": decl.name})
+
+    error = await declarer.attempt(passive)
+    if error is not None and error.reply_code != ReplyCode.NOT_FOUND:
+        if error.reply_code == ReplyCode.RESOURCE_LOCKED:  # someone's exclusive queue
+            return outcome(CONFLICT, error, error.reply_text)
+        return outcome(FAILED, error, error.reply_text)
+    exists = error is None
+    if not exists and dry_run:
+        return outcome(WOULD_CREATE)
+    error = await declarer.attempt(declare)
+    if error is None:
+        return outcome(PRESENT if exists else CREATED)
+    if error.reply_code in (ReplyCode.PRECONDITION_FAILED, ReplyCode.RESOURCE_LOCKED):
+        return outcome(CONFLICT, error, conflict_detail(error.reply_text))
+    return outcome(FAILED, error, error.reply_text)
+
+
+async def apply_topology(
+    conn: Connection,
+    model: TopologyConfig,
+    *,
+    dry_run: bool = False,
+    existing_bindings: set[tuple] | None = None,
+    report: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """Declare `model` on the broker behind `conn`; report and return each outcome.
+
+    `existing_bindings` (from `ManagementAPI.binding_keys`) lets bindings be
+    reported `created`/`present` instead of `bound`. Raises `ConnectionClosed`
+    if the connection is lost; channel errors are outcomes, never raised.
+    """
+    declarer = _Declarer(conn)
+    outcomes: list[Outcome] = []
+
+    def done(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        report(outcome)
+
+    try:
+        for x in model.exchanges:
+            done(await _declare(
+                declarer, x,
+                lambda ch, x=x: ch.exchange_declare(x.name, passive=True),
+                lambda ch, x=x: ch.exchange_declare(
+                    x.name, x.type, durable=x.durable, auto_delete=x.auto_delete,
+                    internal=x.internal, arguments=dict(x.arguments)),
+                dry_run,
+            ))
+        for q in model.queues:
+            done(await _declare(
+                declarer, q,
+                lambda ch, q=q: ch.queue_declare(q.name, passive=True),
+                lambda ch, q=q: ch.queue_declare(
+                    q.name, durable=q.durable, auto_delete=q.auto_delete,
+                    arguments=dict(q.arguments)),
+                dry_run,
+            ))
+        for b in model.bindings:
+            done(await _bind(declarer, b, dry_run, existing_bindings))
+    finally:
+        with trio.CancelScope(shield=True):
+            if conn.is_open:
+                await declarer.close()
+    return outcomes
+
+
+async def _bind(
+    declarer: _Declarer, b: BindingDecl, dry_run: bool, existing: set[tuple] | None
+) -> Outcome:
+    def outcome(status: str, error: ChannelClosed | None = None) -> Outcome:
+        identity = {
+            "source": b.source,
+            "destination_type": b.destination_type,
+            "destination": b.destination,
+            "routing_key": b.routing_key,
+            "arguments": dict(b.arguments),
+        }
+        detail, code = (error.reply_text, error.reply_code) if error is not None else ("", 0)
+        return Outcome("binding", describe(b), status, detail, code, identity)
+
+    present = existing is not None and binding_key(
+        b.source, b.destination_type, b.destination, b.routing_key, b.arguments
+    ) in existing
+    if present:
+        return outcome(PRESENT)
+    if dry_run:
+        return outcome(WOULD_CREATE if existing is not None else WOULD_BIND)
+
+    async def bind(ch: Channel) -> None:
+        if b.destination_type == "exchange":
+            await ch.exchange_bind(b.destination, b.source, b.routing_key, dict(b.arguments))
+        else:
+            await ch.queue_bind(b.destination, b.source, b.routing_key, dict(b.arguments))
+
+    error = await declarer.attempt(bind)
+    if error is not None:
+        return outcome(FAILED, error)
+    return outcome(CREATED if existing is not None else BOUND)
+
+
+def summary(outcomes: list[Outcome], dry_run: bool) -> str:
+    """`3 created, 2 present, 1 conflict` (in a fixed order, zero counts left out)."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    order = (CREATED, WOULD_CREATE, PRESENT, BOUND, WOULD_BIND, CONFLICT, FAILED)
+    parts = [f"{counts[s]} {s.replace('-', ' ')}" for s in order if counts.get(s)]
+    head = "dry run, nothing changed: " if dry_run else ""
+    return head + (", ".join(parts) if parts else "the file declares nothing")

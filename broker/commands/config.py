@@ -1,0 +1,377 @@
+"""`warren config`: check, format, convert and apply configuration files.
+
+    warren config check FILE...
+    warren config fmt FILE... [--check | --diff]
+    warren config from-definitions DEFS.json [--vhost VHOST]
+    warren config to-definitions FILE [--vhost VHOST]
+    warren config apply FILE [--url URL] [--dry-run] [--management-url URL] [--json]
+
+Files are in the binding-configuration language (docs/config-language.md);
+the language itself is `routing.config`. See docs/cli.md for each command's
+output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._common import (
+    EXIT_FAILED,
+    EXIT_NO,
+    EXIT_OK,
+    CommandError,
+    add_url_argument,
+    run_command,
+)
+
+__all__ = ["add_parser"]
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `warren config` and its subcommands (see broker/cli.py)."""
+    parser = subparsers.add_parser(
+        "config",
+        help="check, format, convert and apply topology files",
+        description="Work with files in the binding-configuration language "
+        "(docs/config-language.md).",
+        formatter_class=_RAW,
+        epilog="examples:\n"
+        "  warren config check topology/*.conf\n"
+        "  warren config fmt --check topology/*.conf\n"
+        "  warren config apply orders.conf --url amqp://guest:guest@rabbit:5672/ --dry-run",
+    )
+    commands = parser.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    check = commands.add_parser(
+        "check",
+        help="report every error in the files",
+        description="Check configuration files. Exit 0 when every file is valid; otherwise "
+        "print every error with file:line:column, the line, a caret under the problem and a "
+        "hint, and exit 1.",
+        formatter_class=_RAW,
+        epilog="example:\n"
+        "  $ warren config check orders.conf\n"
+        "  orders.conf:1:22: unknown exchange type 'topik': did you mean 'topic'?\n"
+        "      exchange orders type topik durable\n"
+        "                           ^^^^^\n"
+        "  1 error in 1 file",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="files to check (- for stdin)")
+    check.set_defaults(func=lambda args: run_command("warren config check", lambda: _check(args)))
+
+    fmt = commands.add_parser(
+        "fmt",
+        help="rewrite files in canonical form",
+        description="Rewrite configuration files in canonical form (flags on the statement's "
+        "line, one valued option per indented line, units normalised, comments kept). "
+        "With --check, change nothing and list the files that are not canonical (exit 1 if "
+        "any): for CI.",
+        formatter_class=_RAW,
+        epilog="examples:\n"
+        "  $ warren config fmt orders.conf\n"
+        "  reformatted orders.conf\n"
+        "  $ warren config fmt --check topology/*.conf\n"
+        "  topology/billing.conf",
+    )
+    fmt.add_argument("files", nargs="+", metavar="FILE", help="files to format (- : stdin to stdout)")
+    mode = fmt.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check", action="store_true", help="list the files that are not canonical; change none"
+    )
+    mode.add_argument(
+        "--diff", action="store_true", help="print what would change as a unified diff; change none"
+    )
+    fmt.set_defaults(func=lambda args: run_command("warren config fmt", lambda: _fmt(args)))
+
+    from_defs = commands.add_parser(
+        "from-definitions",
+        help="RabbitMQ definitions JSON -> configuration language, on stdout",
+        description="Convert a RabbitMQ definitions export (GET /api/definitions, or "
+        "rabbitmqctl export_definitions) to the configuration language, in canonical form, on "
+        "stdout. Built-in exchanges, other vhosts, users, permissions and policies are left "
+        "out.",
+        formatter_class=_RAW,
+        epilog="example:\n"
+        "  $ curl -su guest:guest http://rabbit:15672/api/definitions > defs.json\n"
+        "  $ warren config from-definitions defs.json > topology.conf",
+    )
+    from_defs.add_argument("definitions", metavar="DEFS.json", help="the export (- for stdin)")
+    from_defs.add_argument("--vhost", default="/", help="the vhost to convert (default: /)")
+    from_defs.set_defaults(
+        func=lambda args: run_command(
+            "warren config from-definitions", lambda: _from_definitions(args)
+        )
+    )
+
+    to_defs = commands.add_parser(
+        "to-definitions",
+        help="configuration language -> RabbitMQ definitions JSON, on stdout",
+        description="Convert a configuration file to RabbitMQ's definitions JSON on stdout "
+        "(importable with POST /api/definitions or rabbitmqctl import_definitions).",
+        formatter_class=_RAW,
+        epilog="example:\n"
+        "  $ warren config to-definitions orders.conf > defs.json\n"
+        "  $ curl -su guest:guest -H 'content-type: application/json' \\\n"
+        "        -d @defs.json http://rabbit:15672/api/definitions",
+    )
+    to_defs.add_argument("file", metavar="FILE", help="the configuration file (- for stdin)")
+    to_defs.add_argument("--vhost", default="/", help="the vhost to write (default: /)")
+    to_defs.set_defaults(
+        func=lambda args: run_command("warren config to-definitions", lambda: _to_definitions(args))
+    )
+
+    apply = commands.add_parser(
+        "apply",
+        help="declare a file's topology on a running broker (Warren or RabbitMQ)",
+        description="Declare every exchange, queue and binding in FILE on a running broker, "
+        "Warren or RabbitMQ, over AMQP. Idempotent, and deletes nothing. Each object is "
+        "reported created, present, or conflict (with the property that differs); bindings are "
+        "reported bound (AMQP cannot ask whether a binding exists) unless --management-url "
+        "lets apply read the existing bindings. Exit 1 if anything conflicted or failed.",
+        formatter_class=_RAW,
+        epilog="example:\n"
+        "  $ warren config apply orders.conf --url amqp://guest:guest@localhost:5672/\n"
+        "  created      exchange orders\n"
+        "  present      exchange orders.retry\n"
+        "  conflict     queue billing: durable is 'false' on the broker, 'true' in the file\n"
+        "  bound        bind billing to orders key \"order.*.created\"\n"
+        "  1 created, 1 present, 1 bound, 1 conflict",
+    )
+    apply.add_argument("file", metavar="FILE", help="the configuration file (- for stdin)")
+    add_url_argument(apply)
+    apply.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="create nothing: report what exists, what conflicts and what would be created",
+    )
+    apply.add_argument(
+        "--management-url",
+        metavar="URL",
+        default=None,
+        help="RabbitMQ's management API (e.g. http://localhost:15672): read existing bindings "
+        "so each is reported created or present (credentials: the URL's, else the AMQP URL's)",
+    )
+    apply.add_argument("--json", action="store_true", help="one JSON object per line")
+    apply.set_defaults(func=lambda args: run_command("warren config apply", lambda: _apply(args)))
+
+
+# -- check ---------------------------------------------------------------------------
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _check(args: argparse.Namespace) -> int:
+    from routing import config
+
+    from ._common import read_text
+
+    errors_total = 0
+    bad_files = 0
+    unreadable = 0
+    for path in args.files:
+        try:
+            text = read_text(path)
+        except CommandError as error:
+            print(f"warren config check: {error}", file=sys.stderr)
+            unreadable += 1
+            continue
+        name = "<stdin>" if path == "-" else path
+        errors = config.check(text, name)
+        if errors:
+            bad_files += 1
+            errors_total += len(errors)
+            for error in errors:
+                print(error)
+        else:
+            model = config.parse(text, name)
+            print(f"{name}: ok ({_plural(len(model.declarations), 'declaration')})")
+    if errors_total:
+        print(f"{_plural(errors_total, 'error')} in {_plural(bad_files, 'file')}")
+    if unreadable:
+        return EXIT_FAILED
+    return EXIT_NO if errors_total else EXIT_OK
+
+
+# -- fmt -----------------------------------------------------------------------------
+
+
+def _fmt(args: argparse.Namespace) -> int:
+    import difflib
+
+    from routing import config
+
+    from ._common import read_text
+
+    changed: list[str] = []
+    failed = 0
+    for path in args.files:
+        name = "<stdin>" if path == "-" else path
+        try:
+            text = read_text(path)
+            errors = config.check(text, name)
+            if errors:
+                first = errors[0]
+                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                raise CommandError(
+                    f"{name}:{first.line}:{first.column}: {first.message}{more}; not formatted "
+                    f"(run `warren config check {path}`)"
+                )
+            canonical = config.format(config.parse(text, name))
+        except CommandError as error:
+            print(f"warren config fmt: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        if path == "-" and not (args.check or args.diff):
+            sys.stdout.write(canonical)
+            continue
+        if canonical == text:
+            continue
+        changed.append(name)
+        if args.check:
+            print(name)
+        elif args.diff:
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    canonical.splitlines(keepends=True),
+                    fromfile=name,
+                    tofile=f"{name} (canonical)",
+                )
+            )
+        else:
+            _rewrite(path, canonical)
+            print(f"reformatted {name}")
+    if failed:
+        return EXIT_FAILED
+    if (args.check or args.diff) and changed:
+        return EXIT_NO
+    return EXIT_OK
+
+
+def _rewrite(path: str, text: str) -> None:
+    """Replace `path`'s content atomically, keeping its permissions."""
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o7777
+    fd, tmp = tempfile.mkstemp(prefix=".warren-fmt-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# -- definitions ---------------------------------------------------------------------
+
+
+def _from_definitions(args: argparse.Namespace) -> int:
+    import json
+
+    from routing import config
+
+    from ._common import read_text
+
+    name = "<stdin>" if args.definitions == "-" else args.definitions
+    try:
+        data = json.loads(read_text(args.definitions))
+    except json.JSONDecodeError as error:
+        raise CommandError(
+            f"{name}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise CommandError(f"{name}: expected a JSON object (a definitions export)")
+    try:
+        model = config.from_definitions(data, args.vhost)
+    except config.DefinitionsError as error:
+        problems = error.problems
+        raise CommandError(
+            f"{name}: {_plural(len(problems), 'problem')}: " + "; ".join(problems)
+        ) from None
+    if not model.declarations:
+        raise CommandError(f"{name}: no exchanges, queues or bindings in vhost {args.vhost!r}")
+    text = config.format(model)
+    sys.stdout.write(text)
+    # The export may name what it does not hold (an exchange of another vhost,
+    # a dead-letter exchange never declared): say so, the text is still printed.
+    errors = config.check(text, f"{name} (converted)")
+    for error in errors:
+        print(error, file=sys.stderr)
+    return EXIT_NO if errors else EXIT_OK
+
+
+def _to_definitions(args: argparse.Namespace) -> int:
+    import json
+
+    from routing import config
+
+    from ._common import read_config
+
+    model = read_config(args.file)
+    print(json.dumps(config.to_definitions(model, args.vhost), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+# -- apply ---------------------------------------------------------------------------
+
+
+def _apply(args: argparse.Namespace) -> int:
+    import json
+
+    import trio
+
+    from broker.client import open_connection, parse_url
+
+    from ._common import Progress, check_url, read_config
+    from .apply import CONFLICT, FAILED, ManagementAPI, Outcome, apply_topology, summary
+
+    check_url(args.url)
+    model = read_config(args.file)
+    params = parse_url(args.url)
+    management = None
+    if args.management_url:
+        management = ManagementAPI(
+            args.management_url, params.username, params.password, params.vhost
+        )
+    progress = Progress("applying" if not args.dry_run else "checking",
+                        len(model.declarations))
+
+    def report(outcome: Outcome) -> None:
+        line = json.dumps(outcome.as_json()) if args.json else outcome.line()
+        progress.echo(line)
+        outcomes_seen.append(outcome)
+        progress.update(len(outcomes_seen))
+
+    outcomes_seen: list[Outcome] = []
+
+    async def main() -> list[Outcome]:
+        existing = None
+        if management is not None:
+            existing = await trio.to_thread.run_sync(management.binding_keys)
+        async with open_connection(
+            args.url, client_properties={"connection_name": "warren config apply"}
+        ) as conn:
+            return await apply_topology(
+                conn, model, dry_run=args.dry_run, existing_bindings=existing, report=report
+            )
+
+    try:
+        outcomes = trio.run(main)
+    finally:
+        progress.close()
+    if not args.json:
+        print(summary(outcomes, args.dry_run))
+    bad = any(o.status in (CONFLICT, FAILED) for o in outcomes)
+    return EXIT_NO if bad else EXIT_OK

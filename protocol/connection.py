@@ -11,18 +11,21 @@ touches a socket or imports trio.
 A server's I/O loop, roughly::
 
     conn = Connection(Role.SERVER)
-    for event in conn.receive_data(data, now=clock()):
+    try:
+        events = conn.receive_data(data, now=clock())
+    except BadProtocolHeader:
+        write(PROTOCOL_HEADER)  # spec 4.2.2: answer with ours, then close
+        close_socket()
+    for event in events:
         if isinstance(event, ProtocolHeaderReceived):
             write(conn.send(0, server_start()))
         elif isinstance(event, Command):
             ...  # handle event.method, event.properties, event.body
         elif isinstance(event, ProtocolFailure):
             err = event.error
-            if err.closes_connection:
-                write(conn.send(0, ConnectionClose(err.reply_code, err.reply_text,
-                                                   err.class_id, err.method_id)))
-            else:  # the channel is already closing in the machine's eyes
-                write(conn.send(err_channel, ChannelClose(...)))
+            close = ConnectionClose if err.closes_connection else ChannelClose
+            write(conn.send(event.channel, close(err.reply_code, err.reply_text,
+                                                 err.class_id, err.method_id)))
 
 What the machine answers itself: nothing. It never writes on its own; it only
 refuses what the protocol forbids and tells the caller.

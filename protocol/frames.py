@@ -77,6 +77,7 @@ class HeartbeatFrame(NamedTuple):
 Frame = MethodFrame | HeaderFrame | BodyFrame | HeartbeatFrame
 
 _FRAME_HEAD = struct.Struct(">BHI")  # type, channel, size
+_FRAME_HEAD_INDEX = struct.Struct(">BHII")  # + class_id << 16 | method_id
 _METHOD_HEAD = struct.Struct(">BHIHH")  # + class_id, method_id
 _CONTENT_HEAD = struct.Struct(">BHIHHQ")  # type 2 + class_id, weight, body_size
 _HH = struct.Struct(">HH")
@@ -229,7 +230,13 @@ class FrameReader:
             end = len(buf)
             try:
                 while end - pos >= 7:
-                    frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
+                    if end - pos >= 11:
+                        # One unpack for the frame header and, for a method frame,
+                        # its class and method ids (garbage for other frames).
+                        frame_type, channel, size, index = _FRAME_HEAD_INDEX.unpack_from(buf, pos)
+                    else:
+                        frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
+                        index = -1
                     if size > max_payload:
                         raise frame_error(
                             f"frame of {size + 8} octets exceeds frame_max {frame_max}"
@@ -244,7 +251,8 @@ class FrameReader:
                     if frame_type == FRAME_METHOD:
                         if size < 4:
                             raise frame_error("method frame shorter than its class and method ids")
-                        index = _unpack_size(buf, start)[0]
+                        if index < 0:
+                            index = _unpack_size(buf, start)[0]
                         cls = methods.get(index)
                         # The frame itself is intact in the next two cases: it is
                         # consumed, so the caller can read on (for close-ok).

@@ -1,0 +1,131 @@
+"""The conformance runner's own parts: the matrix collector, known differences, URLs.
+
+The collector is exercised on a real pytest run (in a subprocess) of a small
+synthetic module whose outcomes are known: pass, fail, skip, xfail, a strict
+xfail that passes, and a setup error.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conformance import known
+from conformance.runner import redact
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SYNTHETIC = '''
+import pytest
+
+AREA = "synthetic area"
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup fails")
+
+def test_passes():
+    assert True
+
+def test_fails():
+    assert False
+
+def test_skips():
+    pytest.skip("not here")
+
+@pytest.mark.xfail(reason="known gap", strict=True)
+def test_known_gap():
+    assert False
+
+@pytest.mark.xfail(reason="fixed already", strict=True)
+def test_fixed_gap():
+    assert True
+
+def test_setup_error(broken):
+    pass
+'''
+
+COLLECT = '''
+import json, sys
+import pytest
+from conformance.matrix import MatrixCollector
+collector = MatrixCollector()
+pytest.main([sys.argv[1], "-q", "-p", "no:cacheprovider", "-c", sys.argv[2]], plugins=[collector])
+print("JSON" + json.dumps({
+    "rows": {r.test: [r.area, r.result] for r in collector.rows.values()},
+    "summary": collector.summary_line(),
+    "markdown": collector.as_markdown("T", "B"),
+    "text": collector.as_text(),
+}))
+'''
+
+
+def collect(tmp_path: Path) -> dict:
+    (tmp_path / "test_synthetic.py").write_text(textwrap.dedent(SYNTHETIC))
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    result = subprocess.run(
+        [sys.executable, "-c", COLLECT, str(tmp_path), str(ini)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(line for line in result.stdout.splitlines() if line.startswith("JSON"))
+    return json.loads(line[4:])
+
+
+def test_matrix_records_every_outcome(tmp_path):
+    report = collect(tmp_path)
+    rows = report["rows"]
+    assert rows == {
+        "test_synthetic::test_passes": ["synthetic area", "pass"],
+        "test_synthetic::test_fails": ["synthetic area", "fail"],
+        "test_synthetic::test_skips": ["synthetic area", "skip"],
+        "test_synthetic::test_known_gap": ["synthetic area", "xfail"],
+        "test_synthetic::test_fixed_gap": ["synthetic area", "fail"],  # strict XPASS
+        "test_synthetic::test_setup_error": ["synthetic area", "fail"],
+    }
+    assert report["summary"] == "1 pass, 3 fail, 1 xfail, 1 skip (6 tests)"
+
+
+def test_matrix_renders_markdown_and_text(tmp_path):
+    report = collect(tmp_path)
+    markdown = report["markdown"]
+    assert "| synthetic area | 1 | 3 | 1 | 1 |" in markdown
+    assert "| synthetic area | `test_synthetic::test_known_gap` | xfail | known gap |" in markdown
+    assert "Broker: B" in markdown
+    text_lines = report["text"].splitlines()
+    assert text_lines[0].split() == ["area", "test", "result"]
+    assert any(line.split()[-1] == "xfail" for line in text_lines[2:])
+
+
+def test_known_difference_lookup(monkeypatch):
+    monkeypatch.setattr(
+        known,
+        "KNOWN_DIFFERENCES",
+        {
+            "test_ttl.py::test_a": ("not yet", 12),
+            "test_topic.py::test_pattern[a-b]": ("one case", 13),
+        },
+    )
+    assert known.known_difference("test_ttl.py::test_a") == ("not yet", 12)
+    assert known.known_difference("test_ttl.py::test_a[param]") == ("not yet", 12)
+    assert known.known_difference("test_topic.py::test_pattern[a-b]") == ("one case", 13)
+    assert known.known_difference("test_topic.py::test_pattern[c-d]") is None
+    assert known.known_difference("test_ttl.py::test_b") is None
+
+
+def test_shipped_known_table_is_well_formed():
+    for test_id, (reason, issue) in known.KNOWN_DIFFERENCES.items():
+        module = test_id.split("::")[0]
+        assert (ROOT / "conformance" / "tests" / module).is_file(), test_id
+        assert reason and isinstance(issue, int), test_id
+
+
+def test_redact_hides_the_password():
+    assert redact("amqp://guest:secret@host:5672/vh") == "amqp://guest:***@host:5672/vh"
+    assert redact("amqp://host/") == "amqp://host/"

@@ -677,7 +677,12 @@ class Connection:
             self._usable_channels.discard(channel)
             self._content.pop(channel, None)
         elif method_type is ChannelCloseOk:
-            self._forget_channel(channel)
+            if channel in self._closing_channels:
+                # Both sides sent channel.close: the channel is gone once the
+                # peer's close-ok for ours arrives too (spec 4.2.3).
+                self._peer_closing_channels.discard(channel)
+            else:
+                self._forget_channel(channel)
         return encode_method_frame(channel, method)
 
     def _sent_on_channel_zero(self, method_type: type[Method], method: Any) -> None:
@@ -702,6 +707,15 @@ class Connection:
             elif method_type is ConnectionOpen:
                 self.virtual_host = method.virtual_host
                 self._expect = (ConnectionOpenOk,)
+
+    def data_sent(self, now: float) -> None:
+        """Record that bytes went out at ``now``.
+
+        For writes made with the frame writers directly (the broker's
+        `encode_basic_deliver` hot path), so that `heartbeat_due` does not ask
+        for heartbeats on a connection that is busy sending.
+        """
+        self._last_sent = now
 
     def send_heartbeat(self, now: float | None = None) -> bytes:
         """A heartbeat frame; remembers ``now`` as the last time we sent."""

@@ -319,6 +319,38 @@ def test_channel_close_initiated_by_peer():
     open_channel(client, server, 1)  # the number can be reused
 
 
+def test_simultaneous_channel_close():
+    client, server = _server_with_channel()
+    to_client = server.send(1, m.ChannelClose(406, "PRECONDITION_FAILED", 60, 40))
+    to_server = client.send(1, m.ChannelClose(200, "bye"))
+    [close] = server.receive_data(to_server)
+    [close_too] = client.receive_data(to_client)
+    assert isinstance(close.method, m.ChannelClose) and isinstance(close_too.method, m.ChannelClose)
+    # each answers the other's close; the channel is free once both close-oks are in
+    to_client = server.send(1, m.ChannelCloseOk())
+    to_server = client.send(1, m.ChannelCloseOk())
+    assert 1 in server.open_channels and 1 in client.open_channels
+    [ok] = server.receive_data(to_server)
+    [ok_too] = client.receive_data(to_client)
+    assert isinstance(ok.method, m.ChannelCloseOk) and isinstance(ok_too.method, m.ChannelCloseOk)
+    assert 1 not in server.open_channels and 1 not in client.open_channels
+    open_channel(client, server, 1)
+
+
+def test_simultaneous_connection_close():
+    client, server = _server_with_channel()
+    to_client = server.send(0, m.ConnectionClose(320, "CONNECTION_FORCED"))
+    to_server = client.send(0, m.ConnectionClose(200, "bye"))
+    [close] = server.receive_data(to_server)
+    [close_too] = client.receive_data(to_client)
+    assert isinstance(close.method, m.ConnectionClose)
+    assert isinstance(close_too.method, m.ConnectionClose)
+    to_client = server.send(0, m.ConnectionCloseOk())
+    to_server = client.send(0, m.ConnectionCloseOk())
+    assert server.receive_data(to_server) == [] and client.receive_data(to_client) == []
+    assert server.state is client.state is ConnectionState.CLOSED
+
+
 def test_after_channel_close_only_close_ok_counts():
     client, server = _server_with_channel()
     server.send(1, m.ChannelClose(404, "NOT_FOUND - no queue 'q'", 50, 10))
@@ -401,6 +433,8 @@ def test_heartbeats():
     assert server.peer_is_dead(20.0)  # two heartbeat periods of silence
     server.receive_data(encode_heartbeat(), now=19.5)
     assert not server.peer_is_dead(20.0)
+    server.data_sent(14.0)  # e.g. deliveries written with encode_basic_deliver
+    assert not server.heartbeat_due(18.0) and server.heartbeat_due(19.0)
     no_beat = Connection(Role.SERVER)
     assert not no_beat.heartbeat_due(100.0) and not no_beat.peer_is_dead(100.0)
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from broker.definitions_store import fsync_directory, write_atomically
 from broker.journal import records as r
 from broker.journal.recovery import Recovered
 from broker.journal.segments import SegmentWriter
@@ -68,6 +69,11 @@ SEGMENT_SIZE = 64 * 1024 * 1024
 IDS_PER_RECORD = 65536
 #: How long to wait before retrying a batch whose write failed (disk full).
 RETRY_DELAY = 1.0
+#: Written at a clean shutdown, removed at start. Without it (a crash), DELIVER
+#: marks of the last moments may be missing, so every recovered message is
+#: marked redelivered: the flag means "may have been delivered before" (spec
+#: 1.8.3.9), and a false "no" would break consumers that rely on it.
+CLEAN_MARKER = "clean-shutdown"
 
 
 class PersistedEntry(QueuedMessage):
@@ -205,7 +211,12 @@ class Journal:
         msg_id = self._next_msg_id
         self._next_msg_id = msg_id + 1
         payload = r.encode_publish(
-            msg_id, queue.name, message.exchange, message.routing_key, message.properties, message.body
+            msg_id,
+            queue.name,
+            message.exchange,
+            message.routing_key,
+            message.properties,
+            message.body,
         )
         segment = self._append(r.PUBLISH, payload)
         self._live[segment] += 1
@@ -277,9 +288,7 @@ class Journal:
         return chunks, delete
 
     def has_pending(self) -> bool:
-        return bool(
-            self._buffer or self._chunks or self._acks or self._delivered or self._delete
-        )
+        return bool(self._buffer or self._chunks or self._acks or self._delivered or self._delete)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop; runs until `close()`."""
@@ -328,7 +337,12 @@ class Journal:
                 await self._stopped.wait()
             if self.has_pending():
                 await self._commit()
-            await trio.to_thread.run_sync(self._writer.close)
+            await trio.to_thread.run_sync(self._close_cleanly)
+
+    def _close_cleanly(self) -> None:
+        self._writer.close()
+        # Written last: its presence at start means every DELIVER mark made it.
+        write_atomically(self.directory / CLEAN_MARKER, b"clean\n")
 
     # -- recovery -----------------------------------------------------------------
 
@@ -372,6 +386,15 @@ def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
     directory = Path(data_dir) / "journal"
     directory.mkdir(parents=True, exist_ok=True)
     recovered = recover(directory)
+    marker = directory / CLEAN_MARKER
+    clean = marker.exists() or not recovered.segments
+    if marker.exists():
+        marker.unlink()
+        fsync_directory(directory)
+    if not clean:
+        for messages in recovered.queues.values():
+            for message in messages:
+                message.delivered = True
     journal = Journal(directory, recovered=recovered, **options)
     vhost.journal = journal
     for queue in vhost.queues.values():
@@ -383,6 +406,7 @@ def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
         seconds=round(time.monotonic() - started, 3),
         scan_seconds=round(recovered.seconds, 3),
         messages=counts["restored"],
+        clean_shutdown=clean,
         dropped_for_missing_queues=counts["dropped"],
         segments=len(recovered.segments),
         bytes=recovered.bytes_read,

@@ -130,7 +130,10 @@ def recover(directory: Path) -> Recovered:
             except ValueError as error:
                 result.records_lost += 1
                 log.error(
-                    "journal.record_skipped", segment=path.name, offset=record.offset, error=str(error)
+                    "journal.record_skipped",
+                    segment=path.name,
+                    offset=record.offset,
+                    error=str(error),
                 )
         # Damage at the end of an older segment: the gap shows at the next record.
         for damage in scanned.damage:
@@ -152,7 +155,9 @@ def recover(directory: Path) -> Recovered:
     return result
 
 
-def _apply(record: r.Record, segment: int, messages: dict[int, RecoveredMessage], max_id: int) -> int:
+def _apply(
+    record: r.Record, segment: int, messages: dict[int, RecoveredMessage], max_id: int
+) -> int:
     kind = record.type
     if kind == r.PUBLISH:
         publish = r.decode_publish(record.payload)

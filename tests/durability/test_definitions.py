@@ -66,7 +66,9 @@ ARGS = {
 
 def test_durable_definitions_survive_restart_transient_ones_do_not(tmp_path: Path) -> None:
     with broker_on(tmp_path) as thread, channel_to(thread) as ch:
-        ch.exchange_declare("d.topic", "topic", durable=True, arguments={"alternate-exchange": "d.ae"})
+        ch.exchange_declare(
+            "d.topic", "topic", durable=True, arguments={"alternate-exchange": "d.ae"}
+        )
         ch.exchange_declare("d.ae", "fanout", durable=True)
         ch.exchange_declare("d.headers", "headers", durable=True, internal=False)
         ch.exchange_declare("d.auto", "direct", durable=True, auto_delete=True)

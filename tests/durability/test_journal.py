@@ -92,7 +92,9 @@ def test_group_commit_many_publishes_share_an_fsync(tmp_path: Path) -> None:
         publisher = Publisher(thread.url)
         count = 0
         for _round in range(5):
-            last = publisher.publish_many("q", [b"m%d" % (count + i) for i in range(400)], PERSISTENT)
+            last = publisher.publish_many(
+                "q", [b"m%d" % (count + i) for i in range(400)], PERSISTENT
+            )
             count += 400
         publisher.wait_confirms(last)
         assert not publisher.nacked
@@ -161,7 +163,9 @@ def _fill(data_dir: Path, count: int) -> None:
         connection.channel().queue_declare("q", durable=True)
         connection.close()
         publisher = Publisher(thread.url)
-        seq = publisher.publish_many("q", [b"m%03d" % i + b"." * (i % 37) for i in range(count)], PERSISTENT)
+        seq = publisher.publish_many(
+            "q", [b"m%03d" % i + b"." * (i % 37) for i in range(count)], PERSISTENT
+        )
         publisher.wait_confirms(seq)
         publisher.close()
 

@@ -26,7 +26,9 @@ def build(publishes: list[r.Publish]) -> tuple[bytes, list[int]]:
     data = bytearray()
     ends = []
     for seq, p in enumerate(publishes, 1):
-        payload = r.encode_publish(p.msg_id, p.queue, p.exchange, p.routing_key, p.properties, p.body)
+        payload = r.encode_publish(
+            p.msg_id, p.queue, p.exchange, p.routing_key, p.properties, p.body
+        )
         data += r.encode_record(r.PUBLISH, seq, payload)
         ends.append(len(data))
     return bytes(data), ends
@@ -114,7 +116,10 @@ def test_delivery_mode_from_raw_properties() -> None:
         (BasicProperties(delivery_mode=1, content_type="text/plain"), 1),
         (
             BasicProperties(
-                content_type="a", content_encoding="b", headers={"x": [1, {"y": "z"}]}, delivery_mode=2
+                content_type="a",
+                content_encoding="b",
+                headers={"x": [1, {"y": "z"}]},
+                delivery_mode=2,
             ),
             2,
         ),

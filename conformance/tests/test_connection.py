@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiormq
 import pika
@@ -122,6 +123,21 @@ def test_negotiated_heartbeat_keeps_an_idle_connection_alive(connect, names):
     channel = connection.channel()
     queue = names.queue()
     channel.queue_declare(queue)
+
+
+def test_silent_client_is_disconnected_after_missed_heartbeats(connect):
+    """Spec 4.2.7: a peer that sends nothing for about two heartbeat intervals is dead.
+
+    Blocking pika sends heartbeats only while its I/O loop runs, so sleeping
+    makes the client silent; the server must close the socket.
+    """
+    connection = connect(heartbeat=1)
+    time.sleep(4.0)
+    with pytest.raises(pika.exceptions.AMQPConnectionError) as exc:
+        connection.process_data_events(time_limit=1)
+        connection.channel()
+    # The server closed it, not pika's own checker (which waits heartbeat + 5 s).
+    assert not isinstance(exc.value, pika.exceptions.AMQPHeartbeatTimeout)
 
 
 def test_heartbeat_zero_disables_heartbeats(connect):

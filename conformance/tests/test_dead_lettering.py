@@ -243,3 +243,44 @@ def test_dead_lettered_message_reaches_consumer(connection, names):
     consumer.wait(1)
     pump(connection)
     assert consumer.bodies == [b"m"]
+
+
+def test_expiry_cycle_without_rejection_is_dropped(connection, names):
+    """Two queues expiring into each other: RabbitMQ drops the message when it
+    would be dead-lettered to a queue it already died in, with no rejection
+    in between, instead of cycling forever."""
+    channel = connection.channel()
+    first, second = names.queue("one"), names.queue("two")
+    channel.queue_declare(
+        first,
+        arguments={
+            "x-message-ttl": 50,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": second,
+        },
+    )
+    channel.queue_declare(
+        second,
+        arguments={
+            "x-message-ttl": 50,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": first,
+        },
+    )
+    publish(channel, "", first, b"loop")
+    pump(connection, 0.6)
+    assert channel.queue_declare(first, passive=True).method.message_count == 0
+    assert channel.queue_declare(second, passive=True).method.message_count == 0
+
+
+def test_purge_and_delete_do_not_dead_letter(connection, names):
+    channel = connection.channel()
+    source, _, dead = dead_letter_setup(channel, names)
+    publish(channel, "", source, b"purged")
+    sync(channel)
+    assert channel.queue_purge(source).method.message_count == 1
+    publish(channel, "", source, b"deleted")
+    sync(channel)
+    assert channel.queue_delete(source).method.message_count == 1
+    pump(connection)
+    assert get(channel, dead) is None

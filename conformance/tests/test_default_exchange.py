@@ -62,3 +62,12 @@ def test_publish_to_missing_exchange_is_404(channel, names):
     channel.basic_publish(names.exchange(), "k", b"x")
     with channel_closed_with(404):
         sync(channel)
+
+
+def test_amq_default_is_not_a_name_for_the_default_exchange(channel, names):
+    # Older AMQP drafts called it "amq.default"; RabbitMQ 3.x knows no such exchange.
+    queue = names.queue()
+    channel.queue_declare(queue)
+    channel.basic_publish("amq.default", queue, b"x")
+    with channel_closed_with(404):
+        sync(channel)

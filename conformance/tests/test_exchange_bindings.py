@@ -124,3 +124,13 @@ def test_builtin_exchange_can_be_a_source(channel, names):
         assert routed_to(channel, "amq.topic", queues, key) == {"q": 1}
     finally:
         channel.exchange_unbind(destination, "amq.topic", "conformance.e2e.#")
+
+
+def test_internal_exchange_receives_through_exchange_binding(channel, names):
+    """An internal exchange refuses publishes (403) but routes what other exchanges send it."""
+    source, internal = names.exchange("src"), names.exchange("internal")
+    channel.exchange_declare(source, "fanout")
+    channel.exchange_declare(internal, "fanout", internal=True)
+    channel.exchange_bind(internal, source, "")
+    queues = bind_queues(channel, names, internal, {"q": ("", None)})
+    assert routed_to(channel, source, queues, "") == {"q": 1}

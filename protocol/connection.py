@@ -359,15 +359,13 @@ class Connection:
                 else:
                     raise raw[1]
             except AMQPError as exc:
+                if reader.failed:
+                    self._broken = True  # the stream cannot be parsed any further
                 if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSE_RECEIVED):
-                    # Already closing: garbage after close is ignored (spec 4.2.3).
-                    self._broken = True
-                    return events
+                    return events  # already closing: garbage is ignored (spec 4.2.3)
                 # The connection is going down: the rest of this batch is dropped
                 # (it is what spec 4.2.3 would have us ignore after close). Reading
                 # goes on for close-ok unless the framing itself is broken.
-                if reader.failed:
-                    self._broken = True
                 events.append(ProtocolFailure(exc))
                 return events
         return events
@@ -394,9 +392,13 @@ class Connection:
                 content = self._content.pop(channel)
                 if not content[_DISCARD]:
                     pending = content[_METHOD]
+                    if content[_PROPERTIES] is None:
+                        expected = f"content header for class {pending.CLASS_ID}"
+                        got = "non content header frame"
+                    else:
+                        expected, got = "content body", "non content body frame"
                     raise unexpected_frame(
-                        f"expected content header for class {pending.CLASS_ID}, "
-                        "got non content header frame instead",
+                        f"expected {expected}, got {got} instead",
                         pending.CLASS_ID, pending.METHOD_ID,
                     )
             if method.CLASS_ID == 10:
@@ -415,7 +417,6 @@ class Connection:
                 self._peer_closing_channels.add(channel)
                 self._usable_channels.discard(channel)
             elif method_type is ChannelCloseOk:
-                # close-ok for a close we never sent
                 # RabbitMQ's answer to a close-ok for a close it never sent
                 raise ConnectionException(503, "unimplemented method", 20, 41)
             elif method_type is ChannelOpen:

@@ -235,6 +235,12 @@ def test_content_error_texts_are_rabbitmqs():
     _, server = _server_with_channel()
     [failure] = server.receive_data(b"\x03\x00\x01\x00\x00\x00\x01x\xce")
     assert failure.error.reply_text == "expected method frame, got non method frame instead"
+    _, server = _server_with_channel()
+    whole = encode_content_frames(1, m.BasicPublish(), b"\x00\x00", b"abc", 4096)
+    [failure] = server.receive_data(whole[:-11] + encode_method_frame(1, m.BasicQos()))
+    assert failure.error.reply_text == (
+        "expected content body, got non content body frame instead"
+    )
 
 
 def test_body_larger_than_announced_is_an_error():
@@ -383,6 +389,15 @@ def test_garbage_after_close_is_ignored():
     _, server = _server_with_channel()
     server.send(0, m.ConnectionClose(501, "FRAME_ERROR"))
     assert server.receive_data(b"\xff" * 20) == []
+
+
+def test_unknown_method_after_close_still_lets_close_ok_through():
+    client, server = _server_with_channel()
+    server.send(0, m.ConnectionClose(320, "CONNECTION_FORCED"))
+    unknown = b"\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x03\xe7\xce"
+    assert server.receive_data(unknown) == []
+    [ok] = server.receive_data(client.send(0, m.ConnectionCloseOk()))
+    assert isinstance(ok.method, m.ConnectionCloseOk)
 
 
 def test_frame_error_is_a_failure_event_after_valid_events():

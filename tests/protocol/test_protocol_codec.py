@@ -315,3 +315,32 @@ def test_hot_path_writers_match_generic_writer(body, frame_max):
     assert b"".join(f.payload for f in frames if isinstance(f, BodyFrame)) == body
     if frame_max:
         assert all(len(f.payload) <= frame_max - 8 for f in frames if isinstance(f, BodyFrame))
+
+
+def test_oversized_frame_refused_when_its_header_is_cut():
+    reader = FrameReader(4096)
+    good = encode_method_frame(1, m.BasicAck(delivery_tag=1))
+    reader.feed(good + b"\x03\x00\x01")  # a body frame header, cut after 3 octets
+    assert len(list(reader.read_frames())) == 1
+    reader.feed(b"\x00\x01\x00\x00" + b"x" * 10000)  # ... announcing 65536 octets
+    with pytest.raises(ConnectionException) as info:
+        list(reader.read_frames())
+    assert info.value.reply_code == 501
+    assert len(reader._partial) == 7  # only the header was kept, not the payload
+
+
+def test_a_cut_frame_is_completed_without_moving_it():
+    body = b"b" * 100000
+    data = encode_content_frames(1, m.BasicPublish(), b"\x00\x00", body, 131072)
+    reader = FrameReader(131072)
+    partials = []  # every distinct bytearray that held the cut frame
+    frames = []
+    for i in range(0, len(data), 1000):
+        reader.feed(data[i : i + 1000])
+        frames.extend(reader.read_frames())
+        if reader._partial and not any(p is reader._partial for p in partials):
+            partials.append(reader._partial)
+    # the body frame was cut by the first chunk and then filled in place: one
+    # bytearray, never copied into another
+    assert len(partials) == 1
+    assert frames[-1].payload == body

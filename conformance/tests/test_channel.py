@@ -36,6 +36,17 @@ def test_channel_error_leaves_other_channels_and_connection_open(connection, nam
     assert get(healthy, queue, auto_ack=True).body == b"still works"
 
 
+def test_channel_number_is_reusable_after_broker_closed_it(connection, names):
+    doomed = connection.channel(channel_number=9)
+    with channel_closed_with(404):
+        doomed.queue_declare(names.queue(), passive=True)
+    again = connection.channel(channel_number=9)
+    queue = names.queue()
+    again.queue_declare(queue)
+    publish(again, "", queue, b"fresh channel")
+    assert get(again, queue, auto_ack=True).body == b"fresh channel"
+
+
 def test_channel_flow_active_is_acknowledged(channel):
     # channel.flow(active=true) is the "resume" half every broker must accept.
     assert channel.flow(True) is True

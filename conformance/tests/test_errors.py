@@ -35,6 +35,19 @@ def test_second_channel_open_on_same_number_is_504(py_amqp_channel):
     assert exc.value.reply_code == 504
 
 
+def test_method_where_content_header_expected_is_505(py_amqp_channel):
+    """Spec 4.2.6: basic.publish must be followed by its content header frame.
+
+    py-amqp sends a bare basic.publish method when asked for one, then a
+    queue.declare: RabbitMQ closes the connection with 505 UNEXPECTED_FRAME.
+    """
+    py_amqp_channel.send_method(spec.Basic.Publish, "Bssbb", (0, "", "nowhere", False, False))
+    with pytest.raises(amqp.exceptions.AMQPError) as exc:
+        py_amqp_channel.queue_declare("", exclusive=True)
+    assert exc.value.reply_code == 505
+    assert isinstance(exc.value, amqp.exceptions.ConnectionError)
+
+
 def test_channel_flow_inactive_is_540(connection):
     channel = connection.channel()
     # RabbitMQ no longer implements the client stopping the server's flow.

@@ -128,3 +128,17 @@ def test_unbind_missing_queue_is_ok(channel, names):
     channel.exchange_declare(exchange, "fanout")
     channel.queue_unbind(names.queue(), exchange, "")
     assert channel.is_open
+
+
+def test_purge_of_other_connections_exclusive_queue_is_405(connect, names):
+    queue = names.queue()
+    connect().channel().queue_declare(queue, exclusive=True)
+    with channel_closed_with(405):
+        connect().channel().queue_purge(queue)
+
+
+def test_delete_of_other_connections_exclusive_queue_is_405(connect, names):
+    queue = names.queue()
+    connect().channel().queue_declare(queue, exclusive=True)
+    with channel_closed_with(405):
+        connect().channel().queue_delete(queue)

@@ -111,7 +111,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         product = _text(server_properties(url).get("product"))
     except (pika.exceptions.AMQPError, OSError, ValueError):
         return  # every test will report the connection failure itself
-    config.stash[PRODUCT_KEY] = product
     if "warren" not in product.lower():
         return
     for item in items:
@@ -121,21 +120,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xfail(reason=f"{reason} (issue {issue})", strict=True))
 
 
-PRODUCT_KEY = pytest.StashKey[str]()
-
-
 @pytest.fixture(scope="session")
 def amqp_url(pytestconfig: pytest.Config) -> str:
     url = broker_url(pytestconfig)
     if not url:
         pytest.fail(f"no broker URL: pass --amqp-url or set {URL_ENV}", pytrace=False)
     return url
-
-
-@pytest.fixture(scope="session")
-def broker_product(amqp_url: str) -> str:
-    """The server's "product" property, e.g. "RabbitMQ" or "Warren"."""
-    return _text(server_properties(amqp_url).get("product"))
 
 
 @pytest.fixture

@@ -107,19 +107,24 @@ class FrameReader:
 
     Buffering: the bytes given to ``feed`` are parsed where they are, without
     being copied. Only a frame cut by the end of a chunk is copied, once, into a
-    small bytearray that then takes from the following chunks exactly the bytes
-    it lacks; it is never moved again. A frame header announcing more than
-    ``frame_max`` is refused before its payload is buffered. (Feeding twice
-    without reading in between concatenates; the I/O loop never does that.)
+    bytearray allocated at the frame's full size, which then takes from the
+    following chunks exactly the bytes it lacks; it is never moved or grown.
+    (If the cut falls inside the 7-octet frame header, those few octets are
+    collected first.) A frame header announcing more than ``frame_max`` is
+    refused before its payload is buffered. Feeding twice without reading in
+    between concatenates; the I/O loop never does that.
     """
 
-    __slots__ = ("frame_max", "_buf", "_pos", "_partial", "_error")
+    __slots__ = ("frame_max", "_buf", "_pos", "_partial", "_have", "_error")
 
     def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
         self.frame_max = frame_max
         self._buf: bytes = b""
         self._pos = 0
-        self._partial = bytearray()  # the start of a frame cut by a chunk boundary
+        # A frame cut by a chunk boundary: a bytearray of the frame's size (or of
+        # 7 octets while its header is incomplete), the first _have octets filled.
+        self._partial: bytearray | None = None
+        self._have = 0
         self._error: AMQPError | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -131,28 +136,34 @@ class FrameReader:
             self._buf = self._buf[self._pos :] + data
             self._pos = 0
             return
-        partial = self._partial
-        taken = 0
-        if partial:
-            taken = self._complete_partial(partial, data)
+        taken = self._fill_partial(data) if self._partial is not None else 0
         self._buf = data
         self._pos = taken
 
-    def _complete_partial(self, partial: bytearray, data: bytes) -> int:
-        """Move into ``partial`` the bytes of ``data`` that belong to its frame."""
+    def _fill_partial(self, data: bytes) -> int:
+        """Copy into the cut frame the bytes of ``data`` that belong to it."""
+        partial = self._partial
+        assert partial is not None
+        have = self._have
         taken = 0
-        if len(partial) < 7:
-            taken = min(7 - len(partial), len(data))
-            partial += data[:taken]
-            if len(partial) < 7:
+        if have < 7:  # the header itself was cut: complete it first
+            taken = min(7 - have, len(data))
+            partial[have : have + taken] = data[:taken]
+            have += taken
+            self._have = have
+            if have < 7:
                 return taken
-        size = _unpack_size(partial, 3)[0] + 8
-        if self.frame_max and size > self.frame_max:
-            return taken  # read_frames raises 501 from the header alone
-        more = min(size - len(partial), len(data) - taken)
+            size = _unpack_size(partial, 3)[0] + 8
+            if self.frame_max and size > self.frame_max:
+                return taken  # read_batch refuses it from the header alone
+            full = bytearray(size)
+            full[:7] = partial
+            self._partial = partial = full
+        more = min(len(partial) - have, len(data) - taken)
         if more > 0:
             with memoryview(data) as view:
-                partial += view[taken : taken + more]
+                partial[have : have + more] = view[taken : taken + more]
+            self._have = have + more
         return taken + more
 
     @property
@@ -163,7 +174,7 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as frames."""
-        return len(self._buf) - self._pos + len(self._partial)
+        return len(self._buf) - self._pos + self._have
 
     def read_frames(self) -> Iterator[Frame]:
         """Yield every complete frame, as `MethodFrame`, `HeaderFrame`, `BodyFrame`
@@ -204,8 +215,8 @@ class FrameReader:
         append = frames.append
         frame_max = self.frame_max
         partial = self._partial
-        if partial:
-            if len(partial) < 7:
+        if partial is not None:
+            if self._have < 7:
                 return frames
             size = _unpack_size(partial, 3)[0]
             if frame_max and size + 8 > frame_max:
@@ -213,10 +224,11 @@ class FrameReader:
                     f"frame of {size + 8} octets exceeds frame_max {frame_max}"
                 )
                 return [(-1, self._error)]
-            if len(partial) < size + 8:
+            if self._have < size + 8:
                 return frames
             # The cut frame is complete: parse it on its own, then the chunk.
-            self._partial = bytearray()
+            self._partial = None
+            self._have = 0
             sources: tuple[Any, ...] = (partial, self._buf)
         else:
             sources = (self._buf,)
@@ -296,11 +308,18 @@ class FrameReader:
                     self._error = exc
                 append((-1, exc))
                 return frames
-        # What is left of the chunk is the start of a frame: copy it, once.
+        # What is left of the chunk is the start of a frame: copy it, once, into
+        # a bytearray of the frame's size (its header passed the frame_max check
+        # in the loop above when it is complete).
         buf = self._buf
-        if pos < len(buf) and buf is not partial:
+        rest = len(buf) - pos
+        if rest > 0 and buf is not partial:
+            size = _unpack_size(buf, pos + 3)[0] + 8 if rest >= 7 else 7
+            cut = bytearray(size)
             with memoryview(buf) as view:
-                self._partial = bytearray(view[pos:])
+                cut[:rest] = view[pos:]
+            self._partial = cut
+            self._have = rest
         self._buf = b""
         self._pos = 0
         return frames

@@ -108,14 +108,10 @@ def parse_expiration(value: str | None) -> int | None:
     reason) when it is not a non-negative integer."""
     if value is None:
         return None
-    text = value.strip() if isinstance(value, str) else value
-    try:
-        ms = int(text)
-    except (TypeError, ValueError):
-        raise ValueError("no_integer") from None
-    if ms < 0:
-        raise ValueError(f"{{value_negative,{ms}}}")
-    return ms
+    # Parsed as RabbitMQ parses it (Erlang's string:to_integer/1).
+    from broker.features.ttl import parse_expiration_ms
+
+    return parse_expiration_ms(value)
 
 
 def copy_properties(props: BasicProperties, **changes: Any) -> BasicProperties:

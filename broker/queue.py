@@ -22,7 +22,8 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
   as in RabbitMQ's classic queues a message expires when it is at the head of
   the queue (a message being delivered or unacknowledged never expires), and
   an expired message is dead-lettered as `expired`;
-- `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.dead_letter);
+- `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.features.dead_lettering);
+- `x-delivery-limit` (broker.features.delivery_limit);
 - `x-expires`: the queue is deleted after that long without consumers and
   without being used (declared, got from, consumed from).
 """
@@ -34,6 +35,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from broker.features.delivery_limit import counted, returned
 from broker.message import Message
 
 if TYPE_CHECKING:
@@ -108,6 +110,7 @@ class Queue:
         dlx = args.get("x-dead-letter-exchange")
         self.dead_letter_exchange: str | None = dlx
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
+        self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
         self.last_used = time.monotonic()
@@ -175,6 +178,8 @@ class Queue:
             if self.ready:
                 self.expire(now)  # older messages that are due go first
             self._may_expire = True
+        if self.delivery_limit is not None:
+            entry.message = counted(message, 0)  # x-delivery-count, as quorum queues
         if self.journal is not None:
             entry = self.journal.persist(self, entry)  # persistent: journalled
         self.ready.append(entry)
@@ -194,6 +199,8 @@ class Queue:
                 for entry in entries:
                     self.journal.forget(entry)
             return
+        if self.delivery_limit is not None:
+            entries = returned(self, entries)  # past the limit: dead-lettered
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
             entry.redelivered = True
@@ -247,7 +254,7 @@ class Queue:
             for entry in entries:
                 self.journal.forget(entry)
         if entries and self.dead_letter_exchange is not None and self.vhost is not None:
-            from broker.dead_letter import dead_letter
+            from broker.features.dead_lettering import dead_letter
 
             dead_letter(self.vhost, self, entries, reason)
 

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from broker import errors
+from broker.features.arguments import validate_queue_arguments
 from broker.logging import get_logger
 from broker.message import Message
-from broker.queue import OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, Queue
+from broker.queue import Queue
 from broker.timers import Timers
 from protocol.constants import ReplyCode
 from protocol.errors import AMQPError, error_for
@@ -50,8 +51,6 @@ EQUIVALENCE_ARGS = (
     "x-queue-type",
     "x-single-active-consumer",
 )
-
-_OVERFLOW_VALUES = (OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, "reject-publish-dlx")
 
 
 def _amqp(error: RoutingError) -> AMQPError:
@@ -236,7 +235,7 @@ class VHost:
             self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
             existing.touch()
             return existing
-        _validate_arguments(name, arguments)
+        validate_queue_arguments(name, arguments)
         queue = Queue(
             name,
             durable=durable,
@@ -375,39 +374,6 @@ class VHost:
             log.info("binding.deleted", source=exchange, destination=queue, kind="queue")
         self._log_cascade(changes)
         self._stored()
-
-
-def _validate_arguments(name: str, arguments: dict[str, Any]) -> None:
-    """The queue arguments Warren acts on must be well formed (406 otherwise)."""
-
-    def invalid(key: str, why: str) -> AMQPError:
-        return errors.precondition_failed(
-            f"invalid arg '{key}' for queue '{name}' in vhost '/': {why}"
-        )
-
-    for key in ("x-max-length", "x-max-length-bytes", "x-message-ttl", "x-expires"):
-        if key in arguments:
-            value = arguments[key]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise invalid(key, f'"expected integer, got {_field_type(value)}"')
-            if value < 0:
-                raise invalid(key, f"{{value_negative,{value}}}")
-            if value == 0 and key == "x-expires":
-                raise invalid(key, "{value_zero,0}")
-    for key in ("x-dead-letter-exchange", "x-dead-letter-routing-key"):
-        if key in arguments:
-            value = arguments[key]
-            if isinstance(value, bytes):
-                arguments[key] = value = value.decode("utf-8", "replace")
-            if not isinstance(value, str):
-                raise invalid(key, f'"expected longstr, got {_field_type(value)}"')
-    if "x-overflow" in arguments:
-        value = arguments["x-overflow"]
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if value not in _OVERFLOW_VALUES:
-            raise invalid("x-overflow", "invalid_overflow")
-        arguments["x-overflow"] = value
 
 
 def _field_type(value: Any) -> str:

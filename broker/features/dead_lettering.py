@@ -1,0 +1,312 @@
+"""Dead-lettering: x-dead-letter-exchange, x-dead-letter-routing-key, x-death.
+
+What RabbitMQ 3.10 does (rabbit_dead_letter.erl, and checked header for
+header against the reference broker with pika):
+
+- Reasons: `rejected` (basic.reject / basic.nack with requeue=false),
+  `expired` (TTL), `maxlen` (dropped or refused by a length limit) and
+  `delivery_limit` (redelivered more than x-delivery-limit).
+- The dead-lettered message is republished to the dead-letter exchange with
+  x-dead-letter-routing-key if the queue has one, else with the routing keys
+  it had (its routing key and CC header). With a dead-letter routing key the
+  CC header is removed. The `expiration` property is removed (so the message
+  does not expire again) and kept as `original-expiration` in x-death.
+- `x-death` is an array of tables, most recent death first, one table per
+  (queue, reason): `count` (long, `l`), `reason`, `queue`, `time` (timestamp,
+  `T`, seconds), `exchange` (where the message was published to before this
+  death), `routing-keys` (array of long strings: its routing key and CC keys)
+  and `original-expiration` where the message had one. A repeat death in the
+  same queue for the same reason increments that table's count and moves it
+  to the front; its other fields are kept (3.10 does not refresh `time`) and
+  its keys are then written in sorted order, as RabbitMQ writes them.
+- `x-first-death-reason`, `x-first-death-queue` and `x-first-death-exchange`
+  are set at the first death and never changed. RabbitMQ 3.10 writes no
+  x-last-death-* headers (they came with 3.13), so Warren writes none either.
+- The headers table is written with its keys sorted (RabbitMQ sorts a table
+  it changes).
+- Cycles: a message dead-lettered for a reason other than `rejected` is not
+  delivered to a queue it already died in unless a `rejected` death lies on
+  the way (RabbitMQ's detect_cycles/is_cycle): fully automatic cycles (TTL
+  or length limits bouncing a message between queues) end with the message
+  dropped instead of looping forever.
+- A dead-letter exchange that does not exist drops the message silently.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from broker.logging import get_logger
+from broker.message import Message
+from protocol.fields import Timestamp, encode_value
+from protocol.properties import BasicProperties
+
+if TYPE_CHECKING:
+    from broker.queue import Queue, QueuedMessage
+    from broker.vhost import VHost
+
+__all__ = [
+    "Long",
+    "REASONS",
+    "dead_letter",
+    "dead_lettered_copy",
+    "encode_headers",
+    "raw_header_fields",
+    "is_cycle",
+    "with_headers",
+]
+
+log = get_logger("warren.dead_letter")
+
+REASONS = ("rejected", "expired", "maxlen", "delivery_limit")
+
+_i64 = struct.Struct(">q")
+_u32 = struct.Struct(">I")
+_HEADERS_FLAG = 0x2000
+
+
+class Long(int):
+    """An int that is written as a field of type `l` (int64) whatever its size.
+
+    `protocol.fields` picks the smallest integer type; RabbitMQ writes x-death
+    `count` and `x-delivery-count` as `long`, and clients read them as such
+    (Spring AMQP casts the count to `Long`).
+    """
+
+    __slots__ = ()
+
+
+class Raw(bytes):
+    """A field value exactly as it arrived: its type octet and its bytes.
+
+    Headers the broker does not change are written back as they came, so an
+    `I` stays an `I` (decoding gives a plain int, and re-encoding would pick
+    the smallest type); RabbitMQ, too, leaves them untouched.
+    """
+
+    __slots__ = ()
+
+
+# Sizes of the fixed-width field types (protocol/fields.py has the table).
+_FIXED = {
+    b"t": 1, b"b": 1, b"B": 1, b"s": 2, b"u": 2, b"I": 4, b"i": 4, b"f": 4,
+    b"l": 8, b"L": 8, b"d": 8, b"T": 8, b"D": 5, b"V": 0,
+}  # fmt: skip
+
+
+def _field_end(buf: bytes, offset: int) -> int:
+    """Where the field value starting at `offset` (its type octet) ends."""
+    kind = buf[offset : offset + 1]
+    size = _FIXED.get(kind)
+    if size is not None:
+        return offset + 1 + size
+    # S, x, A, F: a 4-byte length, then that many bytes. (The properties
+    # were decoded once already, so they are well formed.)
+    return offset + 5 + _u32.unpack_from(buf, offset + 1)[0]
+
+
+def _headers_offset(raw: bytes) -> int | None:
+    """Offset of the headers table in raw properties, None if it is not set."""
+    if len(raw) < 2 or not raw[0] & 0x20:
+        return None
+    offset = 2
+    for flag in (0x80, 0x40):  # content-type, content-encoding: shortstrs before it
+        if raw[0] & flag:
+            offset += 1 + raw[offset]
+    return offset
+
+
+def raw_header_fields(raw: bytes) -> dict[str, Any]:
+    """The headers of raw properties as {key: Raw(encoded value)}, in their order."""
+    start = _headers_offset(raw)
+    if start is None:
+        return {}
+    end = start + 4 + _u32.unpack_from(raw, start)[0]
+    fields: dict[str, Any] = {}
+    offset = start + 4
+    while offset < end:
+        size = raw[offset]
+        key = raw[offset + 1 : offset + 1 + size].decode("utf-8", "replace")
+        value_end = _field_end(raw, offset + 1 + size)
+        fields[key] = Raw(raw[offset + 1 + size : value_end])
+        offset = value_end
+    return fields
+
+
+def _encode_value(value: Any) -> bytes:
+    kind = type(value)
+    if kind is Raw:
+        return bytes(value)
+    if kind is Long:
+        return b"l" + _i64.pack(value)
+    if isinstance(value, dict):
+        return b"F" + _encode_table(value)
+    if isinstance(value, list | tuple):
+        payload = b"".join([_encode_value(v) for v in value])
+        return b"A" + _u32.pack(len(payload)) + payload
+    return encode_value(value)
+
+
+def _encode_table(table: dict[str, Any]) -> bytes:
+    parts = []
+    for key, value in table.items():
+        raw = key.encode("utf-8")
+        parts.append(bytes((len(raw),)) + raw + _encode_value(value))
+    payload = b"".join(parts)
+    return _u32.pack(len(payload)) + payload
+
+
+def encode_headers(headers: dict[str, Any]) -> bytes:
+    """A headers field table with its length prefix; `Long` as `l`, `Raw` as it is."""
+    return _encode_table(headers)
+
+
+def with_headers(props: BasicProperties, headers: dict[str, Any] | None, **changes: Any) -> bytes:
+    """Raw properties: `props` with `changes`, and `headers` encoded by `encode_headers`.
+
+    The headers table is spliced in after content-type and content-encoding
+    (its place in the property list, spec 4.2.6.1), because the generic
+    encoder can be told neither to write a `long` nor to keep a value's type.
+    """
+    values = {name: getattr(props, name) for name in BasicProperties.__slots__}
+    values.update(changes)
+    values["headers"] = None
+    raw = BasicProperties(**values).encode()
+    if headers is None:
+        return raw
+    flags = int.from_bytes(raw[:2], "big") | _HEADERS_FLAG
+    offset = 2
+    for name in ("content_type", "content_encoding"):
+        value = values[name]
+        if value is not None:
+            offset += 1 + len(value.encode("utf-8"))
+    return flags.to_bytes(2, "big") + raw[2:offset] + encode_headers(headers) + raw[offset:]
+
+
+def _routing_keys(message: Message, headers: dict[str, Any]) -> list[str]:
+    """The routing key and the CC keys (BCC was removed at publish)."""
+    keys = [message.routing_key]
+    cc = headers.get("CC")
+    if isinstance(cc, list):
+        keys.extend(k.decode("utf-8", "replace") if isinstance(k, bytes) else k for k in cc)
+    return keys
+
+
+def _death_key(entry: Any) -> tuple[Any, Any] | None:
+    if not isinstance(entry, dict):
+        return None
+    return entry.get("queue"), entry.get("reason")
+
+
+def dead_lettered_copy(
+    queue: Queue, message: Message, reason: str, *, now: float | None = None
+) -> Message:
+    """The message as it is republished to `queue`'s dead-letter exchange."""
+    props = message.decoded_properties
+    decoded = props.headers or {}
+    # Values we do not change are written back byte for byte.
+    headers = raw_header_fields(message.properties)
+    if queue.delivery_limit is not None:
+        # Quorum queues add x-delivery-count to deliveries only.
+        headers.pop("x-delivery-count", None)
+    info: dict[str, Any] = {
+        "count": Long(1),
+        "reason": reason,
+        "queue": queue.name,
+        "time": Timestamp(int(time.time() if now is None else now)),
+        "exchange": message.exchange,
+        "routing-keys": _routing_keys(message, decoded),
+    }
+    if props.expiration is not None:
+        info["original-expiration"] = props.expiration
+    deaths = decoded.get("x-death") if "x-death" in headers else None
+    if not isinstance(deaths, list):
+        # First death (or an x-death a client mangled, which RabbitMQ resets).
+        if "x-death" not in headers:
+            headers["x-first-death-reason"] = reason
+            headers["x-first-death-queue"] = queue.name
+            headers["x-first-death-exchange"] = message.exchange
+        deaths = [info]
+    else:
+        # A later death: RabbitMQ writes the table with its keys sorted.
+        key = (queue.name, reason)
+        same = [d for d in deaths if _death_key(d) == key]
+        others = [d for d in deaths if _death_key(d) != key]
+        if same:
+            info = dict(same[0])
+            count = info.get("count")
+            info["count"] = count + 1 if isinstance(count, int) else 1
+        deaths = [dict(sorted(info.items())), *others]
+    # Counts read back from an earlier death were decoded as plain ints.
+    headers["x-death"] = [_long_count(d) for d in deaths]
+    routing_key = queue.dead_letter_routing_key
+    if routing_key is not None:
+        headers.pop("CC", None)  # rabbit_dead_letter: the CC keys no longer apply
+    else:
+        routing_key = message.routing_key
+    headers = dict(sorted(headers.items()))
+    raw = with_headers(props, headers, expiration=None)
+    return Message(queue.dead_letter_exchange or "", routing_key, raw, message.body)
+
+
+def _long_count(death: Any) -> Any:
+    if isinstance(death, dict) and isinstance(death.get("count"), int):
+        death = dict(death)
+        death["count"] = Long(death["count"])
+    return death
+
+
+def is_cycle(queue: str, deaths: list[Any]) -> bool:
+    """Would delivering to `queue` close a cycle with no `rejected` death in it?
+
+    `deaths` is the new x-death (most recent first). The cycle is everything
+    up to and including the most recent death in `queue` (rabbit_dead_letter
+    is_cycle/2); a table that is not a death table counts as a client's doing,
+    so the cycle is not automatic.
+    """
+    for index, death in enumerate(deaths):
+        if isinstance(death, dict) and death.get("queue") == queue:
+            return all(
+                isinstance(d, dict) and d.get("reason") != "rejected" for d in deaths[: index + 1]
+            )
+    return False
+
+
+def dead_letter(vhost: VHost, queue: Queue, entries: list[QueuedMessage], reason: str) -> None:
+    """Republish `entries`, which died in `queue` for `reason`, to its dead-letter exchange.
+
+    Synchronous, like the rest of the publish path: each dead letter is routed
+    and enqueued (and dispatched) before this returns. No dead-letter exchange,
+    or one that does not exist: the messages are dropped, as RabbitMQ does.
+    """
+    exchange = queue.dead_letter_exchange
+    if exchange is None or not vhost.has_exchange(exchange):
+        return
+    for entry in entries:
+        letter = dead_lettered_copy(queue, entry.message, reason)
+        headers = letter.headers or {}
+        names = vhost.route_names(exchange, letter.routing_key, headers)
+        if reason != "rejected" and names:
+            deaths = headers.get("x-death") or []
+            cycling = [name for name in names if is_cycle(name, deaths)]
+            if cycling:
+                _log_cycle_once(queue.name, reason, cycling)
+                names = [name for name in names if name not in cycling]
+        for name in names:
+            destination = vhost.queues.get(name)
+            if destination is not None:
+                destination.enqueue(letter)
+
+
+_cycles_logged: set[tuple[str, ...]] = set()
+
+
+def _log_cycle_once(queue: str, reason: str, cycling: list[str]) -> None:
+    # RabbitMQ logs each cycle once ("This cycle will NOT be reported again").
+    key = (queue, reason, *cycling)
+    if key in _cycles_logged or len(_cycles_logged) > 1000:
+        return
+    _cycles_logged.add(key)
+    log.warning("dead_letter.cycle_dropped", queue=queue, reason=reason, targets=cycling)

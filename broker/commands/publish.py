@@ -430,31 +430,38 @@ def _consume(args: argparse.Namespace) -> int:
         nonlocal received
         async with open_connection(
             args.url, client_properties={"connection_name": "warren consume"}
-        ) as conn, conn.open_channel() as ch, ch.consume(args.queue, prefetch=prefetch) as messages:
-            while count is None or received < count:
-                if args.timeout is None:
-                    message = await messages.get()
-                else:
-                    message = None
-                    with trio.move_on_after(args.timeout):
+        ) as conn, conn.open_channel() as ch:
+            held = None  # the last message printed but not acked yet
+            async with ch.consume(args.queue, prefetch=prefetch) as messages:
+                while count is None or received < count:
+                    if args.timeout is None:
                         message = await messages.get()
-                    if message is None:
-                        return
-                received += 1
-                if args.json:
-                    line = json.dumps(message_as_json(message), ensure_ascii=False)
-                else:
-                    line = message_as_text(received, message)
-                progress.echo(line)
-                progress.update(received)
-                if args.requeue:
-                    continue
-                # Total delivered <= acked + prefetch: acking message i is safe
-                # while i + prefetch <= count; the rest are acked together at the end.
-                if count is None or received + prefetch <= count:
-                    await message.ack()
-                elif received == count:
-                    await message.ack(multiple=True)
+                    else:
+                        message = None
+                        with trio.move_on_after(args.timeout):
+                            message = await messages.get()
+                        if message is None:
+                            break
+                    received += 1
+                    if args.json:
+                        line = json.dumps(message_as_json(message), ensure_ascii=False)
+                    else:
+                        line = message_as_text(received, message)
+                    progress.echo(line)
+                    progress.update(received)
+                    if args.requeue:
+                        continue
+                    # The broker sends while unacked < prefetch, so delivered <=
+                    # acked + prefetch: acking message i keeps delivered <= count
+                    # while i + prefetch <= count. Later ones are held...
+                    if count is None or received + prefetch <= count:
+                        await message.ack()
+                    else:
+                        held = message
+            # ... and acked once the consumer is cancelled (basic.cancel-ok:
+            # nothing more comes), so the broker never sends an extra message.
+            if held is not None:
+                await held.ack(multiple=True)
 
     try:
         trio.run(main)

@@ -345,6 +345,8 @@ def _generate(cls_name: str, class_id: int, method_id: int, args: list[_Arg]) ->
     lines.append("def decode_arguments(cls, buf, offset=0, end=None):")
     lines.append("    if end is None:")
     lines.append("        end = len(buf)")
+    lines.append("    if isinstance(buf, memoryview):  # slices of it have no .decode()")
+    lines.append("        buf = buf.tobytes()")
     lines.append("    off = offset")
     lines.append("    try:")
     body: list[str] = []

@@ -51,6 +51,9 @@ def test_default_method_round_trip(cls):
     # decoding at an offset, inside a larger buffer, bounded by end
     padded = b"xx" + raw + b"yy"
     assert cls.decode_arguments(padded, 2, 2 + len(raw)) == method
+    # from a bytearray or a memoryview too
+    assert cls.decode_arguments(bytearray(padded), 2, 2 + len(raw)) == method
+    assert cls.decode_arguments(memoryview(padded), 2, 2 + len(raw)) == method
 
 
 def test_method_arguments_with_values():
@@ -136,6 +139,7 @@ def test_field_table_round_trip_all_types():
     assert end == len(raw)
     assert back == table
     assert encode_table(back) == raw
+    assert decode_table(memoryview(raw), 0) == (table, len(raw))
     assert decode_array(encode_array([1, "a", None]), 0) == ([1, "a", None], 13)
 
 
@@ -195,6 +199,7 @@ def test_properties_round_trip_each_field():
     }
     full = BasicProperties(**values)
     assert BasicProperties.decode(full.encode()) == full
+    assert BasicProperties.decode(memoryview(full.encode())) == full
     for name, value in values.items():
         one = BasicProperties(**{name: value})
         raw = one.encode()

@@ -42,6 +42,11 @@ _USER_ID_FLAG = 0x0010
 _EXPIRATION_FLAG = 0x01
 
 
+#: A queue with consumers and more ready messages than this slows down the
+#: connections publishing to it (see ClientConnection._flow_control).
+FLOW_BACKLOG = 2000
+
+
 def new_name(prefix: str) -> str:
     """A server-made name as RabbitMQ makes them: `amq.gen-` / `amq.ctag-` + 22 base64 chars."""
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
@@ -332,6 +337,8 @@ class Channel:
             for queue in queues:
                 if not queue.enqueue(message):
                     accepted = False
+                if len(queue.ready) > FLOW_BACKLOG and queue.consumers:
+                    self.connection.note_backlog(queue)
         elif method.mandatory:
             self.connection.write(
                 encode_basic_return(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from broker import errors
-from broker.channel import Channel
+from broker.channel import FLOW_BACKLOG, Channel
 from broker.logging import get_logger
 from protocol import methods as m
 from protocol.connection import (
@@ -62,6 +62,10 @@ HEARTBEAT = 60
 HANDSHAKE_TIMEOUT = 10.0
 #: How long we wait for connection.close-ok after sending connection.close.
 CLOSE_TIMEOUT = 3.0
+
+#: Publisher flow control (see ClientConnection._flow_control).
+FLOW_MAX_WAIT = 0.02
+FLOW_POLL = 0.001
 
 USERS = {"guest": "guest"}
 #: As RabbitMQ's `loopback_users`: these may log in only from loopback.
@@ -123,6 +127,13 @@ def _shortstr(text: str) -> str:
     return encoded[:252].decode("utf-8", "ignore") + "..."
 
 
+def _can_drain(queue: Any) -> bool:
+    """Has the queue a consumer that is not held back by its own connection's output?"""
+    return not queue.deleted and any(
+        c.channel.connection.output_below_high_water() for c in queue.consumers
+    )
+
+
 def _login_refused(mechanism: str) -> AMQPError:
     return errors.access_refused(
         f"Login was refused using authentication mechanism {mechanism}. "
@@ -160,6 +171,7 @@ class ClientConnection:
         self._done = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
         self._handshake_buffer = bytearray()
+        self._backlogged: set[Any] = set()
         self._header_left = len(PROTOCOL_HEADER)
 
     # -- output -----------------------------------------------------------
@@ -172,12 +184,19 @@ class ClientConnection:
     def send_method(self, channel: int, method: Any) -> None:
         self.write(self.amqp.send(channel, method))
 
+    def output_below_high_water(self) -> bool:
+        return len(self._output) + self._in_flight < OUTPUT_HIGH_WATER
+
     def can_deliver(self) -> bool:
         """Below the high-water mark? Otherwise queues keep our consumers' messages."""
         if len(self._output) + self._in_flight < OUTPUT_HIGH_WATER:
             return True
         self._dispatch_paused = True
         return False
+
+    def note_backlog(self, queue: Any) -> None:
+        """A queue we published to is backed up while it has consumers."""
+        self._backlogged.add(queue)
 
     def owe_confirms(self, channel: Channel) -> None:
         self._owed_confirms.append(channel)
@@ -219,6 +238,27 @@ class ClientConnection:
         for queue in queues:
             queue.dispatch()
         self._flush_confirms()
+
+    async def _flow_control(self) -> None:
+        """Publisher flow control, in the spirit of RabbitMQ's credit flow.
+
+        When our last read left a queue with consumers more than
+        FLOW_BACKLOG messages behind, we pause before reading more from this
+        publisher, until the queue's consumers have taken some (half the
+        backlog) or FLOW_MAX_WAIT has passed. On a busy machine this hands
+        the CPU to the consumers (and to their client processes) instead of
+        growing the queue. The wait is bounded, so a consumer that never acks
+        slows a publisher down but never stops it; a queue whose consumers
+        cannot take anything (their connections are backed up) does not
+        count.
+        """
+        queues = [q for q in self._backlogged if _can_drain(q)]
+        self._backlogged.clear()
+        if not queues:
+            return
+        with trio.move_on_after(FLOW_MAX_WAIT):
+            while any(len(q.ready) > FLOW_BACKLOG // 2 and _can_drain(q) for q in queues):
+                await trio.sleep(FLOW_POLL)
 
     async def _wait_until_drained(self) -> None:
         while len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
@@ -277,6 +317,8 @@ class ClientConnection:
         while True:
             if len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
                 await self._wait_until_drained()
+            if self._backlogged:
+                await self._flow_control()
             if not await self._read_once(stream, amqp):
                 return
 

@@ -300,3 +300,17 @@ def test_warren_serve_cli_logs_json_and_exits_0_on_sigterm(tmp_path) -> None:
     assert by_name["channel.error"]["reply_code"] == 404
     closed = by_name["connection.closed"]
     assert closed["reply_code"] == 320 and closed["peer"].startswith("127.0.0.1:")
+
+
+def test_warren_serve_refuses_a_bad_config_file(tmp_path) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text("exchange orders type nosuch\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "serve", "--port", "0", "--config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    assert result.returncode == 2
+    assert "bad.conf" in result.stderr

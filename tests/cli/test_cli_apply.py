@@ -229,10 +229,9 @@ def test_an_invalid_file_is_one_line_and_touches_nothing(warren, warren_url, tmp
     assert not exists(warren_url, "exchange", "ok.but.never.declared")
 
 
-def test_a_refused_declaration_is_reported_failed(warren, warren_url, unique, tmp_path) -> None:
-    # The file is valid but the broker refuses a binding to a queue someone
-    # else's file declared exclusive... simplest real case: a queue name taken
-    # by an exclusive queue of another connection (405 RESOURCE_LOCKED).
+def test_an_exclusive_queue_of_another_connection_is_a_conflict(
+    warren, warren_url, unique, tmp_path
+) -> None:
     name = unique("locked")
 
     async def hold_and_apply() -> subprocess.CompletedProcess:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from broker import errors
@@ -566,12 +565,26 @@ class Channel:
         else:
             self._settle(taken, requeue=method.requeue)
 
-    def _settle(self, taken: Iterable[tuple[int, Delivery]], requeue: bool | None) -> None:
+    def _settle(self, taken: list[tuple[int, Delivery]], requeue: bool | None) -> None:
         """Finish deliveries: forget them (ack, or reject without requeue) or requeue.
 
         `requeue=None` is an ack. Credit comes back, so the queues that fed
         these consumers are dispatched again.
         """
+        if requeue is None and len(taken) == 1:
+            # The common case, one basic.ack: no grouping needed.
+            _tag, delivery = taken[0]
+            if delivery.queue.journal is not None:
+                delivery.queue.journal.forget(delivery.entry)
+            consumer = delivery.consumer
+            if consumer is not None:
+                consumer.unacked_count -= 1
+                self.unacked_count -= 1
+                if self.global_prefetch:
+                    self._dispatch_all()
+                else:
+                    consumer.queue.dispatch()
+            return
         to_requeue: dict[Queue, list[QueuedMessage]] = {}
         to_dead_letter: dict[Queue, list[QueuedMessage]] = {}
         to_dispatch: set[Queue] = set()

@@ -185,7 +185,7 @@ class Queue:
         self.ready.append(entry)
         self.ready_bytes += size
         if self.consumers:
-            self._deliver_ready()
+            self._deliver_ready(now if ttl is not None else None)
         if ttl is not None:
             # Expiration 0 means "now or never": delivered above if a
             # consumer could take it, else it expires here.
@@ -345,12 +345,19 @@ class Queue:
             self.expire()
         self._deliver_ready()
 
-    def _deliver_ready(self) -> None:
+    def _deliver_ready(self, now: float | None = None) -> None:
         ready = self.ready
         consumers = self.consumers
         refused = 0
         count = len(consumers)
         journal = self.journal
+        # RabbitMQ drops expired messages at the head after every fetch, so
+        # one that expired behind a longer-lived message is never delivered.
+        # (`now` is the publish time when called from enqueue: a TTL of 0
+        # still reaches a consumer ready at that moment.)
+        expiring = self._may_expire
+        if expiring and now is None:
+            now = time.monotonic()
         while ready and refused < count:
             consumer = consumers[0]
             if count > 1:
@@ -358,6 +365,9 @@ class Queue:
             if consumer.has_credit():
                 entry = ready.popleft()
                 self.ready_bytes -= len(entry.message.body)
+                if expiring and entry.expires_at is not None and entry.expires_at < now:
+                    self._dead_letter([entry], "expired")
+                    continue
                 if journal is not None:
                     journal.delivered(entry, consumer.no_ack)
                 consumer.deliver(self, entry)

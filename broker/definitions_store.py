@@ -152,7 +152,9 @@ def write_atomically(path: Path, data: bytes) -> None:
 def _restore_queue(vhost: VHost, name: str, auto_delete: bool, arguments: Any) -> None:
     from broker.queue import Queue
 
-    queue = Queue(name, durable=True, auto_delete=auto_delete, arguments=arguments or {})
+    queue = Queue(
+        name, durable=True, auto_delete=auto_delete, arguments=arguments or {}, vhost=vhost
+    )
     queue.journal = vhost.journal
     vhost.queues[name] = queue
     vhost.topology.add_queue(name)
@@ -204,7 +206,9 @@ class DefinitionsStore:
                 )
                 counts["exchanges"] += 1
             except Exception as error:  # noqa: BLE001 - one bad entry must not stop the start
-                log.error("definitions.skipped", kind="exchange", name=x.get("name"), error=str(error))
+                log.error(
+                    "definitions.skipped", kind="exchange", name=x.get("name"), error=str(error)
+                )
         for q in definitions.get("queues", []):
             try:
                 _restore_queue(vhost, q["name"], bool(q.get("auto_delete")), q.get("arguments"))
@@ -221,7 +225,9 @@ class DefinitionsStore:
                 )
                 counts["bindings"] += 1
             except Exception as error:  # noqa: BLE001
-                log.error("definitions.skipped", kind="binding", source=b.get("source"), error=str(error))
+                log.error(
+                    "definitions.skipped", kind="binding", source=b.get("source"), error=str(error)
+                )
         log.info("definitions.restored", path=str(self.path), **counts)
         return counts
 

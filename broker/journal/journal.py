@@ -39,6 +39,7 @@ on the next batch, in the worker thread.
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +48,9 @@ import trio
 
 from broker.definitions_store import fsync_directory, write_atomically
 from broker.journal import records as r
+from broker.journal.entries import PagedEntry, PersistedEntry
 from broker.journal.recovery import Recovered
-from broker.journal.segments import SegmentWriter
+from broker.journal.segments import SegmentWriter, segment_path
 from broker.logging import get_logger
 from broker.message import Message
 from broker.queue import QueuedMessage
@@ -58,13 +60,18 @@ if TYPE_CHECKING:
     from broker.queue import Queue
     from broker.vhost import VHost
 
-__all__ = ["Journal", "PersistedEntry", "SEGMENT_SIZE", "delivery_mode"]
+__all__ = ["Journal", "PagedEntry", "PersistedEntry", "SEGMENT_SIZE", "PAGE_AFTER", "delivery_mode"]
 
 log = get_logger("warren.journal")
 
 #: A segment is closed once it passes this size (RabbitMQ's message store
 #: uses 16 MiB files; larger segments mean fewer files, coarser deletion).
 SEGMENT_SIZE = 64 * 1024 * 1024
+#: A persistent message joining a durable queue that already has this many
+#: ready messages keeps no body in memory (a `PagedEntry`): it is read back
+#: from the journal when delivered. RabbitMQ 3.10's classic queues page to
+#: disk under memory pressure; a fixed length is simpler and predictable.
+PAGE_AFTER = 2048
 #: ACK/DELIVER ids per record (bounds one record's size to 512 KiB).
 IDS_PER_RECORD = 65536
 #: How long to wait before retrying a batch whose write failed (disk full).
@@ -74,25 +81,6 @@ RETRY_DELAY = 1.0
 #: marked redelivered: the flag means "may have been delivered before" (spec
 #: 1.8.3.9), and a false "no" would break consumers that rely on it.
 CLEAN_MARKER = "clean-shutdown"
-
-
-class PersistedEntry(QueuedMessage):
-    """A queue entry whose message is in the journal under `msg_id`."""
-
-    __slots__ = ("msg_id", "segment", "live", "delivered")
-
-    @classmethod
-    def of(cls, entry: QueuedMessage, msg_id: int, segment: int) -> PersistedEntry:
-        """A copy of `entry` (every QueuedMessage field) that knows its journal record."""
-        new = cls.__new__(cls)
-        for name in QueuedMessage.__slots__:
-            if hasattr(entry, name):
-                setattr(new, name, getattr(entry, name))
-        new.msg_id = msg_id
-        new.segment = segment
-        new.live = True
-        new.delivered = False
-        return new
 
 
 def delivery_mode(properties: bytes) -> int | None:
@@ -147,15 +135,19 @@ class Journal:
         self._live: dict[int, int] = {number: 0 for number in existing}
         self._segment = (existing[-1] + 1) if existing else 1
         self._live[self._segment] = 0
-        self._segment_bytes = 0
-        self._buffer = bytearray()
-        self._chunks: list[tuple[int, bytes]] = []
+        self._segment_bytes = 0  # logical size of the current segment
+        self._buffer = bytearray()  # records not yet handed to the writer
+        self._buffer_start = 0  # where the buffer starts in the current segment
+        # (segment, offset, bytes) handed off or waiting: readable until written.
+        self._chunks: list[tuple[int, int, bytes]] = []
+        self._inflight: list[tuple[int, int, bytes]] = []
+        self._readers: dict[int, int] = {}  # segment -> read-only fd (paged messages)
+        self.page_after = PAGE_AFTER
         self._acks: list[int] = []
         self._delivered: list[int] = []
         self._delete: list[int] = []
         self._waiting: dict[Channel, None] = {}
         self._dirty = trio.Event()
-        self._adopting: Any = None
         self._stop = trio.CancelScope()
         self._stopped = trio.Event()
         self._closed = False
@@ -171,40 +163,36 @@ class Journal:
 
     # -- appending (event loop, synchronous) ---------------------------------
 
-    def _append(self, type_: int, payload: bytes, flags: int = 0) -> int:
-        """Buffer one record; the segment it goes to."""
+    def _append(self, type_: int, payload: bytes, flags: int = 0) -> tuple[int, int]:
+        """Buffer one record; (segment, offset) where it goes."""
         record = r.encode_record(type_, self._next_seq, payload, flags)
         self._next_seq += 1
         if self._segment_bytes and self._segment_bytes + len(record) > self.segment_size:
             self._roll()
+        offset = self._segment_bytes
         self._buffer += record
         self._segment_bytes += len(record)
         self.appended += len(record)
         self._dirty.set()
-        return self._segment
+        return self._segment, offset
 
     def _roll(self) -> None:
         if self._buffer:
-            self._chunks.append((self._segment, bytes(self._buffer)))
+            self._chunks.append((self._segment, self._buffer_start, bytes(self._buffer)))
             self._buffer = bytearray()
         self._segment += 1
         self._live[self._segment] = 0
         self._segment_bytes = 0
+        self._buffer_start = 0
         self._collect()
 
     def persist(self, queue: Queue, entry: QueuedMessage) -> QueuedMessage:
         """`entry` is about to join durable `queue`: journal it if it is persistent.
 
-        Returns the entry the queue keeps: a `PersistedEntry` for a persistent
-        message (delivery_mode 2), else `entry` itself.
+        Returns the entry the queue keeps: for a persistent message
+        (delivery_mode 2) a `PersistedEntry`, or a `PagedEntry` (body left on
+        disk) when the queue is already long; else `entry` itself.
         """
-        adopting = self._adopting
-        if adopting is not None:
-            # Recovery re-enqueues a journalled message: no new record.
-            persisted = PersistedEntry.of(entry, adopting.msg_id, adopting.segment)
-            persisted.delivered = persisted.redelivered = adopting.delivered
-            self._live[adopting.segment] += 1
-            return persisted
         message = entry.message
         if delivery_mode(message.properties) != 2:
             return entry
@@ -218,13 +206,46 @@ class Journal:
             message.properties,
             message.body,
         )
-        segment = self._append(r.PUBLISH, payload)
+        segment, offset = self._append(r.PUBLISH, payload)
         self._live[segment] += 1
+        if len(queue.ready) >= self.page_after:
+            return PagedEntry.paged(entry, msg_id, segment, offset, len(message.body), self)
         return PersistedEntry.of(entry, msg_id, segment)
+
+    def load(self, segment: int, offset: int) -> Message:
+        """Read the message of the PUBLISH record at (segment, offset) back.
+
+        The record may still be in memory (not yet written); otherwise it is
+        read from the segment file with pread, on the event loop: one read
+        of about the message's size, normally from the page cache.
+        """
+        record = self._read_record(segment, offset)
+        publish = r.decode_publish(record)
+        return Message(publish.exchange, publish.routing_key, publish.properties, publish.body)
+
+    def _read_record(self, segment: int, offset: int) -> bytes:
+        header = r.HEADER.size
+        if segment == self._segment and offset >= self._buffer_start:
+            start = offset - self._buffer_start
+            length = r.HEADER.unpack_from(self._buffer, start)[3]
+            return bytes(self._buffer[start + header : start + header + length])
+        for number, base, data in (*self._chunks, *self._inflight):
+            if number == segment and base <= offset < base + len(data):
+                start = offset - base
+                length = r.HEADER.unpack_from(data, start)[3]
+                return data[start + header : start + header + length]
+        fd = self._readers.get(segment)
+        if fd is None:
+            fd = self._readers[segment] = os.open(
+                segment_path(self.directory, segment), os.O_RDONLY
+            )
+        head = os.pread(fd, header, offset)
+        length = r.HEADER.unpack(head)[3]
+        return os.pread(fd, length, offset + header)
 
     def delivered(self, entry: QueuedMessage, no_ack: bool) -> None:
         """`entry` was handed to a consumer (or basic.get)."""
-        if type(entry) is not PersistedEntry:
+        if not isinstance(entry, PersistedEntry):
             return
         if no_ack:
             self.forget(entry)
@@ -235,7 +256,7 @@ class Journal:
 
     def forget(self, entry: QueuedMessage) -> None:
         """`entry` left its queue for good: journal the removal."""
-        if type(entry) is not PersistedEntry or not entry.live:  # type: ignore[attr-defined]
+        if not isinstance(entry, PersistedEntry) or not entry.live:
             return
         entry.live = False  # type: ignore[attr-defined]
         self._acks.append(entry.msg_id)  # type: ignore[attr-defined]
@@ -259,6 +280,9 @@ class Journal:
                 return
             del live[oldest]
             self._delete.append(oldest)
+            fd = self._readers.pop(oldest, None)
+            if fd is not None:
+                os.close(fd)
             self._dirty.set()
 
     # -- confirms -------------------------------------------------------------
@@ -274,14 +298,15 @@ class Journal:
 
     # -- group commit (its own task) ----------------------------------------------
 
-    def _take_batch(self) -> tuple[list[tuple[int, bytes]], list[int]]:
+    def _take_batch(self) -> tuple[list[tuple[int, int, bytes]], list[int]]:
         for pending, type_ in ((self._acks, r.ACK), (self._delivered, r.DELIVER)):
             for start in range(0, len(pending), IDS_PER_RECORD):
                 self._append(type_, r.encode_ids(pending[start : start + IDS_PER_RECORD]))
             pending.clear()
         chunks = self._chunks
         if self._buffer:
-            chunks.append((self._segment, bytes(self._buffer)))
+            chunks.append((self._segment, self._buffer_start, bytes(self._buffer)))
+            self._buffer_start += len(self._buffer)
             self._buffer = bytearray()
         self._chunks = []
         delete, self._delete = self._delete, []
@@ -309,9 +334,11 @@ class Journal:
         target = None
         chunks, delete = self._take_batch()
         target = self.appended
+        self._inflight = chunks  # paged messages may be read from here meanwhile
+        writes = [(number, data) for number, _offset, data in chunks]
         while True:
             try:
-                await trio.to_thread.run_sync(self._writer.write_batch, chunks, delete)
+                await trio.to_thread.run_sync(self._writer.write_batch, writes, delete)
                 break
             except OSError as error:
                 # Nothing of the batch stays on disk (the writer cut it back);
@@ -319,6 +346,7 @@ class Journal:
                 self.write_errors += 1
                 log.error("journal.write_failed", error=str(error), retry_in=RETRY_DELAY)
                 await trio.sleep(RETRY_DELAY)
+        self._inflight = []
         self.synced = target
         self.batches += 1
         waiting, self._waiting = self._waiting, {}
@@ -341,6 +369,9 @@ class Journal:
 
     def _close_cleanly(self) -> None:
         self._writer.close()
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
         # Written last: its presence at start means every DELIVER mark made it.
         write_atomically(self.directory / CLEAN_MARKER, b"clean\n")
 
@@ -349,27 +380,37 @@ class Journal:
     def restore(self, recovered: Recovered, vhost: VHost) -> dict[str, int]:
         """Put recovered messages back into their queues, in order.
 
-        Messages of a queue that no longer exists (or is not durable) are
-        dropped, with a QUEUE_DELETE record so they stay dropped even if a
-        queue of that name is declared later.
+        Recovered messages stay on disk (`PagedEntry`): each is read back
+        when delivered. Messages of a queue that no longer exists (or is not
+        durable) are dropped, with a QUEUE_DELETE record so they stay
+        dropped even if a queue of that name is declared later.
         """
         restored = dropped = 0
-        for name, messages in recovered.queues.items():
+        live = self._live
+        for name in list(recovered.queues):
+            entries = recovered.queues.pop(name)
             queue = vhost.queues.get(name)
             if queue is None or not queue.durable or queue.journal is not self:
-                dropped += len(messages)
-                log.warning("journal.queue_missing", queue=name, messages=len(messages))
+                dropped += len(entries)
+                log.warning("journal.queue_missing", queue=name, messages=len(entries))
                 self._append(r.QUEUE_DELETE, r.encode_queue_delete(name))
                 continue
-            for found in messages:
-                self._adopting = found
-                try:
-                    queue.enqueue(
-                        Message(found.exchange, found.routing_key, found.properties, found.body)
-                    )
-                finally:
-                    self._adopting = None
-                restored += 1
+            # Straight into the ready list: no new record, no limits to apply
+            # (the queue held them when the broker stopped).
+            ready = queue.ready
+            seq = queue._next_seq
+            size = 0
+            for entry in entries:
+                entry.seq = seq
+                seq += 1
+                entry.redelivered = entry.delivered
+                entry._source = self
+                live[entry.segment] += 1
+                size += entry.size
+                ready.append(entry)
+            queue._next_seq = seq
+            queue.ready_bytes += size
+            restored += len(entries)
         self._collect()
         return {"restored": restored, "dropped": dropped}
 

@@ -53,6 +53,7 @@ __all__ = [
     "encode_publish",
     "encode_queue_delete",
     "encode_record",
+    "publish_summary",
     "scan",
 ]
 
@@ -137,6 +138,27 @@ def decode_publish(payload: bytes | memoryview) -> Publish:
     except (IndexError, struct.error, UnicodeDecodeError) as error:
         raise ValueError(f"malformed publish record: {error}") from None
     return Publish(msg_id, names[0], names[1], names[2], properties, body)
+
+
+def publish_summary(payload: bytes | memoryview) -> tuple[int, str, int]:
+    """(msg_id, queue, body size) of a PUBLISH payload, without copying the body.
+
+    Recovery needs only these; the message itself is read back on delivery.
+    """
+    try:
+        (msg_id,) = _PUBLISH_HEAD.unpack_from(payload, 0)
+        n = payload[8]
+        queue = bytes(payload[9 : 9 + n]).decode("utf-8")
+        off = 9 + n
+        for _ in range(2):
+            off += 1 + payload[off]
+        (plen,) = _U32.unpack_from(payload, off)
+        off += 4 + plen
+    except (IndexError, struct.error, UnicodeDecodeError) as error:
+        raise ValueError(f"malformed publish record: {error}") from None
+    if off > len(payload):
+        raise ValueError("properties run past the record")
+    return msg_id, queue, len(payload) - off
 
 
 def encode_ids(ids: Iterable[int]) -> bytes:

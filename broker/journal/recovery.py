@@ -24,49 +24,29 @@ the journal's size.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.journal import records as r
+from broker.journal.entries import PagedEntry
 from broker.journal.segments import list_segments, segment_path
 from broker.logging import get_logger
+from broker.queue import QueuedMessage
 
-__all__ = ["Recovered", "RecoveredMessage", "recover"]
+__all__ = ["Recovered", "recover"]
 
 log = get_logger("warren.journal")
-
-
-class RecoveredMessage:
-    """One message found in the journal."""
-
-    __slots__ = (
-        "msg_id",
-        "queue",
-        "exchange",
-        "routing_key",
-        "properties",
-        "body",
-        "segment",
-        "delivered",
-    )
-
-    def __init__(self, publish: r.Publish, segment: int, delivered: bool) -> None:
-        self.msg_id = publish.msg_id
-        self.queue = publish.queue
-        self.exchange = publish.exchange
-        self.routing_key = publish.routing_key
-        self.properties = publish.properties
-        self.body = publish.body
-        self.segment = segment
-        self.delivered = delivered
 
 
 @dataclass
 class Recovered:
     """The result of replaying a journal directory."""
 
-    queues: dict[str, list[RecoveredMessage]] = field(default_factory=dict)
+    #: Per queue, its messages as `PagedEntry` objects in arrival order; their
+    #: `_source` is the queue name until the journal adopts them, `seq` unset.
+    queues: dict[str, list[PagedEntry]] = field(default_factory=dict)
     segments: list[int] = field(default_factory=list)
     next_msg_id: int = 1
     next_seq: int = 1
@@ -87,7 +67,7 @@ def recover(directory: Path) -> Recovered:
     """Replay every segment in `directory` (see the module docstring)."""
     started = time.monotonic()
     result = Recovered()
-    messages: dict[int, RecoveredMessage] = {}
+    messages: dict[int, PagedEntry] = {}
     segments = list_segments(directory)
     result.segments = segments
     last_seq: int | None = None
@@ -146,25 +126,46 @@ def recover(directory: Path) -> Recovered:
                 )
         del data, scanned
     for message in messages.values():
-        result.queues.setdefault(message.queue, []).append(message)
+        result.queues.setdefault(message._source, []).append(message)
+    messages.clear()
     for queue_messages in result.queues.values():
-        queue_messages.sort(key=lambda m: m.msg_id)
+        queue_messages.sort(key=_by_msg_id)
     result.next_msg_id = max_id + 1
     result.next_seq = (last_seq or 0) + 1
     result.seconds = time.monotonic() - started
     return result
 
 
-def _apply(
-    record: r.Record, segment: int, messages: dict[int, RecoveredMessage], max_id: int
-) -> int:
+def _by_msg_id(entry: PagedEntry) -> int:
+    return entry.msg_id
+
+
+def _recovered(msg_id: int, queue: str, segment: int, offset: int, size: int) -> PagedEntry:
+    entry = PagedEntry.__new__(PagedEntry)
+    for name in QueuedMessage.__slots__:
+        setattr(entry, name, None)  # seq is set on restore; TTL deadlines are not journalled
+    entry.redelivered = False
+    entry.msg_id = msg_id
+    entry.segment = segment
+    entry.live = True
+    entry.delivered = False
+    entry.offset = offset
+    entry.size = size
+    entry._source = queue
+    return entry
+
+
+def _apply(record: r.Record, segment: int, messages: dict[int, PagedEntry], max_id: int) -> int:
     kind = record.type
     if kind == r.PUBLISH:
-        publish = r.decode_publish(record.payload)
-        old = messages.get(publish.msg_id)
-        delivered = bool(record.flags & r.FLAG_DELIVERED) or (old is not None and old.delivered)
-        messages[publish.msg_id] = RecoveredMessage(publish, segment, delivered)
-        return max(max_id, publish.msg_id)
+        msg_id, queue, size = r.publish_summary(record.payload)
+        old = messages.get(msg_id)
+        entry = _recovered(msg_id, sys.intern(queue), segment, record.offset, size)
+        entry.delivered = bool(record.flags & r.FLAG_DELIVERED) or (
+            old is not None and old.delivered
+        )
+        messages[msg_id] = entry
+        return max(max_id, msg_id)
     if kind == r.ACK:
         ids = r.decode_ids(record.payload)
         for msg_id in ids:
@@ -179,7 +180,7 @@ def _apply(
         return max_id
     if kind == r.QUEUE_DELETE:
         queue = bytes(record.payload).decode("utf-8", "replace")
-        for msg_id in [i for i, m in messages.items() if m.queue == queue]:
+        for msg_id in [i for i, m in messages.items() if m._source == queue]:
             del messages[msg_id]
         return max_id
     return max_id

@@ -38,6 +38,8 @@ class Broker:
         self.vhost = VHost()
         self.timers = self.vhost.timers = Timers()
         self.connections: set[ClientConnection] = set()
+        #: Connections dropped because of a bug in Warren (tests assert 0).
+        self.crashed_connections = 0
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.host = ""
         self.port = 0
@@ -63,6 +65,7 @@ class Broker:
         except Exception:
             # A bug in handling one connection must not take the broker down:
             # the connection is gone (its teardown ran), everyone else goes on.
+            self.crashed_connections += 1
             log.exception("connection.crashed")
 
     async def close_connections(self, reply_code: int, reply_text: str) -> None:

@@ -3,6 +3,7 @@ after a real handshake, against one broker that must keep serving."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest

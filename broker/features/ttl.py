@@ -23,10 +23,11 @@ reaches only a consumer ready at that moment.
 from __future__ import annotations
 
 import re
+import time
 
 from broker.features.arguments import MAX_EXPIRY_MS
 
-__all__ = ["parse_expiration_ms"]
+__all__ = ["expiry_from_wall_clock", "expiry_to_wall_clock", "parse_expiration_ms"]
 
 # Erlang's string:to_integer/1: an optional sign and ASCII digits; whatever
 # follows is "leftover". (Python's int() would also take spaces, "1_000" and
@@ -48,3 +49,22 @@ def parse_expiration_ms(expiration: str) -> int:
     if value > MAX_EXPIRY_MS:
         raise ValueError(f"{{value_too_large,{value}}}")
     return value
+
+
+def expiry_to_wall_clock(expires_at: float | None) -> float | None:
+    """An entry's `expires_at` (monotonic seconds) as epoch seconds, for the journal.
+
+    The queue times expiry on the monotonic clock, which restarts with the
+    process; a journal that writes this instead lets a recovered message
+    expire when it would have, "timed from the original publish".
+    """
+    if expires_at is None:
+        return None
+    return time.time() + (expires_at - time.monotonic())
+
+
+def expiry_from_wall_clock(epoch: float | None) -> float | None:
+    """The inverse, at recovery: epoch seconds back to this process's monotonic clock."""
+    if epoch is None:
+        return None
+    return time.monotonic() + (epoch - time.time())

@@ -411,11 +411,14 @@ async def _bind(
 
 
 def summary(outcomes: list[Outcome], dry_run: bool) -> str:
-    """`3 created, 2 present, 1 conflict` (in a fixed order, zero counts left out)."""
+    """`3 created, 2 present, 1 conflicting` (in a fixed order, zero counts left out)."""
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     order = (CREATED, WOULD_CREATE, PRESENT, BOUND, WOULD_BIND, CONFLICT, FAILED)
-    parts = [f"{counts[s]} {s.replace('-', ' ')}" for s in order if counts.get(s)]
+    words = {CONFLICT: "conflicting"}
+    parts = [
+        f"{counts[s]} {words.get(s, s.replace('-', ' '))}" for s in order if counts.get(s)
+    ]
     head = "dry run, nothing changed: " if dry_run else ""
     return head + (", ".join(parts) if parts else "the file declares nothing")

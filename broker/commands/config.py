@@ -140,7 +140,7 @@ def add_parser(subparsers: Any) -> None:
         "  present      exchange orders.retry\n"
         "  conflict     queue billing: durable is 'false' on the broker, 'true' in the file\n"
         "  bound        bind billing to orders key \"order.*.created\"\n"
-        "  1 created, 1 present, 1 bound, 1 conflict",
+        "  1 created, 1 present, 1 bound, 1 conflicting",
     )
     apply.add_argument("file", metavar="FILE", help="the configuration file (- for stdin)")
     add_url_argument(apply)

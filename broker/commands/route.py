@@ -123,6 +123,13 @@ def explain_unroutable(topology: Any, trace: Any, headers: Any, filename: str) -
             # Every binding that matched led to an exchange that reached nothing.
             for b in matched:
                 lines.append(f"{where}: matched, on to {b.destination}")
+            if x.alternate_exchange is not None:
+                # RabbitMQ's rule: the alternate exchange is for messages the
+                # exchange's own bindings do not match at all (routing.md).
+                lines.append(
+                    f"  its alternate-exchange '{x.alternate_exchange}' is not used: "
+                    "a binding matched"
+                )
             continue
         if not count:
             what = "nothing is bound to it"

@@ -246,7 +246,7 @@ def test_an_exclusive_queue_of_another_connection_is_a_conflict(
     result = trio.run(hold_and_apply)
     assert result.returncode == 1
     assert result.stdout.startswith(f"conflict     queue {name}: RESOURCE_LOCKED - ")
-    assert result.stdout.splitlines()[-1] == "1 conflict"
+    assert result.stdout.splitlines()[-1] == "1 conflicting"
 
 
 # -- progress ------------------------------------------------------------------------------

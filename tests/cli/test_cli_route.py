@@ -82,6 +82,7 @@ def test_unroutable_after_an_exchange_to_exchange_hop(warren, topology) -> None:
         "exchange 'a' routing keys ['x.y']: 0 queue(s)\n"
         "  unroutable: no queue reached\n"
         "  exchange 'a' (topic, 1 binding): matched, on to exchange 'c'\n"
+        "    its alternate-exchange 'b' is not used: a binding matched\n"
         "  exchange 'c' (direct, 1 binding): no binding matched the routing key 'x.y'\n"
         + MANDATORY
     )

@@ -2,5 +2,5 @@
 
 Point it at any broker: ``python -m conformance --url amqp://user:pass@host:port/vhost``.
 The tests live in ``conformance/tests/`` (one module per feature area) and use
-only real clients (pika, aiormq, py-amqp). See ``docs/conformance.md``.
+only real clients (pika, aio-pika and its aiormq, py-amqp). See ``docs/conformance.md``.
 """

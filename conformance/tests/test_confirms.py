@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import aiormq
+import aio_pika
 import amqp
 import pika.exceptions
 import pytest
@@ -52,46 +52,41 @@ def test_confirm_select_is_idempotent(py_amqp_channel, names):
     assert py_amqp_channel.queue_declare(queue, passive=True).message_count == 1
 
 
+async def publish_confirmed(url: str, queue: str, count: int, concurrently: bool):
+    """Publish `count` messages with aio-pika in confirm mode; return the
+    confirmation frame each publish got and the queue's final message count."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(queue)
+        exchange = channel.default_exchange
+        if concurrently:
+            confirmations = await asyncio.gather(
+                *(exchange.publish(aio_pika.Message(b"x"), queue) for _ in range(count))
+            )
+        else:
+            confirmations = [
+                await exchange.publish(aio_pika.Message(f"m{i}".encode()), queue)
+                for i in range(count)
+            ]
+        result = await channel.declare_queue(queue, passive=True)
+        return list(confirmations), result.declaration_result.message_count
+    finally:
+        await connection.close()
+
+
 def test_delivery_tags_count_from_one(amqp_url, names):
-    queue = names.queue()
-
-    async def scenario():
-        connection = await aiormq.connect(amqp_url)
-        try:
-            channel = await connection.channel(publisher_confirms=True)
-            await channel.queue_declare(queue)
-            tags = []
-            for i in range(5):
-                confirmation = await channel.basic_publish(f"m{i}".encode(), routing_key=queue)
-                tags.append((type(confirmation).__name__, confirmation.delivery_tag))
-            return tags
-        finally:
-            await connection.close()
-
-    tags = run(scenario())
-    assert tags == [("Ack", n) for n in range(1, 6)]
+    confirmations, _ = run(publish_confirmed(amqp_url, names.queue(), 5, concurrently=False))
+    assert [(type(c).__name__, c.delivery_tag) for c in confirmations] == [
+        ("Ack", n) for n in range(1, 6)
+    ]
 
 
 def test_many_in_flight_are_all_confirmed(amqp_url, names):
-    queue = names.queue()
-
-    async def scenario():
-        connection = await aiormq.connect(amqp_url)
-        try:
-            channel = await connection.channel(publisher_confirms=True)
-            await channel.queue_declare(queue)
-            confirmations = await asyncio.gather(
-                *(channel.basic_publish(b"x", routing_key=queue) for _ in range(200))
-            )
-            result = await channel.queue_declare(queue, passive=True)
-            return confirmations, result.message_count
-        finally:
-            await connection.close()
-
-    confirmations, count = run(scenario())
+    confirmations, count = run(publish_confirmed(amqp_url, names.queue(), 200, concurrently=True))
     assert all(type(c).__name__ == "Ack" for c in confirmations)
-    # aiormq hands each publish the basic.ack that covered it: its own tag, or a
-    # later tag with multiple=true (spec for confirms: acks may be cumulative).
+    # aio-pika hands each publish the basic.ack that covered it: its own tag, or
+    # a later tag with multiple=true (confirms may be cumulative).
     for tag, confirmation in enumerate(confirmations, start=1):
         assert confirmation.delivery_tag == tag or (
             confirmation.multiple and confirmation.delivery_tag > tag

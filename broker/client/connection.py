@@ -88,6 +88,7 @@ class Connection:
         # path (TLS goes through the trio stream).
         self._fd: int | None = None
         self._sending = False  # a write to the socket is in progress
+        self._task_scopes: list[trio.CancelScope] = []
 
     # ------------------------------------------------------------ public API
 
@@ -147,6 +148,8 @@ class Connection:
                 await self._close_ok.wait()
             if self._closed is None:
                 self._on_lost(ConnectionClosed(reply_code, reply_text))
+        for scope in self._task_scopes:
+            scope.cancel()
         self._nursery.cancel_scope.cancel()
         if self._stream is not None:
             with trio.CancelScope(shield=True):
@@ -176,10 +179,26 @@ class Connection:
                                       f"{_socket_reason(exc)}") from exc
         now = trio.current_time()
         self._last_send = self._last_receive = now
-        self._nursery.start_soon(self._reader)
-        self._nursery.start_soon(self._writer)
+        self._spawn(self._reader)
+        self._spawn(self._writer)
         if self.heartbeat:
-            self._nursery.start_soon(self._heartbeater)
+            self._spawn(self._heartbeater)
+
+    def _spawn(self, task: Any) -> None:
+        """Start a background task that only `close` stops.
+
+        Shielded: when the application's block is cancelled from outside,
+        the reader must live on to receive close-ok, or closing would wait
+        for its timeout.
+        """
+        scope = trio.CancelScope(shield=True)
+        self._task_scopes.append(scope)
+
+        async def run() -> None:
+            with scope:
+                await task()
+
+        self._nursery.start_soon(run)
 
     async def _handshake(self) -> None:
         """Spec 2.2.4: header, start/start-ok, tune/tune-ok, open/open-ok."""

@@ -379,3 +379,15 @@ async def test_cancelled_rpc_does_not_confuse_the_next(amqp_url: str, name: str)
         # The abandoned declare-ok is discarded; this reply is the purge-ok.
         await ch.queue_declare(name, exclusive=True)
         assert await ch.queue_purge(name) == 0
+
+
+async def test_errors_in_the_block_come_out_unwrapped(amqp_url: str) -> None:
+    with pytest.raises(KeyError):
+        async with open_connection(amqp_url) as conn, conn.open_channel():
+            raise KeyError("mine")
+    # Cancellation from outside leaves cleanly too.
+    with trio.move_on_after(0.2) as scope:
+        async with open_connection(amqp_url) as conn:
+            await trio.sleep(10)
+    assert scope.cancelled_caught
+    assert not conn.is_open

@@ -117,7 +117,10 @@ def test_bad_protocol_header_gets_ours_back(warren_url: str) -> None:
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(b"AMQP\x00\x00\x08\x00")
         assert sock.recv(8) == b"AMQP\x00\x00\x09\x01"
-        assert sock.recv(8) == b""  # then the broker closes
+        try:
+            assert sock.recv(8) == b""  # then the broker closes
+        except ConnectionResetError:
+            pass  # RabbitMQ closes with a reset
 
 
 def test_heartbeats_keep_an_idle_connection_alive(warren_url: str) -> None:
@@ -145,7 +148,7 @@ def test_silent_peer_is_dropped_after_two_heartbeats(warren_url: str) -> None:
             ),
         )
         client.expect(m.ConnectionTune)
-        client.method(0, m.ConnectionTuneOk(channel_max=0, frame_max=131072, heartbeat=1))
+        client.method(0, m.ConnectionTuneOk(channel_max=2047, frame_max=131072, heartbeat=1))
         client.method(0, m.ConnectionOpen(virtual_host="/"))
         client.expect(m.ConnectionOpenOk)
         started = time.monotonic()

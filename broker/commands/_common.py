@@ -33,6 +33,7 @@ __all__ = [
     "add_url_argument",
     "header_argument",
     "headers_dict",
+    "name_argument",
     "read_config",
     "read_text",
     "redact_url",
@@ -185,6 +186,26 @@ def check_url(url: str) -> None:
         raise CommandError(str(error)) from None
 
 
+#: AMQP short strings (names, routing keys, most properties) are at most 255
+#: bytes (spec 4.2.5.3).
+SHORT_STRING_MAX = 255
+
+
+def short_string(text: str, what: str = "a name") -> str:
+    """`text`, or `argparse.ArgumentTypeError` if it is longer than a short string."""
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > SHORT_STRING_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{what} is at most {SHORT_STRING_MAX} bytes, got {size}"
+        )
+    return text
+
+
+def name_argument(text: str) -> str:
+    """argparse `type=` for an exchange, queue or routing key (a short string)."""
+    return short_string(text, "an AMQP name or routing key")
+
+
 #: Headers whose value is a list of routing keys (RabbitMQ sender-selected distribution).
 _ARRAY_HEADERS = ("CC", "BCC")
 
@@ -203,11 +224,16 @@ def header_argument(text: str) -> tuple[str, Any]:
     name, eq, raw = text.partition("=")
     if not eq or not name:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    short_string(name, "a header name")
     if name in _ARRAY_HEADERS:
         return name, [key for key in raw.split(",") if key]
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         return name, raw[1:-1]
-    return name, parse_generic(raw, quoted=False)
+    value = parse_generic(raw, quoted=False)
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        # the widest AMQP integer field is a signed 64-bit long-long
+        raise argparse.ArgumentTypeError(f"{name}: {value} does not fit a 64-bit integer")
+    return name, value
 
 
 def headers_dict(pairs: list[tuple[str, Any]] | None) -> dict[str, Any] | None:

@@ -213,6 +213,18 @@ def binding_key(
     return (source, destination_type, destination, routing_key, args)
 
 
+def _unsendable(arguments: dict[str, Any]) -> str:
+    """Why `arguments` cannot go in an AMQP field table (e.g. an integer wider
+    than 64 bits, which the language accepts), or "" if they can."""
+    from protocol.fields import encode_table
+
+    try:
+        encode_table(arguments)
+    except (ValueError, OverflowError) as error:
+        return f"cannot be sent in AMQP: {error}"
+    return ""
+
+
 class _Declarer:
     """One connection's worth of declares, reopening the channel a 404/406 closes."""
 
@@ -255,6 +267,9 @@ async def _declare(
         code = error.reply_code if error is not None else 0
         return Outcome(kind, describe(decl), status, detail, code, {"name": decl.name})
 
+    unsendable = _unsendable(decl.arguments)
+    if unsendable:
+        return outcome(FAILED, None, unsendable)
     error = await declarer.attempt(passive)
     if error is not None and error.reply_code != ReplyCode.NOT_FOUND:
         if error.reply_code == ReplyCode.RESOURCE_LOCKED:  # someone's exclusive queue
@@ -379,7 +394,7 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
 async def _bind(
     declarer: _Declarer, b: BindingDecl, dry_run: bool, existing: set[tuple] | None
 ) -> Outcome:
-    def outcome(status: str, error: ChannelClosed | None = None) -> Outcome:
+    def outcome(status: str, error: ChannelClosed | None = None, detail: str = "") -> Outcome:
         identity = {
             "source": b.source,
             "destination_type": b.destination_type,
@@ -387,8 +402,14 @@ async def _bind(
             "routing_key": b.routing_key,
             "arguments": dict(b.arguments),
         }
-        detail, code = (error.reply_text, error.reply_code) if error is not None else ("", 0)
+        if error is not None:
+            detail = error.reply_text
+        code = error.reply_code if error is not None else 0
         return Outcome("binding", describe(b), status, detail, code, identity)
+
+    unsendable = _unsendable(b.arguments)
+    if unsendable:
+        return outcome(FAILED, None, unsendable)
 
     present = existing is not None and binding_key(
         b.source, b.destination_type, b.destination, b.routing_key, b.arguments

@@ -35,7 +35,9 @@ from ._common import (
     CommandError,
     add_url_argument,
     header_argument,
+    name_argument,
     run_command,
+    short_string,
 )
 
 __all__ = ["add_parser", "message_as_json", "message_as_text"]
@@ -79,10 +81,17 @@ def _property_argument(text: str) -> tuple[str, Any]:
         )
     if name == "timestamp" and raw == "now":
         return name, int(datetime.datetime.now(datetime.UTC).timestamp())
+    if kind is str:
+        return name, short_string(raw, name)
     try:
-        return name, kind(raw)
+        value = int(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{name} must be an integer, got {raw!r}") from None
+    # delivery_mode and priority are octets, timestamp a 64-bit count of seconds.
+    top = 2**64 - 1 if name == "timestamp" else 255
+    if not 0 <= value <= top:
+        raise argparse.ArgumentTypeError(f"{name} must be from 0 to {top}, got {value}")
+    return name, value
 
 
 def _positive(text: str) -> int:
@@ -117,8 +126,11 @@ def add_parser(subparsers: Any) -> None:
         "integer, '\"5\"' a string; CC=a,b and BCC=a,b are arrays of routing keys.",
     )
     add_url_argument(publish)
-    publish.add_argument("exchange", metavar="EXCHANGE", help='the exchange ("" for the default)')
-    publish.add_argument("routing_key", metavar="ROUTING_KEY")
+    publish.add_argument(
+        "exchange", metavar="EXCHANGE", type=name_argument,
+        help='the exchange ("" for the default)',
+    )
+    publish.add_argument("routing_key", metavar="ROUTING_KEY", type=name_argument)
     body = publish.add_mutually_exclusive_group()
     body.add_argument("--body", default=None, help="the body (UTF-8); default: read stdin")
     body.add_argument(
@@ -135,7 +147,12 @@ def add_parser(subparsers: Any) -> None:
     publish.add_argument(
         "--persistent", action="store_true", help="delivery_mode 2: kept on disk by durable queues"
     )
-    publish.add_argument("--content-type", default=None, help="the content_type property")
+    publish.add_argument(
+        "--content-type",
+        default=None,
+        type=lambda text: short_string(text, "content_type"),
+        help="the content_type property",
+    )
     publish.add_argument(
         "--property",
         dest="properties",
@@ -176,7 +193,7 @@ def add_parser(subparsers: Any) -> None:
         '  {"id": 42}',
     )
     add_url_argument(consume)
-    consume.add_argument("queue", metavar="QUEUE")
+    consume.add_argument("queue", metavar="QUEUE", type=name_argument)
     consume.add_argument("--count", type=_positive, default=None, help="stop after N messages")
     consume.add_argument(
         "--timeout",
@@ -416,7 +433,7 @@ def _consume(args: argparse.Namespace) -> int:
     count: int | None = args.count
     if args.requeue and (count is None or count > MAX_PREFETCH):
         raise CommandError(f"--requeue needs --count N with N at most {MAX_PREFETCH}")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not args.timeout > 0:  # nan too
         raise CommandError("--timeout must be more than 0 seconds")
     prefetch = min(args.prefetch, MAX_PREFETCH)
     if count is not None and (count < prefetch or args.requeue):

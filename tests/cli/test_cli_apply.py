@@ -449,3 +449,25 @@ def test_round_trip_on_rabbitmq(warren, tmp_path, unique) -> None:
         defs = big_definitions(prefix)
         trio.run(_delete, REFERENCE_URL, [x["name"] for x in defs["exchanges"]],
                  [q["name"] for q in defs["queues"]])
+
+
+def test_what_amqp_cannot_carry_is_reported_failed(warren, warren_url, unique, tmp_path) -> None:
+    # The language accepts any integer; an AMQP field table holds 64 bits at most.
+    q, x = unique("q"), unique("x")
+    path = tmp_path / "wide.conf"
+    path.write_text(
+        f"exchange {x} type headers\nqueue {q}\n    x-wide 99999999999999999999999\n"
+        f"bind {q} to {x} headers all n=99999999999999999999999\n"
+    )
+    try:
+        code, outcomes = apply_json(warren, path, warren_url)
+        assert code == 1
+        assert [(o["kind"], o["status"]) for o in outcomes] == [
+            ("exchange", "created"), ("queue", "failed"), ("binding", "failed"),
+        ]
+        assert outcomes[1]["detail"] == (
+            "cannot be sent in AMQP: integer 99999999999999999999999 does not fit any AMQP "
+            "field type"
+        )
+    finally:
+        trio.run(_delete, warren_url, [x], [q])

@@ -200,6 +200,24 @@ def test_bad_arguments_are_one_line(warren, warren_url) -> None:
     unknown = warren("publish", "--url", warren_url, "", "q", "--body", "x",
                      "--property", "colour=red")
     assert "unknown property 'colour'" in unknown.stderr
+    long = "k" * 256
+    for args, message in [
+        (["", long], "argument ROUTING_KEY: an AMQP name or routing key is at most 255 bytes, "
+                     "got 256"),
+        (["", "q", "--property", f"message_id={long}"],
+         "argument --property: message_id is at most 255 bytes, got 256"),
+        (["", "q", "--property", "priority=256"],
+         "argument --property: priority must be from 0 to 255, got 256"),
+        (["", "q", "--header", f"{long}=1"],
+         "argument --header: a header name is at most 255 bytes, got 256"),
+        (["", "q", "--header", "n=99999999999999999999999"],
+         "argument --header: n: 99999999999999999999999 does not fit a 64-bit integer"),
+    ]:
+        result = warren("publish", "--url", warren_url, *args, "--body", "x")
+        assert result.returncode == 2
+        assert result.stderr.splitlines()[-1] == f"warren publish: error: {message}"
+    timeout = warren("consume", "--url", warren_url, "q", "--timeout", "nan")
+    assert timeout.stderr == "warren consume: --timeout must be more than 0 seconds\n"
     requeue = warren("consume", "--url", warren_url, "q", "--requeue")
     assert (requeue.returncode, requeue.stderr) == (
         2, "warren consume: --requeue needs --count N with N at most 65535\n"

@@ -40,7 +40,15 @@ def add_serve_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="data directory (created; durability is not implemented yet)",
+        help="data directory: durable definitions and the message journal "
+        "(created; without it nothing survives a restart)",
+    )
+    parser.add_argument(
+        "--disk-free-limit",
+        default="50MB",
+        metavar="SIZE",
+        help="block publishers while the data directory's disk has less free space "
+        "(RabbitMQ's disk_free_limit; e.g. 50MB, 2GB, 1GiB; default 50MB)",
     )
     parser.add_argument(
         "--config",
@@ -59,6 +67,8 @@ def add_serve_parser(subparsers: Any) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from functools import partial
+
     import trio
 
     from broker.logging import configure_logging
@@ -68,7 +78,20 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
     try:
-        trio.run(serve, args.host, args.port, args.data_dir, args.config_path)
+        from broker.journal.disk_alarm import parse_size
+
+        try:
+            disk_free_limit = parse_size(args.disk_free_limit)
+        except ValueError as error:
+            print(f"warren serve: --disk-free-limit: {error}", file=sys.stderr)
+            return 2
+        trio.run(
+            partial(serve, disk_free_limit=disk_free_limit),
+            args.host,
+            args.port,
+            args.data_dir,
+            args.config_path,
+        )
     except ConfigErrors as errors:
         print(f"warren serve: {args.config_path} is not valid:\n{errors}", file=sys.stderr)
         return 2

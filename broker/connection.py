@@ -77,9 +77,10 @@ _CONNECTION_CLASS = 10
 def server_properties() -> dict[str, Any]:
     """connection.start server-properties, claiming only what Warren does.
 
-    RabbitMQ also announces `connection.blocked` (we never block publishers
-    yet), `consumer_priorities` and `direct_reply_to` (not implemented), so
-    those are left out: a client that sees a capability may rely on it.
+    RabbitMQ also announces `consumer_priorities` and `direct_reply_to` (not
+    implemented), so those are left out: a client that sees a capability may
+    rely on it. `connection.blocked` is sent by the disk alarm
+    (broker.journal.disk_alarm).
     """
     from broker import __version__
 
@@ -96,6 +97,7 @@ def server_properties() -> dict[str, Any]:
             "consumer_cancel_notify": True,
             "authentication_failure_close": True,
             "per_consumer_qos": True,
+            "connection.blocked": True,
         },
     }
 
@@ -161,6 +163,7 @@ class ClientConnection:
         self.channels: dict[int, Channel] = {}
         self.opened = False
         self.closing = False  # connection.close sent or received
+        self.publisher = False  # has published: the disk alarm blocks it
         self._output = bytearray()
         self._in_flight = 0
         self._has_output = trio.Event()
@@ -319,6 +322,9 @@ class ClientConnection:
                 await self._wait_until_drained()
             if self._backlogged:
                 await self._flow_control()
+            alarm = self.broker.disk_alarm
+            if alarm is not None and alarm.active and self.publisher:
+                await alarm.wait_clear(self)  # connection.blocked until disk space returns
             if not await self._read_once(stream, amqp):
                 return
 
@@ -449,6 +455,7 @@ class ClientConnection:
                     del self.channels[number]
                 return
             if type(method) is m.BasicPublish:
+                self.publisher = True
                 channel.on_basic_publish(method, command.properties or b"", command.body or b"")
                 return
             handler = _CHANNEL_HANDLERS.get(type(method))

@@ -44,6 +44,8 @@ class Broker:
         self.host = ""
         self.port = 0
         self.nursery: trio.Nursery = None  # type: ignore[assignment]  # set by open_broker
+        #: broker.journal.disk_alarm.DiskAlarm when there is a data dir.
+        self.disk_alarm: Any = None
 
     @property
     def url(self) -> str:
@@ -81,6 +83,7 @@ async def open_broker(
     port: int = 0,
     data_dir: str | Path | None = None,
     config_path: str | Path | None = None,
+    disk_free_limit: int | None = None,
 ) -> AsyncIterator[Broker]:
     """Run a broker for the duration of the `async with` block."""
     broker = Broker(data_dir)
@@ -89,9 +92,12 @@ async def open_broker(
         # Durable definitions and the message journal (docs/durability.md):
         # restored before we listen, so no client sees a half-recovered broker.
         from broker.journal import open_durability
+        from broker.journal.disk_alarm import DEFAULT_DISK_FREE_LIMIT, DiskAlarm
 
         broker.data_dir.mkdir(parents=True, exist_ok=True)
         journal = open_durability(broker.vhost, broker.data_dir)
+        limit = DEFAULT_DISK_FREE_LIMIT if disk_free_limit is None else disk_free_limit
+        broker.disk_alarm = DiskAlarm(broker.data_dir, limit)
     if config_path is not None:
         from broker.topology_config import load_config
 
@@ -111,6 +117,7 @@ async def open_broker(
         nursery.start_soon(broker.timers.run)
         if journal is not None:
             await nursery.start(journal.run)  # group commit
+            await nursery.start(broker.disk_alarm.run)
         nursery.start_soon(accept)
         log.info("broker.started", host=broker.host, port=broker.port, url=broker.url)
         try:
@@ -135,6 +142,7 @@ async def serve(
     config_path: str | Path | None = None,
     *,
     handle_signals: bool = True,
+    disk_free_limit: int | None = None,
     task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation), then shut down gracefully.
@@ -142,7 +150,9 @@ async def serve(
     Graceful means: stop accepting, close every connection with 320
     CONNECTION_FORCED, wait (briefly) for their close-ok, return.
     """
-    async with open_broker(host, port, data_dir, config_path) as broker:
+    async with open_broker(
+        host, port, data_dir, config_path, disk_free_limit=disk_free_limit
+    ) as broker:
         task_status.started(broker)
         if not handle_signals:
             await trio.sleep_forever()

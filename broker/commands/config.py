@@ -276,6 +276,9 @@ def _rewrite(path: str, text: str) -> None:
 
 # -- definitions ---------------------------------------------------------------------
 
+#: How deeply nested a definitions file may be (recursion frames while decoding).
+JSON_DEPTH_LIMIT = 10_000
+
 
 def _from_definitions(args: argparse.Namespace) -> int:
     import json
@@ -285,12 +288,21 @@ def _from_definitions(args: argparse.Namespace) -> int:
     from ._common import read_text
 
     name = "<stdin>" if args.definitions == "-" else args.definitions
+    text = read_text(args.definitions)
+    # An export may hold argument tables nested deeper than the interpreter's
+    # default limit (1000): allow more, and refuse what is deeper still.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, JSON_DEPTH_LIMIT))
     try:
-        data = json.loads(read_text(args.definitions))
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise CommandError(
             f"{name}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}"
         ) from None
+    except RecursionError:
+        raise CommandError(f"{name}: JSON nested too deeply to read") from None
+    finally:
+        sys.setrecursionlimit(limit)
     if not isinstance(data, dict):
         raise CommandError(f"{name}: expected a JSON object (a definitions export)")
     try:

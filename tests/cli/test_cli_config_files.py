@@ -180,6 +180,7 @@ def test_from_definitions_of_a_rabbitmq_export(warren) -> None:
     [
         ('{"exchanges": [1', "defs.json:1:17: not valid JSON: Expecting ',' delimiter"),
         ("[]", "defs.json: expected a JSON object (a definitions export)"),
+        ("[" * 20000 + "]" * 20000, "defs.json: JSON nested too deeply to read"),
         ("{}", "defs.json: no exchanges, queues or bindings in vhost '/'"),
         (
             '{"exchanges": [{"name": "a", "type": "x-delayed"}],'

@@ -1,10 +1,11 @@
 """connection.blocked: publishing waits while the broker blocks the connection.
 
-Needs a broker we may put under a memory alarm without disturbing anyone: a
-private RabbitMQ node (``../shared/tools/reference-rabbitmq start 5674``),
-named by ``WARREN_ALARM_URL`` (its amqp URL) and ``WARREN_ALARM_NODE`` (its
-node name, e.g. ``ref5674@localhost``, for rabbitmqctl). Skipped otherwise:
-Warren never blocks publishers yet.
+Against Warren in-process, under its disk alarm (a free-space limit above
+what the disk has). Against RabbitMQ under a memory alarm, which needs a
+broker we may disturb: a private node (``../shared/tools/reference-rabbitmq
+start 5674``) named by ``WARREN_ALARM_URL`` (its amqp URL) and
+``WARREN_ALARM_NODE`` (e.g. ``ref5674@localhost``, for rabbitmqctl); that
+test is skipped without them.
 """
 
 from __future__ import annotations
@@ -20,11 +21,45 @@ from broker.client import open_connection
 ALARM_URL = os.environ.get("WARREN_ALARM_URL")
 ALARM_NODE = os.environ.get("WARREN_ALARM_NODE")
 
-pytestmark = [
-    pytest.mark.trio,
-    pytest.mark.skipif(not (ALARM_URL and ALARM_NODE),
-                       reason="needs WARREN_ALARM_URL and WARREN_ALARM_NODE (a private RabbitMQ)"),
-]
+pytestmark = pytest.mark.trio
+needs_alarm_node = pytest.mark.skipif(
+    not (ALARM_URL and ALARM_NODE),
+    reason="needs WARREN_ALARM_URL and WARREN_ALARM_NODE (a private RabbitMQ)")
+
+
+async def test_publish_waits_while_warren_is_out_of_disk(tmp_path, name: str) -> None:
+    from broker.server import open_broker
+
+    async with open_broker(port=0, data_dir=tmp_path, disk_free_limit=2**62) as broker:
+        async with open_connection(broker.url) as conn, conn.open_channel() as ch:
+            await ch.queue_declare(name)
+            await ch.publish("", name, b"trigger")  # the broker blocks us on a publish
+            with trio.fail_after(10):
+                while not conn.is_blocked:
+                    await trio.sleep(0.01)
+            assert conn.blocked_reason
+            done = trio.Event()
+
+            async def publish_when_unblocked() -> None:
+                await ch.publish("", name, b"after")
+                done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(publish_when_unblocked)
+                await trio.sleep(0.3)
+                assert not done.is_set()
+                broker.disk_alarm.limit = 0  # space "returns"
+                broker.disk_alarm.check()
+                with trio.fail_after(10):
+                    await done.wait()
+            assert not conn.is_blocked
+            bodies = []
+            with trio.fail_after(10):
+                while len(bodies) < 2:
+                    message = await ch.get(name, no_ack=True)
+                    if message is not None:
+                        bodies.append(message.body)
+            assert bodies == [b"trigger", b"after"]
 
 
 def _watermark(value: str) -> None:
@@ -32,7 +67,8 @@ def _watermark(value: str) -> None:
                    check=True, capture_output=True)
 
 
-async def test_publish_waits_while_blocked(name: str) -> None:
+@needs_alarm_node
+async def test_publish_waits_while_rabbitmq_is_blocked(name: str) -> None:
     assert ALARM_URL is not None
     async with open_connection(ALARM_URL) as conn:
         async with conn.open_channel(confirms=True) as ch:

@@ -150,9 +150,14 @@ class Queue:
         seq = self._next_seq
         self._next_seq = seq + 1
         entry = QueuedMessage(seq, message)
-        if (self.max_length is not None or self.max_length_bytes is not None) and self._over_limit(
-            1, size
-        ):
+        limited = self.max_length is not None or self.max_length_bytes is not None
+        # drop-head hands a message to a consumer waiting on an empty queue
+        # before it looks at the limit (RabbitMQ's deliver_or_enqueue, then
+        # maybe_drop_head: even x-max-length 0 passes messages through).
+        passing = (
+            limited and self.overflow == OVERFLOW_DROP_HEAD and not self.ready and bool(self.consumers)
+        )
+        if limited and not passing and self._over_limit(1, size):
             if self.overflow != OVERFLOW_DROP_HEAD:
                 if self.overflow == OVERFLOW_REJECT_PUBLISH_DLX:
                     self._dead_letter([entry], "maxlen")
@@ -186,11 +191,22 @@ class Queue:
         self.ready_bytes += size
         if self.consumers:
             self._deliver_ready(now if ttl is not None else None)
+            if passing and self.ready and self._over_limit(0, 0):
+                self._drop_head()  # nobody could take it after all
         if ttl is not None:
             # Expiration 0 means "now or never": delivered above if a
             # consumer could take it, else it expires here.
             self.expire(now)
         return True
+
+    def _drop_head(self) -> None:
+        """Drop (dead-letter as `maxlen`) the oldest ready messages until within limits."""
+        dropped = []
+        while self.ready and self._over_limit(0, 0):
+            head = self.ready.popleft()
+            self.ready_bytes -= len(head.message.body)
+            dropped.append(head)
+        self._dead_letter(dropped, "maxlen")
 
     def requeue(self, entries: Iterable[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""

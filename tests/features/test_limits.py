@@ -86,3 +86,21 @@ def test_limit_counts_ready_messages_not_unacked(connection, channel, unique):
     assert count(channel, queue) == 1
     channel.basic_ack(held[0].delivery_tag)
     assert bodies(channel, queue) == [b"b"]
+
+
+@pytest.mark.parametrize(
+    ("overflow", "delivered"),
+    [("drop-head", [b"m"]), ("reject-publish", []), ("reject-publish-dlx", [])],
+)
+def test_a_waiting_consumer_gets_the_message_only_with_drop_head(
+    connection, channel, unique, overflow, delivered
+):
+    """RabbitMQ hands a message to a ready consumer before drop-head looks at
+    the limit; the reject modes check first."""
+    queue = unique()
+    channel.queue_declare(queue, arguments={"x-max-length": 0, "x-overflow": overflow})
+    received = []
+    channel.basic_consume(queue, lambda ch, m, p, body: received.append(body), auto_ack=True)
+    channel.basic_publish("", queue, b"m")
+    connection.process_data_events(time_limit=0.3)
+    assert received == delivered

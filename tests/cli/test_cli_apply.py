@@ -471,3 +471,14 @@ def test_what_amqp_cannot_carry_is_reported_failed(warren, warren_url, unique, t
         )
     finally:
         trio.run(_delete, warren_url, [x], [q])
+
+
+def test_an_unreachable_management_api_is_one_line(warren, warren_url) -> None:
+    port = closed_port()
+    result = warren("config", "apply", str(EXAMPLE), "--url", warren_url,
+                    "--management-url", f"http://127.0.0.1:{port}")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"warren config apply: management API http://127.0.0.1:{port}: "
+        "[Errno 111] Connection refused\n"
+    )

@@ -12,12 +12,12 @@ bindings, so a binding may name a queue declared below it in the file):
    queue 'billing' in vhost '/': received 'false' but current is 'true'").
 
 So each object is reported `created`, `present` or `conflict` (with the
-property). Eight channels declare at once (each declare is a round trip;
-overlapping them makes thousands of objects 2-3 times quicker), and the
-outcomes are reported in file order. A declare of something that exists with the same properties
+property). A declare of something that exists with the same properties
 changes nothing, and one whose properties differ is refused, so even a dry
 run performs step 2 for objects that exist: only objects that do not exist
-are left alone ("would create").
+are left alone ("would create"). Eight channels declare at once (each
+declare is a round trip; overlapping them makes thousands of objects 2-3
+times quicker), and the outcomes are reported in file order.
 
 AMQP has no passive bind. Binding twice is a no-op (spec 1.7.2.3.1, a
 binding is identified by its exchange, queue, routing key and arguments), so
@@ -47,8 +47,7 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
-from broker.client import ChannelClosed, Connection
-from broker.client.channel import Channel
+from broker.client import Channel, ChannelClosed, Connection
 from protocol.constants import ReplyCode
 from routing.model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
 

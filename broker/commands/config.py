@@ -360,13 +360,13 @@ def _apply(args: argparse.Namespace) -> int:
     progress = Progress("applying" if not args.dry_run else "checking",
                         len(model.declarations))
 
-    def report(outcome: Outcome) -> None:
-        line = json.dumps(outcome.as_json()) if args.json else outcome.line()
-        progress.echo(line)
-        outcomes_seen.append(outcome)
-        progress.update(len(outcomes_seen))
+    reported = 0
 
-    outcomes_seen: list[Outcome] = []
+    def report(outcome: Outcome) -> None:
+        nonlocal reported
+        progress.echo(json.dumps(outcome.as_json()) if args.json else outcome.line())
+        reported += 1
+        progress.update(reported)
 
     async def main() -> list[Outcome]:
         existing = None

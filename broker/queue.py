@@ -155,7 +155,10 @@ class Queue:
         # before it looks at the limit (RabbitMQ's deliver_or_enqueue, then
         # maybe_drop_head: even x-max-length 0 passes messages through).
         passing = (
-            limited and self.overflow == OVERFLOW_DROP_HEAD and not self.ready and bool(self.consumers)
+            limited
+            and self.overflow == OVERFLOW_DROP_HEAD
+            and not self.ready
+            and bool(self.consumers)
         )
         if limited and not passing and self._over_limit(1, size):
             if self.overflow != OVERFLOW_DROP_HEAD:

@@ -39,7 +39,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from broker.logging import get_logger
-from broker.message import Message
+from broker.message import Message, copy_properties
 from protocol.fields import Timestamp, encode_value
 from protocol.properties import BasicProperties
 
@@ -248,7 +248,11 @@ def dead_lettered_copy(
         routing_key = message.routing_key
     headers = dict(sorted(headers.items()))
     raw = with_headers(props, headers, expiration=None)
-    return Message(queue.dead_letter_exchange or "", routing_key, raw, message.body)
+    letter = Message(queue.dead_letter_exchange or "", routing_key, raw, message.body)
+    # Its decoded form, so that routing and the cycle check need not decode it.
+    plain = {k: decoded[k] if type(v) is Raw else v for k, v in headers.items()}
+    letter.set_decoded(copy_properties(props, headers=plain, expiration=None))
+    return letter
 
 
 def _long_count(death: Any) -> Any:

@@ -124,3 +124,29 @@ def test_every_feature_is_set_from_the_configuration_language(tmp_path):
         connection.close()
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize("key", ["x-message-ttl", "x-expires"])
+def test_ten_years_is_the_longest_ttl(connection, unique, key):
+    channel = connection.channel()
+    channel.queue_declare(unique(), arguments={key: 315_360_000_000})
+    queue = unique()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.queue_declare(queue, arguments={key: 315_360_000_001})
+    assert info.value.reply_text == INVALID.format(
+        key=key, queue=queue, why="{value_too_large,315360000001}"
+    )
+
+
+def test_ten_years_is_the_longest_expiration(connection, unique):
+    channel = connection.channel()
+    queue = unique()
+    channel.queue_declare(queue)
+    channel.confirm_delivery()  # a publish returns once the broker took it
+    channel.basic_publish("", queue, b"m", pika.BasicProperties(expiration="315360000000"))
+    assert count(channel, queue) == 1
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.basic_publish("", queue, b"m", pika.BasicProperties(expiration="315360000001"))
+    assert info.value.reply_text == (
+        "PRECONDITION_FAILED - invalid expiration '315360000001': {value_too_large,315360000001}"
+    )

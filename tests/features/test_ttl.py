@@ -180,16 +180,16 @@ def test_x_expires_deletes_an_unused_queue_and_not_its_messages_to_dlx(connectio
 
 def test_x_expires_lease_renewed_by_get_and_held_by_consumer(connection, channel, unique):
     queue = unique()
-    channel.queue_declare(queue, arguments={"x-expires": 300})
-    for _ in range(4):  # 0.6 s in all, but used every 0.15 s
+    channel.queue_declare(queue, arguments={"x-expires": 500})
+    for _ in range(6):  # 0.9 s in all, but used every 0.15 s
         pump(connection, 0.15)
         get(channel, queue)
     assert queue_exists(connection, queue)
     tag = channel.basic_consume(queue, lambda *args: None)
-    pump(connection, 0.6)
+    pump(connection, 0.8)
     assert queue_exists(connection, queue)
     channel.basic_cancel(tag)  # the lease starts again now
     pump(connection, 0.15)
     assert queue_exists(connection, queue)
-    pump(connection, 0.6)
+    pump(connection, 1.0)
     assert not queue_exists(connection, queue)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,13 @@ SEGMENT_SIZE = 64 * 1024 * 1024
 #: from the journal when delivered. RabbitMQ 3.10's classic queues page to
 #: disk under memory pressure; a fixed length is simpler and predictable.
 PAGE_AFTER = 2048
+#: Compaction: the oldest segment is rewritten when at least this many
+#: segments exist and no more than 1 in COMPACT_DEAD_RATIO of its messages is
+#: still live; at most once per COMPACT_INTERVAL seconds (it scans the ready
+#: messages of the durable queues).
+COMPACT_MIN_SEGMENTS = 3
+COMPACT_DEAD_RATIO = 10
+COMPACT_INTERVAL = 5.0
 #: ACK/DELIVER ids per record (bounds one record's size to 512 KiB).
 IDS_PER_RECORD = 65536
 #: How long to wait before retrying a batch whose write failed (disk full).
@@ -127,6 +135,12 @@ class Journal:
         self.synced = 0
         self.batches = 0
         self.write_errors = 0
+        self.compactions = 0
+        # Durable queues that hold persisted entries (compaction looks there).
+        self._queues: weakref.WeakSet[Queue] = weakref.WeakSet()
+        # PUBLISH records per segment (compaction's "mostly dead" test).
+        self._published: dict[int, int] = dict(recovered.published) if recovered else {}
+        self._next_compaction = 0.0
         self._writer = SegmentWriter(self.directory)
         existing = recovered.segments if recovered is not None else []
         self._next_msg_id = recovered.next_msg_id if recovered is not None else 1
@@ -208,6 +222,8 @@ class Journal:
         )
         segment, offset = self._append(r.PUBLISH, payload)
         self._live[segment] += 1
+        self._published[segment] = self._published.get(segment, 0) + 1
+        self._queues.add(queue)
         if len(queue.ready) >= self.page_after:
             return PagedEntry.paged(entry, msg_id, segment, offset, len(message.body), self)
         return PersistedEntry.of(entry, msg_id, segment)
@@ -279,11 +295,77 @@ class Journal:
             if oldest == self._segment or live[oldest]:
                 return
             del live[oldest]
+            self._published.pop(oldest, None)
             self._delete.append(oldest)
             fd = self._readers.pop(oldest, None)
             if fd is not None:
                 os.close(fd)
             self._dirty.set()
+
+    # -- compaction -------------------------------------------------------------
+
+    def _maybe_compact(self) -> None:
+        """Compact the oldest segment if it is mostly dead and holds others back."""
+        live = self._live
+        if len(live) < COMPACT_MIN_SEGMENTS:
+            return
+        oldest = next(iter(live))
+        published = self._published.get(oldest, 0)
+        if live[oldest] * COMPACT_DEAD_RATIO > published:
+            return  # not mostly dead
+        now = time.monotonic()
+        if now < self._next_compaction:
+            return
+        self._next_compaction = now + COMPACT_INTERVAL
+        self.compact_oldest()
+
+    def compact_oldest(self) -> bool:
+        """Copy the live messages of the oldest segment to the newest one.
+
+        The copies keep their msg_id (recovery keeps the last record of an
+        id), so once they are written the old segment holds nothing live and
+        is deleted, in the same batch, after the fsync of the copies. Only
+        ready messages are found and moved; if some live message of the
+        segment is being delivered (unacknowledged), nothing is done and the
+        next attempt tries again. True if the segment was emptied.
+        """
+        oldest = next(iter(self._live))
+        if oldest == self._segment:
+            return False
+        want = self._live[oldest]
+        found: list[tuple[Queue, PersistedEntry]] = []
+        for queue in list(self._queues):
+            if queue.deleted:
+                continue
+            for entry in queue.ready:
+                if isinstance(entry, PersistedEntry) and entry.segment == oldest and entry.live:
+                    found.append((queue, entry))
+        if len(found) != want:
+            return False
+        for queue, entry in found:
+            paged = isinstance(entry, PagedEntry)
+            message = entry.message
+            payload = r.encode_publish(
+                entry.msg_id,
+                queue.name,
+                message.exchange,
+                message.routing_key,
+                message.properties,
+                message.body,
+            )
+            flags = r.FLAG_DELIVERED if entry.delivered else 0
+            segment, offset = self._append(r.PUBLISH, payload, flags)
+            self._live[oldest] -= 1
+            self._live[segment] += 1
+            self._published[segment] = self._published.get(segment, 0) + 1
+            entry.segment = segment
+            if paged:
+                entry.offset = offset  # type: ignore[attr-defined]
+                entry._loaded = None  # type: ignore[attr-defined]  # back to disk
+        self.compactions += 1
+        log.info("journal.compacted", segment=oldest, messages_moved=want)
+        self._collect()
+        return True
 
     # -- confirms -------------------------------------------------------------
 
@@ -331,6 +413,7 @@ class Journal:
 
     async def _commit(self) -> None:
         self._dirty = trio.Event()
+        self._maybe_compact()
         target = None
         chunks, delete = self._take_batch()
         target = self.appended
@@ -409,6 +492,7 @@ class Journal:
                 size += entry.size
                 ready.append(entry)
             queue._next_seq = seq
+            self._queues.add(queue)
             queue.ready_bytes += size
             restored += len(entries)
         self._collect()

@@ -48,6 +48,8 @@ class Recovered:
     #: `_source` is the queue name until the journal adopts them, `seq` unset.
     queues: dict[str, list[PagedEntry]] = field(default_factory=dict)
     segments: list[int] = field(default_factory=list)
+    #: PUBLISH records per segment (live or not), for compaction decisions.
+    published: dict[int, int] = field(default_factory=dict)
     next_msg_id: int = 1
     next_seq: int = 1
     bytes_read: int = 0
@@ -105,6 +107,8 @@ def recover(directory: Path) -> Recovered:
             if last_seq is None or record.seq > last_seq:
                 last_seq = record.seq
             result.records += 1
+            if record.type == r.PUBLISH:
+                result.published[number] = result.published.get(number, 0) + 1
             try:
                 max_id = _apply(record, number, messages, max_id)
             except ValueError as error:

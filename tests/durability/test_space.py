@@ -96,3 +96,71 @@ def test_long_queue_keeps_bodies_on_disk_and_reads_them_back(tmp_path: Path) -> 
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_compaction_moves_the_last_live_messages_and_frees_the_old_segments(
+    tmp_path: Path,
+) -> None:
+    from collections import deque
+
+    async def main() -> None:
+        journal = Journal(tmp_path, segment_size=4096)
+        journal.page_after = 1  # the survivors are paged: compaction must read them back
+        queue = make_queue(journal)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            for i in range(300):
+                queue.enqueue(message(i))
+            await synced(journal)
+            entries = list(queue.ready)
+            keep = [entries[0], entries[5], entries[120]]
+            for entry in entries:
+                if entry not in keep:
+                    journal.forget(entry)
+            queue.ready = deque(keep)
+            await synced(journal)
+            oldest_before = list_segments(tmp_path)[0]
+            assert journal.compact_oldest()
+            while journal.compact_oldest():
+                pass
+            await synced(journal)
+            remaining = list_segments(tmp_path)
+            assert remaining[0] > oldest_before
+            assert len(remaining) <= 2
+            assert [e.message.body for e in queue.ready] == [message(i).body for i in (0, 5, 120)]
+            assert journal.compactions >= 1
+            await journal.close()
+            nursery.cancel_scope.cancel()
+        recovered = recover(tmp_path)
+        found = recovered.queues["q"]
+        assert [journal.load(e.segment, e.offset).body for e in found] == [
+            message(i).body for i in (0, 5, 120)
+        ]
+
+    trio.run(main)
+
+
+def test_compaction_waits_while_a_live_message_is_being_delivered(tmp_path: Path) -> None:
+    async def main() -> None:
+        journal = Journal(tmp_path, segment_size=4096)
+        queue = make_queue(journal)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            for i in range(300):
+                queue.enqueue(message(i))
+            in_flight = queue.get()  # delivered, not acknowledged
+            for entry in list(queue.ready):
+                journal.forget(entry)
+            queue.purge()
+            await synced(journal)
+            before = list_segments(tmp_path)
+            assert not journal.compact_oldest()
+            await synced(journal)
+            assert list_segments(tmp_path) == before
+            journal.forget(in_flight)
+            await synced(journal)
+            assert len(list_segments(tmp_path)) == 1
+            await journal.close()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -41,6 +41,7 @@ EQUIVALENCE_ARGS = (
     "x-message-ttl",
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
+    "x-delivery-limit",  # compared by RabbitMQ's quorum queues, the ones that have it
     "x-max-length",
     "x-max-length-bytes",
     "x-max-in-memory-length",

@@ -7,6 +7,9 @@ Warren honours it on every queue.
 
 from __future__ import annotations
 
+import pika
+import pika.exceptions
+import pytest
 from feature_helpers import connect, count, field_types, get, pump, wait_get
 
 
@@ -44,8 +47,6 @@ def test_counts_returns_then_dead_letters_with_reason_delivery_limit(connection,
 
 def test_count_is_a_long_and_other_headers_are_untouched(connection, channel, unique):
     queue, _ = limited(channel, unique, 5)
-    import pika
-
     channel.basic_publish("", queue, b"m", pika.BasicProperties(headers={"app": 7}))
     with field_types() as types:
         _, properties, _ = get(channel, queue)
@@ -89,3 +90,14 @@ def test_reject_without_requeue_is_rejected_not_delivery_limit(connection, chann
     _, properties, _ = wait_get(connection, channel, dead)
     assert properties.headers["x-death"][0]["reason"] == "rejected"
     assert "x-delivery-count" not in properties.headers
+
+
+def test_redeclare_with_another_limit_is_406(connection, unique):
+    channel = connection.channel()
+    queue = unique()
+    channel.queue_declare(queue, arguments={"x-delivery-limit": 3})
+    channel.queue_declare(queue, arguments={"x-delivery-limit": 3})
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.queue_declare(queue, arguments={"x-delivery-limit": 4})
+    assert info.value.reply_code == 406
+    assert "inequivalent arg 'x-delivery-limit'" in info.value.reply_text

@@ -466,3 +466,32 @@ def test_connection_blocked_and_update_secret():
     assert update.method.new_secret == b"token"
     [ok] = client.receive_data(server.send(0, m.ConnectionUpdateSecretOk()))
     assert isinstance(ok.method, m.ConnectionUpdateSecretOk)
+
+
+def test_secure_round_trips_before_tune():
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER)
+    server.receive_data(client.send_protocol_header())
+    client.receive_data(server.send(0, server_start()))
+    server.receive_data(client.send(0, client_start_ok("u", "p")))
+    for challenge in (b"first", b"second"):
+        [secure] = client.receive_data(server.send(0, m.ConnectionSecure(challenge=challenge)))
+        assert secure.method.challenge == challenge
+        [secure_ok] = server.receive_data(client.send(0, m.ConnectionSecureOk(response=b"r")))
+        assert secure_ok.method.response == b"r"
+    [tune] = client.receive_data(server.send(0, m.ConnectionTune(0, 131072, 0)))
+    server.receive_data(client.send(0, negotiate_tune(tune.method)))
+    server.receive_data(client.send(0, m.ConnectionOpen(virtual_host="v")))
+    client.receive_data(server.send(0, m.ConnectionOpenOk()))
+    assert server.state is client.state is ConnectionState.OPEN
+    assert server.virtual_host == client.virtual_host == "v"
+
+
+def test_secure_ok_when_no_secure_was_sent_is_503():
+    server = Connection(Role.SERVER)
+    server.receive_data(PROTOCOL_HEADER)
+    server.send(0, server_start())
+    server.receive_data(encode_method_frame(0, client_start_ok("u", "p")))
+    server.send(0, m.ConnectionTune(0, 131072, 0))
+    [failure] = server.receive_data(encode_method_frame(0, m.ConnectionSecureOk(response=b"x")))
+    assert failure.error.reply_code == 503

@@ -165,6 +165,7 @@ class Journal:
         self._stop = trio.CancelScope()
         self._stopped = trio.Event()
         self._closed = False
+        self._running = False
 
     @property
     def fsyncs(self) -> int:
@@ -399,6 +400,7 @@ class Journal:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop; runs until `close()`."""
+        self._running = True
         try:
             with self._stop:
                 task_status.started()
@@ -444,8 +446,8 @@ class Journal:
         self._closed = True
         self._stop.cancel()
         with trio.CancelScope(shield=True):
-            if not self._stopped.is_set() and self._stop.cancel_called:
-                await self._stopped.wait()
+            if self._running:
+                await self._stopped.wait()  # the task is gone: no commit in flight
             if self.has_pending():
                 await self._commit()
             await trio.to_thread.run_sync(self._close_cleanly)

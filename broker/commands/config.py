@@ -305,8 +305,14 @@ def _from_definitions(args: argparse.Namespace) -> int:
         sys.setrecursionlimit(limit)
     if not isinstance(data, dict):
         raise CommandError(f"{name}: expected a JSON object (a definitions export)")
+    skipped: list[str] = []
+
+    def warn(message: str) -> None:
+        skipped.append(message)
+        print(f"warren config from-definitions: {name}: warning: {message}", file=sys.stderr)
+
     try:
-        model = config.from_definitions(data, args.vhost)
+        model = config.from_definitions(data, args.vhost, warn=warn)
     except config.DefinitionsError as error:
         problems = error.problems
         raise CommandError(
@@ -321,7 +327,8 @@ def _from_definitions(args: argparse.Namespace) -> int:
     errors = config.check(text, f"{name} (converted)")
     for error in errors:
         print(error, file=sys.stderr)
-    return EXIT_NO if errors else EXIT_OK
+    # Skipped items: the text is printed, but it is not the whole export.
+    return EXIT_NO if errors or skipped else EXIT_OK
 
 
 def _to_definitions(args: argparse.Namespace) -> int:

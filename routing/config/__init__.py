@@ -16,7 +16,7 @@ The language is described in ``docs/config-language.md``.
 from __future__ import annotations
 
 from ..model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
-from .definitions import DefinitionsError, from_definitions, to_definitions
+from .definitions import DefinitionsError, DefinitionsWarning, from_definitions, to_definitions
 from .errors import ConfigError, ConfigErrors
 from .formatter import format_config
 from .parser import parse_config
@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "ConfigErrors",
     "DefinitionsError",
+    "DefinitionsWarning",
     "ExchangeDecl",
     "QueueDecl",
     "TopologyConfig",

@@ -13,16 +13,26 @@ Users, permissions, policies and parameters are not topology and are ignored.
 A whole-broker export holds every vhost; ``from_definitions`` keeps one (items
 without a ``vhost`` field, as in a per-vhost export, belong to any). It also
 accepts ``null`` argument values as void, which RabbitMQ's import refuses.
+Items with nested (table or array) arguments, which the language cannot
+write, are left out with a warning rather than refusing the whole export.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from ..model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
-from .options import OPTION_BY_ARGUMENT, ValueProblem, read_value
+from .options import OPTION_BY_ARGUMENT, ValueProblem, check_generic, read_value
 
-__all__ = ["VOID_IN_JSON", "DefinitionsError", "from_definitions", "to_definitions"]
+__all__ = [
+    "VOID_IN_JSON",
+    "DefinitionsError",
+    "DefinitionsWarning",
+    "from_definitions",
+    "to_definitions",
+]
 
 
 class DefinitionsError(ValueError):
@@ -90,14 +100,50 @@ def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[d
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def from_definitions(data: dict[str, Any], vhost: str = "/") -> TopologyConfig:
+class DefinitionsWarning(UserWarning):
+    """An item of a definitions export that ``from_definitions`` left out."""
+
+
+def _warn(message: str) -> None:
+    # _warn <- skip <- from_definitions <- its caller, which the warning names.
+    warnings.warn(message, DefinitionsWarning, stacklevel=4)
+
+
+def _nested_argument(item: dict) -> str | None:
+    """Why ``item`` cannot be written in the language (an argument that is a
+    table or an array), or None."""
+    args = item.get("arguments")
+    if not isinstance(args, dict):
+        return None  # reported as malformed by the reader below
+    for name, value in args.items():
+        if isinstance(value, dict):
+            return f"argument {name!r} is a table, which the configuration language cannot write"
+        if isinstance(value, list):
+            return f"argument {name!r} is an array, which the configuration language cannot write"
+    return None
+
+
+def from_definitions(
+    data: dict[str, Any],
+    vhost: str = "/",
+    *,
+    warn: Callable[[str], None] | None = None,
+) -> TopologyConfig:
     """The topology of ``vhost`` in a definitions export.
 
     The built-in exchanges (``""``, ``amq.*``) are skipped: they always exist.
+    An exchange, queue or binding with a nested (table or array) argument is
+    skipped too, since the language cannot write one, and so is every binding
+    to or from a skipped exchange or queue; each skipped item is passed to
+    ``warn`` as a message naming it (without ``warn``, it is issued as a
+    ``DefinitionsWarning`` through the ``warnings`` module). The rest is kept.
     Raises ``DefinitionsError`` listing every malformed item.
     """
     problems: list[str] = []
     config = TopologyConfig()
+    report = warn if warn is not None else _warn
+    skipped_exchanges: set[str] = set()
+    skipped_queues: set[str] = set()
 
     def mine(item: Any, where: str) -> bool:
         if not isinstance(item, dict):
@@ -126,20 +172,23 @@ def from_definitions(data: dict[str, Any], vhost: str = "/") -> TopologyConfig:
             return {}
         out: dict[str, Any] = {}
         for name, value in args.items():
-            if not isinstance(value, _SCALARS):
-                problems.append(
-                    f"{where}.arguments.{name}: nested tables and arrays are not supported"
-                )
+            if not isinstance(value, _SCALARS):  # not JSON (tables, arrays were skipped)
+                problems.append(f"{where}.arguments.{name}: unsupported value {value!r}")
                 continue
             option = OPTION_BY_ARGUMENT.get(name)
-            if option is not None and value is not None:
-                try:
+            try:
+                if option is not None and value is not None:
                     value = read_value(option, value)
-                except ValueProblem as problem:
-                    problems.append(f"{where}.arguments.{name}: {problem.message}")
-                    continue
+                else:
+                    value = check_generic(value)
+            except ValueProblem as problem:
+                problems.append(f"{where}.arguments.{name}: {problem.message}")
+                continue
             out[name] = value
         return out
+
+    def skip(where: str, what: str, why: str) -> None:
+        report(f"{where}: skipped {what}: {why}")
 
     for i, item in enumerate(data.get("exchanges") or []):
         where = f"exchanges[{i}]"
@@ -147,6 +196,11 @@ def from_definitions(data: dict[str, Any], vhost: str = "/") -> TopologyConfig:
             continue
         name = text(item, "name", where)
         if name == "" or name.startswith("amq."):
+            continue
+        nested = _nested_argument(item)
+        if nested is not None:
+            skip(where, f"exchange {name!r}", nested)
+            skipped_exchanges.add(name)
             continue
         type_ = text(item, "type", where)
         if type_ not in ("direct", "fanout", "topic", "headers"):
@@ -165,9 +219,15 @@ def from_definitions(data: dict[str, Any], vhost: str = "/") -> TopologyConfig:
         where = f"queues[{i}]"
         if not mine(item, where):
             continue
+        name = text(item, "name", where)
+        nested = _nested_argument(item)
+        if nested is not None:
+            skip(where, f"queue {name!r}", nested)
+            skipped_queues.add(name)
+            continue
         config.declarations.append(
             QueueDecl(
-                text(item, "name", where),
+                name,
                 durable=flag(item, "durable", where),
                 auto_delete=flag(item, "auto_delete", where),
                 arguments=arguments(item, where),
@@ -180,10 +240,25 @@ def from_definitions(data: dict[str, Any], vhost: str = "/") -> TopologyConfig:
         dest_type = text(item, "destination_type", where, "queue")
         if dest_type not in ("queue", "exchange"):
             problems.append(f"{where}.destination_type: expected queue or exchange")
+        source = text(item, "source", where)
+        destination = text(item, "destination", where)
+        what = f"binding of {dest_type} {destination!r} to exchange {source!r}"
+        nested = _nested_argument(item)
+        if nested is not None:
+            skip(where, what, nested)
+            continue
+        # A binding cannot outlive its ends: it goes with a skipped one.
+        if source in skipped_exchanges:
+            skip(where, what, f"exchange {source!r} was skipped")
+            continue
+        skipped_ends = skipped_queues if dest_type == "queue" else skipped_exchanges
+        if destination in skipped_ends:
+            skip(where, what, f"{dest_type} {destination!r} was skipped")
+            continue
         config.declarations.append(
             BindingDecl(
-                source=text(item, "source", where),
-                destination=text(item, "destination", where),
+                source=source,
+                destination=destination,
                 destination_type=dest_type,
                 routing_key=text(item, "routing_key", where, ""),
                 arguments=arguments(item, where),

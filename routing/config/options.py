@@ -8,6 +8,7 @@ be checked like ``message-ttl``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,15 +16,20 @@ from typing import Any
 __all__ = [
     "DURATION_UNITS",
     "EXCHANGE_OPTIONS",
+    "FIELD_INT_MAX",
+    "FIELD_INT_MIN",
+    "MAX_EXPIRY_MS",
     "OPTION_BY_ARGUMENT",
     "QUEUE_OPTIONS",
     "SIZE_UNITS",
     "Option",
     "ValueProblem",
+    "check_generic",
     "format_duration",
     "format_generic",
     "format_size",
     "parse_generic",
+    "read_generic",
     "read_value",
 ]
 
@@ -47,8 +53,19 @@ _INT = re.compile(r"-?\d+")
 _FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
 _BARE_SAFE = re.compile(r'[^\s"=#\\]+')
 
-#: RabbitMQ caps x-message-ttl and x-expires at 2^32 - 1 ms (rabbit_amqqueue).
-MAX_MS = 2**32 - 1
+#: The largest ``x-message-ttl`` and ``x-expires`` RabbitMQ 3.10 accepts: ten
+#: years of milliseconds (found by bisection against 3.10.8; one more is refused
+#: with ``value_too_large``). The broker's validators use the same number
+#: (``broker.features.arguments.MAX_EXPIRY_MS``); it is repeated here because
+#: ``routing`` does not import ``broker``, and a test keeps the two equal.
+MAX_EXPIRY_MS = 315_360_000_000
+
+#: The integers an AMQP field value can hold, as ``protocol.fields`` encodes
+#: them: signed 64-bit (``l``) down to -2^63, unsigned 64-bit (``L``) up to
+#: 2^64 - 1. (RabbitMQ 3.10.8 accepts an ``L`` but reads it as signed: 2^64 - 1
+#: arrives as -1. Values up to 2^63 - 1 mean the same everywhere.)
+FIELD_INT_MIN = -(2**63)
+FIELD_INT_MAX = 2**64 - 1
 
 
 class ValueProblem(Exception):
@@ -96,8 +113,8 @@ QUEUE_OPTIONS: dict[str, Option] = {
         Option("type", "choice", "x-queue-type", choices=("classic",)),
         Option("durable", "flag"),
         Option("auto-delete", "flag"),
-        Option("message-ttl", "duration", "x-message-ttl", minimum=0, maximum=MAX_MS),
-        Option("expires", "duration", "x-expires", minimum=1, maximum=MAX_MS),
+        Option("message-ttl", "duration", "x-message-ttl", minimum=0, maximum=MAX_EXPIRY_MS),
+        Option("expires", "duration", "x-expires", minimum=1, maximum=MAX_EXPIRY_MS),
         Option("max-length", "count", "x-max-length", minimum=0),
         Option("max-length-bytes", "size", "x-max-length-bytes", minimum=0),
         Option(
@@ -128,7 +145,54 @@ def _check_range(option: Option, value: int, shown: str) -> int:
         raise ValueProblem(f"{option.name} must be at least {limit(option.minimum)}, got '{shown}'")
     if option.maximum is not None and value > option.maximum:
         raise ValueProblem(f"{option.name} must be at most {limit(option.maximum)}, got '{shown}'")
+    if value > FIELD_INT_MAX:
+        # Counts and sizes have no limit of their own, but travel as AMQP integers.
+        raise ValueProblem(
+            f"{option.name} must be at most {FIELD_INT_MAX}, got '{shown}'", _FIELD_INT_HINT
+        )
     return value
+
+
+_FIELD_INT_HINT = f"AMQP integers are 64 bits wide: {FIELD_INT_MIN} to {FIELD_INT_MAX}"
+#: More digits than the widest 64-bit integer has (20): too large whatever they
+#: are, and ``int()`` refuses strings of over 4,300 digits anyway.
+_MAX_DIGITS = 20
+
+
+def _too_many_digits(digits: str) -> bool:
+    return len(digits.lstrip("-").lstrip("0")) > _MAX_DIGITS
+
+
+def _int_problem(shown: str) -> ValueProblem:
+    return ValueProblem(
+        f"integer {shown} does not fit an AMQP field value",
+        f"{_FIELD_INT_HINT}; quote it to send a string",
+    )
+
+
+def check_generic(value: Any, shown: str | None = None) -> Any:
+    """``value`` if an AMQP field can carry it (as ``protocol.fields`` encodes
+    it), else raise ``ValueProblem``: integers must fit 64 bits (signed, or
+    unsigned above 2^63 - 1), floats must be finite (``inf`` and ``nan`` cannot
+    be written back). ``shown`` is the value as the user wrote it."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not FIELD_INT_MIN <= value <= FIELD_INT_MAX:
+        raise _int_problem(shown if shown is not None else str(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        text = shown if shown is not None else repr(value)
+        raise ValueProblem(
+            f"number {text} does not fit a 64-bit float", "quote it to send a string"
+        )
+    return value
+
+
+def read_generic(raw: str, quoted: bool) -> Any:
+    """``parse_generic`` and ``check_generic`` in one: the value of a written
+    ``x-`` argument or header; raise ``ValueProblem`` if no AMQP field holds it."""
+    if not quoted and _INT.fullmatch(raw) and _too_many_digits(raw):
+        raise _int_problem(raw)  # before int(): it refuses over 4,300 digits
+    return check_generic(parse_generic(raw, quoted), raw)
 
 
 def read_value(option: Option, raw: Any) -> Any:
@@ -145,6 +209,9 @@ def read_value(option: Option, raw: Any) -> Any:
                 "write a whole number with a unit: ms, s, m, h or d (e.g. 30s, 5m)",
             )
         sign, number, unit = m.groups()
+        if _too_many_digits(number.partition(".")[0]):
+            value = FIELD_INT_MAX + 1  # far above any maximum; not converted
+            return _check_range(option, -value if sign else value, str(raw))
         millis = float(number) * DURATION_UNITS[unit or "ms"]
         if millis != int(millis):
             raise ValueProblem(f"{kind} '{raw}' is not a whole number of milliseconds")
@@ -155,6 +222,9 @@ def read_value(option: Option, raw: Any) -> Any:
             return _check_range(option, raw, str(raw))
         if not isinstance(raw, str) or not _INT.fullmatch(raw):
             raise ValueProblem(f"{kind} takes a whole number, not '{raw}'")
+        if _too_many_digits(raw):
+            value = FIELD_INT_MAX + 1  # far above any maximum; not converted
+            return _check_range(option, -value if raw.startswith("-") else value, raw)
         return _check_range(option, int(raw), raw)
     if option.kind == "size":
         if isinstance(raw, int) and not isinstance(raw, bool):
@@ -166,6 +236,9 @@ def read_value(option: Option, raw: Any) -> Any:
                 "write a whole number, optionally with a unit: B, kB, MB, GB, KiB, MiB, GiB",
             )
         sign, number, unit = m.groups()
+        if _too_many_digits(number):
+            value = FIELD_INT_MAX + 1  # far above any maximum; not converted
+            return _check_range(option, -value if sign else value, str(raw))
         value = int(number) * SIZE_UNITS[unit or "B"]
         return _check_range(option, -value if sign else value, str(raw))
     if option.kind in ("name", "text", "choice", "type"):

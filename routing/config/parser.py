@@ -34,7 +34,7 @@ from .options import (
     QUEUE_OPTIONS,
     Option,
     ValueProblem,
-    parse_generic,
+    read_generic,
     read_value,
 )
 
@@ -169,8 +169,20 @@ def _generic_argument(
             return
         where.refs[name] = value
         return
-    arguments[name] = parse_generic(value.value, value.quoted)
-    where.refs[name] = value
+    ok, parsed = _read_generic(ctx, value)
+    if ok:
+        arguments[name] = parsed
+        where.refs[name] = value
+
+
+def _read_generic(ctx: _Context, tok: Token) -> tuple[bool, Any]:
+    """``(True, value)`` for a generic value, or ``(False, None)`` after reporting
+    one that no AMQP field can carry (an integer wider than 64 bits...)."""
+    try:
+        return True, read_generic(tok.value, tok.quoted)
+    except ValueProblem as problem:
+        ctx.at(tok, problem.message, problem.hint)
+        return False, None
 
 
 def _declaration(
@@ -316,11 +328,12 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
             if name in arguments:
                 ctx.at(item.name, f"binding argument '{name}' is given twice", "keep one of them")
                 continue
-            value = parse_generic(item.value.value, item.value.quoted)
             if name == "x-match":
                 if not _check_mode(ctx, item.value):
                     continue
-            arguments[name] = value
+            ok, value = _read_generic(ctx, item.value)
+            if ok:
+                arguments[name] = value
             continue
         if in_headers and (item.quoted or item.value not in BIND_CLAUSES):
             # After "headers <mode>", a bare name matches on presence (a void value).
@@ -363,7 +376,9 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
             if value is None:
                 ctx.after(arg_name, f"argument {arg_name.value} needs a value")
                 continue
-            arguments[arg_name.value] = parse_generic(value.value, value.quoted)
+            ok, parsed = _read_generic(ctx, value)
+            if ok:
+                arguments[arg_name.value] = parsed
         else:
             ctx.at(
                 item,

@@ -451,26 +451,25 @@ def test_round_trip_on_rabbitmq(warren, tmp_path, unique) -> None:
                  [q["name"] for q in defs["queues"]])
 
 
-def test_what_amqp_cannot_carry_is_reported_failed(warren, warren_url, unique, tmp_path) -> None:
-    # The language accepts any integer; an AMQP field table holds 64 bits at most.
+def test_what_amqp_cannot_carry_is_refused_before_anything_is_declared(
+    warren, warren_url, unique, tmp_path
+) -> None:
+    # An AMQP field table holds 64-bit integers at most: `config check` refuses
+    # wider ones, so apply stops before it declares anything.
     q, x = unique("q"), unique("x")
     path = tmp_path / "wide.conf"
     path.write_text(
         f"exchange {x} type headers\nqueue {q}\n    x-wide 99999999999999999999999\n"
         f"bind {q} to {x} headers all n=99999999999999999999999\n"
     )
-    try:
-        code, outcomes = apply_json(warren, path, warren_url)
-        assert code == 1
-        assert [(o["kind"], o["status"]) for o in outcomes] == [
-            ("exchange", "created"), ("queue", "failed"), ("binding", "failed"),
-        ]
-        assert outcomes[1]["detail"] == (
-            "cannot be sent in AMQP: integer 99999999999999999999999 does not fit any AMQP "
-            "field type"
-        )
-    finally:
-        trio.run(_delete, warren_url, [x], [q])
+    result = warren("config", "apply", str(path), "--url", warren_url)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"warren config apply: {path}:3:12: integer 99999999999999999999999 does not fit an "
+        f"AMQP field value (and 1 more); run `warren config check {path}` for details\n"
+    )
+    assert not exists(warren_url, "exchange", x)
+    assert not exists(warren_url, "queue", q)
 
 
 def test_an_unreachable_management_api_is_one_line(warren, warren_url) -> None:

@@ -210,6 +210,28 @@ def test_from_definitions_names_what_the_export_lacks(warren, tmp_path) -> None:
     assert "defs.json (converted):3:11: exchange 'elsewhere' is not declared" in result.stderr
 
 
+def test_from_definitions_skips_what_the_language_cannot_write(warren, tmp_path) -> None:
+    # A queue with a table argument (as some plugins set) does not sink the export:
+    # it is left out with a warning naming it, the rest is printed, exit status 1.
+    (tmp_path / "defs.json").write_text(json.dumps({
+        "queues": [{"name": "q", "vhost": "/", "durable": True, "arguments": {}},
+                   {"name": "q.meta", "vhost": "/", "arguments": {"x-meta": {"team": "a"}}}],
+        "exchanges": [{"name": "x", "vhost": "/", "type": "direct", "arguments": {}}],
+        "bindings": [{"source": "x", "vhost": "/", "destination": "q.meta",
+                      "destination_type": "queue", "routing_key": "k", "arguments": {}}],
+    }))
+    result = warren("config", "from-definitions", "defs.json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == "exchange x type direct\n\nqueue q durable\n"
+    assert result.stderr == (
+        "warren config from-definitions: defs.json: warning: queues[1]: skipped queue "
+        "'q.meta': argument 'x-meta' is a table, which the configuration language cannot "
+        "write\n"
+        "warren config from-definitions: defs.json: warning: bindings[0]: skipped binding of "
+        "queue 'q.meta' to exchange 'x': queue 'q.meta' was skipped\n"
+    )
+
+
 def test_to_definitions_of_an_invalid_file_is_one_line(warren, tmp_path) -> None:
     write(tmp_path, "bad.conf", BAD)
     result = warren("config", "to-definitions", "bad.conf", cwd=tmp_path)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routing import config
-from routing.config.options import QUEUE_OPTIONS
+from routing.config.options import MAX_EXPIRY_MS, QUEUE_OPTIONS
 from routing.exchanges import Destination
 from routing.model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
 from routing.topology import Topology
@@ -202,8 +203,8 @@ def models(draw: st.DrawFn) -> TopologyConfig:
     for name in queue_names:
         args = draw(st.dictionaries(x_names, generic_values, max_size=2))
         optional = {
-            "x-message-ttl": st.integers(0, 2**32 - 1),
-            "x-expires": st.integers(1, 2**32 - 1),
+            "x-message-ttl": st.integers(0, MAX_EXPIRY_MS),
+            "x-expires": st.integers(1, MAX_EXPIRY_MS),
             "x-max-length": st.integers(0, 10**9),
             "x-max-length-bytes": st.integers(0, 2**50),
             "x-overflow": st.sampled_from(["drop-head", "reject-publish", "reject-publish-dlx"]),
@@ -315,3 +316,137 @@ def test_from_topology_rebuilds_the_same_routing() -> None:
     config.parse(config.format(snapshot)).apply_to(rebuilt)
     assert sorted(map(repr, rebuilt.bindings())) == sorted(map(repr, t.bindings()))
     assert rebuilt.get_exchange("extra").auto_delete
+
+
+# -- limits ---------------------------------------------------------------------
+
+
+def test_ttl_and_expires_reach_ten_years_as_in_rabbitmq() -> None:
+    m = config.parse("queue q message-ttl 60d expires 3650d\nqueue r x-message-ttl 315360000000\n")
+    assert m.queues[0].arguments == {"x-message-ttl": 5_184_000_000, "x-expires": 315_360_000_000}
+    assert m.queues[1].arguments == {"x-message-ttl": 315_360_000_000}
+    assert config.format(m) == (
+        "queue q\n    message-ttl 60d\n    expires 3650d\nqueue r\n    message-ttl 3650d\n"
+    )
+    defs = {"queues": [{"name": "q", "arguments": {"x-message-ttl": 5_184_000_000}}]}
+    assert config.from_definitions(defs).queues[0].arguments == {"x-message-ttl": 5_184_000_000}
+
+
+def test_the_expiry_limit_is_the_brokers() -> None:
+    # routing/ may not import broker/, so the number is written twice; keep them equal.
+    from broker.features.arguments import MAX_EXPIRY_MS as BROKER_MAX
+
+    assert MAX_EXPIRY_MS == BROKER_MAX
+    assert QUEUE_OPTIONS["message-ttl"].maximum == QUEUE_OPTIONS["expires"].maximum == BROKER_MAX
+
+
+def test_integers_as_wide_as_the_amqp_encoder_takes() -> None:
+    from protocol.fields import encode_value
+
+    text = (
+        "exchange x type headers\nqueue q x-low -9223372036854775808 x-high 18446744073709551615\n"
+        "    max-length 18446744073709551615\n"
+        "bind q to x headers all n=-9223372036854775808 argument m 18446744073709551615\n"
+    )
+    m = config.parse(text)
+    assert m.queues[0].arguments == {
+        "x-low": -(2**63), "x-high": 2**64 - 1, "x-max-length": 2**64 - 1,
+    }
+    assert m.bindings[0].arguments == {"x-match": "all", "n": -(2**63), "m": 2**64 - 1}
+    for value in (*m.queues[0].arguments.values(), *m.bindings[0].arguments.values()):
+        encode_value(value)  # every accepted value can be sent
+    assert config.parse(config.format(m)).same_topology(m)
+
+
+def test_definitions_with_integers_amqp_cannot_carry() -> None:
+    defs = {
+        "queues": [{"name": "q", "arguments": {"x-wide": 2**64, "x-max-length": 2**64}}],
+        "bindings": [{"source": "x", "destination": "q", "destination_type": "queue",
+                      "arguments": {"n": -(2**63) - 1, "f": 1e308}}],
+    }
+    try:
+        config.from_definitions(defs)
+    except config.DefinitionsError as exc:
+        assert exc.problems == [
+            "queues[0].arguments.x-wide: integer 18446744073709551616 does not fit an AMQP "
+            "field value",
+            "queues[0].arguments.x-max-length: max-length must be at most "
+            "18446744073709551615, got '18446744073709551616'",
+            "bindings[0].arguments.n: integer -9223372036854775809 does not fit an AMQP "
+            "field value",
+        ]
+    else:
+        raise AssertionError("no error")
+
+
+# -- nested arguments in definitions --------------------------------------------
+
+NESTED = {
+    "exchanges": [
+        {"name": "x", "vhost": "/", "type": "topic", "arguments": {}},
+        {"name": "x.nested", "vhost": "/", "type": "fanout",
+         "arguments": {"x-meta": {"team": "billing"}}},
+        {"name": "x.other", "vhost": "other", "type": "fanout",
+         "arguments": {"x-meta": {"team": "billing"}}},
+    ],
+    "queues": [
+        {"name": "q", "vhost": "/", "durable": True, "arguments": {"x-message-ttl": 60000}},
+        {"name": "q.nested", "vhost": "/", "arguments": {"x-tags": ["a", "b"]}},
+        {"name": "q.other", "vhost": "other", "arguments": {"x-tags": ["a"]}},
+    ],
+    "bindings": [
+        {"source": "x", "vhost": "/", "destination": "q", "destination_type": "queue",
+         "routing_key": "k", "arguments": {}},
+        {"source": "x", "vhost": "/", "destination": "q", "destination_type": "queue",
+         "routing_key": "t", "arguments": {"x-meta": {"a": 1}}},
+        {"source": "x", "vhost": "/", "destination": "q.nested", "destination_type": "queue",
+         "routing_key": "k", "arguments": {}},
+        {"source": "x.nested", "vhost": "/", "destination": "q", "destination_type": "queue",
+         "routing_key": "k", "arguments": {}},
+        {"source": "x", "vhost": "/", "destination": "x.nested",
+         "destination_type": "exchange", "routing_key": "k", "arguments": {}},
+    ],
+}
+
+
+def test_from_definitions_skips_nested_arguments_and_keeps_the_rest() -> None:
+    warnings: list[str] = []
+    m = config.from_definitions(NESTED, warn=warnings.append)
+    assert [x.name for x in m.exchanges] == ["x"]
+    assert m.queues == [QueueDecl("q", durable=True, arguments={"x-message-ttl": 60000})]
+    assert [(b.source, b.destination, b.routing_key) for b in m.bindings] == [("x", "q", "k")]
+    # one warning per skipped item of this vhost, naming it; the other vhost is not looked at
+    assert warnings == [
+        "exchanges[1]: skipped exchange 'x.nested': argument 'x-meta' is a table, which the "
+        "configuration language cannot write",
+        "queues[1]: skipped queue 'q.nested': argument 'x-tags' is an array, which the "
+        "configuration language cannot write",
+        "bindings[1]: skipped binding of queue 'q' to exchange 'x': argument 'x-meta' is a "
+        "table, which the configuration language cannot write",
+        "bindings[2]: skipped binding of queue 'q.nested' to exchange 'x': queue 'q.nested' "
+        "was skipped",
+        "bindings[3]: skipped binding of queue 'q' to exchange 'x.nested': exchange "
+        "'x.nested' was skipped",
+        "bindings[4]: skipped binding of exchange 'x.nested' to exchange 'x': exchange "
+        "'x.nested' was skipped",
+    ]
+    assert config.check(config.format(m)) == []
+
+
+def test_from_definitions_warns_through_the_warnings_module_by_default() -> None:
+    with pytest.warns(config.DefinitionsWarning) as caught:
+        m = config.from_definitions(NESTED)
+    assert len(caught) == 6
+    assert str(caught[1].message).startswith("queues[1]: skipped queue 'q.nested'")
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert [q.name for q in m.queues] == ["q"]
+
+
+def test_from_definitions_still_refuses_malformed_items_next_to_nested_ones() -> None:
+    bad = {"queues": [{"name": "q.nested", "arguments": {"x-tags": [1]}},
+                      {"name": "q", "arguments": {"x-max-length": "ten"}}]}
+    with pytest.raises(config.DefinitionsError) as info:
+        config.from_definitions(bad, warn=lambda message: None)
+    assert info.value.problems == [
+        "queues[1].arguments.x-max-length: max-length takes a whole number, not 'ten'"
+    ]

@@ -242,3 +242,69 @@ def test_missing_value_after_equals() -> None:
         "                                           ^\n"
         '    hint: as in format=json; "" is empty'
     )
+
+
+def test_an_integer_wider_than_amqp_carries() -> None:
+    assert only_error("queue billing\n    x-wide 99999999999999999999999\n") == (
+        "orders.conf:2:12: integer 99999999999999999999999 does not fit an AMQP field value\n"
+        "        x-wide 99999999999999999999999\n"
+        "               ^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "    hint: AMQP integers are 64 bits wide: -9223372036854775808 to "
+        "18446744073709551615; quote it to send a string"
+    )
+
+
+def test_wide_integers_in_bindings_and_counts() -> None:
+    text = (
+        "exchange tagged type headers\nqueue audit max-length 18446744073709551616\n"
+        "bind audit to tagged headers all n=18446744073709551616 argument m -9223372036854775809\n"
+    )
+    assert errors(text) == [
+        "orders.conf:2:24: max-length must be at most 18446744073709551615, got "
+        "'18446744073709551616'\n"
+        "    queue audit max-length 18446744073709551616\n"
+        "                           ^^^^^^^^^^^^^^^^^^^^\n"
+        "    hint: AMQP integers are 64 bits wide: -9223372036854775808 to 18446744073709551615",
+        "orders.conf:3:36: integer 18446744073709551616 does not fit an AMQP field value\n"
+        "    bind audit to tagged headers all n=18446744073709551616 argument m "
+        "-9223372036854775809\n"
+        "                                       ^^^^^^^^^^^^^^^^^^^^\n"
+        "    hint: AMQP integers are 64 bits wide: -9223372036854775808 to "
+        "18446744073709551615; quote it to send a string",
+        "orders.conf:3:68: integer -9223372036854775809 does not fit an AMQP field value\n"
+        "    bind audit to tagged headers all n=18446744073709551616 argument m "
+        "-9223372036854775809\n"
+        "                                                                       "
+        "^^^^^^^^^^^^^^^^^^^^\n"
+        "    hint: AMQP integers are 64 bits wide: -9223372036854775808 to "
+        "18446744073709551615; quote it to send a string",
+    ]
+
+
+def test_a_quoted_wide_number_is_a_string() -> None:
+    m = config.parse('queue billing x-wide "99999999999999999999999"\n')
+    assert m.queues[0].arguments == {"x-wide": "99999999999999999999999"}
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        # int() refuses strings of over 4,300 digits: never a traceback.
+        ("x-a " + "9" * 5000, "integer " + "9" * 5000 + " does not fit an AMQP field value"),
+        ("max-length " + "9" * 5000, "max-length must be at most 18446744073709551615, got '"),
+        ("message-ttl " + "9" * 400 + "d", "message-ttl must be at most 3650d, got '"),
+        ("max-length-bytes " + "9" * 5000 + "GiB", "max-length-bytes must be at most 1844"),
+        ("x-f 1e400", "number 1e400 does not fit a 64-bit float"),
+    ],
+)
+def test_huge_numbers_are_errors_not_crashes(written: str, message: str) -> None:
+    assert only_error(f"queue billing {written}\n").startswith("orders.conf:1:"), written
+    assert message in only_error(f"queue billing {written}\n")
+
+
+def test_ttl_beyond_ten_years() -> None:
+    assert only_error("queue billing message-ttl 3651d\n") == (
+        "orders.conf:1:27: message-ttl must be at most 3650d, got '3651d'\n"
+        "    queue billing message-ttl 3651d\n"
+        "                              ^^^^^"
+    )

@@ -91,11 +91,23 @@ class Channel:
             raise self._closed
 
     async def _rpc(self, method: m.Method, expect: tuple[type, ...]) -> Any:
-        """Send a synchronous method and wait for its reply."""
+        """Send a synchronous method and wait for its reply.
+
+        A method that cannot be encoded (a name over 255 bytes, an integer
+        wider than 64 bits) raises ``ValueError`` here and leaves the channel
+        as it was, ready for the next request.
+        """
         self._check_open()
+        conn = self.connection
+        # Encode before the waiter is queued: replies are matched to waiters in
+        # order (spec 2.3.5.1), so a waiter for a request that never left would
+        # take the next request's reply and put the channel out of step.
+        frame = conn._encode_method(self.number, method)
+        conn._write(frame, wake=False)
         waiter = _Waiter(expect)
+        # No await since the write: the reply cannot have been read yet.
         self._waiters.append(waiter)
-        self.connection._send_method(self.number, method, flush=True)
+        conn._flush_now()
         try:
             await waiter.event.wait()
         except BaseException:
@@ -231,10 +243,14 @@ class Channel:
             raw_properties = _codec.encode_properties(properties, persistent, property_values)
         else:
             raw_properties = _codec.EMPTY_PROPERTIES
+        # Encoded before a confirm is registered: a publish that cannot be encoded
+        # (a routing key over 255 bytes) must not take a delivery tag the broker
+        # never counts, or every later confirm would be matched to the wrong publish.
+        frames = _codec.encode_publish(self.number, exchange, routing_key, mandatory,
+                                       raw_properties, body, self._frame_max)
         tracker = self._confirms
         if tracker is None:
-            conn._write(_codec.encode_publish(self.number, exchange, routing_key, mandatory,
-                                              raw_properties, body, self._frame_max))
+            conn._write(frames)
             if conn._out_size > conn.write_high_water:
                 await conn._wait_writable()
             return None
@@ -243,13 +259,11 @@ class Channel:
             self._check_open()
         conf = tracker.add((exchange, routing_key, body) if mandatory else None)
         if wait:
-            conn._write(_codec.encode_publish(self.number, exchange, routing_key, mandatory,
-                                              raw_properties, body, self._frame_max), False)
+            conn._write(frames, False)
             conn._flush_now()
             await conf.wait()
             return conf
-        conn._write(_codec.encode_publish(self.number, exchange, routing_key, mandatory,
-                                          raw_properties, body, self._frame_max))
+        conn._write(frames)
         if conn._out_size > conn.write_high_water:
             await conn._wait_writable()
         return conf
@@ -420,12 +434,15 @@ class Channel:
         """channel.close and wait for close-ok. Closing twice does nothing."""
         if self._closed is not None or self._closing:
             return
+        method = m.ChannelClose(reply_code=reply_code, reply_text=reply_text)
+        # A reply_text over 255 bytes raises ValueError here, before the close
+        # is recorded anywhere, so the channel stays open and usable.
+        method.encode_arguments()
         self._closing = True
         waiter = _Waiter((m.ChannelCloseOk,))
         self._waiters.append(waiter)
         try:
-            self.connection._send_method(
-                self.number, m.ChannelClose(reply_code=reply_code, reply_text=reply_text))
+            self.connection._send_method(self.number, method)
         except ConnectionClosed:
             self._on_closed(ChannelClosed(reply_code, reply_text))
             return

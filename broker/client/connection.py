@@ -509,17 +509,23 @@ class Connection:
                 self._writer_wake = None
                 writer.set()
 
+    def _encode_method(self, channel: int, method: m.Method) -> bytes:
+        """The frame for ``method``, nothing queued yet; raises ``ValueError``
+        for a method that cannot be encoded (a short string over 255 bytes, an
+        integer wider than 64 bits in a table)."""
+        return self._proto.send(channel, method)
+
     def _send_method(self, channel: int, method: m.Method, force: bool = False,
                      flush: bool = False) -> None:
         if force:
             if self._closed is None:
-                self._append(self._proto.send(channel, method))
+                self._append(self._encode_method(channel, method))
             return
         if flush:
-            self._write(self._proto.send(channel, method), wake=False)
+            self._write(self._encode_method(channel, method), wake=False)
             self._flush_now()
         else:
-            self._write(self._proto.send(channel, method))
+            self._write(self._encode_method(channel, method))
 
     async def _wait_writable(self) -> None:
         """Wait until the writer has taken the buffer (publish backpressure)."""

@@ -391,3 +391,42 @@ async def test_errors_in_the_block_come_out_unwrapped(amqp_url: str) -> None:
             await trio.sleep(10)
     assert scope.cancelled_caught
     assert not conn.is_open
+
+
+async def test_a_request_that_cannot_be_encoded_leaves_the_channel_usable(
+    amqp_url: str, name: str
+) -> None:
+    # Nothing is sent and no reply is awaited for a method that cannot be
+    # encoded: the next request on the channel gets its own reply.
+    async with open_connection(amqp_url) as conn, conn.open_channel() as ch:
+        with trio.fail_after(10):
+            with pytest.raises(ValueError, match="longer than 255 bytes"):
+                await ch.queue_declare("q" * 256)
+            assert await ch.queue_declare(name, exclusive=True) == (name, 0, 0)
+            with pytest.raises(ValueError, match="does not fit any AMQP field type"):
+                await ch.queue_declare(name, arguments={"x-wide": 2**64})
+            with pytest.raises(ValueError, match="longer than 255 bytes"):
+                await ch.exchange_declare("é" * 128, "fanout")
+            await ch.publish("", name, b"one")
+            assert await ch.queue_purge(name) == 1
+            with pytest.raises(ValueError, match="longer than 255 bytes"):
+                await ch.close(200, "x" * 256)
+            assert ch.is_open
+            assert (await ch.queue_declare(name, passive=True)).name == name
+
+
+async def test_a_publish_that_cannot_be_encoded_takes_no_delivery_tag(
+    amqp_url: str, name: str
+) -> None:
+    # With confirms, a publish that never left must not take a sequence number,
+    # or the broker's ack for the next publish would confirm the wrong one.
+    async with open_connection(amqp_url) as conn, conn.open_channel(confirms=True) as ch:
+        await ch.queue_declare(name, exclusive=True)
+        with trio.fail_after(10):
+            with pytest.raises(ValueError, match="at most 255 bytes"):
+                await ch.publish("", "k" * 256, b"lost")
+            confirmation = await ch.publish("", name, b"kept")
+            assert confirmation is not None
+            await ch.wait_for_confirms()
+        message = await ch.get(name, no_ack=True)
+        assert message is not None and message.body == b"kept"

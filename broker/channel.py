@@ -6,6 +6,9 @@ A `Channel` keeps what RabbitMQ keeps per channel:
   the confirms owed, sent once per read batch as one `basic.ack` with
   `multiple=true` where possible;
 - transactions (`tx.select`): publishes and acks held until `tx.commit`;
+  with a journal, commit-ok waits for the fsync of the transaction's records,
+  and the channel is *paused* meanwhile (no deliveries; the connection holds
+  the commands that follow), so nothing overtakes the commit-ok;
 - prefetch: `basic.qos global=false` sets the limit for each consumer created
   afterwards on the channel, `global=true` a limit shared by the whole
   channel (RabbitMQ's reading, not the 0-9-1 text; see docs/compatibility.md);
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from broker import errors
@@ -31,6 +35,7 @@ from protocol.frames import encode_basic_deliver, encode_basic_get_ok, encode_ba
 
 if TYPE_CHECKING:
     from broker.connection import ClientConnection
+    from protocol.connection import Command
 
 __all__ = ["Channel", "Consumer", "new_name"]
 
@@ -88,7 +93,7 @@ class Consumer:
     def has_credit(self) -> bool:
         """May the queue hand this consumer one more message now?"""
         channel = self.channel
-        if not channel.flow_active or channel.closing:
+        if not channel.flow_active or channel.closing or channel.paused:
             return False
         if not channel.connection.can_deliver():
             return False
@@ -130,6 +135,13 @@ class Channel:
         self.transactional = False
         self._tx_publishes: list[tuple[m.BasicPublish, Message]] = []
         self._tx_acks: list[tuple[str, list[tuple[int, Delivery]], bool]] = []
+        # tx.commit waiting for the journal: the position commit-ok waits for
+        # (None once sent); `paused` until the commands that arrived meanwhile
+        # (`held`, kept by the connection) are handled.
+        self.commit_at: int | None = None
+        self.paused = False
+        self.held: deque[Command] = deque()
+        self.held_bytes = 0
         # basic.qos
         self.prefetch_count = 0  # applied to consumers created afterwards
         self.global_prefetch = 0  # shared by all consumers of the channel
@@ -413,6 +425,8 @@ class Channel:
             raise errors.precondition_failed("channel is not transactional")
         publishes, self._tx_publishes = self._tx_publishes, []
         acks, self._tx_acks = self._tx_acks, []
+        journal = self.vhost.journal
+        changes = journal.changes if journal is not None else 0
         for publish, message in publishes:
             # The exchange may have gone since the publish; RabbitMQ then
             # drops the message (it was validated when published).
@@ -420,7 +434,49 @@ class Channel:
                 self._route(publish, message)
         for kind, deliveries, requeue in acks:
             self._settle(deliveries, requeue=requeue if kind != "ack" else None)
+        if journal is not None and journal.changes != changes:
+            # RabbitMQ sends commit-ok once the transaction's messages are
+            # durable: here, after the fsync of its last record (publishes,
+            # dead letters and acks), the position confirms wait for too.
+            # The event loop goes on; this channel pauses so that nothing
+            # it sends can overtake the commit-ok.
+            position = journal.commit_point()
+            if position > journal.synced:
+                self.commit_at = position
+                self.paused = True
+                journal.wake_when_synced(self)
+                return
         self._reply(m.TxCommitOk())
+
+    def on_journal_synced(self) -> None:
+        """The journal fsynced a batch: send the confirms and the commit-ok it covers."""
+        self.flush_confirms()
+        position = self.commit_at
+        if position is None:
+            return
+        journal = self.vhost.journal
+        if position > journal.synced:
+            journal.wake_when_synced(self)
+            return
+        self.commit_at = None
+        self._reply(m.TxCommitOk())
+        # The commands held meanwhile are handled by the connection's task.
+        self.connection.release_soon(self)
+
+    def hold(self, command: Command) -> None:
+        """Keep a command that arrived while paused, to handle after commit-ok."""
+        self.held.append(command)
+        size = 64 + len(command.body or b"")
+        self.held_bytes += size
+        self.connection.held_bytes += size
+
+    def resume(self) -> deque[Command]:
+        """Unpause (commit-ok was sent); the held commands, for the connection to handle."""
+        held, self.held = self.held, deque()
+        self.connection.held_bytes -= self.held_bytes
+        self.held_bytes = 0
+        self.paused = False
+        return held
 
     def on_tx_rollback(self, method: m.TxRollback) -> None:
         if not self.transactional:
@@ -441,7 +497,7 @@ class Channel:
             raise errors.not_implemented(f"prefetch_size!=0 ({method.prefetch_size})")
         if method.global_:
             self.global_prefetch = method.prefetch_count
-            self._dispatch_all()
+            self.dispatch_all()
         else:
             self.prefetch_count = method.prefetch_count
         self._reply(m.BasicQosOk())
@@ -581,7 +637,7 @@ class Channel:
                 consumer.unacked_count -= 1
                 self.unacked_count -= 1
                 if self.global_prefetch:
-                    self._dispatch_all()
+                    self.dispatch_all()
                 else:
                     consumer.queue.dispatch()
             return
@@ -606,7 +662,7 @@ class Channel:
         for queue, entries in to_dead_letter.items():
             queue.dead_letter(entries, "rejected")
         if self.global_prefetch:
-            self._dispatch_all()
+            self.dispatch_all()
         else:
             for queue in to_dispatch:
                 queue.dispatch()
@@ -627,7 +683,8 @@ class Channel:
         self.unacked.clear()
         self._settle(taken, requeue=True)
 
-    def _dispatch_all(self) -> None:
+    def dispatch_all(self) -> None:
+        """Let every queue this channel consumes from deliver what its credit allows."""
         for queue in {c.queue for c in self.consumers.values()}:
             queue.dispatch()
 
@@ -643,6 +700,8 @@ class Channel:
             return
         self.closing = True
         self._tx_publishes = []
+        self.commit_at = None  # no commit-ok on a closed channel
+        self.resume()  # held commands are dropped with the channel
         held = [d for _k, deliveries, _r in self._tx_acks for d in deliveries]
         self._tx_acks = []
         consumers = list(self.consumers.values())

@@ -14,6 +14,12 @@ connection's consumers (the messages wait in their queues) and the reader stops
 reading from this connection (TCP backpressure on a publisher whose own replies
 back up). Frame size is bounded by the negotiated frame_max, content size by
 `MAX_MESSAGE_SIZE` (RabbitMQ's 3.10 default, 128 MiB).
+
+A transactional channel waiting for its commit-ok (the journal's fsync) is
+paused: commands that arrive for it meanwhile are held, in order, and handled
+by the connection's releaser task once the commit-ok is written; other
+channels go on. Held commands count against `HELD_HIGH_WATER`, above which the
+reader stops reading until they are handled.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ log = get_logger("warren.connection")
 #: reading from it stops. RabbitMQ's equivalent is its per-connection credit
 #: flow; 4 MiB keeps a slow consumer's cost bounded and a fast one busy.
 OUTPUT_HIGH_WATER = 4 * 1024 * 1024
+#: Bytes of commands held for paused channels (waiting for a tx.commit's
+#: fsync) before the reader stops reading this connection.
+HELD_HIGH_WATER = 4 * 1024 * 1024
 #: Size of one read. Large, so that one read carries many frames.
 RECEIVE_SIZE = 65536
 #: Negotiation maxima we propose in connection.tune (RabbitMQ 3.10's defaults).
@@ -176,6 +185,12 @@ class ClientConnection:
         self._handshake_buffer = bytearray()
         self._backlogged: set[Any] = set()
         self._header_left = len(PROTOCOL_HEADER)
+        # Paused channels whose commit-ok was sent: the releaser handles
+        # their held commands. `held_bytes` is kept up to date by the channels.
+        self.held_bytes = 0
+        self._to_release: list[Channel] = []
+        self._release_due = trio.Event()
+        self._released = trio.Event()
 
     # -- output -----------------------------------------------------------
 
@@ -267,6 +282,42 @@ class ClientConnection:
         while len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
             await self._drained.wait()
 
+    # -- paused channels (tx.commit waiting for the journal) -------------------
+
+    def release_soon(self, channel: Channel) -> None:
+        """`channel` sent its commit-ok: have the releaser handle what it held."""
+        self._to_release.append(channel)
+        self._release_due.set()
+
+    async def _releaser(self) -> None:
+        """Handle the commands held by channels that were paused, in arrival order.
+
+        Its own task (not the journal's, which wakes the channel): the
+        commands run with this connection's error handling, as in the reader.
+        """
+        while True:
+            await self._release_due.wait()
+            self._release_due = trio.Event()
+            channels, self._to_release = self._to_release, []
+            for channel in channels:
+                if channel.closing or channel.commit_at is not None:
+                    continue
+                for command in channel.resume():
+                    # A held tx.commit may pause the channel again: the
+                    # commands after it are then held again, in order.
+                    self._on_command(command)
+                    if self._finished:
+                        return
+                if not channel.paused:
+                    channel.dispatch_all()  # its consumers waited too
+            self._flush_confirms()
+            self._released.set()
+            self._released = trio.Event()
+
+    async def _wait_released(self) -> None:
+        while self.held_bytes >= HELD_HIGH_WATER:
+            await self._released.wait()
+
     # -- the connection's life --------------------------------------------------
 
     async def run(self) -> None:
@@ -277,6 +328,7 @@ class ClientConnection:
                 self._cancel_scope = nursery.cancel_scope
                 nursery.start_soon(self._writer)
                 nursery.start_soon(self._heartbeats)
+                nursery.start_soon(self._releaser)
                 nursery.start_soon(self._watch_done)
                 await self._reader()
                 # Give the writer a moment to send the last replies (close-ok...).
@@ -320,6 +372,8 @@ class ClientConnection:
         while True:
             if len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
                 await self._wait_until_drained()
+            if self.held_bytes >= HELD_HIGH_WATER:
+                await self._wait_released()
             if self._backlogged:
                 await self._flow_control()
             alarm = self.broker.disk_alarm
@@ -453,6 +507,10 @@ class ClientConnection:
                 elif type(method) is m.ChannelClose:
                     self.send_method(number, m.ChannelCloseOk())
                     del self.channels[number]
+                return
+            if channel.paused:
+                # Its tx.commit waits for the journal: this waits behind it.
+                channel.hold(command)
                 return
             if type(method) is m.BasicPublish:
                 self.publisher = True

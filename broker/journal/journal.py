@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from broker.definitions_store import fsync_directory, write_atomically
+from broker.features.ttl import expiry_to_wall_clock
 from broker.journal import records as r
 from broker.journal.entries import PagedEntry, PersistedEntry
 from broker.journal.recovery import Recovered
@@ -120,6 +121,12 @@ def delivery_mode(properties: bytes) -> int | None:
         return None
 
 
+def _wall_clock_ms(expires_at: float | None) -> int | None:
+    """An entry's deadline (monotonic seconds) as epoch milliseconds, for its record."""
+    wall = expiry_to_wall_clock(expires_at)
+    return None if wall is None else round(wall * 1000)
+
+
 class Journal:
     """The journal of one broker (one directory of segments)."""
 
@@ -137,6 +144,9 @@ class Journal:
         self.delay = delay
         self.appended = 0
         self.synced = 0
+        #: +1 for every record appended or ack noted: tells whether some work
+        #: (a transaction's commit) touched the journal at all.
+        self.changes = 0
         self.batches = 0
         self.write_errors = 0
         self.compactions = 0
@@ -186,6 +196,7 @@ class Journal:
         """Buffer one record; (segment, offset) where it goes."""
         record = r.encode_record(type_, self._next_seq, payload, flags)
         self._next_seq += 1
+        self.changes += 1
         if self._segment_bytes and self._segment_bytes + len(record) > self.segment_size:
             self._roll()
         offset = self._segment_bytes
@@ -217,6 +228,7 @@ class Journal:
             return entry
         msg_id = self._next_msg_id
         self._next_msg_id = msg_id + 1
+        expires = _wall_clock_ms(entry.expires_at)
         payload = r.encode_publish(
             msg_id,
             queue.name,
@@ -224,8 +236,9 @@ class Journal:
             message.routing_key,
             message.properties,
             message.body,
+            expires,
         )
-        segment, offset = self._append(r.PUBLISH, payload)
+        segment, offset = self._append(r.PUBLISH, payload, r.publish_flags(expires=expires))
         self._live[segment] += 1
         self._published[segment] = self._published.get(segment, 0) + 1
         self._queues.add(queue)
@@ -240,29 +253,30 @@ class Journal:
         read from the segment file with pread, on the event loop: one read
         of about the message's size, normally from the page cache.
         """
-        record = self._read_record(segment, offset)
-        publish = r.decode_publish(record)
+        flags, record = self._read_record(segment, offset)
+        publish = r.decode_publish(record, flags)
         return Message(publish.exchange, publish.routing_key, publish.properties, publish.body)
 
-    def _read_record(self, segment: int, offset: int) -> bytes:
+    def _read_record(self, segment: int, offset: int) -> tuple[int, bytes]:
+        """(flags, payload) of the record at (segment, offset)."""
         header = r.HEADER.size
         if segment == self._segment and offset >= self._buffer_start:
             start = offset - self._buffer_start
-            length = r.HEADER.unpack_from(self._buffer, start)[3]
-            return bytes(self._buffer[start + header : start + header + length])
+            _m, _t, flags, length, _c, _s = r.HEADER.unpack_from(self._buffer, start)
+            return flags, bytes(self._buffer[start + header : start + header + length])
         for number, base, data in (*self._chunks, *self._inflight):
             if number == segment and base <= offset < base + len(data):
                 start = offset - base
-                length = r.HEADER.unpack_from(data, start)[3]
-                return data[start + header : start + header + length]
+                _m, _t, flags, length, _c, _s = r.HEADER.unpack_from(data, start)
+                return flags, data[start + header : start + header + length]
         fd = self._readers.get(segment)
         if fd is None:
             fd = self._readers[segment] = os.open(
                 segment_path(self.directory, segment), os.O_RDONLY
             )
         head = os.pread(fd, header, offset)
-        length = r.HEADER.unpack(head)[3]
-        return os.pread(fd, length, offset + header)
+        _m, _t, flags, length, _c, _s = r.HEADER.unpack(head)
+        return flags, os.pread(fd, length, offset + header)
 
     def delivered(self, entry: QueuedMessage, no_ack: bool) -> None:
         """`entry` was handed to a consumer (or basic.get)."""
@@ -281,6 +295,7 @@ class Journal:
             return
         entry.live = False  # type: ignore[attr-defined]
         self._acks.append(entry.msg_id)  # type: ignore[attr-defined]
+        self.changes += 1
         segment = entry.segment  # type: ignore[attr-defined]
         left = self._live[segment] - 1
         self._live[segment] = left
@@ -350,6 +365,7 @@ class Journal:
         for queue, entry in found:
             paged = isinstance(entry, PagedEntry)
             message = entry.message
+            expires = _wall_clock_ms(entry.expires_at)  # the copy keeps its deadline
             payload = r.encode_publish(
                 entry.msg_id,
                 queue.name,
@@ -357,8 +373,9 @@ class Journal:
                 message.routing_key,
                 message.properties,
                 message.body,
+                expires,
             )
-            flags = r.FLAG_DELIVERED if entry.delivered else 0
+            flags = r.publish_flags(delivered=entry.delivered, expires=expires)
             segment, offset = self._append(r.PUBLISH, payload, flags)
             self._live[oldest] -= 1
             self._live[segment] += 1
@@ -383,13 +400,34 @@ class Journal:
             self._waiting[channel] = None
         return confirms[:count], confirms[count:]
 
+    def commit_point(self) -> int:
+        """The position (`appended`) that covers everything done so far, acks included.
+
+        For tx.commit. Acks and delivery marks normally become records only
+        when the next batch is taken (losing one costs a redelivery, not a
+        message); but tx.commit "commits all message publications and
+        acknowledgments performed in the current transaction" (spec 1.9.2.3),
+        so a transaction's acks are part of what commit-ok promises and are
+        written now.
+        """
+        self._seal_ids()
+        return self.appended
+
+    def wake_when_synced(self, channel: Channel) -> None:
+        """Call `channel.on_journal_synced()` after the next fsync."""
+        self._waiting[channel] = None
+
     # -- group commit (its own task) ----------------------------------------------
 
-    def _take_batch(self) -> tuple[list[tuple[int, int, bytes]], list[int]]:
+    def _seal_ids(self) -> None:
+        """Turn the pending acks and delivery marks into records in the buffer."""
         for pending, type_ in ((self._acks, r.ACK), (self._delivered, r.DELIVER)):
             for start in range(0, len(pending), IDS_PER_RECORD):
                 self._append(type_, r.encode_ids(pending[start : start + IDS_PER_RECORD]))
             pending.clear()
+
+    def _take_batch(self) -> tuple[list[tuple[int, int, bytes]], list[int]]:
+        self._seal_ids()
         chunks = self._chunks
         if self._buffer:
             chunks.append((self._segment, self._buffer_start, bytes(self._buffer)))
@@ -441,7 +479,7 @@ class Journal:
         waiting, self._waiting = self._waiting, {}
         for channel in waiting:
             if not channel.closing:
-                channel.flush_confirms()
+                channel.on_journal_synced()
 
     async def close(self) -> None:
         """Stop the group-commit task and write what is left (at shutdown)."""
@@ -473,9 +511,17 @@ class Journal:
         when delivered. Messages of a queue that no longer exists (or is not
         durable) are dropped, with a QUEUE_DELETE record so they stay
         dropped even if a queue of that name is declared later.
+
+        Messages keep the deadline their record carries, timed from their
+        original publish: those whose TTL ran out while the broker was down
+        expire here (dead-lettered as `expired` if the queue has a
+        dead-letter exchange, as RabbitMQ does at its recovery), the others
+        when their time comes.
         """
         restored = dropped = 0
         live = self._live
+        now = time.monotonic()
+        expiring: list[Queue] = []
         for name in list(recovered.queues):
             entries = recovered.queues.pop(name)
             queue = vhost.queues.get(name)
@@ -501,8 +547,27 @@ class Journal:
             self._queues.add(queue)
             queue.ready_bytes += size
             restored += len(entries)
+            ttl = queue.message_ttl
+            if ttl is not None:
+                # Records from before expiries were journalled have none: on a
+                # TTL queue they are timed from now, or one at the head with
+                # no deadline would hold back every message behind it.
+                default = now + ttl / 1000
+                for entry in entries:
+                    if entry.expires_at is None:
+                        entry.expires_at = default
+            if ttl is not None or name in recovered.expiring:
+                expiring.append(queue)
         self._collect()
-        return {"restored": restored, "dropped": dropped}
+        # Only once every queue is whole: a dead letter may go to another
+        # recovered queue, and must land behind that queue's own messages.
+        expired = 0
+        for queue in expiring:
+            queue._may_expire = True
+            before = len(queue.ready)
+            queue.expire(now)
+            expired += before - len(queue.ready)
+        return {"restored": restored, "dropped": dropped, "expired": expired}
 
 
 def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
@@ -552,6 +617,7 @@ def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
         seconds=round(time.monotonic() - started, 3),
         scan_seconds=round(recovered.seconds, 3),
         messages=counts["restored"],
+        expired_while_down=counts["expired"],
         clean_shutdown=clean,
         dropped_for_missing_queues=counts["dropped"],
         segments=len(recovered.segments),

@@ -5,7 +5,8 @@ Every record is a fixed 20-byte header followed by its payload:
     offset size  field
     0      2     magic  b"WJ"  (lets recovery find the next record after damage)
     2      1     type   PUBLISH=1, ACK=2, DELIVER=3, QUEUE_DELETE=4
-    3      1     flags  PUBLISH: bit 0 = delivered before (redelivered on recovery)
+    3      1     flags  PUBLISH: bit 0 = delivered before (redelivered on recovery),
+                        bit 1 = an expiry time follows the msg_id
     4      4     length of the payload (uint32, little-endian)
     8      4     crc32 (zlib) of bytes 2..8, 12..20 and the payload
     12     8     seq    record sequence number, +1 per record, across segments
@@ -17,9 +18,12 @@ the last good record before it and the first good one after.
 
 Payloads:
 
-- PUBLISH: msg_id (uint64), queue, exchange, routing_key (each a uint8 length
-  and UTF-8 bytes, AMQP short strings), properties (uint32 length and the raw
-  content-header property bytes), then the body to the end of the payload.
+- PUBLISH: msg_id (uint64), with flag bit 1 the expiry (int64, milliseconds
+  since the epoch, wall clock: when the message's TTL runs out in its queue),
+  queue, exchange, routing_key (each a uint8 length and UTF-8 bytes, AMQP
+  short strings), properties (uint32 length and the raw content-header
+  property bytes), then the body to the end of the payload. Records written
+  before expiries were journalled have bit 1 clear and read as before.
 - ACK, DELIVER: msg_ids (uint64 each), as many as fit in the length.
 - QUEUE_DELETE: the queue name (UTF-8): every message of that queue journalled
   before this record is gone.
@@ -39,6 +43,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "ACK",
     "DELIVER",
+    "FLAG_DELIVERED",
+    "FLAG_EXPIRES",
     "HEADER",
     "MAGIC",
     "MAX_PAYLOAD",
@@ -53,6 +59,7 @@ __all__ = [
     "encode_publish",
     "encode_queue_delete",
     "encode_record",
+    "publish_flags",
     "publish_summary",
     "scan",
 ]
@@ -65,6 +72,9 @@ QUEUE_DELETE = 4
 _TYPES = frozenset((PUBLISH, ACK, DELIVER, QUEUE_DELETE))
 
 FLAG_DELIVERED = 0x01
+#: PUBLISH: an int64 expiry (epoch milliseconds) follows the msg_id. A new
+#: flag rather than a new layout, so journals written before it still read.
+FLAG_EXPIRES = 0x02
 
 HEADER = struct.Struct("<2sBBIIQ")
 _CRC_A = slice(2, 8)  # type, flags, length
@@ -73,6 +83,7 @@ _CRC_B = slice(12, 20)  # seq
 MAX_PAYLOAD = 512 * 1024 * 1024 + 4096
 
 _PUBLISH_HEAD = struct.Struct("<Q")
+_EXPIRES = struct.Struct("<q")
 _U32 = struct.Struct("<I")
 
 
@@ -91,12 +102,23 @@ def _short(text: str) -> bytes:
 
 
 def encode_publish(
-    msg_id: int, queue: str, exchange: str, routing_key: str, properties: bytes, body: bytes
+    msg_id: int,
+    queue: str,
+    exchange: str,
+    routing_key: str,
+    properties: bytes,
+    body: bytes,
+    expires: int | None = None,
 ) -> bytes:
-    """The payload of a PUBLISH record."""
+    """The payload of a PUBLISH record.
+
+    `expires` (epoch milliseconds) is written only when given; the record
+    must then carry `FLAG_EXPIRES` (`publish_flags` says which flags).
+    """
     return b"".join(
         (
             _PUBLISH_HEAD.pack(msg_id),
+            b"" if expires is None else _EXPIRES.pack(expires),
             _short(queue),
             _short(exchange),
             _short(routing_key),
@@ -107,9 +129,14 @@ def encode_publish(
     )
 
 
+def publish_flags(*, delivered: bool = False, expires: int | None = None) -> int:
+    """The header flags of a PUBLISH record."""
+    return (FLAG_DELIVERED if delivered else 0) | (FLAG_EXPIRES if expires is not None else 0)
+
+
 @dataclass(slots=True)
 class Publish:
-    """A decoded PUBLISH payload."""
+    """A decoded PUBLISH payload (`expires`: epoch milliseconds, or None)."""
 
     msg_id: int
     queue: str
@@ -117,13 +144,18 @@ class Publish:
     routing_key: str
     properties: bytes
     body: bytes
+    expires: int | None = None
 
 
-def decode_publish(payload: bytes | memoryview) -> Publish:
-    """Decode a PUBLISH payload (ValueError if it is malformed)."""
+def decode_publish(payload: bytes | memoryview, flags: int = 0) -> Publish:
+    """Decode a PUBLISH payload whose record had `flags` (ValueError if malformed)."""
     try:
         (msg_id,) = _PUBLISH_HEAD.unpack_from(payload, 0)
         off = 8
+        expires = None
+        if flags & FLAG_EXPIRES:
+            (expires,) = _EXPIRES.unpack_from(payload, off)
+            off += 8
         names = []
         for _ in range(3):
             n = payload[off]
@@ -137,19 +169,26 @@ def decode_publish(payload: bytes | memoryview) -> Publish:
         body = bytes(payload[off + plen :])
     except (IndexError, struct.error, UnicodeDecodeError) as error:
         raise ValueError(f"malformed publish record: {error}") from None
-    return Publish(msg_id, names[0], names[1], names[2], properties, body)
+    return Publish(msg_id, names[0], names[1], names[2], properties, body, expires)
 
 
-def publish_summary(payload: bytes | memoryview) -> tuple[int, str, int]:
-    """(msg_id, queue, body size) of a PUBLISH payload, without copying the body.
+def publish_summary(
+    payload: bytes | memoryview, flags: int = 0
+) -> tuple[int, str, int, int | None]:
+    """(msg_id, queue, body size, expires) of a PUBLISH payload, without copying the body.
 
     Recovery needs only these; the message itself is read back on delivery.
     """
     try:
         (msg_id,) = _PUBLISH_HEAD.unpack_from(payload, 0)
-        n = payload[8]
-        queue = bytes(payload[9 : 9 + n]).decode("utf-8")
-        off = 9 + n
+        off = 8
+        expires = None
+        if flags & FLAG_EXPIRES:
+            (expires,) = _EXPIRES.unpack_from(payload, 8)
+            off = 16
+        n = payload[off]
+        queue = bytes(payload[off + 1 : off + 1 + n]).decode("utf-8")
+        off += 1 + n
         for _ in range(2):
             off += 1 + payload[off]
         (plen,) = _U32.unpack_from(payload, off)
@@ -158,7 +197,7 @@ def publish_summary(payload: bytes | memoryview) -> tuple[int, str, int]:
         raise ValueError(f"malformed publish record: {error}") from None
     if off > len(payload):
         raise ValueError("properties run past the record")
-    return msg_id, queue, len(payload) - off
+    return msg_id, queue, len(payload) - off, expires
 
 
 def encode_ids(ids: Iterable[int]) -> bytes:

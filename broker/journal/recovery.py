@@ -2,7 +2,9 @@
 
 Segments are read oldest first and their records applied in order:
 PUBLISH adds a message (a second PUBLISH with the same msg_id, a compaction
-copy, replaces the first), ACK removes it, DELIVER marks it delivered (it comes
+copy, replaces the first) with its expiry if the record has one (an absolute
+wall-clock time, turned back into this process's monotonic clock), ACK
+removes it, DELIVER marks it delivered (it comes
 back with redelivered set), QUEUE_DELETE removes every message of that queue
 seen so far. What is left, per queue and sorted by msg_id, is the queue's
 content in arrival order.
@@ -50,6 +52,8 @@ class Recovered:
     segments: list[int] = field(default_factory=list)
     #: PUBLISH records per segment (live or not), for compaction decisions.
     published: dict[int, int] = field(default_factory=dict)
+    #: Queues with at least one recovered message that has an expiry.
+    expiring: set[str] = field(default_factory=set)
     next_msg_id: int = 1
     next_seq: int = 1
     bytes_read: int = 0
@@ -74,6 +78,10 @@ def recover(directory: Path) -> Recovered:
     result.segments = segments
     last_seq: int | None = None
     max_id = 0
+    # Journalled expiries are wall-clock times; queues time expiry on the
+    # monotonic clock, which restarted with the process. One offset for the
+    # whole recovery (broker.features.ttl.expiry_from_wall_clock, read once).
+    clock = time.monotonic() - time.time()
     for index, number in enumerate(segments):
         path = segment_path(directory, number)
         data = path.read_bytes()
@@ -110,7 +118,7 @@ def recover(directory: Path) -> Recovered:
             if record.type == r.PUBLISH:
                 result.published[number] = result.published.get(number, 0) + 1
             try:
-                max_id = _apply(record, number, messages, max_id)
+                max_id = _apply(record, number, messages, max_id, clock)
             except ValueError as error:
                 result.records_lost += 1
                 log.error(
@@ -129,8 +137,11 @@ def recover(directory: Path) -> Recovered:
                     bytes=damage.end - damage.start,
                 )
         del data, scanned
+    expiring = result.expiring
     for message in messages.values():
         result.queues.setdefault(message._source, []).append(message)
+        if message.expires_at is not None:
+            expiring.add(message._source)
     messages.clear()
     for queue_messages in result.queues.values():
         queue_messages.sort(key=_by_msg_id)
@@ -144,11 +155,14 @@ def _by_msg_id(entry: PagedEntry) -> int:
     return entry.msg_id
 
 
-def _recovered(msg_id: int, queue: str, segment: int, offset: int, size: int) -> PagedEntry:
+def _recovered(
+    msg_id: int, queue: str, segment: int, offset: int, size: int, expires_at: float | None
+) -> PagedEntry:
     entry = PagedEntry.__new__(PagedEntry)
     for name in QueuedMessage.__slots__:
-        setattr(entry, name, None)  # seq is set on restore; TTL deadlines are not journalled
+        setattr(entry, name, None)  # seq is set on restore
     entry.redelivered = False
+    entry.expires_at = expires_at
     entry.msg_id = msg_id
     entry.segment = segment
     entry.live = True
@@ -159,12 +173,15 @@ def _recovered(msg_id: int, queue: str, segment: int, offset: int, size: int) ->
     return entry
 
 
-def _apply(record: r.Record, segment: int, messages: dict[int, PagedEntry], max_id: int) -> int:
+def _apply(
+    record: r.Record, segment: int, messages: dict[int, PagedEntry], max_id: int, clock: float
+) -> int:
     kind = record.type
     if kind == r.PUBLISH:
-        msg_id, queue, size = r.publish_summary(record.payload)
+        msg_id, queue, size, expires = r.publish_summary(record.payload, record.flags)
         old = messages.get(msg_id)
-        entry = _recovered(msg_id, sys.intern(queue), segment, record.offset, size)
+        expires_at = None if expires is None else expires / 1000 + clock
+        entry = _recovered(msg_id, sys.intern(queue), segment, record.offset, size, expires_at)
         entry.delivered = bool(record.flags & r.FLAG_DELIVERED) or (
             old is not None and old.delivered
         )

@@ -111,7 +111,7 @@ def journal_bodies(data_dir: Path) -> dict[str, list[bytes]]:
     for number in list_segments(directory):
         for record in r.scan(segment_path(directory, number).read_bytes()).records:
             if record.type == r.PUBLISH:
-                p = r.decode_publish(record.payload)
+                p = r.decode_publish(record.payload, record.flags)
                 live[p.msg_id] = (p.queue, p.body)
             elif record.type == r.ACK:
                 for msg_id in r.decode_ids(record.payload):

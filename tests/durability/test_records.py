@@ -18,6 +18,7 @@ publishes = st.builds(
     routing_key=names,
     properties=st.binary(max_size=50),
     body=st.binary(max_size=300),
+    expires=st.none() | st.integers(-(2**63), 2**63 - 1),
 )
 
 
@@ -27,9 +28,9 @@ def build(publishes: list[r.Publish]) -> tuple[bytes, list[int]]:
     ends = []
     for seq, p in enumerate(publishes, 1):
         payload = r.encode_publish(
-            p.msg_id, p.queue, p.exchange, p.routing_key, p.properties, p.body
+            p.msg_id, p.queue, p.exchange, p.routing_key, p.properties, p.body, p.expires
         )
-        data += r.encode_record(r.PUBLISH, seq, payload)
+        data += r.encode_record(r.PUBLISH, seq, payload, r.publish_flags(expires=p.expires))
         ends.append(len(data))
     return bytes(data), ends
 
@@ -41,7 +42,7 @@ def test_publish_records_round_trip(items: list[r.Publish]) -> None:
     scanned = r.scan(data)
     assert not scanned.damage
     assert [rec.seq for rec in scanned.records] == list(range(1, len(items) + 1))
-    assert [r.decode_publish(rec.payload) for rec in scanned.records] == items
+    assert [r.decode_publish(rec.payload, rec.flags) for rec in scanned.records] == items
 
 
 @settings(max_examples=60, deadline=None)
@@ -127,3 +128,32 @@ def test_delivery_mode_from_raw_properties() -> None:
     ):
         assert delivery_mode(props.encode()) == mode
     assert delivery_mode(b"") is None
+
+
+def test_publish_without_expiry_keeps_the_old_layout_and_old_records_still_read() -> None:
+    # The layout journals had before expiries were recorded, written by hand.
+    old = (
+        (42).to_bytes(8, "little")
+        + b"\x01q"
+        + b"\x02ex"
+        + b"\x02rk"
+        + (3).to_bytes(4, "little")
+        + b"abc"
+        + b"body"
+    )
+    assert r.encode_publish(42, "q", "ex", "rk", b"abc", b"body") == old
+    assert r.publish_flags() == 0
+    assert r.decode_publish(old) == r.Publish(42, "q", "ex", "rk", b"abc", b"body", None)
+    assert r.publish_summary(old) == (42, "q", 4, None)
+
+
+def test_publish_with_expiry_round_trips_with_its_flag() -> None:
+    expires = 1_795_000_000_123  # epoch milliseconds
+    flags = r.publish_flags(delivered=True, expires=expires)
+    assert flags == r.FLAG_DELIVERED | r.FLAG_EXPIRES
+    payload = r.encode_publish(7, "q", "", "rk", b"", b"xyz", expires)
+    scanned = r.scan(r.encode_record(r.PUBLISH, 1, payload, flags))
+    record = scanned.records[0]
+    assert record.flags == flags
+    assert r.decode_publish(record.payload, record.flags).expires == expires
+    assert r.publish_summary(record.payload, record.flags) == (7, "q", 3, expires)

@@ -142,6 +142,7 @@ class Channel:
         self.paused = False
         self.held: deque[Command] = deque()
         self.held_bytes = 0
+        self._deferred: list[Any] = []  # server-sent methods (basic.cancel) while paused
         # basic.qos
         self.prefetch_count = 0  # applied to consumers created afterwards
         self.global_prefetch = 0  # shared by all consumers of the channel
@@ -471,11 +472,16 @@ class Channel:
         self.connection.held_bytes += size
 
     def resume(self) -> deque[Command]:
-        """Unpause (commit-ok was sent); the held commands, for the connection to handle."""
+        """Unpause (commit-ok was sent): send what the broker itself deferred
+        (a basic.cancel), return the held commands for the connection to handle."""
         held, self.held = self.held, deque()
         self.connection.held_bytes -= self.held_bytes
         self.held_bytes = 0
         self.paused = False
+        deferred, self._deferred = self._deferred, []
+        if not self.closing:
+            for method in deferred:
+                self._reply(method)
         return held
 
     def on_tx_rollback(self, method: m.TxRollback) -> None:
@@ -543,7 +549,11 @@ class Channel:
         if self.consumers.pop(consumer.tag, None) is None:
             return
         if self.connection.consumer_cancel_notify and not self.closing:
-            self._reply(m.BasicCancel(consumer_tag=consumer.tag, nowait=True))
+            cancel = m.BasicCancel(consumer_tag=consumer.tag, nowait=True)
+            if self.paused:
+                self._deferred.append(cancel)  # not before a pending commit-ok
+            else:
+                self._reply(cancel)
 
     def on_basic_get(self, method: m.BasicGet) -> None:
         queue = self.vhost.get_queue(self._queue_name(method.queue), self.connection)

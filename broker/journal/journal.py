@@ -228,7 +228,8 @@ class Journal:
             return entry
         msg_id = self._next_msg_id
         self._next_msg_id = msg_id + 1
-        expires = _wall_clock_ms(entry.expires_at)
+        # The deadline the queue gave it (x-message-ttl or expiration), absolute.
+        expires = None if entry.expires_at is None else _wall_clock_ms(entry.expires_at)
         payload = r.encode_publish(
             msg_id,
             queue.name,
@@ -238,7 +239,8 @@ class Journal:
             message.body,
             expires,
         )
-        segment, offset = self._append(r.PUBLISH, payload, r.publish_flags(expires=expires))
+        flags = 0 if expires is None else r.FLAG_EXPIRES
+        segment, offset = self._append(r.PUBLISH, payload, flags)
         self._live[segment] += 1
         self._published[segment] = self._published.get(segment, 0) + 1
         self._queues.add(queue)

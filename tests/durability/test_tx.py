@@ -72,7 +72,9 @@ class Frames:
         self.method(
             0,
             m.ConnectionStartOk(
-                client_properties={}, mechanism="PLAIN", response=b"\x00guest\x00guest"
+                client_properties={"capabilities": {"consumer_cancel_notify": True}},
+                mechanism="PLAIN",
+                response=b"\x00guest\x00guest",
             ),
         )
         tune = self.expect(0, m.ConnectionTune)
@@ -158,6 +160,10 @@ def test_frames_after_commit_ok_wait_for_it_other_channels_do_not(tmp_path: Path
             client.expect(number, m.ChannelOpenOk)
         client.method(1, m.BasicConsume(queue="work", consumer_tag="c1", no_ack=True))
         client.expect(1, m.BasicConsumeOk)
+        client.method(1, m.QueueDeclare(queue="gone"))
+        client.expect(1, m.QueueDeclareOk)
+        client.method(1, m.BasicConsume(queue="gone", consumer_tag="c2", no_ack=True))
+        client.expect(1, m.BasicConsumeOk, count=2)
         client.method(1, m.TxSelect())
         client.expect(1, m.TxSelectOk)
         # One write: publish, commit, then more work on channel 1 pipelined
@@ -175,10 +181,13 @@ def test_frames_after_commit_ok_wait_for_it_other_channels_do_not(tmp_path: Path
         client.sock.sendall(burst)
         client.expect(2, m.QueueDeclareOk)
         # Channel 2 was answered while channel 1 waits for its fsync; a message
-        # for channel 1's consumer arrives meanwhile, and must wait too.
+        # for channel 1's consumer arrives meanwhile, and c2's queue is
+        # deleted (a basic.cancel from the broker): both must wait too.
         assert not any(isinstance(x, m.TxCommitOk) for x in client.methods(1))
         other = pika.BlockingConnection(pika.URLParameters(thread.url))
-        other.channel().basic_publish("", "work", b"for c1")
+        other_channel = other.channel()
+        other_channel.basic_publish("", "work", b"for c1")
+        other_channel.queue_delete("gone")
         other.close()
         client.expect(1, m.TxCommitOk, count=2)
         kinds = [type(x) for x in client.methods(1)]
@@ -187,9 +196,12 @@ def test_frames_after_commit_ok_wait_for_it_other_channels_do_not(tmp_path: Path
         assert first_ok == 0, after_select  # nothing on channel 1 overtook the commit-ok
         rest = after_select[1:]
         assert rest.index(m.QueueDeclareOk) < rest.index(m.BasicGetOk) < rest.index(m.TxCommitOk)
+        assert m.BasicCancel in rest  # after the commit-ok, not before
         if m.BasicDeliver in rest:
             assert rest.index(m.BasicDeliver) > 0  # after the commit-ok, never before
-        declare_ok = next(x for x in client.methods(1) if isinstance(x, m.QueueDeclareOk))
+        declare_ok = next(
+            x for x in client.methods(1) if isinstance(x, m.QueueDeclareOk) and x.queue == "tx"
+        )
         assert declare_ok.message_count == 1  # handled after the commit, which it follows
         bodies = [f.payload for f in client.frames if isinstance(f, BodyFrame) and f.channel == 1]
         assert b"committed" in bodies

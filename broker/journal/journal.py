@@ -28,7 +28,13 @@ value of `appended` when the message was routed, and sends only the confirms
 whose tag is at most `synced` (`split_synced`); the others wait, and the
 journal flushes them after the fsync that covers them. Confirms keep publish
 order (a confirm never overtakes an earlier one), so `multiple=true` stays
-exact.
+exact. A transaction's commit-ok waits the same way, for `commit_point()`
+(which first turns the pending acks into records: they are part of the
+commit), woken by `wake_when_synced`.
+
+Expiry. A PUBLISH record carries the message's deadline in its queue as an
+absolute wall-clock time when it has one, so that recovery can restore it
+and expire what ran out while the broker was down (`restore`).
 
 Space. Each segment counts its live messages. A segment is deleted when it
 and every older segment have none left: deleting only from the oldest end

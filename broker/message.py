@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.features.ttl import parse_expiration_ms
 from protocol.properties import BasicProperties, properties_has_headers
 
 __all__ = ["Message", "copy_properties", "parse_expiration"]
@@ -24,6 +25,9 @@ __all__ = ["Message", "copy_properties", "parse_expiration"]
 _HEADERS_FLAG = 0x20
 _EXPIRATION_FLAG = 0x01
 
+# `Message._expiration_ms` before the expiration property has been looked at.
+_UNPARSED: Any = object()
+
 
 class Message:
     """One published message: where it was published to, properties, body.
@@ -32,7 +36,7 @@ class Message:
     per-queue state (redelivered, position) lives in the queue's entries.
     """
 
-    __slots__ = ("exchange", "routing_key", "properties", "body", "_decoded")
+    __slots__ = ("exchange", "routing_key", "properties", "body", "_decoded", "_expiration_ms")
 
     def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes) -> None:
         self.exchange = exchange
@@ -40,6 +44,7 @@ class Message:
         self.properties = properties
         self.body = body
         self._decoded: BasicProperties | None = None
+        self._expiration_ms: int | None = _UNPARSED
 
     def set_decoded(self, properties: BasicProperties) -> None:
         """Remember the decoded form of `self.properties` (when we built them)."""
@@ -47,11 +52,20 @@ class Message:
 
     @property
     def expiration_ms(self) -> int | None:
-        """The per-message TTL in milliseconds, or None (validated at publish)."""
-        raw = self.properties
-        if not raw or not raw[0] & _EXPIRATION_FLAG:
-            return None
-        return parse_expiration(self.decoded_properties.expiration)
+        """The per-message TTL in milliseconds, or None (validated at publish).
+
+        Parsed once: the channel's check at publish and every queue the
+        message is routed to read the same result.
+        """
+        value = self._expiration_ms
+        if value is _UNPARSED:
+            raw = self.properties
+            if not raw or not raw[0] & _EXPIRATION_FLAG:
+                value = None
+            else:
+                value = parse_expiration(self.decoded_properties.expiration)
+            self._expiration_ms = value
+        return value
 
     @property
     def decoded_properties(self) -> BasicProperties:
@@ -82,6 +96,7 @@ class Message:
         new_props = copy_properties(props, headers=new_headers)
         copy = Message(self.exchange, self.routing_key, new_props.encode(), self.body)
         copy._decoded = new_props
+        copy._expiration_ms = self._expiration_ms  # the same expiration property
         return copy
 
 
@@ -109,8 +124,6 @@ def parse_expiration(value: str | None) -> int | None:
     if value is None:
         return None
     # Parsed as RabbitMQ parses it (Erlang's string:to_integer/1).
-    from broker.features.ttl import parse_expiration_ms
-
     return parse_expiration_ms(value)
 
 

@@ -176,10 +176,9 @@ class Queue:
             if dropped and dropped[-1] is entry:
                 return True
         ttl = self.message_ttl
-        if message.properties and message.properties[0] & 0x01:  # expiration set
-            own = message.expiration_ms
-            if own is not None and (ttl is None or own < ttl):
-                ttl = own
+        own = message.expiration_ms  # parsed once, when published
+        if own is not None and (ttl is None or own < ttl):
+            ttl = own
         if ttl is not None:
             now = time.monotonic()
             entry.expires_at = now + ttl / 1000

@@ -377,21 +377,6 @@ class VHost:
         self._stored()
 
 
-def _field_type(value: Any) -> str:
-    """RabbitMQ's name for a field-table value's type, as its errors show it."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, str | bytes):
-        return "longstr"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    return type(value).__name__
-
-
 def _peer(peer: Any) -> str | None:
     if peer is None:
         return None

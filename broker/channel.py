@@ -130,7 +130,8 @@ class Channel:
         # confirm.select (RabbitMQ extension, "Publisher Confirms")
         self.confirm = False
         self.next_publish_seq = 1
-        self._confirms: list[tuple[int, bool]] = []
+        # (publish seq, accepted, journal position the confirm waits for)
+        self._confirms: list[tuple[int, bool, int]] = []
         # tx.select
         self.transactional = False
         self._tx_publishes: list[tuple[m.BasicPublish, Message]] = []
@@ -308,9 +309,9 @@ class Channel:
         if method.immediate:
             # RabbitMQ 3.0 dropped immediate delivery; it closes the connection.
             raise errors.not_implemented("immediate=true")
-        if properties and len(properties) >= 2 and (properties[1] & _USER_ID_FLAG):
-            self._check_user_id(properties)
         message = Message(method.exchange, method.routing_key, properties, body)
+        if properties and len(properties) >= 2 and (properties[1] & _USER_ID_FLAG):
+            self._check_user_id(message)
         if properties and properties[0] & _EXPIRATION_FLAG:
             self._check_expiration(message)
         if self.transactional:
@@ -319,12 +320,10 @@ class Channel:
             return
         self._route(method, message)
 
-    def _check_user_id(self, properties: bytes) -> None:
+    def _check_user_id(self, message: Message) -> None:
         # RabbitMQ validates the user-id property against the login
-        # ("Validated User-ID" extension).
-        from protocol.properties import BasicProperties
-
-        user_id = BasicProperties.decode(properties, 0).user_id
+        # ("Validated User-ID" extension). Decoded once, kept by the message.
+        user_id = message.decoded_properties.user_id
         user = self.connection.user
         if user_id is not None and user_id != user:
             raise errors.precondition_failed(

@@ -524,7 +524,6 @@ class Channel:
             arguments=method.arguments or {},
         )
         self.consumers[tag] = consumer
-        self.connection.consumers_added()
         # consume-ok goes out before any delivery to the new consumer.
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))

@@ -219,9 +219,6 @@ class ClientConnection:
     def owe_confirms(self, channel: Channel) -> None:
         self._owed_confirms.append(channel)
 
-    def consumers_added(self) -> None:
-        """Hook for the channel (nothing to do yet; kept for symmetry with teardown)."""
-
     def _flush_confirms(self) -> None:
         owed = self._owed_confirms
         if owed:

@@ -15,6 +15,7 @@ from protocol.constants import ReplyCode
 from protocol.errors import AMQPError, error_for
 
 __all__ = [
+    "from_code",
     "access_refused",
     "not_found",
     "precondition_failed",
@@ -34,40 +35,42 @@ __all__ = [
 VHOST_TEXT = "in vhost '/'"
 
 
-def _err(code: ReplyCode, name: str, text: str) -> AMQPError:
-    return error_for(code, f"{name} - {text}")
+def from_code(code: int, text: str) -> AMQPError:
+    """The error for reply code `code`, its text prefixed with the code's name
+    as RabbitMQ writes it ("NOT_FOUND - no queue 'q' in vhost '/'")."""
+    return error_for(code, f"{ReplyCode(code).name} - {text}")
 
 
 def access_refused(text: str) -> AMQPError:
-    return _err(ReplyCode.ACCESS_REFUSED, "ACCESS_REFUSED", text)
+    return from_code(ReplyCode.ACCESS_REFUSED, text)
 
 
 def not_found(text: str) -> AMQPError:
-    return _err(ReplyCode.NOT_FOUND, "NOT_FOUND", text)
+    return from_code(ReplyCode.NOT_FOUND, text)
 
 
 def precondition_failed(text: str) -> AMQPError:
-    return _err(ReplyCode.PRECONDITION_FAILED, "PRECONDITION_FAILED", text)
+    return from_code(ReplyCode.PRECONDITION_FAILED, text)
 
 
 def resource_locked(text: str) -> AMQPError:
-    return _err(ReplyCode.RESOURCE_LOCKED, "RESOURCE_LOCKED", text)
+    return from_code(ReplyCode.RESOURCE_LOCKED, text)
 
 
 def not_allowed(text: str) -> AMQPError:
-    return _err(ReplyCode.NOT_ALLOWED, "NOT_ALLOWED", text)
+    return from_code(ReplyCode.NOT_ALLOWED, text)
 
 
 def not_implemented(text: str) -> AMQPError:
-    return _err(ReplyCode.NOT_IMPLEMENTED, "NOT_IMPLEMENTED", text)
+    return from_code(ReplyCode.NOT_IMPLEMENTED, text)
 
 
 def command_invalid(text: str) -> AMQPError:
-    return _err(ReplyCode.COMMAND_INVALID, "COMMAND_INVALID", text)
+    return from_code(ReplyCode.COMMAND_INVALID, text)
 
 
 def channel_error(text: str) -> AMQPError:
-    return _err(ReplyCode.CHANNEL_ERROR, "CHANNEL_ERROR", text)
+    return from_code(ReplyCode.CHANNEL_ERROR, text)
 
 
 def queue_not_found(name: str) -> AMQPError:

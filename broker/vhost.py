@@ -23,8 +23,7 @@ from broker.logging import get_logger
 from broker.message import Message
 from broker.queue import Queue
 from broker.timers import Timers
-from protocol.constants import ReplyCode
-from protocol.errors import AMQPError, error_for
+from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
 
@@ -55,8 +54,7 @@ EQUIVALENCE_ARGS = (
 
 
 def _amqp(error: RoutingError) -> AMQPError:
-    name = ReplyCode(error.reply_code).name
-    return error_for(error.reply_code, f"{name} - {error.reply_text}")
+    return errors.from_code(error.reply_code, error.reply_text)
 
 
 def _routing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

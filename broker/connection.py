@@ -80,8 +80,6 @@ USERS = {"guest": "guest"}
 #: As RabbitMQ's `loopback_users`: these may log in only from loopback.
 LOOPBACK_USERS = frozenset({"guest"})
 
-_CONNECTION_CLASS = 10
-
 
 def server_properties() -> dict[str, Any]:
     """connection.start server-properties, claiming only what Warren does.
@@ -128,6 +126,15 @@ def _wire_text(error: AMQPError) -> str:
     if name and not text.startswith(name):
         text = f"{name} - {text}"
     return _shortstr(text)
+
+
+def _close_fields(error: AMQPError, method: Any) -> tuple[int, int, str]:
+    """class-id, method-id and reply-text of the channel.close or
+    connection.close answering `error`: the failing method's ids unless the
+    error names others (spec 1.5.2.5 channel.close, 1.4.2.9 connection.close)."""
+    class_id = error.class_id or getattr(method, "CLASS_ID", 0)
+    method_id = error.method_id or getattr(method, "METHOD_ID", 0)
+    return class_id, method_id, _wire_text(error)
 
 
 def _shortstr(text: str) -> str:
@@ -552,9 +559,7 @@ class ClientConnection:
         raise errors.command_invalid(f"unexpected method {method.NAME}")
 
     def _channel_error(self, number: int, error: AMQPError, method: Any) -> None:
-        class_id = error.class_id or getattr(method, "CLASS_ID", 0)
-        method_id = error.method_id or getattr(method, "METHOD_ID", 0)
-        reply_text = _wire_text(error)
+        class_id, method_id, reply_text = _close_fields(error, method)
         log.info(
             "channel.error",
             peer=self.peer_text,
@@ -580,9 +585,7 @@ class ClientConnection:
         """Hard error: connection.close with the code, then wait for close-ok."""
         if self.closing:
             return
-        class_id = error.class_id or getattr(method, "CLASS_ID", 0)
-        method_id = error.method_id or getattr(method, "METHOD_ID", 0)
-        reply_text = _wire_text(error)
+        class_id, method_id, reply_text = _close_fields(error, method)
         log.warning(
             "protocol.error",
             peer=self.peer_text,

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from broker.features import dead_lettering
 from broker.features.delivery_limit import counted, returned
 from broker.message import Message
 
@@ -107,8 +108,7 @@ class Queue:
         self.overflow: str = args.get("x-overflow", OVERFLOW_DROP_HEAD)
         self.message_ttl: int | None = args.get("x-message-ttl")
         self.expires: int | None = args.get("x-expires")
-        dlx = args.get("x-dead-letter-exchange")
-        self.dead_letter_exchange: str | None = dlx
+        self.dead_letter_exchange: str | None = args.get("x-dead-letter-exchange")
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
         self._may_expire = self.message_ttl is not None
@@ -163,7 +163,7 @@ class Queue:
         if limited and not passing and self._over_limit(1, size):
             if self.overflow != OVERFLOW_DROP_HEAD:
                 if self.overflow == OVERFLOW_REJECT_PUBLISH_DLX:
-                    self._dead_letter([entry], "maxlen")
+                    self.dead_letter([entry], "maxlen")
                 return False
             dropped = []
             while self.ready and self._over_limit(1, size):
@@ -172,7 +172,7 @@ class Queue:
                 dropped.append(head)
             if self._over_limit(1, size):
                 dropped.append(entry)  # a limit of 0: the message itself goes
-            self._dead_letter(dropped, "maxlen")
+            self.dead_letter(dropped, "maxlen")
             if dropped and dropped[-1] is entry:
                 return True
         ttl = self.message_ttl
@@ -208,7 +208,7 @@ class Queue:
             head = self.ready.popleft()
             self.ready_bytes -= len(head.message.body)
             dropped.append(head)
-        self._dead_letter(dropped, "maxlen")
+        self.dead_letter(dropped, "maxlen")
 
     def requeue(self, entries: Iterable[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""
@@ -265,16 +265,11 @@ class Queue:
 
     def dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
         """Rejected without requeue (or expired, or overflowed): to the DLX, if any."""
-        self._dead_letter(entries, reason)
-
-    def _dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
         if self.journal is not None:  # they leave this queue for good
             for entry in entries:
                 self.journal.forget(entry)
         if entries and self.dead_letter_exchange is not None and self.vhost is not None:
-            from broker.features.dead_lettering import dead_letter
-
-            dead_letter(self.vhost, self, entries, reason)
+            dead_lettering.dead_letter(self.vhost, self, entries, reason)
 
     def expire(self, now: float | None = None) -> None:
         """Drop (dead-letter) expired messages at the head; schedule the next check."""
@@ -292,7 +287,7 @@ class Queue:
             self.ready_bytes -= len(head.message.body)
             expired.append(head)
         if expired:
-            self._dead_letter(expired, "expired")
+            self.dead_letter(expired, "expired")
         if ready and ready[0].expires_at is not None:
             self._schedule(ready[0].expires_at)
 
@@ -384,7 +379,7 @@ class Queue:
                 entry = ready.popleft()
                 self.ready_bytes -= len(entry.message.body)
                 if expiring and entry.expires_at is not None and entry.expires_at < now:
-                    self._dead_letter([entry], "expired")
+                    self.dead_letter([entry], "expired")
                     continue
                 if journal is not None:
                     journal.delivered(entry, consumer.no_ack)

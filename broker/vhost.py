@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from broker import errors
+from broker.channel import new_name
 from broker.features.arguments import validate_queue_arguments
 from broker.logging import get_logger
 from broker.message import Message
@@ -220,8 +221,6 @@ class VHost:
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> Queue:
-        from broker.channel import new_name
-
         arguments = dict(arguments or {})
         if passive:
             return self.get_queue(name, connection)

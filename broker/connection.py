@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -44,7 +43,7 @@ from protocol.connection import (
     Role,
     parse_sasl_response,
 )
-from protocol.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER, ReplyCode
+from protocol.constants import FRAME_MIN_SIZE, ReplyCode
 from protocol.errors import AMQPError, BadProtocolHeader, error_for
 
 if TYPE_CHECKING:
@@ -189,9 +188,7 @@ class ClientConnection:
         self._close_reason: tuple[int, str] | None = None
         self._done = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
-        self._handshake_buffer = bytearray()
         self._backlogged: set[Any] = set()
-        self._header_left = len(PROTOCOL_HEADER)
         # Paused channels whose commit-ok was sent: the releaser handles
         # their held commands. `held_bytes` is kept up to date by the channels.
         self.held_bytes = 0
@@ -394,52 +391,13 @@ class ClientConnection:
             return False
         if not data:
             return False
-        if self.opened and not self._handshake_buffer:
-            # The hot path: every frame of the chunk in one call.
-            ok = self._receive(amqp, data)
-        else:
-            ok = True
-            for piece in self._handshake_pieces(data):
-                ok = self._receive(amqp, piece)
-                if not ok:
-                    break
+        ok = self._receive(amqp, data)
+        # During the handshake the machine hands out one handshake method at a
+        # time (what follows connection.open depends on our answer to it).
+        while ok and amqp.frames_held and not self._finished:
+            ok = self._receive(amqp, b"")
         self._flush_confirms()
         return ok and not self._finished
-
-    def _handshake_pieces(self, data: bytes) -> Iterator[bytes]:
-        """Cut bytes at frame boundaries until the connection is open.
-
-        The state machine only treats the connection as open once we have
-        *sent* connection.open-ok, but a client may pipeline channel.open (or
-        more) right behind connection.open. Feeding the handshake one frame
-        at a time lets us answer each frame before the machine sees the next;
-        once open, the rest goes in as one chunk.
-        """
-        buffer = self._handshake_buffer
-        buffer += data
-        while buffer:
-            if self.opened or self._finished:
-                piece = bytes(buffer)
-                buffer.clear()
-                yield piece
-                return
-            if self._header_left:
-                count = min(self._header_left, len(buffer))
-                piece = bytes(buffer[:count])
-                del buffer[:count]
-                self._header_left -= count
-                yield piece
-                continue
-            if len(buffer) < 7:
-                return
-            total = 8 + int.from_bytes(buffer[3:7], "big")
-            if total > FRAME_MAX or len(buffer) >= total:
-                count = min(total, len(buffer))
-                piece = bytes(buffer[:count])
-                del buffer[:count]
-                yield piece  # an oversized frame: the machine reports 501
-                continue
-            return
 
     def _receive(self, amqp: Connection, data: bytes) -> bool:
         """Feed bytes to the state machine and handle every event they complete."""

@@ -261,6 +261,9 @@ class Connection:
         self._usable_channels: set[int] = set()
         self._content: dict[int, list[Any]] = {}
         self._broken = False  # the peer's framing is broken: ignore all further bytes
+        # Server role, during the handshake: frames that arrived behind a
+        # handshake method, held until our answer to it has been sent.
+        self._held_frames: list[tuple] = []
         self._last_sent: float | None = None
         self._last_received: float | None = None
 
@@ -302,7 +305,12 @@ class Connection:
         usable = self._usable_channels if self.state is ConnectionState.OPEN else ()
         max_body_size = self.max_body_size
         append = events.append
-        for raw in reader.read_batch():
+        frames = reader.read_batch()
+        if self._held_frames:
+            frames = self._held_frames + frames
+            self._held_frames = []
+        frames_left = iter(frames)
+        for raw in frames_left:
             frame_type = raw[0]
             try:
                 if frame_type == FRAME_BODY:
@@ -340,6 +348,18 @@ class Connection:
                         on_method(channel, method, events)
                         if self.state is not ConnectionState.OPEN:
                             usable = ()  # e.g. connection.close arrived mid-batch
+                            if (
+                                type(method) is ConnectionOpen
+                                and self.our_role is Role.SERVER
+                                and self.state is ConnectionState.HANDSHAKE
+                            ):
+                                # Clients pipeline channel.open (and more) right
+                                # behind connection.open, but whether it is valid
+                                # depends on our answer (open-ok or close). Hand
+                                # out connection.open last; the rest waits for
+                                # `receive_data(b"")` (see `frames_held`).
+                                self._held_frames = list(frames_left)
+                                break
                 elif frame_type == FRAME_HEADER:
                     channel = raw[1]
                     content = contents.get(channel)
@@ -369,6 +389,17 @@ class Connection:
                 events.append(ProtocolFailure(exc))
                 return events
         return events
+
+    @property
+    def frames_held(self) -> bool:
+        """Frames were received but not yet turned into events.
+
+        Server role only: `receive_data` stops after connection.open, because
+        whether the frames a client pipelines behind it are valid depends on
+        our answer (open-ok or close, spec 2.2.4). Answer the events, then
+        call ``receive_data(b"")`` until this is false.
+        """
+        return bool(self._held_frames)
 
     def _receive_header(self, data: bytes, events: list[Event]) -> bytes:
         need = 8 - len(self._header)

@@ -19,6 +19,7 @@ from broker_helpers import RawClient, connect, host_port
 
 from broker.testing import BrokerThread
 from protocol import methods as m
+from protocol.frames import encode_method_frame
 
 
 def test_pika_handshake_and_server_properties(warren_url: str) -> None:
@@ -317,3 +318,36 @@ def test_warren_serve_refuses_a_bad_config_file(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "bad.conf" in result.stderr
+
+
+def test_frames_pipelined_behind_connection_open(warren_url: str) -> None:
+    # Clients may write channel.open and more right behind connection.open,
+    # before open-ok comes back: everything is answered, in order.
+    client = RawClient(warren_url, open_connection=False)
+    try:
+        client.handshake()  # tune-ok and connection.open, not waiting for open-ok
+        client.send(
+            encode_method_frame(1, m.ChannelOpen())
+            + encode_method_frame(1, m.QueueDeclare(exclusive=True))
+        )
+        client.expect(m.ConnectionOpenOk)
+        client.expect(m.ChannelOpenOk)
+        assert client.expect(m.QueueDeclareOk).queue.startswith("amq.gen-")
+    finally:
+        client.sock.close()
+
+
+def test_frames_pipelined_behind_a_refused_connection_open(warren_url: str) -> None:
+    client = RawClient(warren_url, open_connection=False)
+    try:
+        client.handshake(vhost="no-such-vhost")
+        client.send(encode_method_frame(1, m.ChannelOpen()))
+        close = client.expect(m.ConnectionClose)
+        assert close.reply_code == 530
+        # Spec 4.2.3: the channel.open is ignored (the broker may then hang up).
+        with pytest.raises((TimeoutError, EOFError)):
+            client.read_until(
+                lambda f: isinstance(getattr(f, "method", None), m.ChannelOpenOk), 0.5
+            )
+    finally:
+        client.sock.close()

@@ -495,3 +495,43 @@ def test_secure_ok_when_no_secure_was_sent_is_503():
     server.send(0, m.ConnectionTune(0, 131072, 0))
     [failure] = server.receive_data(encode_method_frame(0, m.ConnectionSecureOk(response=b"x")))
     assert failure.error.reply_code == 503
+
+
+def _server_before_open():
+    """A server machine that has seen start-ok and tune-ok, and a client behind it."""
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER)
+    server.receive_data(client.send_protocol_header())
+    client.receive_data(server.send(0, server_start()))
+    server.receive_data(client.send(0, client_start_ok("guest", "guest")))
+    tune = m.ConnectionTune(channel_max=10, frame_max=131072, heartbeat=0)
+    [tune_cmd] = client.receive_data(server.send(0, tune))
+    server.receive_data(client.send(0, negotiate_tune(tune_cmd.method)))
+    return client, server
+
+
+def test_frames_pipelined_behind_connection_open_wait_for_the_answer():
+    client, server = _server_before_open()
+    data = (
+        client.send(0, m.ConnectionOpen(virtual_host="/"))
+        + encode_method_frame(1, m.ChannelOpen())
+        + encode_method_frame(1, m.BasicQos(prefetch_count=5))
+    )
+    [open_cmd] = server.receive_data(data)
+    assert isinstance(open_cmd.method, m.ConnectionOpen)
+    assert server.frames_held
+    server.send(0, m.ConnectionOpenOk())
+    events = server.receive_data(b"")
+    assert events == [Command(1, m.ChannelOpen()), Command(1, m.BasicQos(prefetch_count=5))]
+    assert not server.frames_held
+
+
+def test_frames_behind_a_refused_connection_open_are_ignored():
+    client, server = _server_before_open()
+    data = client.send(0, m.ConnectionOpen(virtual_host="nope")) + encode_method_frame(
+        1, m.ChannelOpen()
+    )
+    [open_cmd] = server.receive_data(data)
+    server.send(0, m.ConnectionClose(reply_code=530, reply_text="NOT_ALLOWED - vhost nope"))
+    assert server.receive_data(b"") == []  # spec 4.2.3: only close/close-ok from now on
+    assert not server.frames_held

@@ -378,7 +378,15 @@ class ClientConnection:
             if self._backlogged:
                 await self._flow_control()
             alarm = self.broker.disk_alarm
-            if alarm is not None and alarm.active and self.publisher:
+            # Block at a message boundary: clients (pika) write a publish's
+            # method, header and body frames separately, and a message cut in
+            # half would hold its confirm back until the alarm clears.
+            if (
+                alarm is not None
+                and alarm.active
+                and self.publisher
+                and not amqp.receiving_content
+            ):
                 await alarm.wait_clear(self)  # connection.blocked until disk space returns
             if not await self._read_once(stream, amqp):
                 return

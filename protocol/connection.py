@@ -391,6 +391,11 @@ class Connection:
         return events
 
     @property
+    def receiving_content(self) -> bool:
+        """A content-bearing method was received and its header or body is not complete."""
+        return bool(self._content)
+
+    @property
     def frames_held(self) -> bool:
         """Frames were received but not yet turned into events.
 

@@ -535,3 +535,18 @@ def test_frames_behind_a_refused_connection_open_are_ignored():
     server.send(0, m.ConnectionClose(reply_code=530, reply_text="NOT_ALLOWED - vhost nope"))
     assert server.receive_data(b"") == []  # spec 4.2.3: only close/close-ok from now on
     assert not server.frames_held
+
+
+def test_receiving_content_until_the_last_body_frame():
+    client, server = open_pair()
+    open_channel(client, server)
+    method = encode_method_frame(1, m.BasicPublish(exchange="", routing_key="q"))
+    rest = encode_content_frames(1, m.BasicPublish(), b"\x00\x00", b"body", 131072)[
+        len(encode_method_frame(1, m.BasicPublish())) :
+    ]
+    assert not server.receiving_content
+    assert server.receive_data(method) == []
+    assert server.receiving_content  # the header and body are still due
+    [command] = server.receive_data(rest)
+    assert command.body == b"body"
+    assert not server.receiving_content

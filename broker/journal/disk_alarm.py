@@ -5,7 +5,7 @@ system is checked every second; while it has less free space than the limit,
 every connection that publishes is blocked. A blocked connection is sent
 `connection.blocked` (if the client announced the `connection.blocked`
 capability, as RabbitMQ requires) and the broker stops reading from it at
-its next publish, so its publishes wait in TCP buffers instead of filling
+its next publish (once that message's frames are all in), so its publishes wait in TCP buffers instead of filling
 the disk; consumers go on (their acks free space). When space returns,
 `connection.unblocked` is sent and reading resumes.
 

@@ -12,6 +12,10 @@ fresh queue:
 - ``consume``: consuming a pre-filled queue with prefetch 1,000 and one
   basic.ack per message.
 
+``--rounds N`` runs everything N times, rotating which client goes first, and
+prints medians; the "vs aio-pika" columns are then the median of the ratios
+measured within each round (the machine's load drifts between rounds).
+
 For each: messages per second (wall clock) and the client's CPU
 microseconds per message (``time.process_time``, so the broker's CPU is not
 counted when it runs in another process). pika runs on BlockingConnection,
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -312,6 +317,29 @@ def run(url: str, counts: dict[str, int], window: int,
     return results
 
 
+def median_results(rounds: list[dict[str, Any]], clients: tuple[str, ...]) -> dict[str, Any]:
+    """Per path and client, the median of each number over the rounds."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in rounds[0]:
+        merged[path] = {}
+        for client in clients:
+            runs = [r[path][client] for r in rounds if r[path].get(client)]
+            if not runs:
+                continue
+            merged[path][client] = {key: statistics.median(run[key] for run in runs)
+                                    for key in runs[0]}
+            merged[path][client]["rounds"] = len(runs)
+            # The ratio to aio-pika within each round, then its median: both
+            # clients of a round ran minutes apart at most, on the same load.
+            for key in ("cpu_us_per_msg", "user_cpu_us_per_msg"):
+                ratios = [r[path][client][key] / r[path]["aio-pika"][key] for r in rounds
+                          if r[path].get(client) and (r[path].get("aio-pika") or {}).get(key)]
+                if ratios:
+                    merged[path][client][f"{key}_vs_aio_pika"] = round(
+                        statistics.median(ratios), 3)
+    return merged
+
+
 def _print_table(results: dict[str, dict[str, Any]]) -> None:
     print(f"{'path':16} {'client':10} {'msgs/s':>10} {'CPU us/msg':>11} {'vs aio-pika':>12}"
           f" {'user us/msg':>12} {'vs aio-pika':>12}")
@@ -321,7 +349,8 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
             if r is None:
                 print(f"{path:16} {client:10} {'n/a':>10} {'n/a':>11}")
                 continue
-            ratios = [f"{r[key] / base[key]:.2f}x" if base.get(key) else ""
+            ratios = [f"{r[key + '_vs_aio_pika']:.2f}x" if key + "_vs_aio_pika" in r
+                      else f"{r[key] / base[key]:.2f}x" if base.get(key) else ""
                       for key in ("cpu_us_per_msg", "user_cpu_us_per_msg")]
             print(f"{path:16} {client:10} {r['msgs_per_s']:>10} {r['cpu_us_per_msg']:>11} "
                   f"{ratios[0]:>12} {r['user_cpu_us_per_msg']:>12} {ratios[1]:>12}")
@@ -341,15 +370,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=1000, help="publishes in flight")
     parser.add_argument("--clients", default="warren,aio-pika,pika",
                         help="comma-separated subset of warren,aio-pika,pika")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run everything this many times, print medians (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     counts = {"confirm-1": args.confirm_one, "confirm-window": args.confirm_window,
               "consume": args.consume}
+    clients = tuple(args.clients.split(","))
+    rounds: list[dict[str, Any]] = []
     try:
-        results = run(args.url, counts, args.window, tuple(args.clients.split(",")))
+        for i in range(args.rounds):
+            # Rotate the order, so no client always runs first (or last).
+            k = i % len(clients)
+            rounds.append(run(args.url, counts, args.window, clients[k:] + clients[:k]))
     except Exception as exc:
         print(f"bench: {exc}")
         return 1
+    results = median_results(rounds, clients)
     if args.json:
         print(json.dumps(results))
     else:

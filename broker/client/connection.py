@@ -27,6 +27,7 @@ from protocol.connection import Command, HeartbeatReceived, ProtocolFailure, Rol
 from protocol.connection import Connection as ProtocolConnection
 from protocol.constants import ReplyCode
 
+from ._inline import InlineWaiter
 from .channel import Channel
 from .errors import ChannelClosed, ConnectionClosed
 from .url import ConnectionParameters
@@ -91,6 +92,7 @@ class Connection:
         # path (TLS goes through the trio stream).
         self._fd: int | None = None
         self._sending = False  # a write to the socket is in progress
+        self._inline: InlineWaiter | None = None
         self._task_scopes: list[trio.CancelScope] = []
 
     # ------------------------------------------------------------ public API
@@ -174,6 +176,8 @@ class Connection:
                 await self._handshake()
                 if isinstance(stream, trio.SocketStream):
                     self._fd = stream.socket.fileno()
+                    waiter = InlineWaiter(self._fd)
+                    self._inline = waiter if waiter.enabled else None
         except trio.TooSlowError:
             raise ConnectionClosed(0, f"timed out connecting to {params.host}:{params.port} "
                                       f"after {params.connection_timeout:g}s") from None
@@ -278,9 +282,6 @@ class Connection:
     async def _reader(self) -> None:
         stream = self._stream
         assert stream is not None
-        proto = self._proto
-        channels = self._channels
-        deliver = m.BasicDeliver
         pending, self._pending_handshake = self._pending_handshake, []
         try:
             for event in pending:
@@ -306,22 +307,7 @@ class Connection:
                     more = len(data) == RECEIVE_SIZE
                 if not data:
                     raise ConnectionClosed(0, "connection lost: the broker closed the socket")
-                self._last_receive = trio.current_time()
-                for event in proto.receive_data(data):
-                    if type(event) is Command:
-                        method = event.method
-                        if event.channel:
-                            channel = channels.get(event.channel)
-                            if channel is None:
-                                continue  # a closed channel: spec 2.3.7, discard
-                            if type(method) is deliver:
-                                channel._on_deliver(method, event.properties, event.body)
-                            else:
-                                channel._on_command(method, event.properties, event.body)
-                        else:
-                            self._on_connection_method(method)
-                    else:
-                        self._dispatch(event)
+                self._handle(data)
         except ConnectionClosed as exc:
             self._on_lost(exc)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -329,6 +315,59 @@ class Connection:
         except Exception as exc:  # a bug of ours: report it, never lose it
             self._on_lost(ConnectionClosed(ReplyCode.INTERNAL_ERROR,
                                            f"client error: {exc!r}"))
+            raise
+
+    def _handle(self, data: bytes) -> None:
+        """Parse bytes from the socket and dispatch every event in them."""
+        self._last_receive = trio.current_time()
+        channels = self._channels
+        if len(data) == 21:  # maybe one basic.ack: a confirm, one at a time
+            ack = self._proto.receive_basic_ack(data)
+            if ack is not None:
+                channel = channels.get(ack[0])
+                if channel is not None and channel._confirms is not None:
+                    channel._confirms.on_ack(ack[1], ack[2])
+                return
+        for event in self._proto.receive_data(data):
+            if type(event) is Command:
+                method = event.method
+                if event.channel:
+                    channel = channels.get(event.channel)
+                    if channel is None:
+                        continue  # a closed channel: spec 2.3.7, discard
+                    if type(method) is m.BasicDeliver:
+                        channel._on_deliver(method, event.properties, event.body)
+                    else:
+                        channel._on_command(method, event.properties, event.body)
+                else:
+                    self._on_connection_method(method)
+            else:
+                self._dispatch(event)
+
+    def _read_inline(self, waiting: Any) -> None:
+        """Read and dispatch in the calling task until ``waiting.done``, while
+        trio has nothing else to do (see `broker.client._inline`); return
+        early, leaving the rest to the reader task, when it has. The caller
+        has checked for cancellation (`trio.lowlevel.checkpoint_if_cancelled`)."""
+        waiter = self._inline
+        fd = self._fd
+        if waiter is None or fd is None:
+            return
+        try:
+            while not waiting.done and self._closed is None and waiter.wait_readable():
+                try:
+                    data = os.read(fd, RECEIVE_SIZE)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise ConnectionClosed(0, "connection lost: the broker closed the socket")
+                self._handle(data)
+        except ConnectionClosed as exc:
+            self._on_lost(exc)
+        except OSError as exc:
+            self._on_lost(ConnectionClosed(0, f"connection lost: {exc}"))
+        except Exception as exc:  # a bug of ours: the caller sees it
+            self._on_lost(ConnectionClosed(ReplyCode.INTERNAL_ERROR, f"client error: {exc!r}"))
             raise
 
     def _dispatch(self, event: Any) -> None:

@@ -550,3 +550,67 @@ def test_receiving_content_until_the_last_body_frame():
     [command] = server.receive_data(rest)
     assert command.body == b"body"
     assert not server.receiving_content
+
+
+# -- receive_basic_ack: the shortcut must agree with receive_data -----------
+
+_ACK_PREFIXES = {
+    "nothing": b"",
+    "half a frame": encode_method_frame(1, m.BasicAck(delivery_tag=1))[:10],
+    # basic.deliver and its content header; the body frame (12 octets) not yet
+    "a deliver waiting for its body": encode_content_frames(
+        1, m.BasicDeliver(consumer_tag="c", delivery_tag=1, exchange="", routing_key="q"),
+        b"\x00\x00", b"body", 131072)[:-12],
+}
+
+
+def _ack_machines():
+    """A client with channels 1 (open), 2 (never opened), 3 (closing), in
+    every state a basic.ack could find it."""
+    client, server = open_pair()
+    open_channel(client, server, 1)
+    open_channel(client, server, 3)
+    client.send(3, m.ChannelClose(reply_code=200, reply_text="", class_id=0, method_id=0))
+    return client, server
+
+
+@pytest.mark.parametrize("prefix", list(_ACK_PREFIXES))
+@pytest.mark.parametrize("channel", [1, 2, 3])
+@pytest.mark.parametrize("tag,bits", [(1, 0), (2**64 - 1, 1), (7, 0xFE), (9, 0xFF)])
+def test_receive_basic_ack_agrees_with_receive_data(prefix, channel, tag, bits):
+    frame = bytearray(encode_method_frame(channel, m.BasicAck(delivery_tag=tag)))
+    frame[19] = bits  # the packed bits octet: only bit 0 (multiple) means anything
+    frame = bytes(frame)
+    fast_client, _ = _ack_machines()
+    slow_client, _ = _ack_machines()
+    before = _ACK_PREFIXES[prefix]
+    if before:
+        fast_client.receive_data(before)
+        slow_client.receive_data(before)
+    shortcut = fast_client.receive_basic_ack(frame)
+    events = slow_client.receive_data(frame)
+    if shortcut is None:
+        # Declined: nothing changed, the general path gives what it always gives.
+        assert fast_client.receive_data(frame) == events
+    else:
+        assert events == [Command(channel, m.BasicAck(delivery_tag=tag, multiple=bool(bits & 1)))]
+        assert shortcut == (channel, tag, bool(bits & 1))
+    assert (shortcut is not None) == (prefix == "nothing" and channel == 1)
+
+
+@pytest.mark.parametrize("data", [
+    encode_method_frame(1, m.BasicNack(delivery_tag=1)),
+    encode_method_frame(1, m.BasicAck(delivery_tag=1))[:-1] + b"\x00",  # bad frame-end
+    encode_method_frame(1, m.BasicAck(delivery_tag=1)) + b"\x01",
+    encode_heartbeat() + encode_heartbeat() + b"\x01\x00\x01\x00\x00",
+])
+def test_receive_basic_ack_declines_anything_else(data):
+    client, server = open_pair()
+    open_channel(client, server, 1)
+    assert client.receive_basic_ack(data) is None
+
+
+def test_receive_basic_ack_before_open():
+    client = Connection(Role.CLIENT)
+    client.send_protocol_header()
+    assert client.receive_basic_ack(encode_method_frame(1, m.BasicAck(delivery_tag=1))) is None

@@ -1,0 +1,116 @@
+"""Wait for the broker's answer inside the waiting task, when trio is idle.
+
+A publish that waits for its confirm (or any request that waits for its
+reply) normally costs two trips through trio's scheduler: the reader task
+wakes on the socket, parses the answer and wakes the waiting task, which runs
+in the next batch. Each batch is an ``epoll_wait``, an ``epoll_ctl`` and a few
+microseconds of the scheduler's Python: together they were most of the client's
+CPU per confirmed message when publishing one at a time.
+
+When nothing else can run, that detour buys nothing: trio would only sleep in
+``epoll_wait`` until our socket, some other descriptor, or the next deadline
+is ready. `InlineWaiter.wait_readable` does that same sleep itself, with
+``poll()`` on our socket *and on trio's own epoll/kqueue descriptor* (readable
+whenever any descriptor trio watches is), bounded by trio's next deadline. It
+returns True only when our socket is readable and nothing else is pending; the
+caller then reads and dispatches the bytes in its own task. In every other case
+(a task is runnable, another descriptor or a wake-up from a thread or a signal
+is ready, a deadline is due, a task waits for all tasks to block) it returns
+False and the caller waits through trio as usual, so nothing is delayed or
+starved, cancellation and timeouts keep working.
+
+This needs three things trio does not export: the runner's run queue, its
+deadline heap and its I/O manager's descriptor. They are looked up once, when a
+connection starts; if any is missing (another trio version, Windows, guest
+mode, a test clock, instruments), the waiter is disabled and the client uses
+trio's scheduler only. docs/client.md ("How fast it is") and
+tests/client/test_inline_wait.py describe and check both paths.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+from typing import Any
+
+__all__ = ["InlineWaiter"]
+
+#: Inline waits in a row, at most, before the caller goes through trio once.
+MAX_STREAK = 64
+
+
+def _runner() -> Any:
+    """trio's Runner for the current run, or None if this trio hides it."""
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT, SystemClock
+    except ImportError:
+        return None
+    runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
+    if runner is None or type(runner.clock) is not SystemClock:
+        return None  # a MockClock's deadlines are not seconds of real time
+    return runner
+
+
+class InlineWaiter:
+    """Sleeps on one socket and on trio's I/O descriptor, when trio is idle."""
+
+    __slots__ = ("enabled", "hits", "_poll", "_fd", "_runq", "_idle_waiters", "_deadlines",
+                 "_clock", "_streak")
+
+    def __init__(self, fd: int) -> None:
+        self.enabled = False
+        #: How many waits ended with our socket readable (read in the caller).
+        self.hits = 0
+        self._fd = fd
+        self._streak = 0
+        runner = _runner()
+        # Instruments expect to see every I/O wait (before_io_wait/after_io_wait).
+        if runner is None or getattr(runner, "is_guest", True) \
+                or getattr(runner, "instruments", {"_all": True}).get("_all"):
+            return
+        io = runner.io_manager
+        scheduler = getattr(io, "_epoll", None) or getattr(io, "_kqueue", None)
+        try:
+            scheduler_fd = scheduler.fileno()  # type: ignore[union-attr]
+            self._runq = runner.runq
+            self._idle_waiters = runner.waiting_for_idle
+            self._deadlines = runner.deadlines
+            self._clock = runner.clock
+            self._deadlines.next_deadline()
+            poll = select.poll()
+        except (AttributeError, OSError):
+            return
+        poll.register(fd, select.POLLIN)
+        poll.register(scheduler_fd, select.POLLIN)
+        self._poll = poll
+        self.enabled = True
+
+    def wait_readable(self) -> bool:
+        """Block until our socket is readable; True if it is and trio has
+        nothing else to do, False if the caller must wait through trio."""
+        if self._runq or self._idle_waiters or self._streak >= MAX_STREAK:
+            self._streak = 0
+            return False
+        deadline = self._deadlines.next_deadline()
+        timeout_ms = -1
+        if deadline != math.inf:
+            # poll() takes whole milliseconds: round down, and leave it to
+            # trio when the next deadline is less than 1 ms away.
+            timeout_ms = int((deadline - self._clock.current_time()) * 1000)
+            if timeout_ms <= 0:
+                self._streak = 0
+                return False
+        # trio's descriptor is readable whenever our socket is (the reader
+        # task waits on it there), so it says nothing about other work while
+        # ours is ready. If our socket is not ready, what woke us is for
+        # trio: another descriptor, a thread's or a signal's wake-up, or the
+        # deadline. Once we drained our socket, trio's descriptor stays
+        # readable only for other work, which the next call sees; MAX_STREAK
+        # bounds the wait when our socket keeps being ready first.
+        for fd, _events in self._poll.poll(timeout_ms):
+            if fd == self._fd:
+                self._streak += 1
+                self.hits += 1
+                return True
+        self._streak = 0
+        return False

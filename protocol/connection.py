@@ -34,6 +34,7 @@ refuses what the protocol forbids and tells the caller.
 from __future__ import annotations
 
 import enum
+import struct
 from typing import Any, NamedTuple
 
 from .constants import (
@@ -114,6 +115,7 @@ class Role(enum.Enum):
 # 13, class 60, method 80, delivery-tag (8 octets), the multiple bit, frame-end.
 _BASIC_ACK_FRAME_SIZE = 21
 _BASIC_ACK_HEAD = b"\x00\x00\x00\x0d\x00\x3c\x00\x50"
+_unpack_delivery_tag = struct.Struct(">Q").unpack_from
 
 
 class ConnectionState(enum.Enum):
@@ -410,8 +412,8 @@ class Connection:
         """
         if (
             len(data) != _BASIC_ACK_FRAME_SIZE
-            or data[:1] != b"\x01"
-            or data[3:11] != _BASIC_ACK_HEAD
+            or data[0] != FRAME_METHOD
+            or not data.startswith(_BASIC_ACK_HEAD, 3)
             or data[20] != FRAME_END
             or self.state is not ConnectionState.OPEN
             or self._broken
@@ -426,7 +428,7 @@ class Connection:
         if now is not None:
             self._last_received = now
         # Spec 4.2.5.2: only bit 0 of the packed octet is defined (multiple).
-        return channel, int.from_bytes(data[11:19], "big"), bool(data[19] & 1)
+        return channel, _unpack_delivery_tag(data, 11)[0], bool(data[19] & 1)
 
     @property
     def receiving_content(self) -> bool:

@@ -4,9 +4,13 @@ A supervisor task keeps one plain `Connection` open. When it is lost (socket
 error, missed heartbeats, the broker closing it), the supervisor reconnects
 with exponential backoff, then restores what this connection had:
 
-1. the topology it declared, in declaration order: exchanges, queues (not
-   server-named ones: their names die with the connection), exchange-to-
-   exchange bindings and queue bindings, minus what it deleted or unbound;
+1. the topology it declared, in declaration order: exchanges, queues,
+   exchange-to-exchange bindings and queue bindings, minus what it deleted or
+   unbound. A server-named queue (declared as ``""``) dies with its
+   connection; it is declared again, gets a new name from the broker, and
+   its bindings and consumers follow it there. The caller keeps using the
+   first name: this connection's calls translate it
+   (`RobustConnection.current_queue_name` tells the name it has now);
 2. every channel still open, with its confirm mode and qos;
 3. every consumer still active, under the same consumer tag; its iterator
    just goes on yielding messages.
@@ -58,6 +62,10 @@ class RobustConnection:
         # Declarations in order: key -> (kind, args, kwargs). Re-declaring the
         # same object moves nothing; deleting removes it and what hangs off it.
         self._topology: dict[tuple, tuple[str, tuple, dict]] = {}
+        # Server-named queues: the first name the broker gave (the one the
+        # caller knows) -> the name it has now, and back.
+        self._current_names: dict[str, str] = {}
+        self._first_names: dict[str, str] = {}
         #: How many times the connection was re-established.
         self.reconnects = 0
         self.last_error: BaseException | None = None
@@ -100,6 +108,16 @@ class RobustConnection:
             with trio.CancelScope(shield=True):
                 await channel.close()
 
+    def current_queue_name(self, queue: str) -> str:
+        """The name a server-named queue of this connection has now.
+
+        Each reconnection declares such a queue again and the broker names it
+        anew; the name first returned keeps working in this connection's
+        calls, but other clients (a ``reply_to`` given out earlier) only know
+        the name they were told. Other names come back unchanged.
+        """
+        return self._current_names.get(self._first_names.get(queue, queue), queue)
+
     async def close(self) -> None:
         self._closing = True
         if self._conn is not None:
@@ -139,8 +157,18 @@ class RobustConnection:
 
     async def _restore(self, conn: Connection) -> None:
         async with conn.open_channel() as ch:
+            renamed: dict[str, str] = {}
             for kind, args, kwargs in list(self._topology.values()):
+                if kind == "server_named_queue":
+                    first = args[0]
+                    declared = await ch.queue_declare("", **kwargs)
+                    renamed[first] = declared.name
+                    continue
+                if kind == "queue_bind":
+                    args = (renamed.get(args[0], args[0]), *args[1:])
                 await getattr(ch, kind)(*args, **kwargs)
+            self._current_names = renamed
+            self._first_names = {now: first for first, now in renamed.items()}
         for robust in list(self._channels):
             if robust._closed_by_user or robust._error is not None:
                 continue
@@ -153,13 +181,18 @@ class RobustConnection:
                 if not consumer._active:
                     continue
                 consumer._current = await channel.start_consumer(
-                    consumer.queue, consumer_tag=consumer.consumer_tag, **consumer._kwargs)
+                    self.current_queue_name(consumer.queue),
+                    consumer_tag=consumer.consumer_tag, **consumer._kwargs)
             robust._channel = channel
 
     # ------------------------------------------------------ bookkeeping
 
     def _record(self, key: tuple, kind: str, args: tuple, kwargs: dict) -> None:
         self._topology[key] = (kind, args, kwargs)
+
+    def _first_name(self, queue: str) -> str:
+        """The name the caller first learnt for ``queue`` (records use it)."""
+        return self._first_names.get(queue, queue)
 
     def _forget(self, predicate: Any) -> None:
         for key in [k for k in self._topology if predicate(k)]:
@@ -230,29 +263,44 @@ class RobustChannel:
             k[0] in ("queue_bind", "exchange_bind") and exchange in (k[1], k[2])))
 
     async def queue_declare(self, queue: str = "", **kwargs: Any) -> DeclaredQueue:
-        result = await self._call("queue_declare", queue, **kwargs)
-        if queue and not kwargs.get("passive"):
-            self.connection._record(("queue", queue), "queue_declare", (queue,), kwargs)
+        conn = self.connection
+        result = await self._call("queue_declare", conn.current_queue_name(queue), **kwargs)
+        if kwargs.get("passive"):
+            return result
+        if not queue:
+            conn._record(("queue", result.name), "server_named_queue", (result.name,), kwargs)
+            conn._current_names[result.name] = result.name
+            conn._first_names[result.name] = result.name
+        elif conn._first_name(queue) == queue and queue not in conn._current_names:
+            conn._record(("queue", queue), "queue_declare", (queue,), kwargs)
         return result
 
     async def queue_delete(self, queue: str, **kwargs: Any) -> int:
-        result = await self._call("queue_delete", queue, **kwargs)
-        self.connection._forget(lambda k: k == ("queue", queue) or (
-            k[0] == "queue_bind" and k[1] == queue))
+        conn = self.connection
+        result = await self._call("queue_delete", conn.current_queue_name(queue), **kwargs)
+        first = conn._first_name(queue)
+        conn._forget(lambda k: k == ("queue", first) or (k[0] == "queue_bind" and k[1] == first))
+        now = conn._current_names.pop(first, None)
+        conn._first_names.pop(now, None)  # type: ignore[arg-type]
         return result
 
     async def queue_bind(self, queue: str, exchange: str, routing_key: str = "",
                          arguments: dict | None = None) -> None:
-        await self._call("queue_bind", queue, exchange, routing_key, arguments)
-        self.connection._record(("queue_bind", queue, exchange, routing_key,
-                                 _freeze(arguments)), "queue_bind",
-                                (queue, exchange, routing_key, arguments), {})
+        conn = self.connection
+        await self._call("queue_bind", conn.current_queue_name(queue), exchange, routing_key,
+                         arguments)
+        first = conn._first_name(queue)
+        conn._record(("queue_bind", first, exchange, routing_key, _freeze(arguments)),
+                     "queue_bind", (first, exchange, routing_key, arguments), {})
 
     async def queue_unbind(self, queue: str, exchange: str, routing_key: str = "",
                            arguments: dict | None = None) -> None:
-        await self._call("queue_unbind", queue, exchange, routing_key, arguments)
-        self.connection._forget(
-            lambda k: k == ("queue_bind", queue, exchange, routing_key, _freeze(arguments)))
+        conn = self.connection
+        await self._call("queue_unbind", conn.current_queue_name(queue), exchange, routing_key,
+                         arguments)
+        first = conn._first_name(queue)
+        conn._forget(
+            lambda k: k == ("queue_bind", first, exchange, routing_key, _freeze(arguments)))
 
     async def exchange_bind(self, destination: str, source: str, routing_key: str = "",
                             arguments: dict | None = None) -> None:
@@ -268,7 +316,7 @@ class RobustChannel:
                                                 routing_key, _freeze(arguments)))
 
     async def queue_purge(self, queue: str) -> int:
-        return await self._call("queue_purge", queue)
+        return await self._call("queue_purge", self.connection.current_queue_name(queue))
 
     async def qos(self, prefetch_count: int = 0, prefetch_size: int = 0,
                   global_: bool = False) -> None:
@@ -284,6 +332,8 @@ class RobustChannel:
         confirmed publish in flight when the connection drops raises
         `ConnectionClosed`."""
         channel = await self._current()
+        if not exchange:  # the default exchange routes by queue name
+            routing_key = self.connection.current_queue_name(routing_key)
         return await channel.publish(exchange, routing_key, body, **kwargs)
 
     async def wait_for_confirms(self) -> None:
@@ -292,7 +342,7 @@ class RobustChannel:
             await channel.wait_for_confirms()
 
     async def get(self, queue: str, *, no_ack: bool = False) -> Message | None:
-        return await self._call("get", queue, no_ack=no_ack)
+        return await self._call("get", self.connection.current_queue_name(queue), no_ack=no_ack)
 
     async def recover(self, requeue: bool = True) -> None:
         await self._call("recover", requeue)
@@ -316,7 +366,9 @@ class RobustChannel:
         if prefetch is not None:
             await self.qos(prefetch_count=prefetch)
         channel = await self._current()
-        current = await channel.start_consumer(queue, **kwargs)
+        queue = self.connection._first_name(queue)
+        current = await channel.start_consumer(self.connection.current_queue_name(queue),
+                                               **kwargs)
         kwargs.pop("consumer_tag", None)
         consumer = RobustConsumer(self, queue, current, kwargs)
         self._consumers.append(consumer)

@@ -99,6 +99,65 @@ async def test_reconnects_restores_and_raises_in_flight(amqp_url: str, name: str
         nursery.cancel_scope.cancel()
 
 
+async def _reconnected(conn, count: int) -> None:
+    """Wait until the robust connection has reconnected ``count`` times (a
+    publish sent before it notices the cut raises, as documented)."""
+    while conn.reconnects < count:
+        await trio.sleep(0.01)
+
+
+def _proxied(amqp_url: str, proxy: Proxy) -> str:
+    params = parse_url(amqp_url)
+    return (f"amqp://{params.username}:{params.password}@127.0.0.1:{proxy.port}/"
+            f"{'%2F' if params.vhost == '/' else params.vhost}")
+
+
+async def test_server_named_queue_is_declared_again_under_a_new_name(
+        amqp_url: str, name: str) -> None:
+    """The fanout-subscriber pattern: an exclusive server-named queue, bound and
+    consumed. Its name dies with the connection; robust mode declares a new
+    one, binds and consumes it in its place, and maps the old name to it."""
+    params = parse_url(amqp_url)
+    proxy = Proxy(params.host, params.port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        async with open_connection(_proxied(amqp_url, proxy), reconnect=True) as conn:
+            async with conn.open_channel(confirms=True) as ch:
+                await ch.exchange_declare(name, "fanout")
+                queue = (await ch.queue_declare("", exclusive=True)).name
+                assert conn.current_queue_name(queue) == queue
+                await ch.queue_bind(queue, name)
+                async with ch.consume(queue) as messages:
+                    await ch.publish(name, "", b"before")
+                    assert (await messages.get()).body == b"before"
+                    proxy.cut()
+                    with trio.fail_after(20):
+                        await _reconnected(conn, 1)
+                        await ch.publish(name, "", b"after")
+                        message = await messages.get()
+                    assert message.body == b"after"
+                    await message.ack()
+                    assert conn.reconnects == 1
+                    renamed = conn.current_queue_name(queue)
+                    assert renamed != queue
+                    assert renamed.startswith("amq.gen-")
+                    # The old name still works in this connection's calls.
+                    assert (await ch.queue_declare(queue, passive=True)).name == renamed
+                    await ch.publish("", queue, b"direct")
+                    assert (await messages.get()).body == b"direct"
+                # A second outage: renamed again, from the name the caller knows.
+                proxy.cut()
+                with trio.fail_after(20):
+                    await _reconnected(conn, 2)
+                await ch.queue_bind(queue, name, "again")
+                assert conn.current_queue_name(queue) not in (queue, renamed)
+                await ch.queue_delete(queue)
+                assert conn.current_queue_name(queue) == queue
+                await ch.exchange_delete(name)
+        proxy.cut()
+        nursery.cancel_scope.cancel()
+
+
 async def test_first_connection_failure_is_raised(amqp_url: str) -> None:
     params = parse_url(amqp_url)
     bad = f"amqp://{params.username}:wrong@{params.host}:{params.port}/"

@@ -19,8 +19,9 @@ is ready, a deadline is due, a task waits for all tasks to block) it returns
 False and the caller waits through trio as usual, so nothing is delayed or
 starved, cancellation and timeouts keep working.
 
-This needs three things trio does not export: the runner's run queue, its
-deadline heap and its I/O manager's descriptor. They are looked up once, when a
+This needs four things trio does not export: the runner's run queue and
+task set (to tell whether another task is scheduled), its deadline heap and
+its I/O manager's descriptor. They are looked up once, when a
 connection starts; if any is missing (another trio version, Windows, guest
 mode, a test clock, instruments), the waiter is disabled and the client uses
 trio's scheduler only. docs/client.md ("How fast it is") and
@@ -37,6 +38,8 @@ __all__ = ["InlineWaiter"]
 
 #: Inline waits in a row, at most, before the caller goes through trio once.
 MAX_STREAK = 64
+#: With more tasks than this in the run, always go through trio (see _runnable).
+MAX_TASKS = 64
 
 
 def _runner() -> Any:
@@ -54,8 +57,8 @@ def _runner() -> Any:
 class InlineWaiter:
     """Sleeps on one socket and on trio's I/O descriptor, when trio is idle."""
 
-    __slots__ = ("enabled", "hits", "_poll", "_fd", "_runq", "_idle_waiters", "_deadlines",
-                 "_clock", "_streak")
+    __slots__ = ("enabled", "hits", "_poll", "_fd", "_runq", "_tasks", "_idle_waiters",
+                 "_deadlines", "_clock", "_streak")
 
     def __init__(self, fd: int) -> None:
         self.enabled = False
@@ -73,6 +76,9 @@ class InlineWaiter:
         try:
             scheduler_fd = scheduler.fileno()  # type: ignore[union-attr]
             self._runq = runner.runq
+            self._tasks = runner.tasks
+            for task in self._tasks:
+                task._next_send_fn  # noqa: B018 - the attribute _runnable reads
             self._idle_waiters = runner.waiting_for_idle
             self._deadlines = runner.deadlines
             self._clock = runner.clock
@@ -85,10 +91,27 @@ class InlineWaiter:
         self._poll = poll
         self.enabled = True
 
+    def _runnable(self) -> bool:
+        """Whether a task other than the caller is scheduled to run.
+
+        The run queue alone does not say: trio takes a whole batch of tasks
+        off it before running them, so the tasks after the caller in the
+        current batch are in no queue. A task is scheduled exactly while its
+        ``_next_send_fn`` is set. Looking costs a pass over the tasks, so with
+        more than MAX_TASKS of them we do not look and go through trio.
+        """
+        tasks = self._tasks
+        if len(tasks) > MAX_TASKS:
+            return True
+        for task in tasks:
+            if task._next_send_fn is not None:
+                return True
+        return False
+
     def wait_readable(self) -> bool:
         """Block until our socket is readable; True if it is and trio has
         nothing else to do, False if the caller must wait through trio."""
-        if self._runq or self._idle_waiters or self._streak >= MAX_STREAK:
+        if self._runq or self._idle_waiters or self._streak >= MAX_STREAK or self._runnable():
             self._streak = 0
             return False
         deadline = self._deadlines.next_deadline()

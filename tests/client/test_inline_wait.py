@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from broker.client import open_connection
-from broker.client._inline import MAX_STREAK, InlineWaiter
+from broker.client._inline import MAX_STREAK, MAX_TASKS, InlineWaiter
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +46,7 @@ def test_returns_true_when_our_socket_is_readable() -> None:
         ours, peer = _pair()
         waiter = InlineWaiter(ours.fileno())
         assert waiter.enabled
+        await trio.testing.wait_all_tasks_blocked()  # trio's own tasks parked
         peer.send(b"x")
         assert waiter.wait_readable()
         assert waiter.hits == 1
@@ -94,6 +95,57 @@ def test_runnable_task_hands_back_to_trio() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep, 0)  # runnable, not started yet
             assert not waiter.wait_readable()
+        await trio.testing.wait_all_tasks_blocked()
+        assert waiter.wait_readable()
+
+    trio.run(main)
+
+
+def test_task_later_in_the_same_batch_hands_back_to_trio() -> None:
+    """Two tasks woken together run in one batch, which trio has already
+    taken off its run queue: the first must not sleep while the other waits
+    its turn."""
+
+    async def main() -> None:
+        ours, _peer = _pair()
+        waiter = InlineWaiter(ours.fileno())
+        go = trio.Event()
+        results: list[tuple[bool, float]] = []
+
+        async def waiting_task() -> None:
+            await go.wait()
+            if results:
+                return  # the second: nothing may be left to run, it would sleep
+            started = time.monotonic()
+            results.append((waiter.wait_readable(), time.monotonic() - started))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiting_task)
+                nursery.start_soon(waiting_task)
+                await trio.testing.wait_all_tasks_blocked()
+                go.set()
+        first_ok, first_elapsed = results[0]
+        assert not first_ok
+        assert first_elapsed < 1
+
+    trio.run(main)
+
+
+def test_many_tasks_always_go_through_trio() -> None:
+    async def main() -> None:
+        ours, peer = _pair()
+        waiter = InlineWaiter(ours.fileno())
+        await trio.testing.wait_all_tasks_blocked()
+        peer.send(b"x")
+        assert waiter.wait_readable()
+        async with trio.open_nursery() as nursery:
+            for _ in range(MAX_TASKS):
+                nursery.start_soon(trio.sleep_forever)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not waiter.wait_readable()
+            nursery.cancel_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
         assert waiter.wait_readable()
 
     trio.run(main)
@@ -103,6 +155,7 @@ def test_deadline_bounds_the_wait() -> None:
     async def main() -> None:
         ours, _peer = _pair()
         waiter = InlineWaiter(ours.fileno())
+        await trio.testing.wait_all_tasks_blocked()
         with trio.move_on_after(0.2):
             started = time.monotonic()
             assert not waiter.wait_readable()  # poll() times out at the deadline
@@ -125,6 +178,9 @@ def test_call_from_a_thread_wakes_the_wait() -> None:
         ran = threading.Event()
         thread = threading.Thread(
             target=lambda: (time.sleep(0.1), token.run_sync_soon(ran.set)))
+        # trio's task that runs such calls must be parked on its wake-up
+        # socket (registered with trio's epoll) before we sleep.
+        await trio.testing.wait_all_tasks_blocked()
         thread.start()
         with trio.fail_after(10):
             started = time.monotonic()
@@ -142,6 +198,7 @@ def test_streak_is_bounded() -> None:
     async def main() -> None:
         ours, peer = _pair()
         waiter = InlineWaiter(ours.fileno())
+        await trio.testing.wait_all_tasks_blocked()
         peer.send(b"x")  # stays readable: never drained
         results = [waiter.wait_readable() for _ in range(MAX_STREAK + 1)]
         assert results == [True] * MAX_STREAK + [False]

@@ -44,6 +44,8 @@ __all__ = ["Channel", "Consumer", "new_name"]
 _USER_ID_FLAG = 0x0010
 # ... and of `expiration`, in the first octet.
 _EXPIRATION_FLAG = 0x01
+# A content header without properties: the flags word, no bit set.
+_NO_PROPERTIES = b"\x00\x00"
 
 
 #: A queue with consumers and more ready messages than this slows down the
@@ -310,6 +312,13 @@ class Channel:
             # RabbitMQ 3.0 dropped immediate delivery; it closes the connection.
             raise errors.not_implemented("immediate=true")
         message = Message(method.exchange, method.routing_key, properties, body)
+        if properties != _NO_PROPERTIES:
+            # Malformed properties must not reach a queue, a confirm or a
+            # consumer's decoder: decode them now (once; the message keeps the
+            # result). A bad header is 502 SYNTAX_ERROR on the connection;
+            # RabbitMQ, which also decodes every publish's properties, closes
+            # it with 541 (docs/compatibility.md).
+            message.decoded_properties  # noqa: B018 - decoding is the check
         if properties and len(properties) >= 2 and (properties[1] & _USER_ID_FLAG):
             self._check_user_id(message)
         if properties and properties[0] & _EXPIRATION_FLAG:

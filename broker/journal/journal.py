@@ -63,13 +63,14 @@ from broker.journal.segments import SegmentWriter, segment_path
 from broker.logging import get_logger
 from broker.message import Message
 from broker.queue import QueuedMessage
+from protocol.properties import delivery_mode_of
 
 if TYPE_CHECKING:
     from broker.channel import Channel
     from broker.queue import Queue
     from broker.vhost import VHost
 
-__all__ = ["Journal", "PagedEntry", "PersistedEntry", "SEGMENT_SIZE", "PAGE_AFTER", "delivery_mode"]
+__all__ = ["Journal", "PagedEntry", "PersistedEntry", "SEGMENT_SIZE", "PAGE_AFTER"]
 
 log = get_logger("warren.journal")
 
@@ -100,31 +101,6 @@ RETRY_DELAY = 1.0
 #: marked redelivered: the flag means "may have been delivered before" (spec
 #: 1.8.3.9), and a false "no" would break consumers that rely on it.
 CLEAN_MARKER = "clean-shutdown"
-
-
-def delivery_mode(properties: bytes) -> int | None:
-    """The delivery_mode property read from raw content-header properties.
-
-    Spec 4.2.6.1: property flags, bit 15 first, in declaration order
-    (content-type shortstr, content-encoding shortstr, headers table,
-    delivery-mode octet); only present properties are in the list.
-    """
-    if len(properties) < 2:
-        return None
-    flags = (properties[0] << 8) | properties[1]
-    if not flags & 0x1000:
-        return None
-    try:
-        off = 2
-        if flags & 0x8000:
-            off += 1 + properties[off]
-        if flags & 0x4000:
-            off += 1 + properties[off]
-        if flags & 0x2000:
-            off += 4 + int.from_bytes(properties[off : off + 4], "big")
-        return properties[off]
-    except IndexError:
-        return None
 
 
 def _wall_clock_ms(expires_at: float | None) -> int | None:
@@ -230,7 +206,9 @@ class Journal:
         disk) when the queue is already long; else `entry` itself.
         """
         message = entry.message
-        if delivery_mode(message.properties) != 2:
+        # The channel decoded these properties at publish (a malformed set is
+        # refused there), so reading one octet of them cannot fail here.
+        if delivery_mode_of(message.properties) != 2:
             return entry
         msg_id = self._next_msg_id
         self._next_msg_id = msg_id + 1

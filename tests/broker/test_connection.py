@@ -19,7 +19,7 @@ from broker_helpers import RawClient, connect, host_port
 
 from broker.testing import BrokerThread
 from protocol import methods as m
-from protocol.frames import encode_method_frame
+from protocol.frames import MethodFrame, encode_method_frame
 
 
 def test_pika_handshake_and_server_properties(warren_url: str) -> None:
@@ -351,3 +351,36 @@ def test_frames_pipelined_behind_a_refused_connection_open(warren_url: str) -> N
             )
     finally:
         client.sock.close()
+
+
+@pytest.mark.parametrize("properties,reply_code", [
+    (b"\x10\x00", 502),  # delivery_mode announced, the octet missing
+    (b"\x90\x00\x10json\x02", 502),  # content_type longer than what follows
+    (b"\x10\x00\x02\x02", 502),  # an octet after the last property
+    (b"\x80\x00\x02\xff\xfe", 502),  # content_type that is not UTF-8
+    (b"\x00", 501),  # half a flags word: the frame itself is too short
+])
+def test_malformed_properties_close_the_connection_and_are_not_confirmed(
+        warren_url: str, properties: bytes, reply_code: int) -> None:
+    """The message is refused before it is routed: no confirm, nothing queued
+    for a consumer to choke on (RabbitMQ: 541, Warren: 502 with the reason)."""
+    queue = f"malformed-{properties.hex()}"
+    other = connect(warren_url)
+    try:
+        other.channel().queue_declare(queue)
+        with RawClient(warren_url) as client:
+            client.open_channel(1)
+            client.method(1, m.ConfirmSelect())
+            client.expect(m.ConfirmSelectOk)
+            client.publish(1, "", queue, b"hello", properties=properties)
+            frame = client.read_until(lambda f: isinstance(f, MethodFrame) and isinstance(
+                f.method, (m.ConnectionClose, m.BasicAck)))
+            close = frame.method
+            assert isinstance(close, m.ConnectionClose)
+            assert close.reply_code == reply_code
+            assert "properties" in close.reply_text or "content header" in close.reply_text
+        channel = other.channel()
+        assert channel.queue_declare(queue, passive=True).method.message_count == 0
+        channel.queue_delete(queue)
+    finally:
+        other.close()

@@ -36,7 +36,7 @@ from typing import Any
 
 __all__ = ["InlineWaiter"]
 
-#: Inline waits in a row, at most, before the caller goes through trio once.
+#: Inline waits in a row, at most, before looking for other work pending in trio.
 MAX_STREAK = 64
 #: With more tasks than this in the run, always go through trio (see _runnable).
 MAX_TASKS = 64
@@ -57,8 +57,8 @@ def _runner() -> Any:
 class InlineWaiter:
     """Sleeps on one socket and on trio's I/O descriptor, when trio is idle."""
 
-    __slots__ = ("enabled", "hits", "_poll", "_fd", "_runq", "_tasks", "_idle_waiters",
-                 "_deadlines", "_clock", "_streak")
+    __slots__ = ("enabled", "hits", "_poll", "_scheduler_poll", "_fd", "_runq", "_tasks",
+                 "_idle_waiters", "_deadlines", "_clock", "_streak")
 
     def __init__(self, fd: int) -> None:
         self.enabled = False
@@ -89,6 +89,8 @@ class InlineWaiter:
         poll.register(fd, select.POLLIN)
         poll.register(scheduler_fd, select.POLLIN)
         self._poll = poll
+        self._scheduler_poll = select.poll()
+        self._scheduler_poll.register(scheduler_fd, select.POLLIN)
         self.enabled = True
 
     def _runnable(self) -> bool:
@@ -111,9 +113,16 @@ class InlineWaiter:
     def wait_readable(self) -> bool:
         """Block until our socket is readable; True if it is and trio has
         nothing else to do, False if the caller must wait through trio."""
-        if self._runq or self._idle_waiters or self._streak >= MAX_STREAK or self._runnable():
+        if self._runq or self._idle_waiters or self._runnable():
             self._streak = 0
             return False
+        if self._streak >= MAX_STREAK:
+            # Our socket was ready first MAX_STREAK times in a row: look at
+            # trio's descriptor alone (ours is drained: we read it last time),
+            # and let trio run if anything else is pending there.
+            self._streak = 0
+            if self._scheduler_poll.poll(0):
+                return False
         deadline = self._deadlines.next_deadline()
         timeout_ms = -1
         if deadline != math.inf:
@@ -128,8 +137,8 @@ class InlineWaiter:
         # ours is ready. If our socket is not ready, what woke us is for
         # trio: another descriptor, a thread's or a signal's wake-up, or the
         # deadline. Once we drained our socket, trio's descriptor stays
-        # readable only for other work, which the next call sees; MAX_STREAK
-        # bounds the wait when our socket keeps being ready first.
+        # readable only for other work, which the next call sees unless our
+        # socket is ready first again; MAX_STREAK bounds how long that lasts.
         for fd, _events in self._poll.poll(timeout_ms):
             if fd == self._fd:
                 self._streak += 1

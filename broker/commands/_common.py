@@ -219,7 +219,7 @@ def header_argument(text: str) -> tuple[str, Any]:
     quotes (`n='"5"'`) or anything else a string. `CC` and `BCC` take a
     comma-separated list of routing keys, sent as an array.
     """
-    from routing.config.options import parse_generic
+    from routing.config.options import FIELD_INT_MAX, FIELD_INT_MIN, parse_generic
 
     name, eq, raw = text.partition("=")
     if not eq or not name:
@@ -230,9 +230,11 @@ def header_argument(text: str) -> tuple[str, Any]:
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         return name, raw[1:-1]
     value = parse_generic(raw, quoted=False)
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        # the widest AMQP integer field is a signed 64-bit long-long
-        raise argparse.ArgumentTypeError(f"{name}: {value} does not fit a 64-bit integer")
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not FIELD_INT_MIN <= value <= FIELD_INT_MAX:
+        # The same range as the configuration language: signed 64-bit down,
+        # unsigned 64-bit up (routing/config/options.py says why).
+        raise argparse.ArgumentTypeError(f"{name}: {value} does not fit an AMQP field value")
     return name, value
 
 

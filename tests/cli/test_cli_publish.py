@@ -211,7 +211,11 @@ def test_bad_arguments_are_one_line(warren, warren_url) -> None:
         (["", "q", "--header", f"{long}=1"],
          "argument --header: a header name is at most 255 bytes, got 256"),
         (["", "q", "--header", "n=99999999999999999999999"],
-         "argument --header: n: 99999999999999999999999 does not fit a 64-bit integer"),
+         "argument --header: n: 99999999999999999999999 does not fit an AMQP field value"),
+        (["", "q", "--header", f"n={2**64}"],
+         f"argument --header: n: {2**64} does not fit an AMQP field value"),
+        (["", "q", "--header", f"n={-(2**63) - 1}"],
+         f"argument --header: n: {-(2**63) - 1} does not fit an AMQP field value"),
     ]:
         result = warren("publish", "--url", warren_url, *args, "--body", "x")
         assert result.returncode == 2
@@ -282,3 +286,18 @@ def test_ctrl_c_ends_consume_quietly(warren, warren_url, queue) -> None:
     stdout, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 130
     assert stderr.strip() == b""
+
+
+def test_header_integers_take_the_configuration_language_range() -> None:
+    """`--header` reads integers as `warren config` does: from -2^63 (signed
+    64-bit) up to 2^64 - 1 (unsigned 64-bit), and no further."""
+    import argparse
+
+    from broker.commands._common import header_argument
+    from routing.config.options import FIELD_INT_MAX, FIELD_INT_MIN
+
+    assert header_argument(f"n={FIELD_INT_MAX}") == ("n", 2**64 - 1)
+    assert header_argument(f"n={FIELD_INT_MIN}") == ("n", -(2**63))
+    for value in (FIELD_INT_MAX + 1, FIELD_INT_MIN - 1):
+        with pytest.raises(argparse.ArgumentTypeError):
+            header_argument(f"n={value}")

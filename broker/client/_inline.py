@@ -16,15 +16,17 @@ returns True only when our socket is readable and nothing else is pending; the
 caller then reads and dispatches the bytes in its own task. In every other case
 (a task is runnable, another descriptor or a wake-up from a thread or a signal
 is ready, a deadline is due, a task waits for all tasks to block) it returns
-False and the caller waits through trio as usual, so nothing is delayed or
-starved, cancellation and timeouts keep working.
+False and the caller waits through trio as usual: other tasks run when they
+would have, cancellation and timeouts keep working. (One bounded exception:
+while our socket keeps being ready first, other pending I/O is seen after at
+most MAX_STREAK inline waits.)
 
 This needs four things trio does not export: the runner's run queue and
 task set (to tell whether another task is scheduled), its deadline heap and
 its I/O manager's descriptor. They are looked up once, when a
 connection starts; if any is missing (another trio version, Windows, guest
 mode, a test clock, instruments), the waiter is disabled and the client uses
-trio's scheduler only. docs/client.md ("How fast it is") and
+trio's scheduler only. docs/client.md ("Performance") and
 tests/client/test_inline_wait.py describe and check both paths.
 """
 

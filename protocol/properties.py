@@ -220,7 +220,13 @@ class BasicProperties:
         except AMQPError as exc:
             exc.class_id = 60
             raise
-        except (IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
+        except (IndexError, struct.error):
+            raise syntax_error("malformed content properties: a property runs past the end "
+                               "of the content header", 60) from None
+        except UnicodeDecodeError:
+            raise syntax_error("malformed content properties: a short string property is "
+                               "not UTF-8", 60) from None
+        except ValueError as exc:
             raise syntax_error(f"malformed content properties: {exc}", 60) from None
         if off != end:
             raise syntax_error("content header size does not match its properties", 60)

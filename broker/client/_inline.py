@@ -21,9 +21,9 @@ would have, cancellation and timeouts keep working. (One bounded exception:
 while our socket keeps being ready first, other pending I/O is seen after at
 most MAX_STREAK inline waits.)
 
-This needs four things trio does not export: the runner's run queue and
-task set (to tell whether another task is scheduled), its deadline heap and
-its I/O manager's descriptor. They are looked up once, when a
+This needs four things trio does not export: the runner's task set (to tell
+whether another task is scheduled), its list of tasks waiting for all tasks to
+block, its deadline heap and its I/O manager's descriptor. They are looked up once, when a
 connection starts; if any is missing (another trio version, Windows, guest
 mode, a test clock, instruments), the waiter is disabled and the client uses
 trio's scheduler only. docs/client.md ("Performance") and
@@ -59,7 +59,7 @@ def _runner() -> Any:
 class InlineWaiter:
     """Sleeps on one socket and on trio's I/O descriptor, when trio is idle."""
 
-    __slots__ = ("enabled", "hits", "_poll", "_scheduler_poll", "_fd", "_runq", "_tasks",
+    __slots__ = ("enabled", "hits", "_poll", "_scheduler_poll", "_fd", "_tasks",
                  "_idle_waiters", "_deadlines", "_clock", "_streak")
 
     def __init__(self, fd: int) -> None:
@@ -77,7 +77,6 @@ class InlineWaiter:
         scheduler = getattr(io, "_epoll", None) or getattr(io, "_kqueue", None)
         try:
             scheduler_fd = scheduler.fileno()  # type: ignore[union-attr]
-            self._runq = runner.runq
             self._tasks = runner.tasks
             for task in self._tasks:
                 task._next_send_fn  # noqa: B018 - the attribute _runnable reads
@@ -98,10 +97,10 @@ class InlineWaiter:
     def _runnable(self) -> bool:
         """Whether a task other than the caller is scheduled to run.
 
-        The run queue alone does not say: trio takes a whole batch of tasks
+        trio's run queue alone does not say: trio takes a whole batch of tasks
         off it before running them, so the tasks after the caller in the
-        current batch are in no queue. A task is scheduled exactly while its
-        ``_next_send_fn`` is set. Looking costs a pass over the tasks, so with
+        current batch are in no queue. A task is scheduled (queued or in the
+        current batch) exactly while its ``_next_send_fn`` is set. Looking costs a pass over the tasks, so with
         more than MAX_TASKS of them we do not look and go through trio.
         """
         tasks = self._tasks
@@ -115,7 +114,7 @@ class InlineWaiter:
     def wait_readable(self) -> bool:
         """Block until our socket is readable; True if it is and trio has
         nothing else to do, False if the caller must wait through trio."""
-        if self._runq or self._idle_waiters or self._runnable():
+        if self._idle_waiters or self._runnable():
             self._streak = 0
             return False
         if self._streak >= MAX_STREAK:

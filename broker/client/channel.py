@@ -113,9 +113,7 @@ class Channel:
         self._waiters.append(waiter)
         conn._flush_now()
         try:
-            if not conn._out and conn._inline is not None:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                conn._read_inline(waiter)  # see publish()
+            await conn._read_inline(waiter)
             await waiter.event.wait()
         except BaseException:
             # Cancelled: the reply will still come; let it be discarded.
@@ -268,12 +266,7 @@ class Channel:
         if wait:
             conn._write(frames, False)
             conn._flush_now()
-            if not conn._out and conn._inline is not None:
-                # All written: wait for the confirm in this task while trio is
-                # idle (broker/client/_inline.py). A cancelled caller raises
-                # here, as it would in conf.wait().
-                await trio.lowlevel.checkpoint_if_cancelled()
-                conn._read_inline(conf)
+            await conn._read_inline(conf)  # while trio is idle (broker/client/_inline.py)
             await conf.wait()
             return conf
         conn._write(frames)

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from protocol import methods as m
-from protocol.connection import Command, HeartbeatReceived, ProtocolFailure, Role
+from protocol.connection import Command, ProtocolFailure, Role
 from protocol.connection import Connection as ProtocolConnection
 from protocol.constants import ReplyCode
 
@@ -284,8 +284,7 @@ class Connection:
         assert stream is not None
         pending, self._pending_handshake = self._pending_handshake, []
         try:
-            for event in pending:
-                self._dispatch(event)
+            self._handle_events(pending)
             fd = self._fd
             more = False
             while self._closed is None:
@@ -320,15 +319,18 @@ class Connection:
     def _handle(self, data: bytes) -> None:
         """Parse bytes from the socket and dispatch every event in them."""
         self._last_receive = trio.current_time()
+        # A confirm, one at a time: one basic.ack frame, without the general path.
+        ack = self._proto.receive_basic_ack(data)
+        if ack is not None:
+            channel = self._channels.get(ack[0])
+            if channel is not None and channel._confirms is not None:
+                channel._confirms.on_ack(ack[1], ack[2])
+            return
+        self._handle_events(self._proto.receive_data(data))
+
+    def _handle_events(self, events: list[Any]) -> None:
         channels = self._channels
-        if len(data) == 21:  # maybe one basic.ack: a confirm, one at a time
-            ack = self._proto.receive_basic_ack(data)
-            if ack is not None:
-                channel = channels.get(ack[0])
-                if channel is not None and channel._confirms is not None:
-                    channel._confirms.on_ack(ack[1], ack[2])
-                return
-        for event in self._proto.receive_data(data):
+        for event in events:
             if type(event) is Command:
                 method = event.method
                 if event.channel:
@@ -341,18 +343,20 @@ class Connection:
                         channel._on_command(method, event.properties, event.body)
                 else:
                     self._on_connection_method(method)
-            else:
-                self._dispatch(event)
+            elif type(event) is ProtocolFailure:
+                self._on_protocol_failure(event)
+            # HeartbeatReceived: _last_receive is all it means
 
-    def _read_inline(self, waiting: Any) -> None:
+    async def _read_inline(self, waiting: Any) -> None:
         """Read and dispatch in the calling task until ``waiting.done``, while
         trio has nothing else to do (see `broker.client._inline`); return
-        early, leaving the rest to the reader task, when it has. The caller
-        has checked for cancellation (`trio.lowlevel.checkpoint_if_cancelled`)."""
+        early, leaving the rest to the reader task, when it has. Call it right
+        after `_flush_now`, before waiting on ``waiting`` through trio."""
         waiter = self._inline
+        if waiter is None or self._out:
+            return  # no fast path, or bytes left for the writer task to send
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller raises as in trio
         fd = self._fd
-        if waiter is None or fd is None:
-            return
         try:
             while not waiting.done and self._closed is None and waiter.wait_readable():
                 try:
@@ -370,41 +374,28 @@ class Connection:
             self._on_lost(ConnectionClosed(ReplyCode.INTERNAL_ERROR, f"client error: {exc!r}"))
             raise
 
-    def _dispatch(self, event: Any) -> None:
-        if isinstance(event, Command):
-            if event.channel:
-                channel = self._channels.get(event.channel)
-                if channel is None:
-                    return
-                if type(event.method) is m.BasicDeliver:
-                    channel._on_deliver(event.method, event.properties, event.body)
-                else:
-                    channel._on_command(event.method, event.properties, event.body)
-            else:
-                self._on_connection_method(event.method)
-        elif isinstance(event, HeartbeatReceived):
+    def _on_protocol_failure(self, event: ProtocolFailure) -> None:
+        """A ProtocolFailure event: close the channel (soft error) or the connection."""
+        error = event.error
+        channel = self._channels.get(event.channel) if event.channel else None
+        if channel is not None and not error.closes_connection:
+            # A soft error on one channel (a body over max_body_size): the
+            # machine already treats the channel as closing; tell the broker.
+            self._append(self._proto.send(event.channel, m.ChannelClose(
+                reply_code=error.reply_code, reply_text=error.reply_text[:255],
+                class_id=error.class_id, method_id=error.method_id)))
+            channel._on_closed(ChannelClosed(error.reply_code, error.reply_text,
+                                             error.class_id, error.method_id))
+            return
+        # The broker broke the protocol: tell it why and give up (spec 4.2.3).
+        try:
+            self._append(self._proto.send(0, m.ConnectionClose(
+                reply_code=error.reply_code, reply_text=error.reply_text[:255],
+                class_id=error.class_id, method_id=error.method_id)))
+        except Exception:
             pass
-        elif isinstance(event, ProtocolFailure):
-            error = event.error
-            channel = self._channels.get(event.channel) if event.channel else None
-            if channel is not None and not error.closes_connection:
-                # A soft error on one channel (a body over max_body_size): the
-                # machine already treats the channel as closing; tell the broker.
-                self._append(self._proto.send(event.channel, m.ChannelClose(
-                    reply_code=error.reply_code, reply_text=error.reply_text[:255],
-                    class_id=error.class_id, method_id=error.method_id)))
-                channel._on_closed(ChannelClosed(error.reply_code, error.reply_text,
-                                                 error.class_id, error.method_id))
-                return
-            # The broker broke the protocol: tell it why and give up (spec 4.2.3).
-            try:
-                self._append(self._proto.send(0, m.ConnectionClose(
-                    reply_code=error.reply_code, reply_text=error.reply_text[:255],
-                    class_id=error.class_id, method_id=error.method_id)))
-            except Exception:
-                pass
-            raise ConnectionClosed(error.reply_code, f"broker sent bad data: {error.reply_text}",
-                                   error.class_id, error.method_id)
+        raise ConnectionClosed(error.reply_code, f"broker sent bad data: {error.reply_text}",
+                               error.class_id, error.method_id)
 
     def _on_connection_method(self, method: Any) -> None:
         kind = type(method)

@@ -63,9 +63,8 @@ class RobustConnection:
         # same object moves nothing; deleting removes it and what hangs off it.
         self._topology: dict[tuple, tuple[str, tuple, dict]] = {}
         # Server-named queues: the first name the broker gave (the one the
-        # caller knows) -> the name it has now, and back.
+        # caller knows) -> the name it has now.
         self._current_names: dict[str, str] = {}
-        self._first_names: dict[str, str] = {}
         #: How many times the connection was re-established.
         self.reconnects = 0
         self.last_error: BaseException | None = None
@@ -116,7 +115,7 @@ class RobustConnection:
         calls, but other clients (a ``reply_to`` given out earlier) only know
         the name they were told. Other names come back unchanged.
         """
-        return self._current_names.get(self._first_names.get(queue, queue), queue)
+        return self._current_names.get(queue, queue)  # a current name is no key: itself
 
     async def close(self) -> None:
         self._closing = True
@@ -168,7 +167,6 @@ class RobustConnection:
                     args = (renamed.get(args[0], args[0]), *args[1:])
                 await getattr(ch, kind)(*args, **kwargs)
             self._current_names = renamed
-            self._first_names = {now: first for first, now in renamed.items()}
         for robust in list(self._channels):
             if robust._closed_by_user or robust._error is not None:
                 continue
@@ -192,7 +190,10 @@ class RobustConnection:
 
     def _first_name(self, queue: str) -> str:
         """The name the caller first learnt for ``queue`` (records use it)."""
-        return self._first_names.get(queue, queue)
+        for first, now in self._current_names.items():
+            if now == queue:
+                return first
+        return queue
 
     def _forget(self, predicate: Any) -> None:
         for key in [k for k in self._topology if predicate(k)]:
@@ -270,7 +271,6 @@ class RobustChannel:
         if not queue:
             conn._record(("queue", result.name), "server_named_queue", (result.name,), kwargs)
             conn._current_names[result.name] = result.name
-            conn._first_names[result.name] = result.name
         elif conn._first_name(queue) == queue and queue not in conn._current_names:
             conn._record(("queue", queue), "queue_declare", (queue,), kwargs)
         return result
@@ -280,8 +280,7 @@ class RobustChannel:
         result = await self._call("queue_delete", conn.current_queue_name(queue), **kwargs)
         first = conn._first_name(queue)
         conn._forget(lambda k: k == ("queue", first) or (k[0] == "queue_bind" and k[1] == first))
-        now = conn._current_names.pop(first, None)
-        conn._first_names.pop(now, None)  # type: ignore[arg-type]
+        conn._current_names.pop(first, None)
         return result
 
     async def queue_bind(self, queue: str, exchange: str, routing_key: str = "",

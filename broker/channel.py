@@ -39,12 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Channel", "Consumer", "new_name"]
 
-# Property flag of `user-id` in the first two bytes of the content header's
-# property list (spec 4.2.6.1: flags from bit 15 down, in declaration order).
-_USER_ID_FLAG = 0x0010
-# ... and of `expiration`, in the first octet.
-_EXPIRATION_FLAG = 0x01
-# A content header without properties: the flags word, no bit set.
+# A content header without properties: the flags word, no bit set (spec 4.2.6.1).
 _NO_PROPERTIES = b"\x00\x00"
 
 
@@ -318,11 +313,11 @@ class Channel:
             # result). A bad header is 502 SYNTAX_ERROR on the connection;
             # RabbitMQ, which also decodes every publish's properties, closes
             # it with 541 (docs/compatibility.md).
-            message.decoded_properties  # noqa: B018 - decoding is the check
-        if properties and len(properties) >= 2 and (properties[1] & _USER_ID_FLAG):
-            self._check_user_id(message)
-        if properties and properties[0] & _EXPIRATION_FLAG:
-            self._check_expiration(message)
+            decoded = message.decoded_properties
+            if decoded.user_id is not None:
+                self._check_user_id(message)
+            if decoded.expiration is not None:
+                self._check_expiration(message)
         if self.transactional:
             self.vhost.check_publish(method.exchange)
             self._tx_publishes.append((method, message))
@@ -334,7 +329,7 @@ class Channel:
         # ("Validated User-ID" extension). Decoded once, kept by the message.
         user_id = message.decoded_properties.user_id
         user = self.connection.user
-        if user_id is not None and user_id != user:
+        if user_id != user:
             raise errors.precondition_failed(
                 f"user_id property set to '{user_id}' but authenticated user was '{user}'"
             )

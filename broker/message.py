@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.features.ttl import parse_expiration_ms
-from protocol.properties import BasicProperties, properties_has_headers
+from protocol.properties import BasicProperties, delivery_mode_of, properties_has_headers
 
 __all__ = ["Message", "copy_properties", "parse_expiration"]
 
@@ -66,6 +66,15 @@ class Message:
                 value = parse_expiration(self.decoded_properties.expiration)
             self._expiration_ms = value
         return value
+
+    @property
+    def persistent(self) -> bool:
+        """delivery_mode 2: from the decoded properties when the channel already
+        decoded them at publish, else read from the raw bytes alone."""
+        decoded = self._decoded
+        if decoded is not None:
+            return decoded.delivery_mode == 2
+        return delivery_mode_of(self.properties) == 2
 
     @property
     def decoded_properties(self) -> BasicProperties:

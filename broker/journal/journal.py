@@ -63,7 +63,6 @@ from broker.journal.segments import SegmentWriter, segment_path
 from broker.logging import get_logger
 from broker.message import Message
 from broker.queue import QueuedMessage
-from protocol.properties import delivery_mode_of
 
 if TYPE_CHECKING:
     from broker.channel import Channel
@@ -206,9 +205,7 @@ class Journal:
         disk) when the queue is already long; else `entry` itself.
         """
         message = entry.message
-        # The channel decoded these properties at publish (a malformed set is
-        # refused there), so reading one octet of them cannot fail here.
-        if delivery_mode_of(message.properties) != 2:
+        if not message.persistent:
             return entry
         msg_id = self._next_msg_id
         self._next_msg_id = msg_id + 1

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from protocol import methods as m
-from protocol.connection import Command, ProtocolFailure, Role
+from protocol.connection import Command, ProtocolFailure, Role, client_start_ok
 from protocol.connection import Connection as ProtocolConnection
 from protocol.constants import ReplyCode
 
@@ -225,9 +225,8 @@ class Connection:
             "capabilities": CLIENT_CAPABILITIES,
             **self._client_properties,
         }
-        response = b"\x00" + params.username.encode() + b"\x00" + params.password.encode()
-        await self._send_now(m.ConnectionStartOk(client_properties=properties, mechanism="PLAIN",
-                                                 response=response, locale="en_US"))
+        await self._send_now(client_start_ok(params.username, params.password,
+                                             client_properties=properties))
         tune = await self._expect(m.ConnectionTune)
         self.channel_max = _negotiate(params.channel_max, tune.channel_max) or 65535
         self.frame_max = _negotiate(params.frame_max, tune.frame_max) or params.frame_max

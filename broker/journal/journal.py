@@ -211,23 +211,21 @@ class Journal:
         self._next_msg_id = msg_id + 1
         # The deadline the queue gave it (x-message-ttl or expiration), absolute.
         expires = None if entry.expires_at is None else _wall_clock_ms(entry.expires_at)
-        payload = r.encode_publish(
-            msg_id,
-            queue.name,
-            message.exchange,
-            message.routing_key,
-            message.properties,
-            message.body,
-            expires,
-        )
-        flags = 0 if expires is None else r.FLAG_EXPIRES
-        segment, offset = self._append(r.PUBLISH, payload, flags)
+        segment, offset = self._append_publish(msg_id, queue, message, expires)
         self._live[segment] += 1
         self._published[segment] = self._published.get(segment, 0) + 1
         self._queues.add(queue)
         if len(queue.ready) >= self.page_after:
             return PagedEntry.paged(entry, msg_id, segment, offset, len(message.body), self)
         return PersistedEntry.of(entry, msg_id, segment)
+
+    def _append_publish(self, msg_id: int, queue: Queue, message: Message,
+                        expires: int | None, delivered: bool = False) -> tuple[int, int]:
+        """Buffer a PUBLISH record; its (segment, offset)."""
+        payload = r.encode_publish(msg_id, queue.name, message.exchange, message.routing_key,
+                                   message.properties, message.body, expires)
+        return self._append(r.PUBLISH, payload,
+                            r.publish_flags(delivered=delivered, expires=expires))
 
     def load(self, segment: int, offset: int) -> Message:
         """Read the message of the PUBLISH record at (segment, offset) back.
@@ -349,17 +347,8 @@ class Journal:
             paged = isinstance(entry, PagedEntry)
             message = entry.message
             expires = _wall_clock_ms(entry.expires_at)  # the copy keeps its deadline
-            payload = r.encode_publish(
-                entry.msg_id,
-                queue.name,
-                message.exchange,
-                message.routing_key,
-                message.properties,
-                message.body,
-                expires,
-            )
-            flags = r.publish_flags(delivered=entry.delivered, expires=expires)
-            segment, offset = self._append(r.PUBLISH, payload, flags)
+            segment, offset = self._append_publish(entry.msg_id, queue, message, expires,
+                                                   delivered=entry.delivered)
             self._live[oldest] -= 1
             self._live[segment] += 1
             self._published[segment] = self._published.get(segment, 0) + 1

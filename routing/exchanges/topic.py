@@ -22,7 +22,7 @@ keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .base import EMPTY, Binding, Destination, Exchange, _Leaf
@@ -200,14 +200,6 @@ class TopicExchange(Exchange):
         if len(leaves) == 1:
             return leaves[0].destinations
         return frozenset().union(*[leaf.destinations for leaf in leaves])
-
-    def route_keys(
-        self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None
-    ) -> frozenset[Destination] | set[Destination]:
-        out: set[Destination] = set()
-        for key in routing_keys:
-            out.update(self.route(key, headers))
-        return out
 
     def matching_bindings(
         self, routing_key: str, headers: Mapping[str, Any] | None

@@ -44,6 +44,7 @@ from urllib.parse import urlparse
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pika  # noqa: E402
+from test_crash import start_broker  # noqa: E402  (this directory is on sys.path)
 
 from protocol import methods as m  # noqa: E402
 from protocol.constants import PROTOCOL_HEADER  # noqa: E402
@@ -260,49 +261,19 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_warren(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
-    port = free_port()
+def start_warren(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+    """A broker subprocess as the crash test starts it; its URL and how long
+    it took until it accepted connections (recovery included)."""
     started = time.monotonic()
-    out = open(log, "ab")  # noqa: SIM115 - the broker writes to it until it ends
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "broker",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--log-format",
-            "json",
-        ],
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=out,
-        stderr=out,
-    )
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port, time.monotonic() - started
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError("broker exited") from None
-            time.sleep(0.02)
+    process, url = start_broker(data_dir, log)
+    return process, url, time.monotonic() - started
 
 
 def run_recovery(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="warren-recovery-"))
     data_dir = work / "data"
     log = work / "broker.log"
-    process, port, _ = start_warren(data_dir, log)
-    url = f"amqp://guest:guest@127.0.0.1:{port}/%2F"
+    process, url, _ = start_warren(data_dir, log)
     connection = pika.BlockingConnection(pika.URLParameters(url))
     connection.channel().queue_declare(args.queue, durable=True)
     connection.close()
@@ -325,13 +296,12 @@ def run_recovery(args: argparse.Namespace) -> dict[str, Any]:
     journal_bytes = sum(p.stat().st_size for p in (data_dir / "journal").iterdir())
     process.send_signal(signal.SIGKILL)
     process.wait()
-    process, port, start_seconds = start_warren(data_dir, log)
+    process, url, start_seconds = start_warren(data_dir, log)
     rss_recovered = rss_mb(process.pid)
     recovered = None
     for line in log.read_text().splitlines():
         if '"journal.recovered"' in line:
             recovered = json.loads(line)
-    url = f"amqp://guest:guest@127.0.0.1:{port}/%2F"
     connection = pika.BlockingConnection(pika.URLParameters(url))
     count = connection.channel().queue_declare(args.queue, passive=True).method.message_count
     connection.close()

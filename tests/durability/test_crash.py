@@ -75,7 +75,7 @@ def start_broker(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], st
         except OSError:
             if process.poll() is not None:
                 raise RuntimeError(f"broker exited: {log.read_text()[-2000:]}") from None
-            time.sleep(0.05)
+            time.sleep(0.02)  # fine enough for bench_durability's start-up time
     process.kill()
     raise RuntimeError("broker did not start")
 

@@ -63,6 +63,7 @@ from .frames import (
 )
 from .methods import (
     METHODS,
+    BasicAck,
     ChannelClose,
     ChannelCloseOk,
     ChannelOpen,
@@ -288,6 +289,14 @@ class Connection:
             self._last_received = now
         if self._broken or self.state is ConnectionState.CLOSED:
             return []
+        if len(data) == _BASIC_ACK_FRAME_SIZE:
+            # The commonest read of all: one basic.ack (a confirm to a publisher
+            # waiting for each, a consumer's ack of each delivery).
+            ack = self.receive_basic_ack(data)
+            if ack is not None:
+                channel, delivery_tag, multiple = ack
+                return [_new_tuple(Command, (
+                    channel, BasicAck(delivery_tag=delivery_tag, multiple=multiple), None, None))]
         events: list[Event] = []
         if self.state is ConnectionState.AWAIT_HEADER:
             if self.our_role is Role.CLIENT:
@@ -403,7 +412,9 @@ class Connection:
         """``data`` as one basic.ack, when it is exactly that, without the general path.
 
         A publisher waiting for each confirm reads one 21-octet basic.ack per
-        message; `receive_data` spends ~2.8 µs on it, this ~0.5 µs. If ``data``
+        message, a consumer acking each delivery sends one; the frame reader
+        spends ~2.8 µs on it, this ~0.7 µs, and `receive_data` takes this
+        path itself (returning the same `Command`). If ``data``
         is exactly one basic.ack frame and `receive_data` would turn it into
         ``Command(channel, BasicAck(...))`` now (connection open, channel usable
         and not mid-content, no partial frame buffered), returns ``(channel,

@@ -271,7 +271,8 @@ class RobustChannel:
         if not queue:
             conn._record(("queue", result.name), "server_named_queue", (result.name,), kwargs)
             conn._current_names[result.name] = result.name
-        elif conn._first_name(queue) == queue and queue not in conn._current_names:
+        elif queue not in conn._current_names and queue not in conn._current_names.values():
+            # A named queue (not a server-named one declared again by name).
             conn._record(("queue", queue), "queue_declare", (queue,), kwargs)
         return result
 

@@ -154,13 +154,17 @@ def read_config(path: str) -> Any:
     text = read_text(path)
     errors = config.check(text, path)
     if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise CommandError(
-            f"{first.filename}:{first.line}:{first.column}: {first.message}{more}; "
-            f"run `warren config check {path}` for details"
+            f"{first_error(errors)}; run `warren config check {path}` for details"
         )
     return config.parse(text, path)
+
+
+def first_error(errors: list[Any]) -> str:
+    """`file:line:column: message`, with how many more errors there are."""
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{first.filename}:{first.line}:{first.column}: {first.message}{more}"
 
 
 # -- arguments -----------------------------------------------------------------

@@ -207,7 +207,7 @@ def _fmt(args: argparse.Namespace) -> int:
 
     from routing import config
 
-    from ._common import read_text
+    from ._common import first_error, read_text
 
     changed: list[str] = []
     failed = 0
@@ -217,12 +217,8 @@ def _fmt(args: argparse.Namespace) -> int:
             text = read_text(path)
             errors = config.check(text, name)
             if errors:
-                first = errors[0]
-                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-                raise CommandError(
-                    f"{name}:{first.line}:{first.column}: {first.message}{more}; not formatted "
-                    f"(run `warren config check {path}`)"
-                )
+                raise CommandError(f"{first_error(errors)}; not formatted "
+                                   f"(run `warren config check {path}`)")
             canonical = config.format(config.parse(text, name))
         except CommandError as error:
             print(f"warren config fmt: {error}", file=sys.stderr)

@@ -14,16 +14,6 @@ from broker_helpers import RawClient, connect
 from protocol import methods as m
 
 
-@pytest.fixture
-def connection(warren_url: str):
-    connection = connect(warren_url)
-    try:
-        yield connection
-    finally:
-        if connection.is_open:
-            connection.close()
-
-
 def fill(channel, queue: str, count: int, prefix: bytes = b"m") -> None:
     channel.queue_declare(queue, exclusive=True)
     for i in range(count):

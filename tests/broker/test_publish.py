@@ -8,21 +8,11 @@ import time
 import pika
 import pika.exceptions
 import pytest
-from broker_helpers import RawClient, connect
+from broker_helpers import RawClient
 
 from protocol import methods as m
 from protocol.frames import BodyFrame, HeaderFrame, MethodFrame
 from protocol.properties import BasicProperties
-
-
-@pytest.fixture
-def connection(warren_url: str):
-    connection = connect(warren_url)
-    try:
-        yield connection
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def test_properties_and_body_arrive_as_sent(connection, unique) -> None:

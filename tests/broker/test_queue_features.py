@@ -8,17 +8,6 @@ import time
 import pika
 import pika.exceptions
 import pytest
-from broker_helpers import connect
-
-
-@pytest.fixture
-def connection(warren_url: str):
-    connection = connect(warren_url)
-    try:
-        yield connection
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 def wait(connection, seconds: float) -> None:

@@ -78,7 +78,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
     try:
-        from broker.journal.disk_alarm import parse_size
+        from broker.alarms.disk import parse_size
 
         try:
             disk_free_limit = parse_size(args.disk_free_limit)

@@ -17,10 +17,10 @@ from typing import Any
 
 import trio
 
-from broker.connection import ClientConnection
+from broker.core.timers import Timers
+from broker.core.vhost import VHost
 from broker.logging import get_logger
-from broker.timers import Timers
-from broker.vhost import VHost
+from broker.session.connection import ClientConnection
 from protocol.constants import ReplyCode
 
 __all__ = ["Broker", "open_broker", "serve", "SHUTDOWN_TEXT"]
@@ -44,7 +44,7 @@ class Broker:
         self.host = ""
         self.port = 0
         self.nursery: trio.Nursery = None  # type: ignore[assignment]  # set by open_broker
-        #: broker.journal.disk_alarm.DiskAlarm when there is a data dir.
+        #: broker.alarms.disk.DiskAlarm when there is a data dir.
         self.disk_alarm: Any = None
 
     @property
@@ -91,8 +91,8 @@ async def open_broker(
     if broker.data_dir is not None:
         # Durable definitions and the message journal (docs/durability.md):
         # restored before we listen, so no client sees a half-recovered broker.
-        from broker.journal import open_durability
-        from broker.journal.disk_alarm import DEFAULT_DISK_FREE_LIMIT, DiskAlarm
+        from broker.alarms.disk import DEFAULT_DISK_FREE_LIMIT, DiskAlarm
+        from broker.storage import open_durability
 
         broker.data_dir.mkdir(parents=True, exist_ok=True)
         journal = open_durability(broker.vhost, broker.data_dir)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from broker.core.vhost import VHost
 from broker.logging import get_logger
-from broker.vhost import VHost
 from routing import config
 from routing.model import BindingDecl, ExchangeDecl, QueueDecl
 

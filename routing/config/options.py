@@ -56,7 +56,7 @@ _BARE_SAFE = re.compile(r'[^\s"=#\\]+')
 #: The largest ``x-message-ttl`` and ``x-expires`` RabbitMQ 3.10 accepts: ten
 #: years of milliseconds (found by bisection against 3.10.8; one more is refused
 #: with ``value_too_large``). The broker's validators use the same number
-#: (``broker.features.arguments.MAX_EXPIRY_MS``); it is repeated here because
+#: (``broker.core.features.arguments.MAX_EXPIRY_MS``); it is repeated here because
 #: ``routing`` does not import ``broker``, and a test keeps the two equal.
 MAX_EXPIRY_MS = 315_360_000_000
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from broker_helpers import RawClient, connect
 
-from broker.connection import OUTPUT_HIGH_WATER
+from broker.session.connection import OUTPUT_HIGH_WATER
 from broker.testing import BrokerThread
 from protocol import methods as m
 from protocol.frames import encode_content_frames

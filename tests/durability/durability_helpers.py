@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from broker.journal import records as r
-from broker.journal.segments import list_segments, segment_path
+from broker.storage import records as r
+from broker.storage.segments import list_segments, segment_path
 from protocol import methods as m
 from protocol.constants import PROTOCOL_HEADER
 from protocol.frames import FrameReader, MethodFrame, encode_content_frames, encode_method_frame

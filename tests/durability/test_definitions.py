@@ -16,7 +16,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from broker.definitions_store import FILE_NAME, DefinitionsStore
+from broker.storage.definitions import FILE_NAME, DefinitionsStore
 from broker.testing import BrokerThread
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pika
 import pytest
 
-from broker.journal.disk_alarm import parse_size
+from broker.alarms.disk import parse_size
 from broker.testing import BrokerThread
 
 
@@ -81,8 +81,8 @@ def test_a_write_that_fails_leaves_no_half_batch(tmp_path: Path) -> None:
         import resource, signal, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from pathlib import Path
-        from broker.journal import records as r
-        from broker.journal.segments import SegmentWriter, segment_path
+        from broker.storage import records as r
+        from broker.storage.segments import SegmentWriter, segment_path
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
         writer = SegmentWriter(Path({str(tmp_path)!r}))
@@ -103,8 +103,8 @@ def test_a_write_that_fails_leaves_no_half_batch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     good, failures, size = map(int, out.stdout.split())
     assert failures > 0 and good > 0
-    from broker.journal import records as r
-    from broker.journal.segments import segment_path
+    from broker.storage import records as r
+    from broker.storage.segments import segment_path
 
     scanned = r.scan(segment_path(tmp_path, 1).read_bytes())
     assert not scanned.damage  # every failed batch was cut back

@@ -12,8 +12,8 @@ import pika
 import pytest
 from durability_helpers import PERSISTENT, TRANSIENT, Publisher, journal_bodies
 
-from broker.journal import records as r
-from broker.journal.segments import list_segments, segment_path
+from broker.storage import records as r
+from broker.storage.segments import list_segments, segment_path
 from broker.testing import BrokerThread
 
 

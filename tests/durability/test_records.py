@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.journal import records as r
+from broker.storage import records as r
 
 names = st.text(max_size=20).filter(lambda s: len(s.encode()) <= 255)
 publishes = st.builds(

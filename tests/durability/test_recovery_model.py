@@ -17,11 +17,11 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.journal import Journal
-from broker.journal.entries import PersistedEntry
-from broker.journal.recovery import recover
-from broker.message import Message
-from broker.queue import Queue
+from broker.core.message import Message
+from broker.core.queue import Queue
+from broker.storage import Journal
+from broker.storage.entries import PersistedEntry
+from broker.storage.recovery import recover
 from protocol.properties import BasicProperties
 
 PERSISTENT = BasicProperties(delivery_mode=2).encode()

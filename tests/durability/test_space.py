@@ -10,12 +10,12 @@ from pathlib import Path
 
 import trio
 
-from broker.journal import Journal
-from broker.journal.entries import PagedEntry, PersistedEntry
-from broker.journal.recovery import recover
-from broker.journal.segments import list_segments
-from broker.message import Message
-from broker.queue import Queue
+from broker.core.message import Message
+from broker.core.queue import Queue
+from broker.storage import Journal
+from broker.storage.entries import PagedEntry, PersistedEntry
+from broker.storage.recovery import recover
+from broker.storage.segments import list_segments
 from protocol.properties import BasicProperties
 
 PERSISTENT = BasicProperties(delivery_mode=2).encode()

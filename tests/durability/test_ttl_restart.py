@@ -20,9 +20,9 @@ import pika
 from durability_helpers import PERSISTENT
 from test_crash import start_broker
 
-from broker.journal import records as r
-from broker.journal.recovery import recover
-from broker.journal.segments import segment_path
+from broker.storage import records as r
+from broker.storage.recovery import recover
+from broker.storage.segments import segment_path
 from broker.testing import BrokerThread
 
 DLX = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"}

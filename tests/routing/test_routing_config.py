@@ -334,7 +334,7 @@ def test_ttl_and_expires_reach_ten_years_as_in_rabbitmq() -> None:
 
 def test_the_expiry_limit_is_the_brokers() -> None:
     # routing/ may not import broker/, so the number is written twice; keep them equal.
-    from broker.features.arguments import MAX_EXPIRY_MS as BROKER_MAX
+    from broker.core.features.arguments import MAX_EXPIRY_MS as BROKER_MAX
 
     assert MAX_EXPIRY_MS == BROKER_MAX
     assert QUEUE_OPTIONS["message-ttl"].maximum == QUEUE_OPTIONS["expires"].maximum == BROKER_MAX

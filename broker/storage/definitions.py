@@ -34,7 +34,7 @@ from protocol.errors import AMQPError
 from protocol.fields import decode_table, encode_table
 
 if TYPE_CHECKING:
-    from broker.vhost import VHost
+    from broker.core.vhost import VHost
 
 __all__ = ["DefinitionsStore", "durable_definitions", "FILE_NAME"]
 
@@ -150,7 +150,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def _restore_queue(vhost: VHost, name: str, auto_delete: bool, arguments: Any) -> None:
-    from broker.queue import Queue
+    from broker.core.queue import Queue
 
     queue = Queue(
         name, durable=True, auto_delete=auto_delete, arguments=arguments or {}, vhost=vhost

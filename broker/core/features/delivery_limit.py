@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from broker.features.dead_lettering import Long, raw_header_fields, with_headers
-from broker.message import Message
+from broker.core.features.dead_lettering import Long, raw_header_fields, with_headers
+from broker.core.message import Message
 
 if TYPE_CHECKING:
-    from broker.queue import Queue, QueuedMessage
+    from broker.core.queue import Queue, QueuedMessage
 
 __all__ = ["DELIVERY_LIMIT", "HEADER", "counted", "delivery_count", "returned"]
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from broker import errors
-from broker.channel import new_name
-from broker.features.arguments import validate_queue_arguments
+from broker.core import errors
+from broker.core.features.arguments import validate_queue_arguments
+from broker.core.message import Message
+from broker.core.queue import Queue
+from broker.core.timers import Timers
 from broker.logging import get_logger
-from broker.message import Message
-from broker.queue import Queue
-from broker.timers import Timers
+from broker.session.channel import new_name
 from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
@@ -74,7 +74,7 @@ class VHost:
         self.queues: dict[str, Queue] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Timers | None = None
-        # Durability (broker.definitions_store, broker.journal); None without --data-dir.
+        # Durability (broker.storage.definitions, broker.storage); None without --data-dir.
         self.definitions: Any = None
         self.journal: Any = None
 

@@ -22,8 +22,8 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
   as in RabbitMQ's classic queues a message expires when it is at the head of
   the queue (a message being delivered or unacknowledged never expires), and
   an expired message is dead-lettered as `expired`;
-- `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.features.dead_lettering);
-- `x-delivery-limit` (broker.features.delivery_limit);
+- `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.core.features.dead_lettering);
+- `x-delivery-limit` (broker.core.features.delivery_limit);
 - `x-expires`: the queue is deleted after that long without consumers and
   without being used (declared, got from, consumed from).
 """
@@ -35,13 +35,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from broker.features import dead_lettering
-from broker.features.delivery_limit import counted, returned
-from broker.message import Message
+from broker.core.features import dead_lettering
+from broker.core.features.delivery_limit import counted, returned
+from broker.core.message import Message
 
 if TYPE_CHECKING:
-    from broker.channel import Consumer
-    from broker.vhost import VHost
+    from broker.core.vhost import VHost
+    from broker.session.channel import Consumer
 
 __all__ = ["Queue", "QueuedMessage", "OVERFLOW_DROP_HEAD", "OVERFLOW_REJECT_PUBLISH"]
 

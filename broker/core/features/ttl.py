@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import time
 
-from broker.features.arguments import MAX_EXPIRY_MS
+from broker.core.features.arguments import MAX_EXPIRY_MS
 
 __all__ = ["expiry_from_wall_clock", "expiry_to_wall_clock", "parse_expiration_ms"]
 

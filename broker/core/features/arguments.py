@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from broker import errors
-from broker.errors import _amqp_type
+from broker.core import errors
+from broker.core.errors import _amqp_type
 from protocol.errors import AMQPError
 
 __all__ = [

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from broker import errors
-from broker.channel import FLOW_BACKLOG, Channel
+from broker.core import errors
 from broker.logging import get_logger
+from broker.session.channel import FLOW_BACKLOG, Channel
 from protocol import methods as m
 from protocol.connection import (
     Command,
@@ -86,7 +86,7 @@ def server_properties() -> dict[str, Any]:
     RabbitMQ also announces `consumer_priorities` and `direct_reply_to` (not
     implemented), so those are left out: a client that sees a capability may
     rely on it. `connection.blocked` is sent by the disk alarm
-    (broker.journal.disk_alarm).
+    (broker.alarms.disk).
     """
     from broker import __version__
 

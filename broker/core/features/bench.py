@@ -1,6 +1,6 @@
 """Benchmark: what TTL and dead-lettering cost per message (prints numbers).
 
-    .venv/bin/python -m broker.features.bench [--count 1000000]
+    .venv/bin/python -m broker.core.features.bench [--count 1000000]
 
 Queues are driven directly (no sockets): enqueue N messages into a queue
 without TTL, with x-message-ttl, and with per-message expiration, then let
@@ -16,8 +16,8 @@ import argparse
 import gc
 import time
 
-from broker.message import Message
-from broker.vhost import VHost
+from broker.core.message import Message
+from broker.core.vhost import VHost
 from protocol.properties import BasicProperties
 
 PLAIN = BasicProperties(delivery_mode=1).encode()

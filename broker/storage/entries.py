@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from broker.queue import QueuedMessage
+from broker.core.queue import QueuedMessage
 
 if TYPE_CHECKING:
-    from broker.message import Message
+    from broker.core.message import Message
 
 __all__ = ["PagedEntry", "PersistedEntry"]
 

@@ -27,14 +27,14 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from broker import errors
-from broker.message import Message
-from broker.queue import Queue, QueuedMessage
+from broker.core import errors
+from broker.core.message import Message
+from broker.core.queue import Queue, QueuedMessage
 from protocol import methods as m
 from protocol.frames import encode_basic_deliver, encode_basic_get_ok, encode_basic_return
 
 if TYPE_CHECKING:
-    from broker.connection import ClientConnection
+    from broker.session.connection import ClientConnection
     from protocol.connection import Command
 
 __all__ = ["Channel", "Consumer", "new_name"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.features.ttl import parse_expiration_ms
+from broker.core.features.ttl import parse_expiration_ms
 from protocol.properties import BasicProperties, delivery_mode_of, properties_has_headers
 
 __all__ = ["Message", "copy_properties", "parse_expiration"]

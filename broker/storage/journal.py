@@ -54,20 +54,20 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from broker.definitions_store import fsync_directory, write_atomically
-from broker.features.ttl import expiry_to_wall_clock
-from broker.journal import records as r
-from broker.journal.entries import PagedEntry, PersistedEntry
-from broker.journal.recovery import Recovered
-from broker.journal.segments import SegmentWriter, segment_path
+from broker.core.features.ttl import expiry_to_wall_clock
+from broker.core.message import Message
+from broker.core.queue import QueuedMessage
 from broker.logging import get_logger
-from broker.message import Message
-from broker.queue import QueuedMessage
+from broker.storage import records as r
+from broker.storage.definitions import fsync_directory, write_atomically
+from broker.storage.entries import PagedEntry, PersistedEntry
+from broker.storage.recovery import Recovered
+from broker.storage.segments import SegmentWriter, segment_path
 
 if TYPE_CHECKING:
-    from broker.channel import Channel
-    from broker.queue import Queue
-    from broker.vhost import VHost
+    from broker.core.queue import Queue
+    from broker.core.vhost import VHost
+    from broker.session.channel import Channel
 
 __all__ = ["Journal", "PagedEntry", "PersistedEntry", "SEGMENT_SIZE", "PAGE_AFTER"]
 
@@ -548,7 +548,7 @@ def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
     The vhost's durable queues must exist already (definitions restored).
     Logs `journal.recovered` with the time it took.
     """
-    from broker.journal.recovery import recover
+    from broker.storage.recovery import recover
 
     started = time.monotonic()
     directory = Path(data_dir) / "journal"

@@ -4,7 +4,7 @@ The journal is a directory of segment files named by a 16-digit number,
 `0000000000000001.wj`, `0000000000000002.wj`, ... Records are only ever
 appended, to the newest segment; a segment is closed once it passes the
 segment size and never written again. Deleting whole segments is how space
-comes back (see `broker.journal.journal`).
+comes back (see `broker.storage.journal`).
 
 `SegmentWriter` is the only code that touches the files while the broker
 runs, and it runs in a worker thread (`trio.to_thread.run_sync`) so that
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from broker.definitions_store import fsync_directory
+from broker.storage.definitions import fsync_directory
 
 __all__ = ["SEGMENT_SUFFIX", "SegmentWriter", "list_segments", "segment_path"]
 

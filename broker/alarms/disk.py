@@ -10,7 +10,7 @@ the disk; consumers go on (their acks free space). When space returns,
 `connection.unblocked` is sent and reading resumes.
 
 The journal itself never keeps half a batch on a full disk: a failed write
-is cut back and retried (broker.journal.segments), and confirms wait for it.
+is cut back and retried (broker.storage.segments), and confirms wait for it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from broker.logging import get_logger
 from protocol import methods as m
 
 if TYPE_CHECKING:
-    from broker.connection import ClientConnection
+    from broker.session.connection import ClientConnection
 
 __all__ = ["DEFAULT_DISK_FREE_LIMIT", "DiskAlarm", "parse_size"]
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broker.journal.journal import Journal, PersistedEntry, open_journal
+from broker.storage.journal import Journal, PersistedEntry, open_journal
 
 if TYPE_CHECKING:
-    from broker.vhost import VHost
+    from broker.core.vhost import VHost
 
 __all__ = ["Journal", "PersistedEntry", "open_durability", "open_journal"]
 
@@ -34,7 +34,7 @@ def open_durability(vhost: VHost, data_dir: str | Path, **journal_options: Any) 
     and persistent messages on durable queues to `data_dir/journal/`; the
     returned journal's `run()` must be started (group commit).
     """
-    from broker.definitions_store import DefinitionsStore
+    from broker.storage.definitions import DefinitionsStore
 
     store = DefinitionsStore(data_dir)
     store.restore(vhost)

@@ -38,14 +38,14 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
+from broker.core.message import Message, copy_properties
 from broker.logging import get_logger
-from broker.message import Message, copy_properties
 from protocol.fields import Timestamp, encode_value
 from protocol.properties import BasicProperties
 
 if TYPE_CHECKING:
-    from broker.queue import Queue, QueuedMessage
-    from broker.vhost import VHost
+    from broker.core.queue import Queue, QueuedMessage
+    from broker.core.vhost import VHost
 
 __all__ = [
     "Long",

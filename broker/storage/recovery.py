@@ -31,11 +31,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.journal import records as r
-from broker.journal.entries import PagedEntry
-from broker.journal.segments import list_segments, segment_path
+from broker.core.queue import QueuedMessage
 from broker.logging import get_logger
-from broker.queue import QueuedMessage
+from broker.storage import records as r
+from broker.storage.entries import PagedEntry
+from broker.storage.segments import list_segments, segment_path
 
 __all__ = ["Recovered", "recover"]
 
@@ -80,7 +80,7 @@ def recover(directory: Path) -> Recovered:
     max_id = 0
     # Journalled expiries are wall-clock times; queues time expiry on the
     # monotonic clock, which restarted with the process. One offset for the
-    # whole recovery (broker.features.ttl.expiry_from_wall_clock, read once).
+    # whole recovery (broker.core.features.ttl.expiry_from_wall_clock, read once).
     clock = time.monotonic() - time.time()
     for index, number in enumerate(segments):
         path = segment_path(directory, number)

@@ -1,4 +1,10 @@
-"""The listener and the broker object: `serve()` and `open_broker()`.
+"""The composition root: listeners, vhosts, alarms, storage; `serve()` and `open_broker()`.
+
+This is the one module that knows every layer: it builds the core model
+(vhosts), opens storage (definitions and journal) when there is a data
+directory, starts the resource monitors, and hands each accepted stream to
+a session (`broker.session.ClientConnection`) with a `ConnectionInfo` and the
+`SessionContext` — never itself.
 
 `open_broker()` is what tests and tools use: an async context manager that
 listens (port 0 picks a free port), yields a `Broker` with `.host`, `.port`
@@ -10,6 +16,8 @@ line, plus SIGINT/SIGTERM handling.
 from __future__ import annotations
 
 import signal
+import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,13 +25,19 @@ from typing import Any
 
 import trio
 
+from broker.alarms import DEFAULT_DISK_FREE_LIMIT, DiskMonitor, ResourceAlarms
 from broker.core.timers import Timers
 from broker.core.vhost import VHost
 from broker.logging import get_logger
 from broker.session.connection import ClientConnection
+from broker.session.context import SessionContext
+from broker.session.info import connection_info
+from broker.storage import open_durability
+from broker.storage.journal import Journal
+from broker.topology_config import load_config
 from protocol.constants import ReplyCode
 
-__all__ = ["Broker", "open_broker", "serve", "SHUTDOWN_TEXT"]
+__all__ = ["Broker", "open_broker", "run_timers", "serve", "SHUTDOWN_TEXT"]
 
 log = get_logger("warren.server")
 
@@ -32,20 +46,29 @@ SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reaso
 
 
 class Broker:
-    """One running broker: its vhost, its connections, where it listens."""
+    """One running broker: its vhosts, alarms, storage, connections, where it listens."""
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
-        self.vhost = VHost()
-        self.timers = self.vhost.timers = Timers()
+        self.timers = Timers()
+        self.vhosts: dict[str, VHost] = {}
+        self.vhost = self.add_vhost("/")
+        self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
         #: Connections dropped because of a bug in Warren (tests assert 0).
         self.crashed_connections = 0
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.journal: Journal | None = None
+        #: Watches the data directory's free space (None without a data dir).
+        self.disk_monitor: DiskMonitor | None = None
+        self.context = SessionContext(vhosts=self.vhosts, alarms=self.alarms)
         self.host = ""
         self.port = 0
-        self.nursery: trio.Nursery = None  # type: ignore[assignment]  # set by open_broker
-        #: broker.alarms.disk.DiskAlarm when there is a data dir.
-        self.disk_alarm: Any = None
+
+    def add_vhost(self, name: str) -> VHost:
+        vhost = VHost(name)
+        vhost.timers = self.timers
+        self.vhosts[name] = vhost
+        return vhost
 
     @property
     def url(self) -> str:
@@ -57,24 +80,52 @@ class Broker:
         """serve_tcp handler: one task per client connection."""
         # Small writes are already coalesced per batch; Nagle would only add latency.
         try:
-            import socket
-
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         except OSError:
             pass
+        connection = ClientConnection(stream, connection_info(stream), self.context)
+        self.connections.add(connection)
         try:
-            await ClientConnection(self, stream).run()
+            await connection.run()
         except Exception:
             # A bug in handling one connection must not take the broker down:
             # the connection is gone (its teardown ran), everyone else goes on.
             self.crashed_connections += 1
             log.exception("connection.crashed")
+        finally:
+            self.connections.discard(connection)
 
     async def close_connections(self, reply_code: int, reply_text: str) -> None:
         """Close every client connection with `reply_code`, waiting for their close-ok."""
         async with trio.open_nursery() as nursery:
             for connection in list(self.connections):
                 nursery.start_soon(connection.force_close, reply_code, reply_text)
+
+
+async def run_timers(timers: Timers) -> None:
+    """The task that drives the core's deadlines (message TTL, queue expiry)."""
+    wake = trio.Event()
+
+    def earlier() -> None:
+        wake.set()
+
+    timers.on_earlier = earlier
+    try:
+        while True:
+            deadline = timers.next_deadline()
+            if deadline is None:
+                await wake.wait()
+            else:
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    with trio.move_on_after(delay):
+                        await wake.wait()
+                else:
+                    timers.run_due()
+                    await trio.sleep(0)  # let writers send what the callbacks queued
+            wake = trio.Event()
+    finally:
+        timers.on_earlier = None
 
 
 @asynccontextmanager
@@ -91,16 +142,12 @@ async def open_broker(
     if broker.data_dir is not None:
         # Durable definitions and the message journal (docs/durability.md):
         # restored before we listen, so no client sees a half-recovered broker.
-        from broker.alarms.disk import DEFAULT_DISK_FREE_LIMIT, DiskAlarm
-        from broker.storage import open_durability
-
         broker.data_dir.mkdir(parents=True, exist_ok=True)
-        journal = open_durability(broker.vhost, broker.data_dir)
+        journal = broker.journal = open_durability(broker.vhost, broker.data_dir)
+        broker.context.journal = journal
         limit = DEFAULT_DISK_FREE_LIMIT if disk_free_limit is None else disk_free_limit
-        broker.disk_alarm = DiskAlarm(broker.data_dir, limit)
+        broker.disk_monitor = DiskMonitor(broker.alarms, broker.data_dir, limit)
     if config_path is not None:
-        from broker.topology_config import load_config
-
         load_config(broker.vhost, config_path)
     listeners = await trio.open_tcp_listeners(port, host=host)
     sockname: Any = listeners[0].socket.getsockname()
@@ -113,11 +160,11 @@ async def open_broker(
 
     # One nursery owns every connection task and the accept loop.
     async with trio.open_nursery() as nursery:
-        broker.nursery = nursery
-        nursery.start_soon(broker.timers.run)
+        nursery.start_soon(run_timers, broker.timers)
         if journal is not None:
             await nursery.start(journal.run)  # group commit
-            await nursery.start(broker.disk_alarm.run)
+        if broker.disk_monitor is not None:
+            await nursery.start(broker.disk_monitor.run)
         nursery.start_soon(accept)
         log.info("broker.started", host=broker.host, port=broker.port, url=broker.url)
         try:

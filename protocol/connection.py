@@ -877,40 +877,21 @@ def negotiate_tune(
     )
 
 
-#: Capabilities RabbitMQ 3.10 announces in connection.start's server-properties;
-#: clients (pika, the Java client) switch features on from this table.
-SERVER_CAPABILITIES = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": True,
-}
-
-
 def server_start(
-    product: str = "Warren",
-    version: str = "0.1.0",
+    server_properties: dict[str, Any] | None = None,
     mechanisms: str = "PLAIN AMQPLAIN",
-    capabilities: dict[str, Any] | None = None,
 ) -> ConnectionStart:
-    """Server role: a connection.start like RabbitMQ's."""
+    """Server role: connection.start (protocol 0-9) with `server_properties`.
+
+    What a server announces (its product, its capabilities) is the server's
+    business, not the protocol's: the default is a bare table with no
+    capabilities, so that nothing is announced that a caller does not
+    implement. The broker passes its own (broker.session.handshake).
+    """
     return ConnectionStart(
         version_major=0,
         version_minor=9,
-        server_properties={
-            "product": product,
-            "version": version,
-            "platform": "Python",
-            "capabilities": dict(SERVER_CAPABILITIES if capabilities is None else capabilities),
-            "cluster_name": product.lower(),
-            "copyright": "",
-            "information": "",
-        },
+        server_properties=dict(server_properties or {"product": "Warren"}),
         mechanisms=mechanisms,
         locales="en_US",
     )

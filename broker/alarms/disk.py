@@ -2,12 +2,11 @@
 
 As RabbitMQ's `disk_free_limit` (default 50 MB): the data directory's file
 system is checked every second; while it has less free space than the limit,
-every connection that publishes is blocked. A blocked connection is sent
-`connection.blocked` (if the client announced the `connection.blocked`
-capability, as RabbitMQ requires) and the broker stops reading from it at
-its next publish (once that message's frames are all in), so its publishes wait in TCP buffers instead of filling
-the disk; consumers go on (their acks free space). When space returns,
-`connection.unblocked` is sent and reading resumes.
+every connection that publishes is blocked (`ResourceAlarms`; the session
+sends `connection.blocked` and stops reading from the publisher at a message
+boundary, so its publishes wait in TCP buffers instead of filling the disk;
+consumers go on, and their acks free space). When space returns, the alarm
+clears and reading resumes.
 
 The journal itself never keeps half a batch on a full disk: a failed write
 is cut back and retried (broker.storage.segments), and confirms wait for it.
@@ -17,24 +16,19 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import trio
 
+from broker.alarms.state import DISK, ResourceAlarms
 from broker.logging import get_logger
-from protocol import methods as m
 
-if TYPE_CHECKING:
-    from broker.session.connection import ClientConnection
-
-__all__ = ["DEFAULT_DISK_FREE_LIMIT", "DiskAlarm", "parse_size"]
+__all__ = ["DEFAULT_DISK_FREE_LIMIT", "DiskMonitor", "parse_size"]
 
 log = get_logger("warren.disk")
 
 #: RabbitMQ's default disk_free_limit.
 DEFAULT_DISK_FREE_LIMIT = 50 * 1000 * 1000
 CHECK_INTERVAL = 1.0
-REASON = "low on disk"
 
 _UNITS = {
     "": 1,
@@ -63,15 +57,20 @@ def parse_size(text: str) -> int:
     return int(float(digits) * _UNITS[unit])
 
 
-class DiskAlarm:
-    """Watches free space under `path`; publishers wait in `wait_clear` while low."""
+class DiskMonitor:
+    """Watches free space under `path` and sets the `disk` alarm while it is low."""
 
-    def __init__(self, path: str | Path, limit: int = DEFAULT_DISK_FREE_LIMIT) -> None:
+    def __init__(
+        self, alarms: ResourceAlarms, path: str | Path, limit: int = DEFAULT_DISK_FREE_LIMIT
+    ) -> None:
+        self.alarms = alarms
         self.path = Path(path)
         self.limit = limit
-        self.active = False
-        self._clear = trio.Event()
-        self._clear.set()
+
+    @property
+    def active(self) -> bool:
+        """Is the disk alarm on?"""
+        return DISK in self.alarms.resources
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.path).free
@@ -80,32 +79,17 @@ class DiskAlarm:
         """Look at the disk once; True while the alarm is on."""
         free = self.free_bytes()
         if free < self.limit and not self.active:
-            self.active = True
-            self._clear = trio.Event()
+            self.alarms.set(DISK)
             log.warning("disk.alarm_set", free_bytes=free, limit_bytes=self.limit)
         elif free >= self.limit and self.active:
-            self.active = False
-            self._clear.set()
+            self.alarms.clear(DISK)
             log.info("disk.alarm_cleared", free_bytes=free, limit_bytes=self.limit)
         return self.active
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Check now, then once every CHECK_INTERVAL seconds."""
         self.check()
         task_status.started()
         while True:
             await trio.sleep(CHECK_INTERVAL)
             self.check()
-
-    async def wait_clear(self, connection: ClientConnection) -> None:
-        """Block a publishing connection until the alarm clears (blocked/unblocked)."""
-        notify = _wants_blocked(connection.client_properties)
-        if notify:
-            connection.send_method(0, m.ConnectionBlocked(reason=REASON))
-        await self._clear.wait()
-        if notify:
-            connection.send_method(0, m.ConnectionUnblocked())
-
-
-def _wants_blocked(client_properties: dict[str, Any]) -> bool:
-    capabilities = client_properties.get("capabilities") or {}
-    return bool(capabilities.get("connection.blocked"))

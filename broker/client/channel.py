@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import trio
 
@@ -18,10 +18,35 @@ from .consumer import Consumer
 from .errors import ChannelClosed, ConnectionClosed
 from .message import Message
 
-if TYPE_CHECKING:
-    from .connection import Connection
+__all__ = ["Channel", "ChannelHost", "DeclaredQueue"]
 
-__all__ = ["Channel", "DeclaredQueue"]
+
+class ChannelHost(Protocol):
+    """What a channel uses of its connection (`broker.client.connection.Connection`):
+    the shared write buffer, the inline wait, and the connection's bookkeeping.
+    A protocol rather than an import, so that channel and connection do not
+    import each other."""
+
+    frame_max: int
+    close_timeout: float
+    _id: int
+    _publish_gate: trio.Event | None
+
+    def _encode_method(self, channel: int, method: m.Method) -> bytes: ...
+
+    def _send_method(
+        self, channel: int, method: m.Method, force: bool = False, flush: bool = False
+    ) -> None: ...
+
+    def _write(self, data: bytes, wake: bool = True) -> None: ...
+
+    def _flush_now(self) -> None: ...
+
+    async def _read_inline(self, waiting: Any) -> None: ...
+
+    async def _wait_writable(self) -> None: ...
+
+    def _forget_channel(self, number: int) -> None: ...
 
 
 class DeclaredQueue(NamedTuple):
@@ -58,7 +83,7 @@ class Channel:
 
     def __init__(
         self,
-        connection: Connection,
+        connection: ChannelHost,
         number: int,
         *,
         max_in_flight: int | None = None,

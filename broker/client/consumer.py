@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import trio
 
 from protocol import methods as m
 
 from .errors import ConsumerCancelled
+from .message import Message
 
-if TYPE_CHECKING:
-    from .channel import Channel
-    from .message import Message
+
+class ConsumerChannel(Protocol):
+    """What a consumer uses of its channel (`broker.client.channel.Channel`)."""
+
+    _consumers: dict[str, Any]
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def _rpc(self, method: m.Method, expect: tuple[type, ...]) -> Any: ...
+
+    async def basic_nack(
+        self, delivery_tag: int, multiple: bool = False, requeue: bool = True
+    ) -> None: ...
 
 # Yield to the scheduler after this many messages handed out from the buffer
 # without waiting, so a busy consumer cannot starve the connection's writer
@@ -31,7 +43,9 @@ class Consumer:
     one wake-up, not one per message.
     """
 
-    def __init__(self, channel: Channel, queue: str, consumer_tag: str, no_ack: bool) -> None:
+    def __init__(
+        self, channel: ConsumerChannel, queue: str, consumer_tag: str, no_ack: bool
+    ) -> None:
         self.channel = channel
         self.queue = queue
         self.consumer_tag = consumer_tag

@@ -34,6 +34,7 @@ from typing import Any
 
 import trio
 
+from ._open import open_plain_connection, single_error
 from .channel import Channel, DeclaredQueue
 from .confirms import Confirmation
 from .connection import Connection
@@ -126,13 +127,11 @@ class RobustConnection:
     # ------------------------------------------------------- supervision
 
     async def _supervise(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from . import _open_plain_connection
-
         backoff = INITIAL_BACKOFF
         first = True
         while not self._closing:
             try:
-                async with _open_plain_connection(self.params, self._client_properties,
+                async with open_plain_connection(self.params, self._client_properties,
                                                   raise_unseen=False) as conn:
                     if not first:
                         await self._restore(conn)
@@ -427,9 +426,7 @@ def _freeze(arguments: dict | None) -> tuple:
 async def open_robust_connection(
     params: ConnectionParameters, client_properties: dict[str, Any] | None
 ) -> AsyncIterator[RobustConnection]:
-    from . import _single_error
-
-    with _single_error():
+    with single_error():
         async with trio.open_nursery() as nursery:
             robust = RobustConnection(params, client_properties, nursery)
             await nursery.start(robust._supervise)

@@ -30,10 +30,8 @@ __all__ = [
     "default_exchange_refused",
     "reserved_prefix",
     "inequivalent_arg",
+    "amqp_type",
 ]
-
-VHOST_TEXT = "in vhost '/'"
-
 
 def from_code(code: int, text: str) -> AMQPError:
     """The error for reply code `code`, its text prefixed with the code's name
@@ -73,17 +71,17 @@ def channel_error(text: str) -> AMQPError:
     return from_code(ReplyCode.CHANNEL_ERROR, text)
 
 
-def queue_not_found(name: str) -> AMQPError:
-    return not_found(f"no queue '{name}' {VHOST_TEXT}")
+def queue_not_found(name: str, vhost: str) -> AMQPError:
+    return not_found(f"no queue '{name}' in vhost '{vhost}'")
 
 
-def exchange_not_found(name: str) -> AMQPError:
-    return not_found(f"no exchange '{name}' {VHOST_TEXT}")
+def exchange_not_found(name: str, vhost: str) -> AMQPError:
+    return not_found(f"no exchange '{name}' in vhost '{vhost}'")
 
 
-def exclusive_locked(name: str) -> AMQPError:
+def exclusive_locked(name: str, vhost: str) -> AMQPError:
     return resource_locked(
-        f"cannot obtain exclusive access to locked queue '{name}' {VHOST_TEXT}. It could be "
+        f"cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be "
         "originally declared on another connection or the exclusive property value does not "
         "match that of the original declaration."
     )
@@ -104,7 +102,14 @@ def _show(value: Any) -> str:
 
 
 def inequivalent_arg(
-    kind: str, name: str, arg: str, received: Any, current: Any, *, x_arg: bool = False
+    kind: str,
+    name: str,
+    vhost: str,
+    arg: str,
+    received: Any,
+    current: Any,
+    *,
+    x_arg: bool = False,
 ) -> AMQPError:
     """406 for a redeclaration whose properties differ from the existing entity.
 
@@ -112,7 +117,7 @@ def inequivalent_arg(
     with its field type ("the value '5' of type 'signedint'").
     """
     return precondition_failed(
-        f"inequivalent arg '{arg}' for {kind} '{name}' {VHOST_TEXT}: "
+        f"inequivalent arg '{arg}' for {kind} '{name}' in vhost '{vhost}': "
         f"received {_show_arg(received, x_arg)} but current is {_show_arg(current, x_arg)}"
     )
 
@@ -122,10 +127,11 @@ def _show_arg(value: Any, x_arg: bool) -> str:
         return "none"
     if not x_arg and isinstance(value, bool | str):
         return f"'{_show(value)}'"
-    return f"the value '{_show(value)}' of type '{_amqp_type(value)}'"
+    return f"the value '{_show(value)}' of type '{amqp_type(value)}'"
 
 
-def _amqp_type(value: Any) -> str:
+def amqp_type(value: Any) -> str:
+    """The field type RabbitMQ names in its texts for a decoded value ('longstr'...)."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, str):

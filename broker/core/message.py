@@ -17,7 +17,7 @@ from typing import Any
 from broker.core.features.ttl import parse_expiration_ms
 from protocol.properties import BasicProperties, delivery_mode_of, properties_has_headers
 
-__all__ = ["Message", "copy_properties", "parse_expiration"]
+__all__ = ["Message", "QueuedMessage", "copy_properties", "parse_expiration"]
 
 # Property flags in the first octet of the property list (spec 4.2.6.1: bit
 # 15 is content-type, then in declaration order): headers is bit 13,
@@ -107,6 +107,28 @@ class Message:
         copy._decoded = new_props
         copy._expiration_ms = self._expiration_ms  # the same expiration property
         return copy
+
+
+class QueuedMessage:
+    """A message's place in one queue: arrival order, redelivered flag, expiry.
+
+    The storage layer subclasses it for journalled messages
+    (`broker.storage.entries`).
+    """
+
+    __slots__ = ("seq", "message", "redelivered", "expires_at")
+
+    def __init__(
+        self,
+        seq: int,
+        message: Message,
+        redelivered: bool = False,
+        expires_at: float | None = None,
+    ) -> None:
+        self.seq = seq
+        self.message = message
+        self.redelivered = redelivered
+        self.expires_at = expires_at
 
 
 _PROPERTY_NAMES = (

@@ -32,40 +32,95 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from broker.core.features import dead_lettering
-from broker.core.features.delivery_limit import counted, returned
-from broker.core.message import Message
+from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
+from broker.core.message import Message, QueuedMessage
+from broker.core.snapshots import QueueSnapshot
+from broker.core.timers import Scheduler
 
-if TYPE_CHECKING:
-    from broker.core.vhost import VHost
-    from broker.session.channel import Consumer
-
-__all__ = ["Queue", "QueuedMessage", "OVERFLOW_DROP_HEAD", "OVERFLOW_REJECT_PUBLISH"]
+__all__ = [
+    "MessageStore",
+    "OVERFLOW_DROP_HEAD",
+    "OVERFLOW_REJECT_PUBLISH",
+    "OVERFLOW_REJECT_PUBLISH_DLX",
+    "Queue",
+    "QueueConsumer",
+    "QueueOwner",
+]
 
 OVERFLOW_DROP_HEAD = "drop-head"
 OVERFLOW_REJECT_PUBLISH = "reject-publish"
 OVERFLOW_REJECT_PUBLISH_DLX = "reject-publish-dlx"
 
 
-class QueuedMessage:
-    """A message's place in one queue: arrival order, redelivered flag, expiry."""
+class QueueConsumer(Protocol):
+    """A subscription as a queue sees it (basic.consume, from any session).
 
-    __slots__ = ("seq", "message", "redelivered", "expires_at")
+    The queue knows nothing else of channels and connections: the session's
+    `Consumer` implements this, as LavinMQ's queue knows only an abstract
+    consumer.
+    """
 
-    def __init__(
-        self,
-        seq: int,
-        message: Message,
-        redelivered: bool = False,
-        expires_at: float | None = None,
-    ) -> None:
-        self.seq = seq
-        self.message = message
-        self.redelivered = redelivered
-        self.expires_at = expires_at
+    #: Deliveries need no acknowledgement (basic.consume no-ack).
+    no_ack: bool
+    #: basic.consume's consumer tag, for logs and snapshots.
+    tag: str
+
+    def has_credit(self) -> bool:
+        """May the queue hand this consumer one more message now?
+
+        False when its prefetch is used up, its channel is paused or closing,
+        or its connection's output is backed up (backpressure).
+        """
+        ...
+
+    def deliver(self, queue: Queue, entry: QueuedMessage) -> None:
+        """Take `entry`, which has just left `queue`'s ready messages."""
+        ...
+
+    def cancelled_by_queue(self) -> None:
+        """The queue was deleted under the consumer (RabbitMQ's basic.cancel)."""
+        ...
+
+
+class MessageStore(Protocol):
+    """The journal hooks a durable queue calls; all synchronous and cheap.
+
+    The storage layer's `Journal` implements them (docs/durability.md).
+    """
+
+    def persist(self, queue: Queue, entry: QueuedMessage) -> QueuedMessage:
+        """`entry` joins `queue`: the entry the queue keeps (journalled if persistent)."""
+        ...
+
+    def delivered(self, entry: QueuedMessage, no_ack: bool) -> None:
+        """`entry` was handed out (basic.deliver or basic.get-ok)."""
+        ...
+
+    def forget(self, entry: QueuedMessage) -> None:
+        """`entry` left its queue for good (acked, dropped, dead-lettered)."""
+        ...
+
+    def queue_deleted(self, queue: Queue) -> None:
+        """A durable queue was deleted: none of its messages may come back."""
+        ...
+
+
+class QueueOwner(Protocol):
+    """What a queue needs from its vhost: deadlines, its own expiry, dead letters."""
+
+    #: Runs TTL and x-expires deadlines; None where nothing drives timers
+    #: (a vhost used without a running broker, as in benchmarks).
+    timers: Scheduler | None
+
+    def expire_queue(self, queue: Queue) -> None:
+        """`x-expires` ran out: delete the queue."""
+        ...
+
+    def dead_letter(self, queue: Queue, entries: list[QueuedMessage], reason: str) -> None:
+        """Republish `entries`, which died in `queue`, to its dead-letter exchange."""
+        ...
 
 
 class Queue:
@@ -73,7 +128,14 @@ class Queue:
 
     `exclusive_owner` is the connection that declared it exclusive (spec
     1.7.2.1: "exclusive queues may only be accessed by the current
-    connection, and are deleted when that connection closes"), else None.
+    connection, and are deleted when that connection closes"), else None;
+    the core compares it by identity only.
+
+    Reading a queue's state never changes it: `message_count` and
+    `snapshot()` do not expire messages (a statistics read must not
+    dead-letter messages or write journal records). Expiry runs on the
+    queue's own deadline, on publish, get and dispatch, and where a client
+    asks for a count (`expire()` before queue.declare-ok).
     """
 
     def __init__(
@@ -81,10 +143,10 @@ class Queue:
         name: str,
         *,
         durable: bool = False,
-        exclusive_owner: Any = None,
+        exclusive_owner: object | None = None,
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
-        vhost: VHost | None = None,
+        vhost: QueueOwner | None = None,
     ) -> None:
         self.name = name
         self.durable = durable
@@ -93,11 +155,14 @@ class Queue:
         self.arguments = dict(arguments or {})
         self.vhost = vhost
         #: Set by the vhost for durable queues when the broker has a journal.
-        self.journal: Any = None
+        self.journal: MessageStore | None = None
         self.ready: deque[QueuedMessage] = deque()
         self.ready_bytes = 0
-        self.consumers: deque[Consumer] = deque()
-        self.exclusive_consumer: Consumer | None = None
+        self.consumers: deque[QueueConsumer] = deque()
+        self.exclusive_consumer: QueueConsumer | None = None
+        #: Delivered (to a consumer or basic.get) and not yet settled: the
+        #: session reports settlements with `settled()`.
+        self.unacked_count = 0
         self.had_consumer = False
         self.deleted = False
         self._next_seq = 0
@@ -121,14 +186,32 @@ class Queue:
 
     @property
     def message_count(self) -> int:
-        """Messages ready for delivery (not counting unacknowledged ones)."""
-        if self._may_expire and self.ready:
-            self.expire()
+        """Messages ready for delivery (not counting unacknowledged ones).
+
+        A read only: messages past their TTL are counted until the queue
+        expires them (call `expire()` first for RabbitMQ's declare-ok count).
+        """
         return len(self.ready)
 
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
+
+    def snapshot(self, vhost: str) -> QueueSnapshot:
+        """The queue's state now, changing nothing (see `broker.core.snapshots`)."""
+        return QueueSnapshot(
+            name=self.name,
+            vhost=vhost,
+            durable=self.durable,
+            auto_delete=self.auto_delete,
+            exclusive=self.exclusive_owner is not None,
+            arguments=dict(self.arguments),
+            messages_ready=len(self.ready),
+            messages_unacknowledged=self.unacked_count,
+            message_bytes_ready=self.ready_bytes,
+            consumers=len(self.consumers),
+            last_used=self.last_used,
+        )
 
     # -- messages in ------------------------------------------------------
 
@@ -210,15 +293,18 @@ class Queue:
             dropped.append(head)
         self.dead_letter(dropped, "maxlen")
 
-    def requeue(self, entries: Iterable[QueuedMessage]) -> None:
+    def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""
+        self.unacked_count -= len(entries)
         if self.deleted:
             if self.journal is not None:
                 for entry in entries:
                     self.journal.forget(entry)
             return
         if self.delivery_limit is not None:
-            entries = returned(self, entries)  # past the limit: dead-lettered
+            entries, over = returned(self.delivery_limit, entries)
+            if over:
+                self.dead_letter(over, DELIVERY_LIMIT)
         ready = self.ready
         for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
             entry.redelivered = True
@@ -241,7 +327,10 @@ class Queue:
             self.expire()
 
     def get(self) -> QueuedMessage | None:
-        """basic.get: the head of the queue, or None when empty."""
+        """basic.get: take the head of the queue, or None when empty.
+
+        The caller hands it out and reports that with `handed_out`.
+        """
         self.touch()
         if self._may_expire:
             self.expire()
@@ -250,6 +339,27 @@ class Queue:
         entry = self.ready.popleft()
         self.ready_bytes -= len(entry.message.body)
         return entry
+
+    def handed_out(self, entry: QueuedMessage, no_ack: bool) -> None:
+        """`entry`, taken by `get`, went to a client (basic.get-ok): count it
+        as unacknowledged unless no_ack, and tell the journal."""
+        if not no_ack:
+            self.unacked_count += 1
+        if self.journal is not None:
+            self.journal.delivered(entry, no_ack)
+
+    # -- settling deliveries (basic.ack, reject, nack, recover, channel close) --
+
+    def ack(self, entry: QueuedMessage) -> None:
+        """An unacknowledged delivery was acknowledged: it is gone for good."""
+        self.unacked_count -= 1
+        if self.journal is not None:
+            self.journal.forget(entry)
+
+    def reject(self, entries: list[QueuedMessage]) -> None:
+        """Deliveries rejected without requeue: dead-lettered as `rejected`, or dropped."""
+        self.unacked_count -= len(entries)
+        self.dead_letter(entries, "rejected")
 
     def purge(self) -> int:
         """Drop every ready message (unacked ones stay); return how many."""
@@ -269,7 +379,7 @@ class Queue:
             for entry in entries:
                 self.journal.forget(entry)
         if entries and self.dead_letter_exchange is not None and self.vhost is not None:
-            dead_lettering.dead_letter(self.vhost, self, entries, reason)
+            self.vhost.dead_letter(self, entries, reason)
 
     def expire(self, now: float | None = None) -> None:
         """Drop (dead-letter) expired messages at the head; schedule the next check."""
@@ -299,12 +409,13 @@ class Queue:
                 self._schedule(self.last_used + self.expires / 1000)
 
     def _schedule(self, deadline: float) -> None:
-        if self.vhost is None or self.vhost.timers is None:
+        timers = self.vhost.timers if self.vhost is not None else None
+        if timers is None:
             return
         if self._timer_at is not None and self._timer_at <= deadline:
             return  # an earlier check is pending; it reschedules as needed
         self._timer_at = deadline
-        self.vhost.timers.call_at(deadline, self._on_timer)
+        timers.call_at(deadline, self._on_timer)
 
     def _on_timer(self, now: float) -> None:
         if self.deleted:
@@ -322,7 +433,7 @@ class Queue:
 
     # -- consumers ----------------------------------------------------------
 
-    def add_consumer(self, consumer: Consumer, exclusive: bool) -> None:
+    def add_consumer(self, consumer: QueueConsumer, exclusive: bool) -> None:
         self.consumers.append(consumer)
         self.had_consumer = True
         self.touch()
@@ -330,7 +441,7 @@ class Queue:
             self.exclusive_consumer = consumer
         self.dispatch()
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: QueueConsumer) -> None:
         try:
             self.consumers.remove(consumer)
         except ValueError:
@@ -381,8 +492,13 @@ class Queue:
                 if expiring and entry.expires_at is not None and entry.expires_at < now:
                     self.dead_letter([entry], "expired")
                     continue
-                if journal is not None:
-                    journal.delivered(entry, consumer.no_ack)
+                if consumer.no_ack:
+                    if journal is not None:
+                        journal.forget(entry)  # delivered without ack: gone
+                else:
+                    self.unacked_count += 1
+                    if journal is not None:
+                        journal.delivered(entry, False)
                 consumer.deliver(self, entry)
                 refused = 0
             else:

@@ -1,4 +1,4 @@
-"""The vhost `/`: its topology (exchanges, bindings), its queues, the rules.
+"""A vhost: its topology (exchanges, bindings), its queues, the rules.
 
 Routing and exchange bookkeeping live in `routing.topology.Topology`, which
 knows queues by name only; the queue objects (messages, consumers) live here.
@@ -15,20 +15,21 @@ Errors from `routing` carry RabbitMQ's reply code and text without the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from broker.core import errors
+from broker.core.features import dead_lettering
 from broker.core.features.arguments import validate_queue_arguments
-from broker.core.message import Message
-from broker.core.queue import Queue
-from broker.core.timers import Timers
+from broker.core.message import Message, QueuedMessage
+from broker.core.names import new_name
+from broker.core.queue import MessageStore, Queue
+from broker.core.timers import Scheduler
 from broker.logging import get_logger
-from broker.session.channel import new_name
 from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
 
-__all__ = ["VHost"]
+__all__ = ["ClientRef", "DefinitionsSink", "VHost"]
 
 log = get_logger("warren.vhost")
 
@@ -54,6 +55,22 @@ EQUIVALENCE_ARGS = (
 )
 
 
+class ClientRef(Protocol):
+    """The connection a request comes from, as the vhost sees it: compared by
+    identity for exclusive queues (spec 1.7.2.1), named by peer in logs."""
+
+    @property
+    def peer_text(self) -> str: ...
+
+
+class DefinitionsSink(Protocol):
+    """Where durable definitions are kept (the storage layer's `DefinitionsStore`)."""
+
+    def changed(self, vhost: VHost) -> None:
+        """The topology of `vhost` changed: persist it if its durable part did."""
+        ...
+
+
 def _amqp(error: RoutingError) -> AMQPError:
     return errors.from_code(error.reply_code, error.reply_text)
 
@@ -66,17 +83,17 @@ def _routing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 class VHost:
-    """One virtual host; Warren has exactly one, `/`."""
+    """One virtual host: its exchanges and bindings (`topology`) and its queues."""
 
     def __init__(self, name: str = "/") -> None:
         self.name = name
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
-        self.timers: Timers | None = None
-        # Durability (broker.storage.definitions, broker.storage); None without --data-dir.
-        self.definitions: Any = None
-        self.journal: Any = None
+        self.timers: Scheduler | None = None
+        # Durability (the storage layer); None without --data-dir.
+        self.definitions: DefinitionsSink | None = None
+        self.journal: MessageStore | None = None
 
     def _stored(self) -> None:
         """After a topology change: persist the durable definitions (if any changed)."""
@@ -95,7 +112,7 @@ class VHost:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
-        peer: Any = None,
+        peer: str | None = None,
     ) -> None:
         topology = self.topology
         if not name:
@@ -123,15 +140,17 @@ class VHost:
                 durable=durable,
                 auto_delete=auto_delete,
                 internal=internal,
-                peer=_peer(peer),
+                peer=peer,
             )
             self._stored()
 
-    def delete_exchange(self, name: str, *, if_unused: bool = False, peer: Any = None) -> None:
+    def delete_exchange(
+        self, name: str, *, if_unused: bool = False, peer: str | None = None
+    ) -> None:
         existed = self.topology.has_exchange(name)
         changes = _routing(self.topology.delete_exchange, name, if_unused)
         if existed:
-            log.info("exchange.deleted", exchange=name, peer=_peer(peer))
+            log.info("exchange.deleted", exchange=name, peer=peer)
         self._log_cascade(changes, skip=name)
         self._stored()
 
@@ -163,7 +182,7 @@ class VHost:
         """404 for a missing exchange, 403 for an internal one (checked at publish)."""
         x = self.topology.exchanges.get(exchange)
         if x is None:
-            raise errors.exchange_not_found(exchange)
+            raise errors.exchange_not_found(exchange, self.name)
         if x.internal:
             raise errors.access_refused(
                 f"cannot publish to internal exchange '{exchange}' in vhost '{self.name}'"
@@ -171,6 +190,13 @@ class VHost:
 
     def has_exchange(self, name: str) -> bool:
         return self.topology.has_exchange(name)
+
+    def queue_named(self, name: str) -> Queue | None:
+        return self.queues.get(name)
+
+    def dead_letter(self, queue: Queue, entries: list[QueuedMessage], reason: str) -> None:
+        """Republish messages that died in `queue` to its dead-letter exchange."""
+        dead_lettering.dead_letter(self, queue, entries, reason)
 
     def route(self, exchange: str, message: Message) -> list[Queue]:
         """The queues a message reaches (each once). Raises 404/403/406 as RabbitMQ does."""
@@ -200,19 +226,19 @@ class VHost:
 
     # -- queues ---------------------------------------------------------------------
 
-    def get_queue(self, name: str, connection: Any) -> Queue:
+    def get_queue(self, name: str, connection: ClientRef | None) -> Queue:
         """The queue, if it exists (404) and this connection may use it (405)."""
         queue = self.queues.get(name)
         if queue is None:
-            raise errors.queue_not_found(name)
+            raise errors.queue_not_found(name, self.name)
         if queue.exclusive_owner is not None and queue.exclusive_owner is not connection:
-            raise errors.exclusive_locked(name)
+            raise errors.exclusive_locked(name, self.name)
         queue.touch()
         return queue
 
     def declare_queue(
         self,
-        connection: Any,
+        connection: ClientRef | None,
         name: str,
         *,
         passive: bool = False,
@@ -233,7 +259,7 @@ class VHost:
             self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
             existing.touch()
             return existing
-        validate_queue_arguments(name, arguments)
+        validate_queue_arguments(name, arguments, self.name)
         queue = Queue(
             name,
             durable=durable,
@@ -250,7 +276,7 @@ class VHost:
             durable=durable,
             exclusive=exclusive,
             auto_delete=auto_delete,
-            peer=_peer(getattr(connection, "peer", None)),
+            peer=_peer(connection),
         )
         if durable:
             queue.journal = self.journal  # persistent messages on it are journalled
@@ -260,7 +286,7 @@ class VHost:
     def _assert_equivalent(
         self,
         queue: Queue,
-        connection: Any,
+        connection: ClientRef | None,
         durable: bool,
         exclusive: bool,
         auto_delete: bool,
@@ -271,25 +297,34 @@ class VHost:
         owner = queue.exclusive_owner
         if (owner is not None and owner is not connection) or (owner is None) == exclusive:
             if owner is not None or exclusive:
-                raise errors.exclusive_locked(queue.name)
+                raise errors.exclusive_locked(queue.name, self.name)
         if queue.durable != durable:
-            raise errors.inequivalent_arg("queue", queue.name, "durable", durable, queue.durable)
+            raise errors.inequivalent_arg(
+                "queue", queue.name, self.name, "durable", durable, queue.durable
+            )
         if queue.auto_delete != auto_delete:
             raise errors.inequivalent_arg(
-                "queue", queue.name, "auto_delete", auto_delete, queue.auto_delete
+                "queue", queue.name, self.name, "auto_delete", auto_delete, queue.auto_delete
             )
         for key in EQUIVALENCE_ARGS:
             got, had = arguments.get(key), queue.arguments.get(key)
             if key == "x-queue-type":
                 got, had = got or "classic", had or "classic"
             if got != had or type(got) is not type(had):
-                raise errors.inequivalent_arg("queue", queue.name, key, got, had, x_arg=True)
+                raise errors.inequivalent_arg(
+                    "queue", queue.name, self.name, key, got, had, x_arg=True
+                )
 
-    def purge_queue(self, connection: Any, name: str) -> int:
+    def purge_queue(self, connection: ClientRef | None, name: str) -> int:
         return self.get_queue(name, connection).purge()
 
     def delete_queue(
-        self, connection: Any, name: str, *, if_unused: bool = False, if_empty: bool = False
+        self,
+        connection: ClientRef | None,
+        name: str,
+        *,
+        if_unused: bool = False,
+        if_empty: bool = False,
     ) -> int:
         """queue.delete: the number of ready messages deleted with it.
 
@@ -304,7 +339,7 @@ class VHost:
             raise errors.precondition_failed(f"queue '{name}' in vhost '{self.name}' in use")
         if if_empty and queue.ready:
             raise errors.precondition_failed(f"queue '{name}' in vhost '{self.name}' not empty")
-        return self._delete_queue(queue, reason="delete", peer=getattr(connection, "peer", None))
+        return self._delete_queue(queue, reason="delete", peer=_peer(connection))
 
     def expire_queue(self, queue: Queue) -> None:
         """`x-expires` ran out: the queue was unused for that long."""
@@ -316,7 +351,7 @@ class VHost:
         if not queue.deleted and self.queues.get(queue.name) is queue:
             self._delete_queue(queue, reason="auto_delete")
 
-    def _delete_queue(self, queue: Queue, *, reason: str, peer: Any = None) -> int:
+    def _delete_queue(self, queue: Queue, *, reason: str, peer: str | None = None) -> int:
         queue.deleted = True
         del self.queues[queue.name]
         changes = self.topology.remove_queue(queue.name)
@@ -326,8 +361,8 @@ class VHost:
         queue.exclusive_consumer = None
         for consumer in consumers:
             # RabbitMQ's consumer_cancel_notify: the server sends basic.cancel.
-            consumer.channel.cancel_by_server(consumer)
-        log.info("queue.deleted", queue=queue.name, reason=reason, messages=count, peer=_peer(peer))
+            consumer.cancelled_by_queue()
+        log.info("queue.deleted", queue=queue.name, reason=reason, messages=count, peer=peer)
         self._log_cascade(changes)
         if queue.durable:
             if queue.journal is not None:
@@ -335,17 +370,17 @@ class VHost:
             self._stored()
         return count
 
-    def connection_closed(self, connection: Any) -> None:
+    def connection_closed(self, connection: ClientRef) -> None:
         """Delete the exclusive queues of a connection that went away (spec 1.7.2.1)."""
         owned = [q for q in self.queues.values() if q.exclusive_owner is connection]
         for queue in owned:
-            self._delete_queue(queue, reason="exclusive_owner_closed", peer=connection.peer)
+            self._delete_queue(queue, reason="exclusive_owner_closed", peer=_peer(connection))
 
     # -- bindings ---------------------------------------------------------------------
 
     def bind_queue(
         self,
-        connection: Any,
+        connection: ClientRef | None,
         queue: str,
         exchange: str,
         routing_key: str,
@@ -359,7 +394,7 @@ class VHost:
 
     def unbind_queue(
         self,
-        connection: Any,
+        connection: ClientRef | None,
         queue: str,
         exchange: str,
         routing_key: str,
@@ -374,10 +409,5 @@ class VHost:
         self._stored()
 
 
-def _peer(peer: Any) -> str | None:
-    if peer is None:
-        return None
-    try:
-        return f"{peer[0]}:{peer[1]}"
-    except (TypeError, IndexError):
-        return str(peer)
+def _peer(connection: ClientRef | None) -> str | None:
+    return connection.peer_text if connection is not None else None

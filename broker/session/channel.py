@@ -1,19 +1,16 @@
-"""Channel state and the methods a channel carries (AMQP 0-9-1 section 4.2.4).
+"""One channel and the methods it carries (AMQP 0-9-1 section 4.2.4).
 
-A `Channel` keeps what RabbitMQ keeps per channel:
+A `Channel` turns methods into calls on its vhost and keeps what RabbitMQ
+keeps per channel, each job in its own module:
 
-- publisher confirms (`confirm.select`): the next publish sequence number and
-  the confirms owed, sent once per read batch as one `basic.ack` with
-  `multiple=true` where possible;
-- transactions (`tx.select`): publishes and acks held until `tx.commit`;
-  with a journal, commit-ok waits for the fsync of the transaction's records,
-  and the channel is *paused* meanwhile (no deliveries; the connection holds
-  the commands that follow), so nothing overtakes the commit-ok;
+- publisher confirms (`confirms.PublisherConfirms`);
+- transactions and the pause while a commit waits for the journal
+  (`transactions.Transaction`);
+- deliveries not yet acknowledged, by delivery tag (`acks.Acknowledgements`);
+- its consumers, by consumer tag (`consumers.Consumer`);
 - prefetch: `basic.qos global=false` sets the limit for each consumer created
   afterwards on the channel, `global=true` a limit shared by the whole
-  channel (RabbitMQ's reading, not the 0-9-1 text; see docs/compatibility.md);
-- deliveries not yet acknowledged, by `delivery_tag`, in tag order;
-- its consumers, by `consumer_tag`.
+  channel (RabbitMQ's reading, not the 0-9-1 text; see docs/compatibility.md).
 
 Every handler runs synchronously inside the connection's read loop: no await,
 no task per message. Errors are raised as `AMQPError` and turned into
@@ -22,152 +19,98 @@ channel.close or connection.close by the connection.
 
 from __future__ import annotations
 
-import base64
-import os
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker.core import errors
-from broker.core.message import Message
-from broker.core.queue import Queue, QueuedMessage
+from broker.core.message import Message, QueuedMessage
+from broker.core.names import new_name
+from broker.core.queue import Queue
+from broker.core.vhost import VHost
+from broker.session.acks import Acknowledgements, Taken
+from broker.session.confirms import PublisherConfirms, confirm_methods
+from broker.session.consumers import Consumer
+from broker.session.output import Output
+from broker.session.transactions import Transaction
+from broker.storage.journal import Journal
 from protocol import methods as m
+from protocol.connection import Command
 from protocol.frames import encode_basic_deliver, encode_basic_get_ok, encode_basic_return
 
-if TYPE_CHECKING:
-    from broker.session.connection import ClientConnection
-    from protocol.connection import Command
-
-__all__ = ["Channel", "Consumer", "new_name"]
+__all__ = ["Channel", "ChannelOwner", "FLOW_BACKLOG"]
 
 # A content header without properties: the flags word, no bit set (spec 4.2.6.1).
 _NO_PROPERTIES = b"\x00\x00"
-
 
 #: A queue with consumers and more ready messages than this slows down the
 #: connections publishing to it (see ClientConnection._flow_control).
 FLOW_BACKLOG = 2000
 
 
-def new_name(prefix: str) -> str:
-    """A server-made name as RabbitMQ makes them: `amq.gen-` / `amq.ctag-` + 22 base64 chars."""
-    return prefix + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+class ChannelOwner(Protocol):
+    """What a channel needs from its connection (`ClientConnection`)."""
 
+    output: Output
+    frame_max: int
+    #: The authenticated user (publishes' user-id property is checked against it).
+    user: str | None
+    consumer_cancel_notify: bool
+    #: Bytes of commands held by paused channels (read-loop backpressure).
+    held_bytes: int
 
-class Consumer:
-    """A subscription of one channel to one queue (basic.consume)."""
+    @property
+    def peer_text(self) -> str: ...
 
-    __slots__ = (
-        "tag",
-        "channel",
-        "queue",
-        "no_ack",
-        "exclusive",
-        "prefetch_count",
-        "unacked_count",
-        "arguments",
-    )
+    def send_method(self, channel: int, method: Any) -> None: ...
 
-    def __init__(
-        self,
-        tag: str,
-        channel: Channel,
-        queue: Queue,
-        *,
-        no_ack: bool,
-        exclusive: bool,
-        prefetch_count: int,
-        arguments: dict[str, Any],
-    ) -> None:
-        self.tag = tag
-        self.channel = channel
-        self.queue = queue
-        self.no_ack = no_ack
-        self.exclusive = exclusive
-        self.prefetch_count = prefetch_count
-        self.unacked_count = 0
-        self.arguments = arguments
+    def note_backlog(self, queue: Queue) -> None: ...
 
-    def has_credit(self) -> bool:
-        """May the queue hand this consumer one more message now?"""
-        channel = self.channel
-        if not channel.flow_active or channel.closing or channel.paused:
-            return False
-        if not channel.connection.can_deliver():
-            return False
-        if self.no_ack:
-            return True
-        if self.prefetch_count and self.unacked_count >= self.prefetch_count:
-            return False
-        return not (channel.global_prefetch and channel.unacked_count >= channel.global_prefetch)
+    def owe_confirms(self, channel: Channel) -> None: ...
 
-    def deliver(self, queue: Queue, entry: QueuedMessage) -> None:
-        self.channel.deliver(self, queue, entry)
-
-
-class Delivery:
-    """A message handed out and not yet acknowledged (by delivery tag)."""
-
-    __slots__ = ("queue", "entry", "consumer")
-
-    def __init__(self, queue: Queue, entry: QueuedMessage, consumer: Consumer | None) -> None:
-        self.queue = queue
-        self.entry = entry
-        self.consumer = consumer  # None for basic.get
+    def release_soon(self, channel: Channel) -> None: ...
 
 
 class Channel:
     """One open channel of a client connection."""
 
-    def __init__(self, number: int, connection: ClientConnection) -> None:
+    def __init__(
+        self, number: int, connection: ChannelOwner, vhost: VHost, journal: Journal | None
+    ) -> None:
         self.number = number
         self.connection = connection
-        self.vhost = connection.vhost
+        self.output = connection.output
+        self.vhost = vhost
+        self.journal = journal
         self.flow_active = True
         self.closing = False
-        # confirm.select (RabbitMQ extension, "Publisher Confirms")
-        self.confirm = False
-        self.next_publish_seq = 1
-        # (publish seq, accepted, journal position the confirm waits for)
-        self._confirms: list[tuple[int, bool, int]] = []
-        # tx.select
-        self.transactional = False
-        self._tx_publishes: list[tuple[m.BasicPublish, Message]] = []
-        self._tx_acks: list[tuple[str, list[tuple[int, Delivery]], bool]] = []
-        # tx.commit waiting for the journal: the position commit-ok waits for
-        # (None once sent); `paused` until the commands that arrived meanwhile
-        # (`held`, kept by the connection) are handled.
-        self.commit_at: int | None = None
+        self.confirms = PublisherConfirms()
+        self.transaction: Transaction | None = None  # tx.select
+        #: A tx.commit waits for the journal: deliveries stop and the
+        #: commands that follow are held until commit-ok is sent.
         self.paused = False
-        self.held: deque[Command] = deque()
-        self.held_bytes = 0
-        self._deferred: list[Any] = []  # server-sent methods (basic.cancel) while paused
         # basic.qos
         self.prefetch_count = 0  # applied to consumers created afterwards
         self.global_prefetch = 0  # shared by all consumers of the channel
-        # deliveries
-        self.next_delivery_tag = 1
-        self.unacked: dict[int, Delivery] = {}
-        self.unacked_count = 0  # consumer deliveries counted against prefetch
+        self.acks = Acknowledgements()
         self.consumers: dict[str, Consumer] = {}
         self.last_queue_name: str | None = None
 
-    # -- output helpers -----------------------------------------------------
+    @property
+    def unacked_count(self) -> int:
+        """Deliveries to this channel's consumers not yet acknowledged (global prefetch)."""
+        return self.acks.consumer_unacked
 
     def _reply(self, method: Any) -> None:
         self.connection.send_method(self.number, method)
 
-    # -- delivery (called by Queue.dispatch) --------------------------------
+    # -- delivery (called by Queue.dispatch through the Consumer) -----------------
 
     def deliver(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
-        tag = self.next_delivery_tag
-        self.next_delivery_tag = tag + 1
+        acks = self.acks
+        tag = acks.next_delivery_tag()
         if not consumer.no_ack:
-            self.unacked[tag] = Delivery(queue, entry, consumer)
-            consumer.unacked_count += 1
-            self.unacked_count += 1
+            acks.record(tag, queue, entry, consumer)
         message = entry.message
-        connection = self.connection
-        connection.write(
+        self.output.write(
             encode_basic_deliver(
                 self.number,
                 consumer.tag,
@@ -177,11 +120,11 @@ class Channel:
                 message.routing_key,
                 message.properties,
                 message.body,
-                connection.frame_max,
+                self.connection.frame_max,
             )
         )
 
-    # -- channel class ----------------------------------------------------------
+    # -- channel class ------------------------------------------------------------
 
     def on_channel_flow(self, method: m.ChannelFlow) -> None:
         # RabbitMQ 3.x refuses client-side flow control to stop deliveries:
@@ -194,7 +137,7 @@ class Channel:
         # We never send channel.flow, so there is nothing to acknowledge.
         return
 
-    # -- exchange class ---------------------------------------------------------
+    # -- exchange class -----------------------------------------------------------
 
     def on_exchange_declare(self, method: m.ExchangeDeclare) -> None:
         self.vhost.declare_exchange(
@@ -205,14 +148,14 @@ class Channel:
             auto_delete=method.auto_delete,
             internal=method.internal,
             arguments=method.arguments or {},
-            peer=self.connection.peer,
+            peer=self.connection.peer_text,
         )
         if not method.nowait:
             self._reply(m.ExchangeDeclareOk())
 
     def on_exchange_delete(self, method: m.ExchangeDelete) -> None:
         self.vhost.delete_exchange(
-            method.exchange, if_unused=method.if_unused, peer=self.connection.peer
+            method.exchange, if_unused=method.if_unused, peer=self.connection.peer_text
         )
         if not method.nowait:
             self._reply(m.ExchangeDeleteOk())
@@ -256,6 +199,7 @@ class Channel:
         )
         self.last_queue_name = queue.name
         if not method.nowait:
+            queue.expire()  # declare-ok counts no message past its TTL, as RabbitMQ
             self._reply(
                 m.QueueDeclareOk(
                     queue=queue.name,
@@ -300,7 +244,7 @@ class Channel:
         if not method.nowait:
             self._reply(m.QueueDeleteOk(message_count=count))
 
-    # -- basic class: publishing --------------------------------------------------
+    # -- basic class: publishing ------------------------------------------------------
 
     def on_basic_publish(self, method: m.BasicPublish, properties: bytes, body: bytes) -> None:
         if method.immediate:
@@ -318,9 +262,10 @@ class Channel:
                 self._check_user_id(message)
             if decoded.expiration is not None:
                 self._check_expiration(message)
-        if self.transactional:
+        transaction = self.transaction
+        if transaction is not None:
             self.vhost.check_publish(method.exchange)
-            self._tx_publishes.append((method, message))
+            transaction.publishes.append((method, message))
             return
         self._route(method, message)
 
@@ -355,7 +300,7 @@ class Channel:
                 if len(queue.ready) > FLOW_BACKLOG and queue.consumers:
                     self.connection.note_backlog(queue)
         elif method.mandatory:
-            self.connection.write(
+            self.output.write(
                 encode_basic_return(
                     self.number,
                     312,
@@ -367,69 +312,59 @@ class Channel:
                     self.connection.frame_max,
                 )
             )
-        if self.confirm:
-            seq = self.next_publish_seq
-            self.next_publish_seq = seq + 1
-            if not self._confirms:
-                self.connection.owe_confirms(self)
+        confirms = self.confirms
+        if confirms.enabled:
             # With a journal, the confirm waits until everything journalled so
             # far is fsynced (group commit); confirms stay in publish order.
-            journal = self.vhost.journal
-            self._confirms.append((seq, accepted, journal.appended if journal else 0))
+            journal = self.journal
+            if confirms.owe(accepted, journal.appended if journal else 0):
+                self.connection.owe_confirms(self)
 
     def flush_confirms(self) -> None:
-        """Send the confirms owed, coalesced: runs of acks become one multiple ack.
+        """Send the confirms owed that may go now (coalesced; see `confirms`).
 
-        Called by the connection once per read batch. Confirms are produced in
-        publish order, so `multiple=true` up to the last tag of a run of acks
-        is exact (it never covers a tag that still waits).
+        Called by the connection once per read batch, and by the journal
+        (through `on_journal_synced`) after an fsync.
         """
-        confirms = self._confirms
-        if not confirms:
+        owed = self.confirms.owed
+        if not owed:
             return
-        journal = self.vhost.journal
-        if journal is not None and confirms[-1][2] > journal.synced:
-            confirms, self._confirms = journal.split_synced(self, confirms)
-            if not confirms:
+        journal = self.journal
+        if journal is not None and owed[-1][2] > journal.synced:
+            ready, self.confirms.owed = journal.split_synced(self, owed)
+            if not ready:
                 return
         else:
-            self._confirms = []
-        run_start = None
-        last_ack = None
-        for seq, accepted, _journalled in confirms:
-            if accepted:
-                if run_start is None:
-                    run_start = seq
-                last_ack = seq
-                continue
-            if last_ack is not None:
-                self._reply(m.BasicAck(delivery_tag=last_ack, multiple=last_ack != run_start))
-                run_start = last_ack = None
-            self._reply(m.BasicNack(delivery_tag=seq, multiple=False, requeue=False))
-        if last_ack is not None:
-            self._reply(m.BasicAck(delivery_tag=last_ack, multiple=last_ack != run_start))
+            ready = owed
+            self.confirms.owed = []
+        for method in confirm_methods(ready):
+            self._reply(method)
 
-    # -- confirm and tx classes -------------------------------------------------------
+    # -- confirm and tx classes -----------------------------------------------------------
 
     def on_confirm_select(self, method: m.ConfirmSelect) -> None:
-        if self.transactional:
+        if self.transaction is not None:
             raise errors.precondition_failed("cannot switch from tx to confirm mode")
-        self.confirm = True
+        self.confirms.enabled = True
         if not method.nowait:
             self._reply(m.ConfirmSelectOk())
 
     def on_tx_select(self, method: m.TxSelect) -> None:
-        if self.confirm:
+        if self.confirms.enabled:
             raise errors.precondition_failed("cannot switch from confirm to tx mode")
-        self.transactional = True
+        if self.transaction is None:
+            self.transaction = Transaction()
         self._reply(m.TxSelectOk())
 
-    def on_tx_commit(self, method: m.TxCommit) -> None:
-        if not self.transactional:
+    def _transaction(self) -> Transaction:
+        if self.transaction is None:
             raise errors.precondition_failed("channel is not transactional")
-        publishes, self._tx_publishes = self._tx_publishes, []
-        acks, self._tx_acks = self._tx_acks, []
-        journal = self.vhost.journal
+        return self.transaction
+
+    def on_tx_commit(self, method: m.TxCommit) -> None:
+        transaction = self._transaction()
+        publishes, acks = transaction.take_work()
+        journal = self.journal
         changes = journal.changes if journal is not None else 0
         for publish, message in publishes:
             # The exchange may have gone since the publish; RabbitMQ then
@@ -446,60 +381,61 @@ class Channel:
             # it sends can overtake the commit-ok.
             position = journal.commit_point()
             if position > journal.synced:
-                self.commit_at = position
+                transaction.commit_at = position
                 self.paused = True
                 journal.wake_when_synced(self)
                 return
         self._reply(m.TxCommitOk())
 
+    def on_tx_rollback(self, method: m.TxRollback) -> None:
+        transaction = self._transaction()
+        transaction.publishes = []
+        # Acks taken back: the deliveries are unacknowledged again, in tag order.
+        self.acks.restore(transaction.acknowledged())
+        self._reply(m.TxRollbackOk())
+
     def on_journal_synced(self) -> None:
         """The journal fsynced a batch: send the confirms and the commit-ok it covers."""
-        self.flush_confirms()
-        position = self.commit_at
-        if position is None:
+        if self.closing:
             return
-        journal = self.vhost.journal
-        if position > journal.synced:
+        self.flush_confirms()
+        transaction = self.transaction
+        if transaction is None or transaction.commit_at is None:
+            return
+        journal = self.journal
+        assert journal is not None
+        if transaction.commit_at > journal.synced:
             journal.wake_when_synced(self)
             return
-        self.commit_at = None
+        transaction.commit_at = None
         self._reply(m.TxCommitOk())
         # The commands held meanwhile are handled by the connection's task.
         self.connection.release_soon(self)
 
+    @property
+    def commit_pending(self) -> bool:
+        """Is a tx.commit waiting for the journal (commit-ok not sent yet)?"""
+        return self.transaction is not None and self.transaction.commit_at is not None
+
     def hold(self, command: Command) -> None:
         """Keep a command that arrived while paused, to handle after commit-ok."""
-        self.held.append(command)
-        size = 64 + len(command.body or b"")
-        self.held_bytes += size
-        self.connection.held_bytes += size
+        assert self.transaction is not None  # only a commit pauses a channel
+        self.connection.held_bytes += self.transaction.hold(command)
 
-    def resume(self) -> deque[Command]:
+    def resume(self) -> list[Command]:
         """Unpause (commit-ok was sent): send what the broker itself deferred
         (a basic.cancel), return the held commands for the connection to handle."""
-        held, self.held = self.held, deque()
-        self.connection.held_bytes -= self.held_bytes
-        self.held_bytes = 0
         self.paused = False
-        deferred, self._deferred = self._deferred, []
+        if self.transaction is None:
+            return []
+        held, size, deferred = self.transaction.release()
+        self.connection.held_bytes -= size
         if not self.closing:
             for method in deferred:
                 self._reply(method)
-        return held
+        return list(held)
 
-    def on_tx_rollback(self, method: m.TxRollback) -> None:
-        if not self.transactional:
-            raise errors.precondition_failed("channel is not transactional")
-        self._tx_publishes = []
-        acks, self._tx_acks = self._tx_acks, []
-        # Acks taken back: the deliveries are unacknowledged again, in tag order.
-        restored = dict(self.unacked)
-        for _kind, deliveries, _requeue in acks:
-            restored.update(deliveries)
-        self.unacked = dict(sorted(restored.items()))
-        self._reply(m.TxRollbackOk())
-
-    # -- basic class: consuming -----------------------------------------------------
+    # -- basic class: consuming -------------------------------------------------------
 
     def on_basic_qos(self, method: m.BasicQos) -> None:
         if method.prefetch_size != 0:
@@ -517,7 +453,9 @@ class Channel:
         if tag in self.consumers:
             raise errors.not_allowed(f"attempt to reuse consumer tag '{tag}'")
         if queue.exclusive_consumer is not None or (method.exclusive and queue.consumers):
-            raise errors.access_refused(f"queue '{queue.name}' in vhost '/' in exclusive use")
+            raise errors.access_refused(
+                f"queue '{queue.name}' in vhost '{self.vhost.name}' in exclusive use"
+            )
         consumer = Consumer(
             tag,
             self,
@@ -538,13 +476,10 @@ class Channel:
         if not method.nowait:
             self._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
         if consumer is not None:
-            self._remove_consumer(consumer)
-
-    def _remove_consumer(self, consumer: Consumer) -> None:
-        queue = consumer.queue
-        queue.remove_consumer(consumer)
-        if queue.should_auto_delete:
-            self.vhost.auto_delete_queue(queue)
+            queue = consumer.queue
+            queue.remove_consumer(consumer)
+            if queue.should_auto_delete:
+                self.vhost.auto_delete_queue(queue)
 
     def cancel_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer, tell the client if it can hear it."""
@@ -552,8 +487,8 @@ class Channel:
             return
         if self.connection.consumer_cancel_notify and not self.closing:
             cancel = m.BasicCancel(consumer_tag=consumer.tag, nowait=True)
-            if self.paused:
-                self._deferred.append(cancel)  # not before a pending commit-ok
+            if self.paused and self.transaction is not None:
+                self.transaction.deferred.append(cancel)  # not before a pending commit-ok
             else:
                 self._reply(cancel)
 
@@ -563,14 +498,12 @@ class Channel:
         if entry is None:
             self._reply(m.BasicGetEmpty())
             return
-        tag = self.next_delivery_tag
-        self.next_delivery_tag = tag + 1
+        queue.handed_out(entry, method.no_ack)
+        tag = self.acks.next_delivery_tag()
         if not method.no_ack:
-            self.unacked[tag] = Delivery(queue, entry, None)
-        if queue.journal is not None:
-            queue.journal.delivered(entry, method.no_ack)
+            self.acks.record(tag, queue, entry, None)
         message = entry.message
-        self.connection.write(
+        self.output.write(
             encode_basic_get_ok(
                 self.number,
                 tag,
@@ -584,99 +517,46 @@ class Channel:
             )
         )
 
-    # -- acknowledgements -----------------------------------------------------------------
-
-    def _take(self, delivery_tag: int, multiple: bool) -> list[tuple[int, Delivery]]:
-        """Remove and return the deliveries an ack/nack/reject refers to.
-
-        An unknown tag (never delivered, or already acknowledged) is 406
-        PRECONDITION_FAILED, as RabbitMQ answers; `multiple` with tag 0 means
-        every outstanding delivery (spec 1.8.3.13).
-        """
-        unacked = self.unacked
-        if multiple:
-            if delivery_tag == 0:
-                taken = list(unacked.items())
-                unacked.clear()
-                return taken
-            if delivery_tag not in unacked:
-                raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
-            taken = []
-            for tag in list(unacked):
-                if tag > delivery_tag:
-                    break
-                taken.append((tag, unacked.pop(tag)))
-            return taken
-        delivery = unacked.pop(delivery_tag, None)
-        if delivery is None:
-            raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
-        return [(delivery_tag, delivery)]
+    # -- acknowledgements ---------------------------------------------------------------
 
     def on_basic_ack(self, method: m.BasicAck) -> None:
-        taken = self._take(method.delivery_tag, method.multiple)
-        if self.transactional:
-            self._tx_acks.append(("ack", taken, False))
+        taken = self.acks.take(method.delivery_tag, method.multiple)
+        if self.transaction is not None:
+            self.transaction.acks.append(("ack", taken, False))
+        elif len(taken) == 1:
+            # The common case, one basic.ack of one delivery: no grouping.
+            delivery = taken[0][1]
+            self.acks.ack_one(delivery)
+            if delivery.consumer is not None:
+                if self.global_prefetch:
+                    self.dispatch_all()
+                else:
+                    delivery.consumer.queue.dispatch()
         else:
             self._settle(taken, requeue=None)
 
     def on_basic_reject(self, method: m.BasicReject) -> None:
-        taken = self._take(method.delivery_tag, False)
-        if self.transactional:
-            self._tx_acks.append(("reject", taken, method.requeue))
+        taken = self.acks.take(method.delivery_tag, False)
+        if self.transaction is not None:
+            self.transaction.acks.append(("reject", taken, method.requeue))
         else:
             self._settle(taken, requeue=method.requeue)
 
     def on_basic_nack(self, method: m.BasicNack) -> None:
-        taken = self._take(method.delivery_tag, method.multiple)
-        if self.transactional:
-            self._tx_acks.append(("nack", taken, method.requeue))
+        taken = self.acks.take(method.delivery_tag, method.multiple)
+        if self.transaction is not None:
+            self.transaction.acks.append(("nack", taken, method.requeue))
         else:
             self._settle(taken, requeue=method.requeue)
 
-    def _settle(self, taken: list[tuple[int, Delivery]], requeue: bool | None) -> None:
-        """Finish deliveries: forget them (ack, or reject without requeue) or requeue.
-
-        `requeue=None` is an ack. Credit comes back, so the queues that fed
-        these consumers are dispatched again.
-        """
-        if requeue is None and len(taken) == 1:
-            # The common case, one basic.ack: no grouping needed.
-            _tag, delivery = taken[0]
-            if delivery.queue.journal is not None:
-                delivery.queue.journal.forget(delivery.entry)
-            consumer = delivery.consumer
-            if consumer is not None:
-                consumer.unacked_count -= 1
-                self.unacked_count -= 1
-                if self.global_prefetch:
-                    self.dispatch_all()
-                else:
-                    consumer.queue.dispatch()
-            return
-        to_requeue: dict[Queue, list[QueuedMessage]] = {}
-        to_dead_letter: dict[Queue, list[QueuedMessage]] = {}
-        to_dispatch: set[Queue] = set()
-        for _tag, delivery in taken:
-            consumer = delivery.consumer
-            if consumer is not None:
-                consumer.unacked_count -= 1
-                self.unacked_count -= 1
-                to_dispatch.add(consumer.queue)
-            if requeue:
-                to_requeue.setdefault(delivery.queue, []).append(delivery.entry)
-            else:
-                if delivery.queue.journal is not None:
-                    delivery.queue.journal.forget(delivery.entry)
-                if requeue is not None and delivery.queue.dead_letter_exchange is not None:
-                    to_dead_letter.setdefault(delivery.queue, []).append(delivery.entry)
-        for queue, entries in to_requeue.items():
-            queue.requeue(entries)
-        for queue, entries in to_dead_letter.items():
-            queue.dead_letter(entries, "rejected")
+    def _settle(self, taken: Taken, requeue: bool | None) -> None:
+        """Settle deliveries (see `Acknowledgements.settle`), then dispatch the
+        queues whose consumers got credit back."""
+        credited = self.acks.settle(taken, requeue)
         if self.global_prefetch:
             self.dispatch_all()
         else:
-            for queue in to_dispatch:
+            for queue in credited:
                 queue.dispatch()
 
     def on_basic_recover_async(self, method: m.BasicRecoverAsync) -> None:
@@ -691,16 +571,14 @@ class Channel:
         # "NOT_IMPLEMENTED - requeue=false").
         if not requeue:
             raise errors.not_implemented("requeue=false")
-        taken = list(self.unacked.items())
-        self.unacked.clear()
-        self._settle(taken, requeue=True)
+        self._settle(self.acks.take_all(), requeue=True)
 
     def dispatch_all(self) -> None:
         """Let every queue this channel consumes from deliver what its credit allows."""
         for queue in {c.queue for c in self.consumers.values()}:
             queue.dispatch()
 
-    # -- teardown -------------------------------------------------------------------------
+    # -- teardown -----------------------------------------------------------------------
 
     def close(self) -> None:
         """The channel is closing (either side): cancel consumers, requeue unacked.
@@ -711,19 +589,18 @@ class Channel:
         if self.closing:
             return
         self.closing = True
-        self._tx_publishes = []
-        self.commit_at = None  # no commit-ok on a closed channel
+        held: Taken = []
+        if self.transaction is not None:
+            self.transaction.publishes = []
+            self.transaction.commit_at = None  # no commit-ok on a closed channel
+            held = self.transaction.acknowledged()
         self.resume()  # held commands are dropped with the channel
-        held = [d for _k, deliveries, _r in self._tx_acks for d in deliveries]
-        self._tx_acks = []
         consumers = list(self.consumers.values())
         self.consumers.clear()
         for consumer in consumers:
             consumer.queue.remove_consumer(consumer)
-        taken = list(self.unacked.items()) + held
-        self.unacked.clear()
-        self._settle(taken, requeue=True)
+        self._settle(self.acks.take_all() + held, requeue=True)
         for consumer in consumers:
             if consumer.queue.should_auto_delete:
                 self.vhost.auto_delete_queue(consumer.queue)
-        self._confirms = []
+        self.confirms.clear()

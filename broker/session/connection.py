@@ -1,38 +1,52 @@
-"""One client connection: a reader, a writer and a heartbeat task.
+"""One client connection: a reader, a writer and a heartbeat task, over any trio Stream.
 
 The reader reads large chunks (`receive_some(65536)`), feeds them to the
 sans-I/O state machine (`protocol.connection.Connection` in the server role)
 and handles every event of the chunk synchronously: route, enqueue, dispatch,
 with no await and no task per message. Whatever the handling produces, for this
 connection or for consumers on other connections, is appended to the target
-connection's output buffer, and that connection's writer sends the whole
-buffer with one `send_all` (writes are coalesced per batch).
+connection's `Output`, whose writer sends the whole buffer with one
+`send_all` (writes are coalesced per batch).
 
-Memory per connection is bounded: when the output buffer (plus the bytes in
-flight) exceeds `OUTPUT_HIGH_WATER`, queues stop dispatching to this
-connection's consumers (the messages wait in their queues) and the reader stops
-reading from this connection (TCP backpressure on a publisher whose own replies
-back up). Frame size is bounded by the negotiated frame_max, content size by
-`MAX_MESSAGE_SIZE` (RabbitMQ's 3.10 default, 128 MiB).
+The stream may be a plain socket stream or a `trio.SSLStream` around one:
+the session never looks underneath (TLS is a wrapper, not a branch). What it
+knows of the peer comes in a `ConnectionInfo`; what it knows of the broker,
+in a `SessionContext`.
+
+Memory per connection is bounded: the output buffer by its high-water mark
+(`broker.session.output`), frame size by the negotiated frame_max, content
+size by `MAX_MESSAGE_SIZE` (RabbitMQ's 3.10 default, 128 MiB).
 
 A transactional channel waiting for its commit-ok (the journal's fsync) is
 paused: commands that arrive for it meanwhile are held, in order, and handled
 by the connection's releaser task once the commit-ok is written; other
 channels go on. Held commands count against `HELD_HIGH_WATER`, above which the
 reader stops reading until they are handled.
+
+While a resource alarm is on (`broker.alarms`), a connection that has
+published is blocked at its next message boundary: it is sent
+`connection.blocked` (if it announced the capability) and not read from
+until every alarm has cleared, then `connection.unblocked`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from broker.core import errors
+from broker.core.queue import Queue
+from broker.core.vhost import VHost
 from broker.logging import get_logger
 from broker.session.channel import FLOW_BACKLOG, Channel
+from broker.session.consumers import Consumer
+from broker.session.context import SessionContext
+from broker.session.handshake import Handshake
+from broker.session.info import ConnectionInfo
+from broker.session.output import Output
+from broker.storage.journal import Journal
 from protocol import methods as m
 from protocol.connection import (
     Command,
@@ -41,78 +55,25 @@ from protocol.connection import (
     ProtocolFailure,
     ProtocolHeaderReceived,
     Role,
-    parse_sasl_response,
 )
-from protocol.constants import FRAME_MIN_SIZE, ReplyCode
+from protocol.constants import ReplyCode
 from protocol.errors import AMQPError, BadProtocolHeader, error_for
 
-if TYPE_CHECKING:
-    from broker.server import Broker
-
-__all__ = ["ClientConnection", "OUTPUT_HIGH_WATER", "server_properties"]
+__all__ = ["ClientConnection", "HELD_HIGH_WATER"]
 
 log = get_logger("warren.connection")
 
-#: Output bytes buffered per connection before dispatch to it pauses and
-#: reading from it stops. RabbitMQ's equivalent is its per-connection credit
-#: flow; 4 MiB keeps a slow consumer's cost bounded and a fast one busy.
-OUTPUT_HIGH_WATER = 4 * 1024 * 1024
 #: Bytes of commands held for paused channels (waiting for a tx.commit's
 #: fsync) before the reader stops reading this connection.
 HELD_HIGH_WATER = 4 * 1024 * 1024
 #: Size of one read. Large, so that one read carries many frames.
 RECEIVE_SIZE = 65536
-#: Negotiation maxima we propose in connection.tune (RabbitMQ 3.10's defaults).
-CHANNEL_MAX = 2047
-FRAME_MAX = 131072
-HEARTBEAT = 60
-#: RabbitMQ closes a connection that has not completed the handshake in 10 s.
-HANDSHAKE_TIMEOUT = 10.0
 #: How long we wait for connection.close-ok after sending connection.close.
 CLOSE_TIMEOUT = 3.0
 
 #: Publisher flow control (see ClientConnection._flow_control).
 FLOW_MAX_WAIT = 0.02
 FLOW_POLL = 0.001
-
-USERS = {"guest": "guest"}
-#: As RabbitMQ's `loopback_users`: these may log in only from loopback.
-LOOPBACK_USERS = frozenset({"guest"})
-
-
-def server_properties() -> dict[str, Any]:
-    """connection.start server-properties, claiming only what Warren does.
-
-    RabbitMQ also announces `consumer_priorities` and `direct_reply_to` (not
-    implemented), so those are left out: a client that sees a capability may
-    rely on it. `connection.blocked` is sent by the disk alarm
-    (broker.alarms.disk).
-    """
-    from broker import __version__
-
-    return {
-        "product": "Warren",
-        "version": __version__,
-        "platform": "Python/trio",
-        "copyright": "Warren contributors",
-        "information": "AMQP 0-9-1 broker; see docs/compatibility.md",
-        "capabilities": {
-            "publisher_confirms": True,
-            "exchange_exchange_bindings": True,
-            "basic.nack": True,
-            "consumer_cancel_notify": True,
-            "authentication_failure_close": True,
-            "per_consumer_qos": True,
-            "connection.blocked": True,
-        },
-    }
-
-
-def _is_loopback(peer: Any) -> bool:
-    try:
-        return ipaddress.ip_address(peer[0]).is_loopback
-    except (TypeError, ValueError, IndexError):
-        return False
 
 
 def _wire_text(error: AMQPError) -> str:
@@ -144,51 +105,39 @@ def _shortstr(text: str) -> str:
     return encoded[:252].decode("utf-8", "ignore") + "..."
 
 
-def _can_drain(queue: Any) -> bool:
+def _can_drain(queue: Queue) -> bool:
     """Has the queue a consumer that is not held back by its own connection's output?"""
     return not queue.deleted and any(
-        c.channel.connection.output_below_high_water() for c in queue.consumers
-    )
-
-
-def _login_refused(mechanism: str) -> AMQPError:
-    return errors.access_refused(
-        f"Login was refused using authentication mechanism {mechanism}. "
-        "For details see the broker logfile."
+        isinstance(c, Consumer) and not c.output_blocked() for c in queue.consumers
     )
 
 
 class ClientConnection:
     """The broker side of one AMQP connection."""
 
-    def __init__(self, broker: Broker, stream: trio.SocketStream) -> None:
-        self.broker = broker
+    def __init__(
+        self, stream: trio.abc.Stream, info: ConnectionInfo, context: SessionContext
+    ) -> None:
         self.stream = stream
-        try:
-            self.peer = stream.socket.getpeername()
-        except OSError:
-            self.peer = ("?", 0)
-        self.peer_text = f"{self.peer[0]}:{self.peer[1]}"
+        self.info = info
+        self.context = context
+        self.journal: Journal | None = context.journal
         self.amqp = Connection(Role.SERVER)
-        self.vhost = broker.vhost
-        self.user: str | None = None
-        self.client_properties: dict[str, Any] = {}
-        self.consumer_cancel_notify = False
-        self.frame_max = FRAME_MIN_SIZE
+        self.handshake = Handshake(info, context.vhosts, context.authenticator, context.limits)
+        #: The vhost opened by connection.open (None before).
+        self.vhost: VHost | None = None
+        self.output = Output(stream)
+        self.output.on_resume = self._resume_dispatch
         self.channels: dict[int, Channel] = {}
         self.opened = False
         self.closing = False  # connection.close sent or received
-        self.publisher = False  # has published: the disk alarm blocks it
-        self._output = bytearray()
-        self._in_flight = 0
-        self._has_output = trio.Event()
-        self._drained = trio.Event()
-        self._dispatch_paused = False
+        self.publisher = False  # has published: resource alarms block it
         self._owed_confirms: list[Channel] = []
         self._close_reason: tuple[int, str] | None = None
         self._done = trio.Event()
-        self._cancel_scope: trio.CancelScope | None = None
-        self._backlogged: set[Any] = set()
+        self.output.on_broken = self._done.set
+        self._nursery: trio.Nursery | None = None
+        self._backlogged: set[Queue] = set()
         # Paused channels whose commit-ok was sent: the releaser handles
         # their held commands. `held_bytes` is kept up to date by the channels.
         self.held_bytes = 0
@@ -196,27 +145,34 @@ class ClientConnection:
         self._release_due = trio.Event()
         self._released = trio.Event()
 
-    # -- output -----------------------------------------------------------
+    # -- what channels and the vhost read ------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes for this connection's writer (never blocks, never awaits)."""
-        self._output += data
-        self._has_output.set()
+    @property
+    def peer_text(self) -> str:
+        return self.info.peer_text
+
+    @property
+    def user(self) -> str | None:
+        return self.handshake.user
+
+    @property
+    def frame_max(self) -> int:
+        return self.handshake.frame_max
+
+    @property
+    def consumer_cancel_notify(self) -> bool:
+        return self.handshake.consumer_cancel_notify
+
+    @property
+    def client_properties(self) -> dict[str, Any]:
+        return self.handshake.client_properties
+
+    # -- output -------------------------------------------------------------------
 
     def send_method(self, channel: int, method: Any) -> None:
-        self.write(self.amqp.send(channel, method))
+        self.output.write(self.amqp.send(channel, method))
 
-    def output_below_high_water(self) -> bool:
-        return len(self._output) + self._in_flight < OUTPUT_HIGH_WATER
-
-    def can_deliver(self) -> bool:
-        """Below the high-water mark? Otherwise queues keep our consumers' messages."""
-        if len(self._output) + self._in_flight < OUTPUT_HIGH_WATER:
-            return True
-        self._dispatch_paused = True
-        return False
-
-    def note_backlog(self, queue: Any) -> None:
+    def note_backlog(self, queue: Queue) -> None:
         """A queue we published to is backed up while it has consumers."""
         self._backlogged.add(queue)
 
@@ -230,29 +186,8 @@ class ClientConnection:
             for channel in owed:
                 channel.flush_confirms()
 
-    async def _writer(self) -> None:
-        stream = self.stream
-        while True:
-            await self._has_output.wait()
-            self._has_output = trio.Event()
-            while self._output:
-                data = self._output
-                self._output = bytearray()
-                self._in_flight = len(data)
-                try:
-                    await stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._in_flight = 0
-                    self._done.set()
-                    return
-                self._in_flight = 0
-            self._drained.set()
-            self._drained = trio.Event()
-            if self._dispatch_paused:
-                self._dispatch_paused = False
-                self._resume_dispatch()
-
     def _resume_dispatch(self) -> None:
+        """The output drained after queues held deliveries back: dispatch again."""
         queues = {c.queue for ch in self.channels.values() for c in ch.consumers.values()}
         for queue in queues:
             queue.dispatch()
@@ -279,11 +214,7 @@ class ClientConnection:
             while any(len(q.ready) > FLOW_BACKLOG // 2 and _can_drain(q) for q in queues):
                 await trio.sleep(FLOW_POLL)
 
-    async def _wait_until_drained(self) -> None:
-        while len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
-            await self._drained.wait()
-
-    # -- paused channels (tx.commit waiting for the journal) -------------------
+    # -- paused channels (tx.commit waiting for the journal) -------------------------
 
     def release_soon(self, channel: Channel) -> None:
         """`channel` sent its commit-ok: have the releaser handle what it held."""
@@ -301,7 +232,7 @@ class ClientConnection:
             self._release_due = trio.Event()
             channels, self._to_release = self._to_release, []
             for channel in channels:
-                if channel.closing or channel.commit_at is not None:
+                if channel.closing or channel.commit_pending:
                     continue
                 for command in channel.resume():
                     # A held tx.commit may pause the channel again: the
@@ -319,28 +250,42 @@ class ClientConnection:
         while self.held_bytes >= HELD_HIGH_WATER:
             await self._released.wait()
 
-    # -- the connection's life --------------------------------------------------
+    # -- resource alarms -------------------------------------------------------------
+
+    async def _block(self) -> None:
+        """Block this publishing connection until no resource alarm is on.
+
+        As RabbitMQ: connection.blocked (to clients that announced the
+        capability) with the alarms' reason, no reading meanwhile, then
+        connection.unblocked. One pair whatever the reasons, however many.
+        """
+        alarms = self.context.alarms
+        notify = self.handshake.wants_blocked and not self.closing
+        if notify:
+            self.send_method(0, m.ConnectionBlocked(reason=alarms.reason()))
+        await alarms.wait_clear()
+        if notify and not self.closing:
+            self.send_method(0, m.ConnectionUnblocked())
+
+    # -- the connection's life ----------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the connection until either side closes it."""
-        self.broker.connections.add(self)
         try:
             async with trio.open_nursery() as nursery:
-                self._cancel_scope = nursery.cancel_scope
-                nursery.start_soon(self._writer)
+                self._nursery = nursery
+                nursery.start_soon(self.output.run_writer)
                 nursery.start_soon(self._heartbeats)
                 nursery.start_soon(self._releaser)
                 nursery.start_soon(self._watch_done)
                 await self._reader()
                 # Give the writer a moment to send the last replies (close-ok...).
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    while self._output or self._in_flight:
-                        await self._drained.wait()
+                    await self.output.wait_flushed()
                 nursery.cancel_scope.cancel()
         finally:
             self._done.set()  # for force_close: the peer may just drop the socket
             self._teardown()
-            self.broker.connections.discard(self)
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(0.5):
                     await self.stream.aclose()
@@ -356,42 +301,43 @@ class ClientConnection:
 
     async def _watch_done(self) -> None:
         await self._done.wait()
-        if self._cancel_scope is not None:
-            self._cancel_scope.cancel()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def _reader(self) -> None:
         stream = self.stream
         amqp = self.amqp
+        output = self.output
+        alarms = self.context.alarms
         # RabbitMQ's handshake_timeout: a peer that does not finish opening
         # the connection in time is dropped.
-        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+        with trio.move_on_after(self.context.limits.handshake_timeout):
             while not self.opened:
                 if not await self._read_once(stream, amqp):
                     return
         if not self.opened:
             return
         while True:
-            if len(self._output) + self._in_flight >= OUTPUT_HIGH_WATER:
-                await self._wait_until_drained()
+            if not output.below_high_water():
+                await output.wait_below_high_water()
             if self.held_bytes >= HELD_HIGH_WATER:
                 await self._wait_released()
             if self._backlogged:
                 await self._flow_control()
-            alarm = self.broker.disk_alarm
             # Block at a message boundary: clients (pika) write a publish's
             # method, header and body frames separately, and a message cut in
             # half would hold its confirm back until the alarm clears.
             if (
-                alarm is not None
-                and alarm.active
+                alarms.active
                 and self.publisher
+                and not self.closing
                 and not amqp.receiving_content
             ):
-                await alarm.wait_clear(self)  # connection.blocked until disk space returns
+                await self._block()
             if not await self._read_once(stream, amqp):
                 return
 
-    async def _read_once(self, stream: trio.SocketStream, amqp: Connection) -> bool:
+    async def _read_once(self, stream: trio.abc.Stream, amqp: Connection) -> bool:
         """Read one chunk and handle all its events. False when the connection is over."""
         try:
             data = await stream.receive_some(RECEIVE_SIZE)
@@ -413,7 +359,7 @@ class ClientConnection:
             events = amqp.receive_data(data, now=time.monotonic())
         except BadProtocolHeader:
             # Spec 4.2.2: answer with the header we speak, then close.
-            self.write(b"AMQP\x00\x00\x09\x01")
+            self.output.write(b"AMQP\x00\x00\x09\x01")
             return False
         except AMQPError as error:  # defensive: the machine reports via ProtocolFailure
             self._connection_error(error)
@@ -425,16 +371,7 @@ class ClientConnection:
             elif kind is HeartbeatReceived:
                 pass
             elif kind is ProtocolHeaderReceived:
-                self.send_method(
-                    0,
-                    m.ConnectionStart(
-                        version_major=0,
-                        version_minor=9,
-                        server_properties=server_properties(),
-                        mechanisms="PLAIN AMQPLAIN",
-                        locales="en_US",
-                    ),
-                )
+                self.send_method(0, self.handshake.start())
             elif kind is ProtocolFailure:
                 error = event.error
                 if error.closes_connection:
@@ -451,7 +388,7 @@ class ClientConnection:
     def _finished(self) -> bool:
         return self._done.is_set()
 
-    # -- commands -----------------------------------------------------------------
+    # -- commands ------------------------------------------------------------------------
 
     def _on_command(self, command: Command) -> None:
         method = command.method
@@ -500,7 +437,8 @@ class ClientConnection:
     def _on_closed_channel(self, number: int, method: Any) -> None:
         kind = type(method)
         if kind is m.ChannelOpen:
-            self.channels[number] = Channel(number, self)
+            assert self.vhost is not None  # channels open only after connection.open-ok
+            self.channels[number] = Channel(number, self, self.vhost, self.journal)
             self.send_method(number, m.ChannelOpenOk())
         elif kind is m.ChannelCloseOk:
             return
@@ -593,31 +531,45 @@ class ClientConnection:
 
     def _finish_soon(self, delay: float = 0.0) -> None:
         """End the connection after the writer flushed, or after `delay` at most."""
-        self.broker.nursery.start_soon(self._finish_after, delay)
+        if self._nursery is None:
+            self._done.set()
+            return
+        self._nursery.start_soon(self._finish_after, delay)
 
     async def _finish_after(self, delay: float) -> None:
         # First let the writer send what is queued (the close or close-ok),
         # then give the peer `delay` seconds to answer close-ok.
         with trio.move_on_after(0.5):
-            while self._output or self._in_flight:
-                await self._drained.wait()
+            await self.output.wait_flushed()
         if delay:
             with trio.move_on_after(delay):
                 await self._done.wait()
         self._done.set()
 
-    # -- connection class (channel 0) -------------------------------------------------
+    # -- connection class (channel 0) ------------------------------------------------------
 
     def _on_connection_method(self, method: Any) -> None:
         kind = type(method)
         if kind is m.ConnectionStartOk:
-            self._on_start_ok(method)
+            self.send_method(0, self.handshake.on_start_ok(method))
         elif kind is m.ConnectionSecureOk:
-            raise _login_refused("PLAIN")
+            raise errors.access_refused(
+                "Login was refused using authentication mechanism PLAIN. "
+                "For details see the broker logfile."
+            )
         elif kind is m.ConnectionTuneOk:
-            self._on_tune_ok(method)
+            self.handshake.on_tune_ok(method, self.amqp.frame_max)
         elif kind is m.ConnectionOpen:
-            self._on_open(method)
+            self.vhost = self.handshake.on_open(method)
+            self.opened = True
+            self.send_method(0, m.ConnectionOpenOk())
+            log.info(
+                "connection.opened",
+                peer=self.peer_text,
+                user=self.user,
+                vhost=self.vhost.name,
+                client=_client_name(self.client_properties),
+            )
         elif kind is m.ConnectionClose:
             # The client closes: answer close-ok and end (spec 1.4.2.5).
             self._close_reason = (method.reply_code, method.reply_text or "client closed")
@@ -637,59 +589,7 @@ class ClientConnection:
                 f"COMMAND_INVALID - unexpected method {method.NAME} on channel 0",
             )
 
-    def _on_start_ok(self, method: m.ConnectionStartOk) -> None:
-        self.client_properties = method.client_properties or {}
-        capabilities = self.client_properties.get("capabilities") or {}
-        self.consumer_cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
-        mechanism = method.mechanism
-        if mechanism not in ("PLAIN", "AMQPLAIN"):
-            raise errors.command_invalid(f"unknown authentication mechanism '{mechanism}'")
-        try:
-            username, password = parse_sasl_response(mechanism, bytes(method.response))
-        except AMQPError as error:
-            raise _login_refused(mechanism) from error
-        if USERS.get(username) != password:
-            raise _login_refused(mechanism)
-        if username in LOOPBACK_USERS and not _is_loopback(self.peer):
-            log.warning(
-                "connection.refused",
-                peer=self.peer_text,
-                user=username,
-                reason=f"user '{username}' can only connect via localhost",
-            )
-            raise _login_refused(mechanism)
-        self.user = username
-        self.send_method(
-            0, m.ConnectionTune(channel_max=CHANNEL_MAX, frame_max=FRAME_MAX, heartbeat=HEARTBEAT)
-        )
-
-    def _on_tune_ok(self, method: m.ConnectionTuneOk) -> None:
-        if self.user is None:
-            raise errors.command_invalid("connection.tune-ok before connection.start-ok")
-        frame_max = self.amqp.frame_max or method.frame_max or FRAME_MAX
-        if frame_max < FRAME_MIN_SIZE:
-            raise error_for(
-                ReplyCode.NOT_ALLOWED,
-                f"NOT_ALLOWED - frame_max={frame_max} < {FRAME_MIN_SIZE} min size",
-            )
-        self.frame_max = frame_max
-
-    def _on_open(self, method: m.ConnectionOpen) -> None:
-        if self.user is None:
-            raise errors.command_invalid("connection.open before connection.start-ok")
-        if method.virtual_host != "/":
-            raise errors.not_allowed(f"vhost {method.virtual_host} not found")
-        self.opened = True
-        self.send_method(0, m.ConnectionOpenOk())
-        log.info(
-            "connection.opened",
-            peer=self.peer_text,
-            user=self.user,
-            vhost=method.virtual_host,
-            client=_client_name(self.client_properties),
-        )
-
-    # -- heartbeats -------------------------------------------------------------------
+    # -- heartbeats ----------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
         """Send heartbeats when due and drop a silent peer (spec 4.2.7)."""
@@ -707,9 +607,9 @@ class ClientConnection:
                 self._done.set()
                 return
             if self.amqp.heartbeat_due(now):
-                self.write(self.amqp.send_heartbeat())
+                self.output.write(self.amqp.send_heartbeat())
 
-    # -- teardown -----------------------------------------------------------------------
+    # -- teardown --------------------------------------------------------------------------------
 
     def _close_channels(self) -> None:
         channels = list(self.channels.values())
@@ -720,7 +620,8 @@ class ClientConnection:
     def _teardown(self) -> None:
         """The socket is gone: release channels and exclusive queues."""
         self._close_channels()
-        self.vhost.connection_closed(self)
+        if self.vhost is not None:
+            self.vhost.connection_closed(self)
 
     async def force_close(self, reply_code: int, reply_text: str) -> None:
         """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""

@@ -8,7 +8,8 @@
   whose body stays on disk (`PagedEntry`);
 - `journal`: the running journal (hooks for queues, group commit, confirms
   after fsync, paging, deletion and compaction of dead segments);
-- `disk_alarm`: `--disk-free-limit`, connection.blocked for publishers;
+- `definitions`: the durable exchanges, queues and bindings (`definitions.bin`);
+- `fsync`: the fsync helpers both share;
 - `open_durability`: what the server calls at start with a data directory.
 
 See docs/durability.md for what survives what.
@@ -17,12 +18,11 @@ See docs/durability.md for what survives what.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from broker.core.vhost import VHost
+from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal, PersistedEntry, open_journal
-
-if TYPE_CHECKING:
-    from broker.core.vhost import VHost
 
 __all__ = ["Journal", "PersistedEntry", "open_durability", "open_journal"]
 
@@ -34,8 +34,6 @@ def open_durability(vhost: VHost, data_dir: str | Path, **journal_options: Any) 
     and persistent messages on durable queues to `data_dir/journal/`; the
     returned journal's `run()` must be started (group commit).
     """
-    from broker.storage.definitions import DefinitionsStore
-
     store = DefinitionsStore(data_dir)
     store.restore(vhost)
     vhost.definitions = store

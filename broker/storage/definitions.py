@@ -27,14 +27,14 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from broker.core.queue import Queue
+from broker.core.vhost import VHost
 from broker.logging import get_logger
+from broker.storage.fsync import write_atomically
 from protocol.errors import AMQPError
 from protocol.fields import decode_table, encode_table
-
-if TYPE_CHECKING:
-    from broker.core.vhost import VHost
 
 __all__ = ["DefinitionsStore", "durable_definitions", "FILE_NAME"]
 
@@ -124,34 +124,7 @@ def _decode(data: bytes) -> dict[str, Any]:
     return table
 
 
-def fsync_directory(path: Path) -> None:
-    """Make a rename/creation/unlink in `path` durable (POSIX needs this)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` by `data`: temp file, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
-
-
 def _restore_queue(vhost: VHost, name: str, auto_delete: bool, arguments: Any) -> None:
-    from broker.core.queue import Queue
-
     queue = Queue(
         name, durable=True, auto_delete=auto_delete, arguments=arguments or {}, vhost=vhost
     )

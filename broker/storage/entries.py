@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from broker.core.queue import QueuedMessage
+from broker.core.message import QueuedMessage
 
 if TYPE_CHECKING:
     from broker.core.message import Message

@@ -50,26 +50,24 @@ import os
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from broker.core.features.ttl import expiry_to_wall_clock
-from broker.core.message import Message
-from broker.core.queue import QueuedMessage
+from broker.core.message import Message, QueuedMessage
 from broker.logging import get_logger
 from broker.storage import records as r
-from broker.storage.definitions import fsync_directory, write_atomically
 from broker.storage.entries import PagedEntry, PersistedEntry
+from broker.storage.fsync import fsync_directory, write_atomically
 from broker.storage.recovery import Recovered
 from broker.storage.segments import SegmentWriter, segment_path
 
 if TYPE_CHECKING:
     from broker.core.queue import Queue
     from broker.core.vhost import VHost
-    from broker.session.channel import Channel
 
-__all__ = ["Journal", "PagedEntry", "PersistedEntry", "SEGMENT_SIZE", "PAGE_AFTER"]
+__all__ = ["Journal", "PagedEntry", "PersistedEntry", "SEGMENT_SIZE", "PAGE_AFTER", "SyncWaiter"]
 
 log = get_logger("warren.journal")
 
@@ -100,6 +98,13 @@ RETRY_DELAY = 1.0
 #: marked redelivered: the flag means "may have been delivered before" (spec
 #: 1.8.3.9), and a false "no" would break consumers that rely on it.
 CLEAN_MARKER = "clean-shutdown"
+
+
+class SyncWaiter(Protocol):
+    """Something waiting for an fsync (a session's channel with confirms or a
+    tx.commit): woken once after the next batch is on disk."""
+
+    def on_journal_synced(self) -> None: ...
 
 
 def _wall_clock_ms(expires_at: float | None) -> int | None:
@@ -155,7 +160,7 @@ class Journal:
         self._acks: list[int] = []
         self._delivered: list[int] = []
         self._delete: list[int] = []
-        self._waiting: dict[Channel, None] = {}
+        self._waiting: dict[SyncWaiter, None] = {}
         self._dirty = trio.Event()
         self._stop = trio.CancelScope()
         self._stopped = trio.Event()
@@ -364,12 +369,15 @@ class Journal:
     # -- confirms -------------------------------------------------------------
 
     def split_synced(
-        self, channel: Channel, confirms: list[tuple[int, bool, int]]
+        self, waiter: SyncWaiter, confirms: list[tuple[int, bool, int]]
     ) -> tuple[list[tuple[int, bool, int]], list[tuple[int, bool, int]]]:
-        """(confirms that may go now, confirms that wait); wakes `channel` later."""
+        """(confirms that may go now, confirms that wait); wakes `waiter` later.
+
+        Each confirm is (publish seq, accepted, `appended` when it was routed).
+        """
         count = bisect.bisect_right(confirms, self.synced, key=lambda c: c[2])
         if count < len(confirms):
-            self._waiting[channel] = None
+            self._waiting[waiter] = None
         return confirms[:count], confirms[count:]
 
     def commit_point(self) -> int:
@@ -385,9 +393,9 @@ class Journal:
         self._seal_ids()
         return self.appended
 
-    def wake_when_synced(self, channel: Channel) -> None:
-        """Call `channel.on_journal_synced()` after the next fsync."""
-        self._waiting[channel] = None
+    def wake_when_synced(self, waiter: SyncWaiter) -> None:
+        """Call `waiter.on_journal_synced()` after the next fsync."""
+        self._waiting[waiter] = None
 
     # -- group commit (its own task) ----------------------------------------------
 
@@ -449,9 +457,8 @@ class Journal:
         self.synced = target
         self.batches += 1
         waiting, self._waiting = self._waiting, {}
-        for channel in waiting:
-            if not channel.closing:
-                channel.on_journal_synced()
+        for waiter in waiting:
+            waiter.on_journal_synced()
 
     async def close(self) -> None:
         """Stop the group-commit task and write what is left (at shutdown)."""

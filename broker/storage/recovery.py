@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker.core.queue import QueuedMessage
+from broker.core.message import QueuedMessage
 from broker.logging import get_logger
 from broker.storage import records as r
 from broker.storage.entries import PagedEntry

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from broker.storage.definitions import fsync_directory
+from broker.storage.fsync import fsync_directory
 
 __all__ = ["SEGMENT_SUFFIX", "SegmentWriter", "list_segments", "segment_path"]
 

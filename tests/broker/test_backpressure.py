@@ -10,7 +10,7 @@ import time
 import pytest
 from broker_helpers import RawClient, connect
 
-from broker.session.connection import OUTPUT_HIGH_WATER
+from broker.session.output import OUTPUT_HIGH_WATER
 from broker.testing import BrokerThread
 from protocol import methods as m
 from protocol.frames import encode_content_frames
@@ -23,8 +23,8 @@ def _connection_state(thread: BrokerThread, local_port: int) -> tuple[int, int]:
 
     def read() -> tuple[int, int]:
         for connection in thread.broker.connections:
-            if connection.peer[1] == local_port:
-                return len(connection._output), connection._in_flight
+            if connection.info.peer_port == local_port:
+                return len(connection.output._buffer), connection.output._in_flight
         raise LookupError(local_port)
 
     return thread.run_sync(read)

@@ -48,8 +48,8 @@ async def test_publish_waits_while_warren_is_out_of_disk(tmp_path, name: str) ->
                 nursery.start_soon(publish_when_unblocked)
                 await trio.sleep(0.3)
                 assert not done.is_set()
-                broker.disk_alarm.limit = 0  # space "returns"
-                broker.disk_alarm.check()
+                broker.disk_monitor.limit = 0  # space "returns"
+                broker.disk_monitor.check()
                 with trio.fail_after(10):
                     await done.wait()
             assert not conn.is_blocked

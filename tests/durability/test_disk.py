@@ -28,7 +28,7 @@ def test_publishers_are_blocked_while_disk_is_low_and_unblocked_after(tmp_path: 
     thread = BrokerThread(data_dir=tmp_path)
     thread.start()
     try:
-        alarm = thread.broker.disk_alarm
+        alarm = thread.broker.disk_monitor
         connection = pika.BlockingConnection(pika.URLParameters(thread.url))
         events: list[str] = []
         connection.add_on_connection_blocked_callback(lambda _c, _m: events.append("blocked"))

@@ -72,7 +72,8 @@ class MiniServer:
 
     def _handle(self, conn, event):
         if isinstance(event, ProtocolHeaderReceived):
-            return conn.send(0, server_start())
+            # aio-pika reads the capabilities table; this tiny server has none.
+            return conn.send(0, server_start({"product": "test", "capabilities": {}}))
         assert isinstance(event, Command), event
         method = event.method
         if isinstance(method, m.ConnectionStartOk):

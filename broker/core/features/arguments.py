@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.core import errors
-from broker.core.errors import _amqp_type
+from broker.core.errors import amqp_type
 from protocol.errors import AMQPError
 
 __all__ = [
@@ -44,9 +44,9 @@ class ArgumentError(Exception):
     """Why a value is refused, in RabbitMQ's words (the part after the colon)."""
 
 
-def _invalid(queue: str, key: str, why: str) -> AMQPError:
+def _invalid(queue: str, vhost: str, key: str, why: str) -> AMQPError:
     return errors.precondition_failed(
-        f"invalid arg '{key}' for queue '{queue}' in vhost '/': {why}"
+        f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}"
     )
 
 
@@ -59,7 +59,7 @@ class IntArgument:
 
     def check(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ArgumentError(f'"expected integer, got {_amqp_type(value)}"')
+            raise ArgumentError(f'"expected integer, got {amqp_type(value)}"')
         if value < 0 and self.minimum >= 0:
             raise ArgumentError(f"{{value_negative,{value}}}")
         if value == 0 and self.minimum > 0:
@@ -80,7 +80,7 @@ class StringArgument:
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if not isinstance(value, str):
-            raise ArgumentError(f"{{unacceptable_type,{_amqp_type(value)}}}")
+            raise ArgumentError(f"{{unacceptable_type,{amqp_type(value)}}}")
         if self.choices and value not in self.choices:
             raise ArgumentError(self.bad_choice)
         return value
@@ -104,7 +104,7 @@ QUEUE_ARGUMENT_VALIDATORS: dict[str, Any] = {
 }
 
 
-def validate_queue_arguments(queue: str, arguments: dict[str, Any]) -> None:
+def validate_queue_arguments(queue: str, arguments: dict[str, Any], vhost: str) -> None:
     """Check (and normalise in place) the arguments of a queue about to be made.
 
     Raises the 406 RabbitMQ would send. Arguments Warren does not act on are
@@ -116,12 +116,12 @@ def validate_queue_arguments(queue: str, arguments: dict[str, Any]) -> None:
         value = arguments[key]
         if isinstance(validator, DeadLetterExchangeArgument) and not isinstance(value, str | bytes):
             raise errors.precondition_failed(
-                f"invalid type '{_amqp_type(value)}' for arg '{key}' in queue '{queue}' "
-                "in vhost '/'"
+                f"invalid type '{amqp_type(value)}' for arg '{key}' in queue '{queue}' "
+                f"in vhost '{vhost}'"
             )
         try:
             arguments[key] = validator.check(value)
         except ArgumentError as problem:
-            raise _invalid(queue, key, str(problem)) from None
+            raise _invalid(queue, vhost, key, str(problem)) from None
     if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
-        raise _invalid(queue, "x-dead-letter-routing-key", "routing_key_but_no_dlx_defined")
+        raise _invalid(queue, vhost, "x-dead-letter-routing-key", "routing_key_but_no_dlx_defined")

@@ -22,13 +22,9 @@ the properties are re-encoded once on entry and once per return.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from broker.core.features.dead_lettering import Long, raw_header_fields, with_headers
-from broker.core.message import Message
-
-if TYPE_CHECKING:
-    from broker.core.queue import Queue, QueuedMessage
+from broker.core.headers import Long, raw_header_fields, with_headers
+from broker.core.message import Message, QueuedMessage
 
 __all__ = ["DELIVERY_LIMIT", "HEADER", "counted", "delivery_count", "returned"]
 
@@ -47,16 +43,18 @@ def counted(message: Message, count: int) -> Message:
     props = message.decoded_properties
     headers = raw_header_fields(message.properties)  # the others byte for byte
     headers[HEADER] = Long(count)
-    copy = Message(
+    return Message(
         message.exchange, message.routing_key, with_headers(props, headers), message.body
     )
-    return copy
 
 
-def returned(queue: Queue, entries: Iterable[QueuedMessage]) -> list[QueuedMessage]:
-    """Count a return for each entry; dead-letter those past the limit, give back the rest."""
-    limit = queue.delivery_limit
-    assert limit is not None
+def returned(
+    limit: int, entries: Iterable[QueuedMessage]
+) -> tuple[list[QueuedMessage], list[QueuedMessage]]:
+    """Count a return for each entry: (those to requeue, those past `limit`).
+
+    The queue dead-letters the second list with reason `DELIVERY_LIMIT`.
+    """
     keep: list[QueuedMessage] = []
     over: list[QueuedMessage] = []
     for entry in entries:
@@ -66,6 +64,4 @@ def returned(queue: Queue, entries: Iterable[QueuedMessage]) -> list[QueuedMessa
         else:
             entry.message = counted(entry.message, count)
             keep.append(entry)
-    if over:
-        queue.dead_letter(over, DELIVERY_LIMIT)
-    return keep
+    return keep, over

@@ -1,5 +1,5 @@
 """Content at its limits, over a raw socket: a message over the maximum size,
-the rest of a message on a channel being closed.
+the rest of a message on a channel being closed, frames of frame_max octets.
 
 Every test here but the ones marked Warren-only passes against RabbitMQ 3.10.8
 too (`WARREN_REFERENCE_URL=amqp://guest:guest@127.0.0.1:5673/`), which is where
@@ -181,3 +181,37 @@ def test_the_rest_of_a_message_after_its_channel_closed_is_dropped(warren_url: s
         assert _round_trip(client, 2, queue, b"still working") == b"still working"
         _channel_is_usable_again(client, 1)
 
+
+# -- frame_max ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_body_frame_of_exactly_frame_max_octets_is_accepted(warren_url: str, frame_max: int):
+    """frame_max + 8 octets on the wire: RabbitMQ 3.10 accepts it (8 octets of
+    tolerance), so do we; the message comes back whole, split to frame_max."""
+    with _client(warren_url, frame_max, channels=(1,)) as client:
+        queue = _declare(client, 1)
+        for size in (frame_max - 8, frame_max - 7, frame_max):
+            body = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
+            client.send(_publish(1, "", queue) + _header(1, size) + _body(1, body))
+            client.method(1, m.BasicGet(queue=queue, no_ack=True))
+            reply = _next_method(client, 1)
+            assert isinstance(reply, m.BasicGetOk), reply
+            payloads: list[bytes] = []
+            while sum(map(len, payloads)) < size:
+                payloads.append(_take(client, lambda f: isinstance(f, BodyFrame)).payload)
+            assert b"".join(payloads) == body
+            # what the broker writes keeps to the spec: frame_max octets in all
+            assert max(map(len, payloads)) <= frame_max - 8
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_body_frame_over_frame_max_octets_is_501(warren_url: str, frame_max: int) -> None:
+    with _client(warren_url, frame_max, channels=(1,)) as client:
+        size = frame_max + 1
+        client.send(_publish(1) + _header(1, size) + _body(1, b"x" * size))
+        close = client.expect(m.ConnectionClose)
+        assert (close.reply_code, close.class_id, close.method_id) == (501, 0, 0)
+        assert close.reply_text == (
+            f"FRAME_ERROR - type 3, all octets = <<>>: {{frame_too_large,{size},{frame_max - 8}}}"
+        )

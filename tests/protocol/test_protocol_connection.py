@@ -1,7 +1,7 @@
 """The connection state machine, both roles, driven by real bytes."""
 
 import pytest
-from sized_frames import body_frame, header_frame
+from sized_frames import body_frame, header_frame, prefix_for, sized_frame
 
 from protocol import methods as m
 from protocol.connection import (
@@ -792,3 +792,43 @@ def test_a_message_in_progress_is_dropped_when_the_peer_closes_the_connection():
     assert isinstance(close.method, m.ConnectionClose)
     assert not server.receiving_content
 
+
+# -- frame_max at its boundary ----------------------------------------------
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_body_frames_of_frame_max_octets_are_accepted(frame_max):
+    """Some clients fill body frames to frame_max octets of payload (frame_max + 8
+    on the wire); RabbitMQ accepts them, so do we. One octet more is 501."""
+    client, server = open_pair(frame_max=frame_max)
+    open_channel(client, server)
+    body = bytes(range(256)) * (frame_max // 128) + b"!"  # two full frames and one octet
+    data = _PUBLISH + header_frame(1, len(body))
+    data += body_frame(1, body[:frame_max]) + body_frame(1, body[frame_max:-1])
+    data += body_frame(1, body[-1:])
+    [command] = server.receive_data(data)
+    assert command.body == body
+    # the same, a byte at a time (every cut of the frame-max frame)
+    events = []
+    for i in range(len(data)):
+        events += server.receive_data(data[i : i + 1])
+    assert [e.body for e in events] == [body]
+    [failure] = server.receive_data(
+        _PUBLISH + header_frame(1, frame_max + 1) + body_frame(1, b"x" * (frame_max + 1))
+    )
+    assert failure.error.reply_code == 501 and failure.error.closes_connection
+    assert failure.error.reply_text == (
+        f"type 3, all octets = <<>>: {{frame_too_large,{frame_max + 1},{frame_max - 8}}}"
+    )
+
+
+@pytest.mark.parametrize("frame_type", [1, 2])
+def test_method_and_header_frames_of_frame_max_octets_are_accepted(frame_type):
+    client, server = open_pair(frame_max=4096)
+    open_channel(client, server)
+    events = server.receive_data(prefix_for(frame_type, 0) + sized_frame(frame_type, 4096))
+    assert [type(e.method) for e in events] == [
+        {1: m.QueueDeclare, 2: m.BasicPublish}[frame_type]
+    ]
+    [failure] = server.receive_data(prefix_for(frame_type, 0) + sized_frame(frame_type, 4097))
+    assert failure.error.reply_code == 501

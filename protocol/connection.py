@@ -226,6 +226,10 @@ class LocalProtocolError(Exception):
 # small list (cheaper to build than an object, once per message):
 # [method, properties or None until the header, body_size, octets received,
 #  body chunks so far, discard?]
+# "discard" marks a message whose channel is closing (a body over max_body_size,
+# or we sent channel.close while it was arriving): its frames are still counted,
+# so that the next method on the channel is recognised, but nothing is kept.
+# A method on that channel (its close-ok, usually) or connection.close ends it early.
 _METHOD, _PROPERTIES, _BODY_SIZE, _RECEIVED, _CHUNKS, _DISCARD = range(6)
 
 
@@ -577,6 +581,7 @@ class Connection:
         if method_type is ConnectionClose:
             if state is not ConnectionState.CLOSING:
                 self.state = ConnectionState.CLOSE_RECEIVED
+            self._content.clear()  # the peer will send nothing more but close-ok
             # When both sides close at once, both answer close-ok (spec 4.2.3).
             events.append(_new_tuple(Command, (0, method, None, None)))
             return
@@ -763,7 +768,13 @@ class Connection:
         elif method_type is ChannelClose:
             self._closing_channels.add(channel)
             self._usable_channels.discard(channel)
-            self._content.pop(channel, None)
+            content = self._content.get(channel)
+            if content is not None:
+                # The rest of that message may already be on its way: keep
+                # the marker, so its header and body frames are read and
+                # dropped rather than taken for frames without a method (505).
+                content[_DISCARD] = True
+                content[_CHUNKS] = []
         elif method_type is ChannelCloseOk:
             if channel in self._closing_channels:
                 # Both sides sent channel.close: the channel is gone once the
@@ -778,6 +789,9 @@ class Connection:
             if self.state is ConnectionState.CLOSE_RECEIVED:
                 raise LocalProtocolError("the peer sent connection.close: answer close-ok")
             self.state = ConnectionState.CLOSING
+            # Spec 4.2.3: what follows on the channels is ignored, and that
+            # includes the end of any message in progress.
+            self._content.clear()
         elif method_type is ConnectionCloseOk:
             self.state = ConnectionState.CLOSED
         elif self.state is ConnectionState.HANDSHAKE:

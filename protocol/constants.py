@@ -26,8 +26,10 @@ FRAME_OVERHEAD = 8
 FRAME_MIN_SIZE = 4096
 
 #: RabbitMQ's default frame_max (131072) also serves as our limit before tune has
-#: been negotiated: the spec only says frames up to FRAME_MIN_SIZE MUST be accepted,
-#: and RabbitMQ, like us, accepts start-ok frames larger than that.
+#: been negotiated: the spec only says frames up to FRAME_MIN_SIZE MUST be accepted.
+#: RabbitMQ 3.10 is stricter there (probed): before tune it takes a payload of at
+#: most FRAME_MIN_SIZE octets and drops the socket, without connection.close, on
+#: a bigger start-ok; we accept large client-properties tables (compatibility.md).
 DEFAULT_FRAME_MAX = 131072
 
 #: RabbitMQ's default channel_max (2047 since 3.7.x) and heartbeat (60 s).

@@ -7,8 +7,12 @@ into it, with ``struct.unpack_from``; it never slices the buffer to get at the
 next frame. A frame cut by the end of a chunk is copied once into a bytearray
 that collects exactly its missing bytes from the next chunks, so no partial
 frame is copied more than once however slowly its bytes arrive. A frame header
-announcing more than ``frame_max`` is refused (501) before its payload is
+announcing a payload over ``frame_max`` is refused (501) before the payload is
 buffered, so a peer cannot make us buffer more than one frame.
+
+``frame_max`` counts the 8 octets of framing (spec 4.2.3), and the writers keep
+to it; the reader, like RabbitMQ, accepts 8 octets more (a payload of up to
+``frame_max`` octets), because some clients fill body frames to that.
 
 Writing. Every writer returns ``bytes`` ready for the socket. The hot paths
 (`encode_basic_deliver`, `encode_basic_get_ok`, `encode_basic_return`) are
@@ -95,23 +99,38 @@ _unpack_size = struct.Struct(">I").unpack_from
 _METHODS_BY_INDEX = {(c << 16) | i: cls for (c, i), cls in METHODS.items()}
 
 
+def _frame_too_large(frame_type: int, size: int, frame_max: int) -> ConnectionException:
+    """501 for a frame whose payload exceeds frame_max, in RabbitMQ 3.10's words.
+
+    RabbitMQ checks ``size > frame_max - 8 + 8`` (its FRAME_SIZE_FUDGE): a payload
+    of exactly frame_max octets, a frame of frame_max + 8, is still accepted.
+    Its reply text (with the "FRAME_ERROR - " the broker adds) is
+    ``FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}``.
+    """
+    return frame_error(
+        f"type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{frame_max - 8}}}"
+    )
+
+
 class FrameReader:
     """Incremental frame parser: ``feed(data)``, then iterate ``read_frames()``.
 
     ``frame_max`` is the negotiated maximum frame size including the 8 octets of
-    framing (spec 4.2.3); 0 means no limit. Errors are `ConnectionException`s
-    with RabbitMQ's codes: 501 FRAME_ERROR for a bad frame-end, an oversized or
-    unknown frame type, and for method arguments that do not decode; 505
-    UNEXPECTED_FRAME for a heartbeat off channel 0; 540 NOT_IMPLEMENTED for an
-    unknown class or method (RabbitMQ drops the socket there).
+    framing (spec 4.2.3); 0 means no limit. As in RabbitMQ, a frame is refused
+    only when its payload exceeds ``frame_max`` (8 octets of tolerance). Errors
+    are `ConnectionException`s with RabbitMQ's codes: 501 FRAME_ERROR for a bad
+    frame-end, an oversized frame, an unknown frame type, and for method
+    arguments that do not decode; 505 UNEXPECTED_FRAME for a heartbeat off
+    channel 0; 540 NOT_IMPLEMENTED for an unknown class or method (RabbitMQ
+    drops the socket there).
 
     Buffering: the bytes given to ``feed`` are parsed where they are, without
     being copied. Only a frame cut by the end of a chunk is copied, once, into a
     bytearray allocated at the frame's full size, which then takes from the
     following chunks exactly the bytes it lacks; it is never moved or grown.
     (If the cut falls inside the 7-octet frame header, those few octets are
-    collected first.) A frame header announcing more than ``frame_max`` is
-    refused before its payload is buffered. Feeding twice without reading in
+    collected first.) A frame header announcing a payload over ``frame_max``
+    is refused before the payload is buffered. Feeding twice without reading in
     between concatenates; the I/O loop never does that.
     """
 
@@ -153,10 +172,10 @@ class FrameReader:
             self._have = have
             if have < 7:
                 return taken
-            size = _unpack_size(partial, 3)[0] + 8
+            size = _unpack_size(partial, 3)[0]
             if self.frame_max and size > self.frame_max:
                 return taken  # read_batch refuses it from the header alone
-            full = bytearray(size)
+            full = bytearray(size + 8)
             full[:7] = partial
             self._partial = partial = full
         more = min(len(partial) - have, len(data) - taken)
@@ -219,10 +238,8 @@ class FrameReader:
             if self._have < 7:
                 return frames
             size = _unpack_size(partial, 3)[0]
-            if frame_max and size + 8 > frame_max:
-                self._error = frame_error(
-                    f"frame of {size + 8} octets exceeds frame_max {frame_max}"
-                )
+            if frame_max and size > frame_max:
+                self._error = _frame_too_large(partial[0], size, frame_max)
                 return [(-1, self._error)]
             if self._have < size + 8:
                 return frames
@@ -233,8 +250,9 @@ class FrameReader:
         else:
             sources = (self._buf,)
         methods = _METHODS_BY_INDEX
-        # frame_max counts the 8 octets of framing; 0 means no limit (spec 4.2.3)
-        max_payload = frame_max - 8 if frame_max else 0xFFFFFFFF
+        # frame_max counts the 8 octets of framing (spec 4.2.3), but RabbitMQ
+        # accepts a payload of up to frame_max itself, and so do we; 0: no limit.
+        max_payload = frame_max if frame_max else 0xFFFFFFFF
         intact = False  # set when an error leaves the framing itself readable
         pos = 0
         for buf in sources:
@@ -250,9 +268,7 @@ class FrameReader:
                         frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
                         index = -1
                     if size > max_payload:
-                        raise frame_error(
-                            f"frame of {size + 8} octets exceeds frame_max {frame_max}"
-                        )
+                        raise _frame_too_large(frame_type, size, frame_max)
                     stop = pos + 7 + size
                     if stop >= end:
                         break

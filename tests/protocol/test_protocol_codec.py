@@ -4,6 +4,7 @@ import datetime
 import decimal
 
 import pytest
+from sized_frames import sized_frame
 
 from protocol import methods as m
 from protocol.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER, ReplyCode
@@ -349,3 +350,58 @@ def test_a_cut_frame_is_completed_without_moving_it():
     # bytearray, never copied into another
     assert len(partials) == 1
     assert frames[-1].payload == body
+
+
+# -- frame_max at its boundary: RabbitMQ accepts a payload of frame_max octets --
+
+
+def _feed_cut(reader, data, cut):
+    """Feed `data` whole or in two pieces, reading after each; all frames read."""
+    frames = []
+    pieces = [data] if cut is None else [data[:cut], data[cut:]]
+    for piece in pieces:
+        reader.feed(piece)
+        frames.extend(reader.read_frames())
+    return frames
+
+
+_CUTS = {"whole": None, "in the frame header": 3, "after the frame header": 7,
+         "in the payload": 100, "before the frame-end": -1}
+
+
+@pytest.mark.parametrize("cut", list(_CUTS))
+@pytest.mark.parametrize("frame_type", [1, 2, 3])
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_payload_of_exactly_frame_max_is_accepted(frame_max, frame_type, cut):
+    """RabbitMQ 3.10 refuses a frame only when its payload exceeds frame_max
+    (frame_max - 8 + its 8-octet FRAME_SIZE_FUDGE), whatever the frame type:
+    a frame of frame_max + 8 octets passes (probed, frame_max 4096 and 131072)."""
+    for size in (frame_max - 8, frame_max - 7, frame_max):
+        data = sized_frame(frame_type, size)
+        [got] = _feed_cut(FrameReader(frame_max), data, _CUTS[cut])
+        assert type(got) is {1: MethodFrame, 2: HeaderFrame, 3: BodyFrame}[frame_type]
+        if frame_type == 3:
+            assert len(got.payload) == size
+
+
+@pytest.mark.parametrize("cut", list(_CUTS))
+@pytest.mark.parametrize("frame_type", [1, 2, 3])
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_payload_over_frame_max_is_501_in_rabbitmqs_words(frame_max, frame_type, cut):
+    reader = FrameReader(frame_max)
+    data = sized_frame(frame_type, frame_max + 1)
+    with pytest.raises(ConnectionException) as info:
+        _feed_cut(reader, data, _CUTS[cut])
+    assert info.value.reply_code == 501
+    # RabbitMQ: "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}"
+    # (the broker puts the code's name in front, as for every reply text)
+    assert info.value.reply_text == (
+        f"type {frame_type}, all octets = <<>>: "
+        f"{{frame_too_large,{frame_max + 1},{frame_max - 8}}}"
+    )
+    assert reader.failed and reader._have <= 7  # refused before the payload was copied
+
+
+def test_frame_max_zero_is_no_limit():
+    [got] = decode_all(sized_frame(3, 300_000), 0)
+    assert len(got.payload) == 300_000

@@ -1,9 +1,11 @@
 """The connection state machine, both roles, driven by real bytes."""
 
 import pytest
+from sized_frames import body_frame, header_frame, prefix_for, sized_frame
 
 from protocol import methods as m
 from protocol.connection import (
+    MAX_BODY_SIZE,
     Command,
     Connection,
     ConnectionState,
@@ -614,3 +616,219 @@ def test_receive_basic_ack_before_open():
     client = Connection(Role.CLIENT)
     client.send_protocol_header()
     assert client.receive_basic_ack(encode_method_frame(1, m.BasicAck(delivery_tag=1))) is None
+
+
+# -- a message still arriving on a channel that is being closed ----------------
+#
+# The peer may have the rest of a message on the wire when we close its channel
+# (406 for an oversized message, or any channel error raised by an earlier
+# message of the same read). Those frames must be read and dropped, and only on
+# that channel: RabbitMQ 3.10 closes the channel and the connection goes on.
+
+_PUBLISH = encode_method_frame(1, m.BasicPublish(exchange="", routing_key="q"))
+
+
+def _server_with_channels(*numbers):
+    client, server = open_pair()
+    for number in numbers:
+        open_channel(client, server, number)
+    return client, server
+
+
+def _reopen_and_publish(client, server, channel=1):
+    open_channel(client, server, channel)
+    [command] = server.receive_data(
+        client.send(channel, m.BasicPublish(routing_key="q"), b"\x00\x00", b"again")
+    )
+    assert command == Command(channel, m.BasicPublish(routing_key="q"), b"\x00\x00", b"again")
+
+
+@pytest.mark.parametrize("body_size", [MAX_BODY_SIZE + 1, 2**63, 2**64 - 1])
+def test_body_frames_in_flight_after_a_406_are_dropped(body_size):
+    client, server = _server_with_channels(1, 2)
+    [failure] = server.receive_data(_PUBLISH + header_frame(1, body_size))
+    assert failure.channel == 1 and failure.error.reply_code == 406
+    assert not failure.error.closes_connection
+    assert failure.error.reply_text == (
+        f"PRECONDITION_FAILED - message size {body_size} is larger than configured "
+        f"max size {MAX_BODY_SIZE}"
+    )
+    server.send(1, m.ChannelClose(406, failure.error.reply_text, 60, 40))
+    # body frames the client wrote before it saw our channel.close, in several
+    # reads, mixed with work on channel 2
+    for _ in range(3):
+        assert server.receive_data(body_frame(1, b"x" * 4000) * 8) == []
+        assert server.receive_data(client.send(2, m.BasicQos(prefetch_count=1))) == [
+            Command(2, m.BasicQos(prefetch_count=1))
+        ]
+    assert server.state is ConnectionState.OPEN
+    # the client gives up on the message and answers our close
+    [ok] = server.receive_data(client.send(1, m.ChannelCloseOk()))
+    assert ok == Command(1, m.ChannelCloseOk())
+    assert 1 not in server.open_channels and not server.receiving_content
+    _reopen_and_publish(client, server)
+
+
+def test_a_406_body_sent_in_full_is_dropped_then_the_channel_closes():
+    client, server = _server_with_channels(1)
+    size = MAX_BODY_SIZE + 1
+    [failure] = server.receive_data(_PUBLISH + header_frame(1, size))
+    server.send(1, m.ChannelClose(406, failure.error.reply_text, 60, 40))
+    chunk = body_frame(1, b"x" * 131064) * 16
+    sent = 0
+    while sent + 16 * 131064 <= size:
+        assert server.receive_data(chunk) == []
+        sent += 16 * 131064
+    last = size - sent
+    while last:
+        n = min(last, 131064)
+        assert server.receive_data(body_frame(1, b"y" * n)) == []
+        last -= n
+    assert not server.receiving_content
+    # a whole message after it, still before close-ok: ignored as well
+    assert server.receive_data(
+        client.send(1, m.BasicPublish(routing_key="q"), b"\x00\x00", b"late")) == []
+    [ok] = server.receive_data(client.send(1, m.ChannelCloseOk()))
+    assert ok == Command(1, m.ChannelCloseOk())
+    _reopen_and_publish(client, server)
+
+
+_WHOLE = encode_content_frames(1, m.BasicPublish(exchange="", routing_key="q"), b"\x00\x00",
+                               b"0123456789", 131072)
+_SPLITS = {
+    "after the method": len(_PUBLISH),
+    "after the header": len(_WHOLE) - 18,
+    "in the body": len(_WHOLE) - 6,
+}
+
+
+@pytest.mark.parametrize("split", list(_SPLITS))
+def test_the_rest_of_a_message_after_we_closed_its_channel_is_dropped(split):
+    """A channel error raised by one message (404 no exchange, say) while the
+    next is half received: its header and body still arrive after our close."""
+    client, server = _server_with_channels(1, 2)
+    cut = _SPLITS[split]
+    first, *rest = server.receive_data(_WHOLE + _WHOLE[:cut])
+    assert first.body == b"0123456789" and rest == []
+    assert server.receiving_content
+    server.send(1, m.ChannelClose(404, "NOT_FOUND - no exchange 'x' in vhost '/'", 60, 40))
+    assert server.receive_data(_WHOLE[cut:]) == []
+    assert not server.receiving_content
+    assert server.receive_data(client.send(2, m.BasicQos())) == [Command(2, m.BasicQos())]
+    [ok] = server.receive_data(client.send(1, m.ChannelCloseOk()))
+    assert ok == Command(1, m.ChannelCloseOk())
+    _reopen_and_publish(client, server)
+
+
+def test_a_message_left_unfinished_by_close_ok_is_dropped():
+    """The peer answers our channel.close without sending the rest of the message
+    (it saw the close first): the message is dropped with the channel."""
+    client, server = _server_with_channels(1)
+    server.receive_data(_PUBLISH + header_frame(1, 100) + body_frame(1, b"x" * 10))
+    server.send(1, m.ChannelClose(404, "NOT_FOUND", 60, 40))
+    [ok] = server.receive_data(client.send(1, m.ChannelCloseOk()))
+    assert ok == Command(1, m.ChannelCloseOk())
+    assert not server.receiving_content
+    _reopen_and_publish(client, server)
+
+
+def test_the_frames_of_a_closing_channel_are_still_framed():
+    """Dropping a message is not dropping the rules: a body frame with no message
+    on a closing channel is still 505, as RabbitMQ answers (probed)."""
+    client, server = _server_with_channels(1)
+    server.send(1, m.ChannelClose(404, "NOT_FOUND", 60, 40))
+    [failure] = server.receive_data(body_frame(1, b"zz"))
+    assert failure.error.reply_code == 505
+    client, server = _server_with_channels(1)
+    server.send(1, m.ChannelClose(404, "NOT_FOUND", 60, 40))
+    [failure] = server.receive_data(header_frame(1, 2))
+    assert failure.error.reply_code == 505
+
+
+def test_a_delivery_in_flight_when_the_client_closes_its_channel():
+    """Client role, the same thing: a consumer closes its channel while the
+    server is in the middle of writing a delivery on it."""
+    client, server = _server_with_channels(1)
+    delivery = server.send(
+        1, m.BasicDeliver(consumer_tag="c", delivery_tag=1, exchange="", routing_key="q"),
+        b"\x00\x00", b"payload",
+    )
+    assert client.receive_data(delivery[:-15]) == []  # method + header, body still due
+    server.receive_data(client.send(1, m.ChannelClose(200, "bye")))
+    assert client.receive_data(delivery[-15:]) == []
+    [ok] = client.receive_data(server.send(1, m.ChannelCloseOk()))
+    assert ok == Command(1, m.ChannelCloseOk())
+    assert client.state is ConnectionState.OPEN and not client.receiving_content
+
+
+@pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])
+def test_a_message_in_progress_is_dropped_when_the_connection_closes(role):
+    """After connection.close only close and close-ok count (spec 4.2.3): the
+    end of a message that was arriving does not come out as a Command."""
+    client, server = _server_with_channels(1)
+    if role is Role.SERVER:
+        us = server
+        whole = client.send(1, m.BasicPublish(routing_key="q"), b"\x00\x00", b"late body")
+    else:
+        us = client
+        whole = server.send(
+            1, m.BasicDeliver(consumer_tag="c", delivery_tag=1, exchange="", routing_key="q"),
+            b"\x00\x00", b"late body",
+        )
+    assert us.receive_data(whole[:-17]) == []
+    assert us.receiving_content
+    us.send(0, m.ConnectionClose(320, "CONNECTION_FORCED - shutdown"))
+    assert not us.receiving_content
+    assert us.receive_data(whole[-17:]) == []
+    [ok] = us.receive_data(encode_method_frame(0, m.ConnectionCloseOk()))
+    assert isinstance(ok.method, m.ConnectionCloseOk) and us.state is ConnectionState.CLOSED
+
+
+def test_a_message_in_progress_is_dropped_when_the_peer_closes_the_connection():
+    client, server = _server_with_channels(1)
+    whole = client.send(1, m.BasicPublish(routing_key="q"), b"\x00\x00", b"late body")
+    assert server.receive_data(whole[:-17]) == []
+    [close] = server.receive_data(client.send(0, m.ConnectionClose(200, "bye")))
+    assert isinstance(close.method, m.ConnectionClose)
+    assert not server.receiving_content
+
+
+# -- frame_max at its boundary ----------------------------------------------
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_body_frames_of_frame_max_octets_are_accepted(frame_max):
+    """Some clients fill body frames to frame_max octets of payload (frame_max + 8
+    on the wire); RabbitMQ accepts them, so do we. One octet more is 501."""
+    client, server = open_pair(frame_max=frame_max)
+    open_channel(client, server)
+    body = bytes(range(256)) * (frame_max // 128) + b"!"  # two full frames and one octet
+    data = _PUBLISH + header_frame(1, len(body))
+    data += body_frame(1, body[:frame_max]) + body_frame(1, body[frame_max:-1])
+    data += body_frame(1, body[-1:])
+    [command] = server.receive_data(data)
+    assert command.body == body
+    # the same, a byte at a time (every cut of the frame-max frame)
+    events = []
+    for i in range(len(data)):
+        events += server.receive_data(data[i : i + 1])
+    assert [e.body for e in events] == [body]
+    [failure] = server.receive_data(
+        _PUBLISH + header_frame(1, frame_max + 1) + body_frame(1, b"x" * (frame_max + 1))
+    )
+    assert failure.error.reply_code == 501 and failure.error.closes_connection
+    assert failure.error.reply_text == (
+        f"type 3, all octets = <<>>: {{frame_too_large,{frame_max + 1},{frame_max - 8}}}"
+    )
+
+
+@pytest.mark.parametrize("frame_type", [1, 2])
+def test_method_and_header_frames_of_frame_max_octets_are_accepted(frame_type):
+    client, server = open_pair(frame_max=4096)
+    open_channel(client, server)
+    events = server.receive_data(prefix_for(frame_type, 0) + sized_frame(frame_type, 4096))
+    assert [type(e.method) for e in events] == [
+        {1: m.QueueDeclare, 2: m.BasicPublish}[frame_type]
+    ]
+    [failure] = server.receive_data(prefix_for(frame_type, 0) + sized_frame(frame_type, 4097))
+    assert failure.error.reply_code == 501

@@ -5,6 +5,10 @@ Each case opens a connection and channel 1, sends the frames, and reads the
 connection.close RabbitMQ answers with. Skipped when the reference broker
 (amqp://guest:guest@127.0.0.1:5673/) is not running.
 
+`test_frame_max_boundary_as_rabbitmq` does the same at the frame_max boundary
+(frame_max 4096 and 131072, a payload of frame_max and of frame_max + 1
+octets), where RabbitMQ accepts the first and answers 501 to the second.
+
 Known, deliberate differences, not compared here (see docs/protocol.md): an
 unknown class or method (RabbitMQ drops the socket; we say 540), a body longer
 than its header announced (RabbitMQ does not answer; we say 505), and errors
@@ -15,9 +19,11 @@ import socket
 import time
 
 import pytest
+from sized_frames import prefix_for, sized_frame
 
 from protocol import methods as m
 from protocol.connection import (
+    Command,
     Connection,
     ProtocolFailure,
     Role,
@@ -82,8 +88,15 @@ CASES = {
 }
 
 
-def rabbitmq_answer(raw):
+def rabbitmq_answer(raw, frame_max=0):
     """(reply_code, class_id, method_id) of RabbitMQ's connection.close for raw."""
+    close = rabbitmq_reply(raw, frame_max, m.ConnectionClose)
+    return close.reply_code, close.class_id, close.method_id
+
+
+def rabbitmq_reply(raw, frame_max, *wanted):
+    """The first method of a `wanted` type RabbitMQ answers raw with, sent on a
+    connection with channel 1 open and frame_max negotiated (0: RabbitMQ's)."""
     with socket.create_connection(REFERENCE, timeout=5) as sock:
         conn = Connection(Role.CLIENT)
         pending = []
@@ -99,7 +112,7 @@ def rabbitmq_answer(raw):
         next_event()
         sock.sendall(conn.send(0, client_start_ok("guest", "guest")))
         tune = next_event().method
-        sock.sendall(conn.send(0, negotiate_tune(tune, heartbeat=0)))
+        sock.sendall(conn.send(0, negotiate_tune(tune, frame_max=frame_max, heartbeat=0)))
         sock.sendall(conn.send(0, m.ConnectionOpen()))
         next_event()
         sock.sendall(conn.send(1, m.ChannelOpen()))
@@ -112,26 +125,29 @@ def rabbitmq_answer(raw):
             assert data, "RabbitMQ closed the socket without connection.close"
             reader.feed(data)
             for frame in reader.read_frames():
-                if isinstance(frame, MethodFrame) and isinstance(frame.method, m.ConnectionClose):
-                    close = frame.method
-                    return close.reply_code, close.class_id, close.method_id
-    raise AssertionError("no connection.close from RabbitMQ")
+                if isinstance(frame, MethodFrame) and isinstance(frame.method, wanted):
+                    return frame.method
+    raise AssertionError(f"no {wanted} from RabbitMQ")
 
 
-def warren_answer(raw):
+def warren_events(raw, frame_max=131072):
     server = Connection(Role.SERVER)
     server.receive_data(PROTOCOL_HEADER)
     server.send(0, server_start())
     server.receive_data(encode_method_frame(0, client_start_ok("guest", "guest")))
     server.send(0, m.ConnectionTune(channel_max=2047, frame_max=131072, heartbeat=0))
     server.receive_data(
-        encode_method_frame(0, m.ConnectionTuneOk(2047, 131072, 0))
+        encode_method_frame(0, m.ConnectionTuneOk(2047, frame_max, 0))
         + encode_method_frame(0, m.ConnectionOpen())
     )
     server.send(0, m.ConnectionOpenOk())
     server.receive_data(encode_method_frame(1, m.ChannelOpen()))
     server.send(1, m.ChannelOpenOk())
-    events = server.receive_data(raw)
+    return server.receive_data(raw)
+
+
+def warren_answer(raw):
+    events = warren_events(raw)
     assert events and isinstance(events[-1], ProtocolFailure), events
     error = events[-1].error
     assert error.closes_connection
@@ -146,3 +162,28 @@ def test_same_reply_code_as_rabbitmq(case):
     assert ours[0] == theirs[0]
     if theirs[1]:  # where RabbitMQ names the method, we name the same one
         assert ours[1:] == theirs[1:]
+
+
+@pytest.mark.parametrize("over", [0, 1])
+@pytest.mark.parametrize("frame_type", [1, 2, 3])
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_frame_max_boundary_as_rabbitmq(frame_max, frame_type, over):
+    """A method, header or body frame whose payload is frame_max octets (the
+    frame is frame_max + 8) is accepted by RabbitMQ 3.10; one octet more is 501
+    with RabbitMQ's text. The machine answers the same, text included (the
+    broker puts "FRAME_ERROR - " in front, as RabbitMQ does)."""
+    size = frame_max + over
+    raw = prefix_for(frame_type, size) + sized_frame(frame_type, size)
+    raw += encode_method_frame(1, m.BasicQos(prefetch_count=1))  # answered if all went well
+    theirs = rabbitmq_reply(raw, frame_max, m.BasicQosOk, m.ConnectionClose)
+    events = warren_events(raw, frame_max)
+    if isinstance(theirs, m.BasicQosOk):
+        assert not over
+        assert not any(isinstance(e, ProtocolFailure) for e in events), events
+        assert events[-1] == Command(1, m.BasicQos(prefetch_count=1))
+    else:
+        assert over
+        error = events[-1].error
+        assert (error.reply_code, error.class_id, error.method_id) == (
+            theirs.reply_code, theirs.class_id, theirs.method_id)
+        assert "FRAME_ERROR - " + error.reply_text == theirs.reply_text

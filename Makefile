@@ -17,6 +17,7 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # make conformance URL=amqp://guest:guest@127.0.0.1:5673/  (no URL: an in-process Warren)
@@ -25,6 +26,7 @@ conformance: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis

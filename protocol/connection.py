@@ -277,7 +277,7 @@ class Connection:
         self._broken = False  # the peer's framing is broken: ignore all further bytes
         # Server role, during the handshake: frames that arrived behind a
         # handshake method, held until our answer to it has been sent.
-        self._held_frames: list[tuple] = []
+        self._held_frames: list[tuple[Any, ...]] = []
         self._last_sent: float | None = None
         self._last_received: float | None = None
 
@@ -596,7 +596,7 @@ class Connection:
                 )
             self._expect = ()
             if method_type is ConnectionTuneOk:
-                self._apply_tune_ok(method)  # type: ignore[arg-type]
+                self._apply_tune_ok(method)
                 self._expect = (ConnectionOpen,)
             elif method_type is ConnectionOpen:
                 self.virtual_host = method.virtual_host  # type: ignore[attr-defined]

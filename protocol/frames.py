@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from .constants import (
     FRAME_BODY,
@@ -218,7 +218,7 @@ class FrameReader:
             else:
                 raise raw[1]
 
-    def read_batch(self) -> list[tuple]:
+    def read_batch(self) -> list[tuple[Any, ...]]:
         """Every complete frame as a plain tuple, for the connection's hot loop.
 
         Items are ``(FRAME_METHOD, channel, method)``, ``(FRAME_HEADER, channel,
@@ -230,7 +230,7 @@ class FrameReader:
         """
         if self._error is not None:
             return [(-1, self._error)]
-        frames: list[tuple] = []
+        frames: list[tuple[Any, ...]] = []
         append = frames.append
         frame_max = self.frame_max
         partial = self._partial
@@ -297,8 +297,8 @@ class FrameReader:
                             raise
                         append((FRAME_METHOD, channel, method))
                     elif frame_type == FRAME_BODY:
-                        if buf is partial:
-                            with memoryview(buf) as view:
+                        if buf is partial:  # a bytearray: slice a view, copy once
+                            with memoryview(cast(bytearray, buf)) as view:
                                 append((FRAME_BODY, channel, bytes(view[start:stop])))
                         else:
                             append((FRAME_BODY, channel, buf[start:stop]))  # one copy
@@ -327,9 +327,9 @@ class FrameReader:
         # What is left of the chunk is the start of a frame: copy it, once, into
         # a bytearray of the frame's size (its header passed the frame_max check
         # in the loop above when it is complete).
-        buf = self._buf
+        buf = self._buf  # never the cut frame: that one was complete (checked above)
         rest = len(buf) - pos
-        if rest > 0 and buf is not partial:
+        if rest > 0:
             size = _unpack_size(buf, pos + 3)[0] + 8 if rest >= 7 else 7
             cut = bytearray(size)
             with memoryview(buf) as view:

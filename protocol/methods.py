@@ -7,7 +7,8 @@ with ``exec``, straight-line ``__init__``, ``encode_arguments`` and
 ``decode_arguments`` functions: consecutive fixed-size arguments are packed and
 unpacked with one precompiled ``struct.Struct``, strings are sliced directly out
 of the receive buffer, and there is no per-field dispatch at run time. Print
-``BasicPublish._source`` to read what was generated for a method.
+``BasicPublish._source`` to read what was generated for a method. Type checkers
+read `methods.pyi` instead, generated from the same `SPEC` by `protocol.stubgen`.
 
 Argument conventions (docs/internals.md):
 
@@ -494,70 +495,3 @@ def _build() -> None:
 
 
 _build()
-
-# Static names for readers, linters and type checkers; the classes themselves are
-# built by _build() above.
-ConnectionStart: type[Method]
-ConnectionStartOk: type[Method]
-ConnectionSecure: type[Method]
-ConnectionSecureOk: type[Method]
-ConnectionTune: type[Method]
-ConnectionTuneOk: type[Method]
-ConnectionOpen: type[Method]
-ConnectionOpenOk: type[Method]
-ConnectionClose: type[Method]
-ConnectionCloseOk: type[Method]
-ConnectionBlocked: type[Method]
-ConnectionUnblocked: type[Method]
-ConnectionUpdateSecret: type[Method]
-ConnectionUpdateSecretOk: type[Method]
-ChannelOpen: type[Method]
-ChannelOpenOk: type[Method]
-ChannelFlow: type[Method]
-ChannelFlowOk: type[Method]
-ChannelClose: type[Method]
-ChannelCloseOk: type[Method]
-ExchangeDeclare: type[Method]
-ExchangeDeclareOk: type[Method]
-ExchangeDelete: type[Method]
-ExchangeDeleteOk: type[Method]
-ExchangeBind: type[Method]
-ExchangeBindOk: type[Method]
-ExchangeUnbind: type[Method]
-ExchangeUnbindOk: type[Method]
-QueueDeclare: type[Method]
-QueueDeclareOk: type[Method]
-QueueBind: type[Method]
-QueueBindOk: type[Method]
-QueuePurge: type[Method]
-QueuePurgeOk: type[Method]
-QueueDelete: type[Method]
-QueueDeleteOk: type[Method]
-QueueUnbind: type[Method]
-QueueUnbindOk: type[Method]
-BasicQos: type[Method]
-BasicQosOk: type[Method]
-BasicConsume: type[Method]
-BasicConsumeOk: type[Method]
-BasicCancel: type[Method]
-BasicCancelOk: type[Method]
-BasicPublish: type[Method]
-BasicReturn: type[Method]
-BasicDeliver: type[Method]
-BasicGet: type[Method]
-BasicGetOk: type[Method]
-BasicGetEmpty: type[Method]
-BasicAck: type[Method]
-BasicReject: type[Method]
-BasicRecoverAsync: type[Method]
-BasicRecover: type[Method]
-BasicRecoverOk: type[Method]
-BasicNack: type[Method]
-ConfirmSelect: type[Method]
-ConfirmSelectOk: type[Method]
-TxSelect: type[Method]
-TxSelectOk: type[Method]
-TxCommit: type[Method]
-TxCommitOk: type[Method]
-TxRollback: type[Method]
-TxRollbackOk: type[Method]

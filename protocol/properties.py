@@ -272,6 +272,7 @@ def delivery_mode_of(raw: Any) -> int | None:
             off += 1 + raw[off]
         if flags & 0x2000:
             off += 4 + ((raw[off] << 24) | (raw[off + 1] << 16) | (raw[off + 2] << 8) | raw[off + 3])
-        return raw[off]
+        mode: int = raw[off]
+        return mode
     except IndexError:
         raise syntax_error("truncated content properties", 60) from None

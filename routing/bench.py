@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     topo.declare_exchange("bench", "topic")
     for q in range(1000):
         topo.add_queue(f"q{q}")
-    patterns = []
+    patterns: list[tuple[list[str], str]] = []
     while len(patterns) < args.bindings:
         pattern = _pattern(rng, args.star, args.hash)
         queue = f"q{rng.randrange(1000)}"

@@ -66,7 +66,7 @@ class ExchangeDecl:
         ae = self.arguments.get("alternate-exchange")
         return ae if isinstance(ae, str) else None
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return ("exchange", self.name)
 
 
@@ -80,7 +80,7 @@ class QueueDecl:
     arguments: dict[str, Any] = field(default_factory=dict)
     origin: SourceInfo = _info()
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return ("queue", self.name)
 
 
@@ -95,7 +95,7 @@ class BindingDecl:
     arguments: dict[str, Any] = field(default_factory=dict)
     origin: SourceInfo = _info()
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return (
             "binding",
             self.source,
@@ -132,11 +132,11 @@ class TopologyConfig:
     def same_topology(self, other: TopologyConfig) -> bool:
         """Equal declarations, whatever their order (e.g. after a JSON round trip)."""
 
-        def canon(cfg: TopologyConfig) -> list[tuple]:
+        def canon(cfg: TopologyConfig) -> list[tuple[Any, ...]]:
             out = []
             for d in cfg.declarations:
                 if isinstance(d, ExchangeDecl):
-                    extra: tuple = (d.type, d.durable, d.auto_delete, d.internal)
+                    extra: tuple[Any, ...] = (d.type, d.durable, d.auto_delete, d.internal)
                 elif isinstance(d, QueueDecl):
                     extra = (d.durable, d.auto_delete)
                 else:

@@ -59,7 +59,8 @@ def _field_end(buf: bytes, offset: int) -> int:
         return offset + 1 + size
     # S, x, A, F: a 4-byte length, then that many bytes. (The properties
     # were decoded once already, so they are well formed.)
-    return offset + 5 + _u32.unpack_from(buf, offset + 1)[0]
+    length: int = _u32.unpack_from(buf, offset + 1)[0]
+    return offset + 5 + length
 
 
 def _headers_offset(raw: bytes) -> int | None:

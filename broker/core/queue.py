@@ -480,8 +480,8 @@ class Queue:
         # (`now` is the publish time when called from enqueue: a TTL of 0
         # still reaches a consumer ready at that moment.)
         expiring = self._may_expire
-        if expiring and now is None:
-            now = time.monotonic()
+        if now is None:
+            now = time.monotonic() if expiring else 0.0
         while ready and refused < count:
             consumer = consumers[0]
             if count > 1:

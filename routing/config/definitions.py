@@ -109,7 +109,7 @@ def _warn(message: str) -> None:
     warnings.warn(message, DefinitionsWarning, stacklevel=4)
 
 
-def _nested_argument(item: dict) -> str | None:
+def _nested_argument(item: dict[str, Any]) -> str | None:
     """Why ``item`` cannot be written in the language (an argument that is a
     table or an array), or None."""
     args = item.get("arguments")
@@ -149,23 +149,23 @@ def from_definitions(
         if not isinstance(item, dict):
             problems.append(f"{where}: expected an object, got {type(item).__name__}")
             return False
-        return item.get("vhost", vhost) == vhost
+        return bool(item.get("vhost", vhost) == vhost)
 
-    def text(item: dict, key: str, where: str, default: str | None = None) -> str:
+    def text(item: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
         value = item.get(key, default)
         if not isinstance(value, str):
             problems.append(f"{where}.{key}: expected a string, got {value!r}")
             return ""
         return value
 
-    def flag(item: dict, key: str, where: str) -> bool:
+    def flag(item: dict[str, Any], key: str, where: str) -> bool:
         value = item.get(key, False)
         if not isinstance(value, bool):
             problems.append(f"{where}.{key}: expected true or false, got {value!r}")
             return False
         return value
 
-    def arguments(item: dict, where: str) -> dict[str, Any]:
+    def arguments(item: dict[str, Any], where: str) -> dict[str, Any]:
         args = item.get("arguments") or {}
         if not isinstance(args, dict):
             problems.append(f"{where}.arguments: expected an object, got {args!r}")

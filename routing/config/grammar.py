@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyparsing as pp
@@ -131,7 +132,7 @@ def _keyword(word: str) -> pp.ParserElement:
 
 
 def _build() -> pp.ParserElement:
-    def token(quoted: bool):  # a parse action factory
+    def token(quoted: bool) -> Callable[[str, int, pp.ParseResults], Token]:  # an action factory
         def action(s: str, loc: int, toks: pp.ParseResults) -> Token:
             end = loc
             if quoted:
@@ -207,7 +208,7 @@ def parse_statement(text: str, chunk: Chunk) -> ParsedStatement:
     """Parse one statement; raises ``pp.ParseException`` (offsets within the chunk)."""
     source = text[chunk.start : chunk.end]
     if chunk.comment_spans:
-        pieces = []
+        pieces: list[str] = []
         at = 0
         for start, end in chunk.comment_spans:
             start, end = start - chunk.start, min(end, chunk.end) - chunk.start
@@ -228,7 +229,7 @@ def parse_statement(text: str, chunk: Chunk) -> ParsedStatement:
         return _relocate(item, base)
 
     keyword = Token(results["keyword"], base, False, len(results["keyword"]))
-    kind = results.get("kind")
+    kind = results["kind"] if "kind" in results else None
     stmt = ParsedStatement(
         keyword=keyword,
         name=_relocate(results["name"], base),

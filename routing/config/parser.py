@@ -532,7 +532,7 @@ def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) ->
             else:
                 table[decl.name] = decl
     known_exchanges = set(exchanges) | BUILTIN_NAMES
-    seen_bindings: dict[tuple, BindingDecl] = {}
+    seen_bindings: dict[tuple[Any, ...], BindingDecl] = {}
 
     def unknown_exchange(tok: Token, what: str) -> None:
         ctx.at(

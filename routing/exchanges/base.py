@@ -77,7 +77,7 @@ def _freeze(value: Any) -> Any:
     return ("?", repr(value))
 
 
-def freeze_arguments(arguments: Mapping[str, Any] | None) -> tuple:
+def freeze_arguments(arguments: Mapping[str, Any] | None) -> tuple[Any, ...]:
     """A hashable, order-independent key for a binding's arguments table.
 
     RabbitMQ tells bindings apart by source, destination, routing key and
@@ -101,6 +101,8 @@ class Binding:
     destination: Destination
     routing_key: str
     arguments: Mapping[str, Any]
+    _key: tuple[Any, ...]
+    _hash: int
 
     def __init__(
         self,

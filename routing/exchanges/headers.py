@@ -102,7 +102,9 @@ class _Pattern:
 
     __slots__ = ("binding", "match_all", "pairs")
 
-    def __init__(self, binding: Binding | None, match_all: bool, pairs: tuple) -> None:
+    def __init__(
+        self, binding: Binding | None, match_all: bool, pairs: tuple[Any, ...]
+    ) -> None:
         self.binding = binding
         self.match_all = match_all
         self.pairs = pairs
@@ -203,7 +205,11 @@ class HeadersExchange(Exchange):
             return EMPTY
         if headers is None:
             headers = {}
-        out = {p.binding.destination for p in self._patterns.values() if _matches(p, headers)}
+        out = {
+            p.binding.destination
+            for p in self._patterns.values()
+            if p.binding is not None and _matches(p, headers)
+        }
         return frozenset(out) if out else EMPTY
 
     def route_keys(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from typing import Any
 
 from broker.core.message import Message
 from broker.core.vhost import VHost
@@ -28,7 +29,9 @@ def _messages(count: int, expiration: str | None) -> list[Message]:
     return [Message("", "q", props, b"x" * 16) for _ in range(count)]
 
 
-def _enqueue(vhost: VHost, name: str, arguments: dict, messages: list[Message]) -> float:
+def _enqueue(
+    vhost: VHost, name: str, arguments: dict[str, Any], messages: list[Message]
+) -> float:
     queue = vhost.declare_queue(None, name, arguments=arguments)
     gc.collect()
     start = time.perf_counter()
@@ -53,7 +56,7 @@ def main() -> None:
     count = parser.parse_args().count
     vhost = VHost()
     vhost.declare_queue(None, "dead")
-    rows = [
+    rows: list[tuple[str, str, dict[str, Any], str | None]] = [
         ("no TTL", "plain", {}, None),
         ("x-message-ttl", "ttl", {"x-message-ttl": 3_600_000}, None),
         ("expiration property", "own", {}, "3600000"),

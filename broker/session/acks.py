@@ -82,14 +82,6 @@ class Acknowledgements:
         restored.update(taken)
         self.unacked = dict(sorted(restored.items()))
 
-    def ack_one(self, delivery: Delivery) -> None:
-        """The common case, one basic.ack of one delivery: settle it, no grouping."""
-        delivery.queue.ack(delivery.entry)
-        consumer = delivery.consumer
-        if consumer is not None:
-            consumer.unacked_count -= 1
-            self.consumer_unacked -= 1
-
     def settle(self, taken: Taken, requeue: bool | None) -> set[Queue]:
         """Finish deliveries: `requeue=None` is an ack, False drops (or
         dead-letters), True requeues. Returns the queues whose consumers got

@@ -28,7 +28,7 @@ from broker.core.queue import Queue
 from broker.core.vhost import VHost
 from broker.session.acks import Acknowledgements, Taken
 from broker.session.confirms import PublisherConfirms, confirm_methods
-from broker.session.consumers import Consumer
+from broker.session.consumers import Consumer, Delivery
 from broker.session.output import Output
 from broker.session.transactions import Transaction
 from broker.storage.journal import Journal
@@ -106,9 +106,12 @@ class Channel:
 
     def deliver(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
         acks = self.acks
-        tag = acks.next_delivery_tag()
+        tag = acks.next_tag  # inline `next_delivery_tag()`: once per message
+        acks.next_tag = tag + 1
         if not consumer.no_ack:
-            acks.record(tag, queue, entry, consumer)
+            acks.unacked[tag] = Delivery(queue, entry, consumer)
+            consumer.unacked_count += 1
+            acks.consumer_unacked += 1
         message = entry.message
         self.output.write(
             encode_basic_deliver(
@@ -526,12 +529,15 @@ class Channel:
         elif len(taken) == 1:
             # The common case, one basic.ack of one delivery: no grouping.
             delivery = taken[0][1]
-            self.acks.ack_one(delivery)
-            if delivery.consumer is not None:
+            delivery.queue.ack(delivery.entry)
+            consumer = delivery.consumer
+            if consumer is not None:
+                consumer.unacked_count -= 1
+                self.acks.consumer_unacked -= 1
                 if self.global_prefetch:
                     self.dispatch_all()
                 else:
-                    delivery.consumer.queue.dispatch()
+                    consumer.queue.dispatch()
         else:
             self._settle(taken, requeue=None)
 

@@ -184,7 +184,7 @@ def _syntax_message(line: str) -> str:
             f"{key!r} is not a key: keys are words of letters, digits, '_' and '-' joined "
             "by dots (write '\\.' for a dot inside a word)"
         )
-    if line.split()[0] == "include":
+    if line.split()[:1] == ["include"]:
         return f"include takes one path of letters, digits and _ - . * /: {shown!r}"
     return f"expected 'key = value', got {shown!r}"
 

@@ -190,10 +190,18 @@ def _unknown(entry: Entry) -> Problem:
     elif _is_rabbitmq_key(entry.key):
         message = "a RabbitMQ setting that Warren does not have (docs/settings.md lists them)"
     else:
-        names = [k.pattern.replace("$name", entry.key[-1]) for k in KEYS]
+        names = [_spell(k, entry.key) for k in KEYS]
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
         message = "unknown key" + (f"; did you mean {close[0]}?" if close else "")
     return Problem(entry.path, entry.line, name, message)
+
+
+def _spell(key: Key, parts: tuple[str, ...]) -> str:
+    """A pattern with each ``$name`` spelled as the unknown key has it there (or NAME)."""
+    return ".".join(
+        (parts[i] if i < len(parts) else "NAME") if p.startswith("$") else p
+        for i, p in enumerate(key.parts)
+    )
 
 
 def _resolve_path(entry: Entry, value: str, directory: bool) -> str:
@@ -301,13 +309,11 @@ def _list(c: _Collector, prefix: str, what: str, *, none_key: str | None = None)
                 )
             )
         return ()
-    if not items:
-        return None
+    if not items or not all(_valid(value) for _, value in items):
+        return None  # (an invalid item's problem is already reported)
     seen: dict[Any, Entry] = {}
     result = []
     for entry, value in items:
-        if not _valid(value):
-            continue
         if value in seen:
             c.problems.append(
                 Problem(entry.path, entry.line, entry.name, f"the same {what} as {seen[value].name} ({seen[value].where})")

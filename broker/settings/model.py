@@ -1,0 +1,390 @@
+"""`Settings`: the typed, frozen result of reading a ``rabbitmq.conf``.
+
+Field names follow RabbitMQ's keys, dots made underscores
+(``listeners.tcp.*`` -> ``listeners_tcp``, ``management.tcp.port`` ->
+``management_tcp.port``); Warren's own ``warren.X`` keys drop the prefix
+(``warren.data_dir`` -> ``data_dir``). Defaults are RabbitMQ 3.10's.
+
+Every instance is valid: ``__post_init__`` checks types and ranges, so
+`Settings.with_overrides` (command-line options over the file) cannot build
+one that the file could not have. Checks that need the file system (that a
+certificate file is readable) are made when a file is read, not here.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal, get_args
+
+from broker.settings.values import Listener, check_int, parse_ip
+
+__all__ = [
+    "AUTH_MECHANISMS",
+    "AbsoluteLimit",
+    "HTTPListener",
+    "HTTPSListener",
+    "LOG_LEVELS",
+    "Listener",
+    "LogLevel",
+    "Permissions",
+    "RelativeLimit",
+    "Settings",
+    "TLSOptions",
+    "TLS_VERSIONS",
+]
+
+Verify = Literal["verify_none", "verify_peer"]
+TLSVersion = Literal["tlsv1.3", "tlsv1.2"]
+CertLoginFrom = Literal["distinguished_name", "common_name"]
+LogLevel = Literal[
+    "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency", "none"
+]
+
+#: What ``ssl_options.versions.N`` may name (RabbitMQ also has tlsv1 and tlsv1.1).
+TLS_VERSIONS: Final[tuple[str, ...]] = get_args(TLSVersion)
+#: The SASL mechanisms Warren offers (``auth_mechanisms.N``).
+AUTH_MECHANISMS: Final = ("PLAIN", "AMQPLAIN", "EXTERNAL")
+#: RabbitMQ's log levels (``log.console.level``), most verbose first.
+LOG_LEVELS: Final[tuple[str, ...]] = get_args(LogLevel)
+
+MAX_FRAME_MAX: Final = 2**31 - 1
+MIN_FRAME_MAX: Final = 4096  # RabbitMQ 3.10's ?FRAME_MIN_SIZE
+MAX_MESSAGE_SIZE: Final = 512 * 1024 * 1024  # RabbitMQ's max_message_size validator
+
+
+def _fail(name: str, message: str) -> None:
+    raise ValueError(f"{name}: {message}")
+
+
+def _check_type(name: str, value: object, *types: type) -> None:
+    if isinstance(value, bool) and bool not in types:
+        _fail(name, f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
+    if not isinstance(value, types):
+        _fail(name, f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    _check_type(name, value, int)
+    assert isinstance(value, int)
+    try:
+        check_int(value, low, high)
+    except ValueError as error:
+        _fail(name, str(error))
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(name, f"expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_str_tuple(name: str, value: object, *, allow_empty: bool = True) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        _fail(name, f"expected a tuple of non-empty strings, got {value!r}")
+    assert isinstance(value, tuple)
+    if len(set(value)) != len(value):
+        _fail(name, f"lists the same name twice: {value!r}")
+    if not allow_empty and not value:
+        _fail(name, "must not be empty")
+
+
+def _check_optional_path(name: str, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        _fail(name, f"expected a path or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """``ssl_options.*``: the TLS listeners' certificate and client checks."""
+
+    cacertfile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    verify: Verify = "verify_none"
+    fail_if_no_peer_cert: bool = False
+    versions: tuple[TLSVersion, ...] = ("tlsv1.3", "tlsv1.2")
+
+    def __post_init__(self) -> None:
+        for name in ("cacertfile", "certfile", "keyfile"):
+            _check_optional_path(f"ssl_options.{name}", getattr(self, name))
+        _check_choice("ssl_options.verify", self.verify, ("verify_none", "verify_peer"))
+        _check_type("ssl_options.fail_if_no_peer_cert", self.fail_if_no_peer_cert, bool)
+        _check_str_tuple("ssl_options.versions", self.versions, allow_empty=False)
+        for version in self.versions:
+            _check_choice("ssl_options.versions", version, TLS_VERSIONS)
+        if self.fail_if_no_peer_cert and self.verify != "verify_peer":
+            _fail(
+                "ssl_options.fail_if_no_peer_cert",
+                "true needs ssl_options.verify = verify_peer (without it no client "
+                "certificate is asked for; Erlang's TLS refuses the combination too)",
+            )
+        if self.verify == "verify_peer" and self.cacertfile is None:
+            _fail(
+                "ssl_options.verify",
+                "verify_peer needs ssl_options.cacertfile, the CA certificates that "
+                "client certificates are checked against",
+            )
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """``default_permissions.*``: regular expressions over resource names."""
+
+    configure: str = ".*"
+    write: str = ".*"
+    read: str = ".*"
+
+    def __post_init__(self) -> None:
+        for name in ("configure", "write", "read"):
+            pattern = getattr(self, name)
+            _check_type(f"default_permissions.{name}", pattern, str)
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                _fail(f"default_permissions.{name}", f"not a regular expression ({error}): {pattern!r}")
+
+
+@dataclass(frozen=True)
+class AbsoluteLimit:
+    """A limit in bytes (``disk_free_limit.absolute``, ``vm_memory_high_watermark.absolute``)."""
+
+    bytes: int
+
+    def __post_init__(self) -> None:
+        _check_int("bytes", self.bytes, 0)
+
+    def __str__(self) -> str:
+        return f"{self.bytes} bytes"
+
+
+@dataclass(frozen=True)
+class RelativeLimit:
+    """A limit relative to the machine's RAM (``*.relative``): free disk = fraction x RAM,
+    memory high watermark = fraction x RAM."""
+
+    fraction: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fraction, int) and not isinstance(self.fraction, bool):
+            object.__setattr__(self, "fraction", float(self.fraction))
+        _check_type("fraction", self.fraction, float)
+        if not 0.0 <= self.fraction < float("inf"):
+            _fail("fraction", f"expected a number of at least 0, got {self.fraction!r}")
+
+    def __str__(self) -> str:
+        return f"{self.fraction:g} x RAM"
+
+
+Limit = AbsoluteLimit | RelativeLimit
+
+
+@dataclass(frozen=True)
+class HTTPListener:
+    """``management.tcp.*``, ``prometheus.tcp.*``: ``ip`` None means every interface."""
+
+    port: int
+    ip: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("port", self.port, 0, 65535)
+        if self.ip is not None:
+            object.__setattr__(self, "ip", parse_ip(self.ip))
+
+    def __str__(self) -> str:
+        return str(Listener(self.ip, self.port))
+
+
+@dataclass(frozen=True)
+class HTTPSListener:
+    """``management.ssl.*``: an HTTPS listener needs a certificate and its key."""
+
+    port: int
+    certfile: str
+    keyfile: str
+    cacertfile: str | None = None
+    ip: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("management.ssl.port", self.port, 0, 65535)
+        for name in ("certfile", "keyfile"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                _fail(f"management.ssl.{name}", f"expected a path, got {value!r}")
+        _check_optional_path("management.ssl.cacertfile", self.cacertfile)
+        if self.ip is not None:
+            object.__setattr__(self, "ip", parse_ip(self.ip))
+
+    def __str__(self) -> str:
+        return str(Listener(self.ip, self.port))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a ``rabbitmq.conf`` can say to Warren, with RabbitMQ 3.10's defaults.
+
+    ``None`` stands for RabbitMQ's ``infinity`` (``handshake_timeout``,
+    ``connection_max``) and for "not set" (paths). ``origins`` maps each key
+    the file set to ``"file:line"``, for messages such as "listeners.tcp.1
+    (rabbitmq.conf:3): address already in use"; it takes no part in equality.
+    """
+
+    # AMQP listeners and TLS
+    listeners_tcp: tuple[Listener, ...] = (Listener(None, 5672),)
+    listeners_ssl: tuple[Listener, ...] = ()
+    ssl_options: TLSOptions = TLSOptions()
+    ssl_cert_login_from: CertLoginFrom = "distinguished_name"
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "AMQPLAIN")
+    # the user and vhost created on first start
+    default_user: str = "guest"
+    default_pass: str = field(default="guest", repr=False)
+    default_vhost: str = "/"
+    default_user_tags: tuple[str, ...] = ("administrator",)
+    default_permissions: Permissions = Permissions()
+    loopback_users: tuple[str, ...] = ("guest",)
+    # connections
+    handshake_timeout: int | None = 10_000
+    heartbeat: int = 60
+    frame_max: int = 131_072
+    channel_max: int = 2047
+    max_message_size: int = 134_217_728
+    connection_max: int | None = None
+    consumer_timeout: int = 1_800_000
+    # resources
+    disk_free_limit: Limit = AbsoluteLimit(50_000_000)
+    vm_memory_high_watermark: Limit = RelativeLimit(0.4)
+    # definitions, HTTP, logs
+    load_definitions: str | None = None
+    management_tcp: HTTPListener = HTTPListener(15672)
+    management_ssl: HTTPSListener | None = None
+    prometheus_tcp: HTTPListener = HTTPListener(15692)
+    log_console_level: LogLevel = "info"
+    # Warren's own keys (warren.*)
+    data_dir: str | None = None
+    origins: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("listeners_tcp", "listeners_ssl"):
+            listeners = getattr(self, name)
+            if not isinstance(listeners, tuple) or not all(isinstance(x, Listener) for x in listeners):
+                _fail(name, f"expected a tuple of Listener, got {listeners!r}")
+            if len(set(listeners)) != len(listeners):
+                _fail(name, f"lists the same address twice: {', '.join(map(str, listeners))}")
+        _check_type("ssl_options", self.ssl_options, TLSOptions)
+        if self.listeners_ssl and (self.ssl_options.certfile is None or self.ssl_options.keyfile is None):
+            _fail(
+                "listeners_ssl",
+                "a TLS listener needs ssl_options.certfile and ssl_options.keyfile",
+            )
+        _check_choice("ssl_cert_login_from", self.ssl_cert_login_from, ("distinguished_name", "common_name"))
+        _check_str_tuple("auth_mechanisms", self.auth_mechanisms, allow_empty=False)
+        for mechanism in self.auth_mechanisms:
+            _check_choice("auth_mechanisms", mechanism, AUTH_MECHANISMS)
+        for name in ("default_user", "default_pass", "default_vhost"):
+            value = getattr(self, name)
+            _check_type(name, value, str)
+            if not value:
+                _fail(name, "must not be empty")
+        _check_str_tuple("default_user_tags", self.default_user_tags)
+        _check_type("default_permissions", self.default_permissions, Permissions)
+        _check_str_tuple("loopback_users", self.loopback_users)
+        if self.handshake_timeout is not None:
+            _check_int("handshake_timeout", self.handshake_timeout, 1)
+        _check_int("heartbeat", self.heartbeat, 0, 65535)
+        _check_int("frame_max", self.frame_max, MIN_FRAME_MAX, MAX_FRAME_MAX)
+        _check_int("channel_max", self.channel_max, 0, 65535)
+        _check_int("max_message_size", self.max_message_size, 1, MAX_MESSAGE_SIZE)
+        if self.connection_max is not None:
+            _check_int("connection_max", self.connection_max, 0)
+        _check_int("consumer_timeout", self.consumer_timeout, 1)
+        _check_type("disk_free_limit", self.disk_free_limit, AbsoluteLimit, RelativeLimit)
+        _check_type("vm_memory_high_watermark", self.vm_memory_high_watermark, AbsoluteLimit, RelativeLimit)
+        _check_optional_path("load_definitions", self.load_definitions)
+        _check_type("management_tcp", self.management_tcp, HTTPListener)
+        if self.management_ssl is not None:
+            _check_type("management_ssl", self.management_ssl, HTTPSListener)
+        _check_type("prometheus_tcp", self.prometheus_tcp, HTTPListener)
+        _check_choice("log_console_level", self.log_console_level, LOG_LEVELS)
+        _check_optional_path("data_dir", self.data_dir)
+        if not isinstance(self.origins, MappingProxyType):
+            object.__setattr__(self, "origins", MappingProxyType(dict(self.origins)))
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced: command-line options over the file.
+
+        Field names as in this class (``heartbeat=30``,
+        ``listeners_tcp=(Listener("127.0.0.1", 5673),)``, ``data_dir="./data"``);
+        an unknown name is a TypeError, a bad value a ValueError, as in the
+        file. The overridden fields lose their ``origins`` entries' meaning,
+        so they are dropped from it.
+        """
+        names = {f.name for f in dataclasses.fields(self)} - {"origins"}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"Settings has no field {', '.join(unknown)}")
+        prefixes = {_KEY_PREFIXES.get(name, name) for name in changes}
+        origins = {
+            key: where
+            for key, where in self.origins.items()
+            if not any(key == p or key.startswith(p + ".") for p in prefixes)
+        }
+        return dataclasses.replace(self, origins=origins, **changes)
+
+    def to_lines(self) -> list[str]:
+        """What the broker will listen on and who may log in, one line each, for the log.
+
+        Never shows a password.
+        """
+        tls = self.ssl_options
+        lines = [f"amqp listener {listener}" for listener in self.listeners_tcp]
+        for listener in self.listeners_ssl:
+            client = (
+                f"verify_peer (cacertfile {tls.cacertfile}"
+                + (", fail_if_no_peer_cert" if tls.fail_if_no_peer_cert else "")
+                + ")"
+                if tls.verify == "verify_peer"
+                else "verify_none"
+            )
+            lines.append(
+                f"amqps listener {listener}: certfile {tls.certfile}, {client}, "
+                f"{'/'.join(tls.versions)}"
+            )
+        if not self.listeners_tcp and not self.listeners_ssl:
+            lines.append("no AMQP listener (listeners.tcp = none)")
+        lines.append(f"auth mechanisms {', '.join(self.auth_mechanisms)}")
+        loopback = ", ".join(self.loopback_users) if self.loopback_users else "none"
+        lines.append(
+            f"default user {self.default_user!r} on vhost {self.default_vhost!r}; "
+            f"loopback-only users: {loopback}"
+        )
+        lines.append(f"management http listener {self.management_tcp}")
+        if self.management_ssl is not None:
+            lines.append(
+                f"management https listener {self.management_ssl}: certfile "
+                f"{self.management_ssl.certfile}"
+            )
+        lines.append(f"prometheus http listener {self.prometheus_tcp}")
+        lines.append(f"data dir {self.data_dir}" if self.data_dir else "no data dir: nothing persists")
+        return lines
+
+    def describe(self) -> str:
+        """`to_lines` as one string, lines separated by "; "."""
+        return "; ".join(self.to_lines())
+
+
+#: Settings field -> the RabbitMQ key prefix its origins are recorded under.
+_KEY_PREFIXES: Final = {
+    "listeners_tcp": "listeners.tcp",
+    "listeners_ssl": "listeners.ssl",
+    "management_tcp": "management.tcp",
+    "management_ssl": "management.ssl",
+    "prometheus_tcp": "prometheus.tcp",
+    "log_console_level": "log.console.level",
+    "data_dir": "warren.data_dir",
+}

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from http_helpers import ServerThread
 
 from broker.management.http import (
     HttpApp,
@@ -888,8 +889,6 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_https_is_a_stream_wrapper(http_server: Any, certificate: tuple[Path, Path]) -> None:
-    from conftest import ServerThread  # the class behind the fixture
-
     cert, key = certificate
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)

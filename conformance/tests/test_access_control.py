@@ -813,6 +813,34 @@ def test_basic_get_of_a_missing_queue_without_read_is_refused_not_404(tenant, na
     assert_refused(tenant, lambda ch: ch.basic_get(queue), "queue", queue)
 
 
+def test_user_id_property_must_be_the_authenticated_user(tenant, names):
+    queue = names.queue()
+    tenant.owner.queue_declare(queue)
+    tenant.grant(".*", ".*", ".*")
+    channel = tenant.channel()
+    publish(channel, "", queue, b"m", user_id=tenant.user)
+    sync(channel)
+    text = (
+        f"PRECONDITION_FAILED - user_id property set to 'someone-else' "
+        f"but authenticated user was '{tenant.user}'"
+    )
+    with channel_closed_with(406, text):
+        publish(channel, "", queue, b"m", user_id="someone-else")
+        sync(channel)
+
+
+def test_impersonator_tag_allows_any_user_id(tenant, names):
+    queue = names.queue()
+    tenant.owner.queue_declare(queue)
+    user = tenant.add_user("impersonator", tags="impersonator")
+    tenant.grant(".*", ".*", ".*", user=user)
+    channel = tenant.connect(user).channel()
+    publish(channel, "", queue, b"m", user_id="someone-else")
+    sync(channel)
+    delivery = wait_get(tenant.owner, queue)
+    assert delivery is not None and delivery.properties.user_id == "someone-else"
+
+
 # -- alternate-exchange and x-dead-letter-exchange at declare time ----------------------
 
 

@@ -21,8 +21,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # make conformance URL=amqp://guest:guest@127.0.0.1:5673/  (no URL: an in-process Warren)
+#   ADMIN_URL=http://guest:guest@127.0.0.1:15673/ also runs the access-control area
 conformance: $(STAMP)
-	$(BIN)/python -m conformance $(if $(URL),--url '$(URL)',)
+	$(BIN)/python -m conformance $(if $(URL),--url '$(URL)',) $(if $(ADMIN_URL),--admin-url '$(ADMIN_URL)',)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

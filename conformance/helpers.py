@@ -232,23 +232,31 @@ class Names:
 
 
 @contextmanager
-def channel_closed_with(reply_code: int) -> Iterator[None]:
-    """Assert the block makes the broker close the channel with reply_code."""
+def channel_closed_with(reply_code: int, text: str | None = None) -> Iterator[None]:
+    """Assert the block makes the broker close the channel with reply_code.
+
+    With text, the reply text must also be exactly that (e.g. RabbitMQ's
+    "ACCESS_REFUSED - access to queue 'q' in vhost 'v' refused for user 'u'").
+    """
     try:
         yield
     except pika.exceptions.ChannelClosedByBroker as exc:
         assert exc.reply_code == reply_code, f"expected {reply_code}, got {exc!r}"
+        if text is not None:
+            assert exc.reply_text == text, f"expected reply text {text!r}, got {exc.reply_text!r}"
     else:
         raise AssertionError(f"expected the broker to close the channel with {reply_code}")
 
 
 @contextmanager
-def connection_closed_with(reply_code: int) -> Iterator[None]:
-    """Assert the block makes the broker close the connection with reply_code."""
+def connection_closed_with(reply_code: int, text: str | None = None) -> Iterator[None]:
+    """Assert the block makes the broker close the connection with reply_code (and text)."""
     try:
         yield
     except pika.exceptions.ConnectionClosedByBroker as exc:
         assert exc.reply_code == reply_code, f"expected {reply_code}, got {exc!r}"
+        if text is not None:
+            assert exc.reply_text == text, f"expected reply text {text!r}, got {exc.reply_text!r}"
     except pika.exceptions.ChannelClosedByBroker as exc:
         raise AssertionError(
             f"expected connection.close {reply_code}, got channel.close {exc!r}"

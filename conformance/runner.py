@@ -1,10 +1,11 @@
 """Run the conformance suite against a broker URL and report the matrix.
 
     python -m conformance --url amqp://user:pass@host:port/vhost \
-        [--markdown FILE] [--junit FILE] [-k EXPR]
+        [--admin-url http://user:pass@host:15672/] [--markdown FILE] [--junit FILE] [-k EXPR]
 
 Without --url, a Warren broker is started in-process (broker.testing) for the
-run. The exit code is pytest's: 0 when every test passed (or is a known,
+run. Without --admin-url (the broker's management HTTP API), the access-control
+area is skipped. The exit code is pytest's: 0 when every test passed (or is a known,
 documented difference), non-zero otherwise.
 """
 
@@ -27,6 +28,7 @@ from conformance.matrix import MatrixCollector
 
 TESTS_DIR = Path(__file__).resolve().parent / "tests"
 URL_ENV = "WARREN_CONFORMANCE_URL"
+ADMIN_URL_ENV = "WARREN_CONFORMANCE_ADMIN_URL"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,6 +41,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get(URL_ENV),
         help=f"broker URL, amqp://user:pass@host:port/vhost (default ${URL_ENV}; "
         "without either, start Warren in-process)",
+    )
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(ADMIN_URL_ENV),
+        help="management HTTP API of the broker, http://user:pass@host:15672/ "
+        f"(default ${ADMIN_URL_ENV}); needed by the access-control tests, "
+        "which are skipped without it",
     )
     parser.add_argument("--markdown", metavar="FILE", help="write the matrix as Markdown")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML")
@@ -96,6 +105,7 @@ def in_process_warren() -> Iterator[str]:
 def run_suite(
     url: str,
     *,
+    admin_url: str | None = None,
     markdown: str | None = None,
     junit: str | None = None,
     keyword: str | None = None,
@@ -105,6 +115,8 @@ def run_suite(
     os.environ[URL_ENV] = url
     broker = describe_broker(url)
     args = [str(TESTS_DIR), f"--amqp-url={url}", "-p", "no:cacheprovider", "-q"]
+    if admin_url:
+        args.append(f"--admin-url={admin_url}")
     # Use the suite's own settings, whatever project the caller stands in.
     args += ["--rootdir", str(TESTS_DIR), "-c", os.devnull, "-o", "addopts="]
     if junit:
@@ -117,6 +129,8 @@ def run_suite(
 
     print()
     print(f"AMQP 0-9-1 conformance matrix: {broker}")
+    if admin_url:
+        print(f"management API: {redact(admin_url)}")
     print(collector.as_text())
     print()
     print(f"conformance: {collector.summary_line()}")
@@ -133,6 +147,7 @@ def run_suite(
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = {
+        "admin_url": args.admin_url,
         "markdown": args.markdown,
         "junit": args.junit,
         "keyword": args.keyword,

@@ -4,6 +4,11 @@ The broker URL comes from the ``--amqp-url`` pytest option or the
 ``WARREN_CONFORMANCE_URL`` environment variable (``python -m conformance`` sets
 the latter). Every test uses names with a random suffix and deletes what it
 declared, so the suite can run again and again against one long-lived broker.
+
+The access-control area also needs the broker's management HTTP API, to create
+users, vhosts, permissions and limits: ``--admin-url`` or
+``WARREN_CONFORMANCE_ADMIN_URL`` (``http://user:pass@host:15672/``). Without
+one, the tests that need it are skipped.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from conformance.admin import Admin
 from conformance.helpers import Cleanup, Names
 from conformance.known import known_difference
 
 URL_ENV = "WARREN_CONFORMANCE_URL"
+ADMIN_URL_ENV = "WARREN_CONFORMANCE_ADMIN_URL"
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -35,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--amqp-url",
         default=None,
         help=f"AMQP URL of the broker under test (default: ${URL_ENV})",
+    )
+    parser.addoption(
+        "--admin-url",
+        default=None,
+        help="management HTTP API of the broker under test, http://user:pass@host:15672/ "
+        f"(default: ${ADMIN_URL_ENV}); without it the access-control tests are skipped",
     )
     parser.addoption(
         "--conformance-timeout",
@@ -126,6 +139,17 @@ def amqp_url(pytestconfig: pytest.Config) -> str:
     if not url:
         pytest.fail(f"no broker URL: pass --amqp-url or set {URL_ENV}", pytrace=False)
     return url
+
+
+@pytest.fixture(scope="session")
+def admin(pytestconfig: pytest.Config) -> Admin:
+    """The management API client; skips the test when no admin URL was given."""
+    url = pytestconfig.getoption("--admin-url", default=None) or os.environ.get(ADMIN_URL_ENV)
+    if not url:
+        pytest.skip(
+            f"needs the broker's management HTTP API: pass --admin-url or set {ADMIN_URL_ENV}"
+        )
+    return Admin(url)
 
 
 @pytest.fixture

@@ -33,22 +33,42 @@ def add_serve_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the broker",
-        description="Run the Warren AMQP 0-9-1 broker until SIGINT or SIGTERM.",
+        description="Run the Warren AMQP 0-9-1 broker until SIGINT or SIGTERM. Settings come "
+        "from --settings FILE (RabbitMQ's rabbitmq.conf format, docs/settings.md), then the "
+        "environment (WARREN_DEFAULT_USER, WARREN_DEFAULT_PASS), then these options.",
+        epilog="examples:\n"
+        "  warren serve --data-dir ./data                 # 127.0.0.1:5672, guest/guest\n"
+        "  warren serve --settings /etc/warren/rabbitmq.conf\n"
+        "  warren serve --host 0.0.0.0 --port 5673 --data-dir /var/lib/warren",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5672, help="port to listen on (0: any)")
+    parser.add_argument(
+        "--settings",
+        metavar="FILE",
+        default=None,
+        help="a settings file in rabbitmq.conf syntax (listeners, TLS, users, limits...)",
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address of the one plain AMQP listener (replaces the file's listeners.tcp; "
+        "default without --settings: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="its port (0: any free port; default 5672)"
+    )
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="data directory: durable definitions and the message journal "
+        help="data directory: durable definitions, users and the message journal "
         "(created; without it nothing survives a restart)",
     )
     parser.add_argument(
         "--disk-free-limit",
-        default="50MB",
+        default=None,
         metavar="SIZE",
         help="block publishers while the data directory's disk has less free space "
-        "(RabbitMQ's disk_free_limit; e.g. 50MB, 2GB, 1GiB; default 50MB)",
+        "(RabbitMQ's disk_free_limit.absolute; e.g. 50MB, 2GB, 1GiB; default 50MB)",
     )
     parser.add_argument(
         "--config",
@@ -61,9 +81,31 @@ def add_serve_parser(subparsers: Any) -> None:
         "--log-format",
         choices=("auto", "json", "console"),
         default="auto",
-        help="JSON lines or readable lines (auto: readable on a terminal)",
+        help="JSON lines or readable lines (default auto: readable on a terminal)",
     )
     parser.set_defaults(func=_run_serve)
+
+
+#: RabbitMQ's `log.console.level` names -> Python logging levels.
+LOG_LEVELS = {
+    "debug": 10, "info": 20, "notice": 20, "warning": 30, "error": 40,
+    "critical": 50, "alert": 50, "emergency": 50, "none": 100,
+}
+
+
+def _serve_settings(args: argparse.Namespace) -> Any:
+    """The effective settings: the file, the environment, then the options."""
+    from broker.settings import Listener, Settings, apply_environment, load_settings
+
+    settings = load_settings(args.settings) if args.settings else Settings()
+    settings = apply_environment(settings)
+    overrides: dict[str, Any] = {}
+    if args.host is not None or args.port is not None or not args.settings:
+        host = args.host if args.host is not None else "127.0.0.1"
+        overrides["listeners_tcp"] = (Listener(host, args.port if args.port is not None else 5672),)
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    return settings.with_overrides(**overrides) if overrides else settings
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -71,13 +113,26 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     import trio
 
-    from broker.logging import configure_logging
-    from broker.server import serve
+    from broker.logging import configure_logging, get_logger
+    from broker.server import StartupError, serve
+    from broker.settings import SettingsError
     from protocol.errors import AMQPError
     from routing.config import ConfigErrors
 
-    configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
     try:
+        settings = _serve_settings(args)
+    except SettingsError as error:
+        print(f"warren serve: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # an option the settings refuse (a bad --host)
+        print(f"warren serve: {error}", file=sys.stderr)
+        return 2
+    configure_logging(
+        json={"auto": None, "json": True, "console": False}[args.log_format],
+        level=LOG_LEVELS[settings.log_console_level],
+    )
+    disk_free_limit = None
+    if args.disk_free_limit is not None:
         from broker.alarms.disk import parse_size
 
         try:
@@ -85,13 +140,22 @@ def _run_serve(args: argparse.Namespace) -> int:
         except ValueError as error:
             print(f"warren serve: --disk-free-limit: {error}", file=sys.stderr)
             return 2
+    log = get_logger("warren.server")
+    for line in settings.to_lines():
+        # Until the management plane exists (refuse_unbuilt refuses its keys),
+        # its default listeners are not announced.
+        if not line.startswith(("management", "prometheus")):
+            log.info("settings", line=line)
+    try:
         trio.run(
-            partial(serve, disk_free_limit=disk_free_limit),
-            args.host,
-            args.port,
-            args.data_dir,
-            args.config_path,
+            partial(
+                serve, config_path=args.config_path, disk_free_limit=disk_free_limit,
+                settings=settings,
+            )
         )
+    except StartupError as error:
+        print(f"warren serve: {error}", file=sys.stderr)
+        return 2
     except ConfigErrors as errors:
         print(f"warren serve: {args.config_path} is not valid:\n{errors}", file=sys.stderr)
         return 2

@@ -1,89 +1,243 @@
-"""The composition root: listeners, vhosts, alarms, storage; `serve()` and `open_broker()`.
+"""The composition root: settings, listeners, vhosts, users, alarms, storage.
 
-This is the one module that knows every layer: it builds the core model
-(vhosts), opens storage (definitions and journal) when there is a data
-directory, starts the resource monitors, and hands each accepted stream to
-a session (`broker.session.ClientConnection`) with a `ConnectionInfo` and the
+This is the one module that knows every layer. From a `Settings` (the
+`rabbitmq.conf` file, the environment and the command line, in that order
+of precedence) it builds the core model (the vhost registry), the access
+control (users, permissions), opens storage when there is a data directory
+(definitions, users and the journal come back), loads `load_definitions`,
+starts the resource monitors and the listeners (plain and TLS, IPv4 and
+IPv6), and hands each accepted stream to a session
+(`broker.session.ClientConnection`) with its `ConnectionInfo` and the
 `SessionContext` — never itself.
 
 `open_broker()` is what tests and tools use: an async context manager that
 listens (port 0 picks a free port), yields a `Broker` with `.host`, `.port`
-and `.url`, and on exit closes every connection with 320 CONNECTION_FORCED,
-as RabbitMQ does when it is stopped. `serve()` is the same for the command
-line, plus SIGINT/SIGTERM handling.
+and `.url` (its first plain listener), and on exit closes every connection
+with 320 CONNECTION_FORCED, as RabbitMQ does when it is stopped. `serve()`
+is the same for the command line, plus SIGINT/SIGTERM handling.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from broker.alarms import DEFAULT_DISK_FREE_LIMIT, DiskMonitor, ResourceAlarms
+from broker.admin.definitions import DefinitionsRejected, import_definitions
+from broker.alarms import DiskMonitor, ResourceAlarms
+from broker.auth.access import AccessControl
+from broker.auth.permissions import Permission
+from broker.auth.users import User
 from broker.core.timers import Timers
 from broker.core.vhost import VHost
+from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
 from broker.session.connection import ClientConnection
 from broker.session.context import SessionContext
+from broker.session.handshake import SessionLimits
 from broker.session.info import connection_info
+from broker.settings import AbsoluteLimit, Listener, Settings, TLSOptions
 from broker.storage import open_durability
+from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal
 from broker.topology_config import load_config
 from protocol.constants import ReplyCode
 
-__all__ = ["Broker", "open_broker", "run_timers", "serve", "SHUTDOWN_TEXT"]
+__all__ = [
+    "Broker",
+    "ListenerInfo",
+    "SHUTDOWN_TEXT",
+    "StartupError",
+    "open_broker",
+    "run_timers",
+    "serve",
+    "tls_context",
+]
 
 log = get_logger("warren.server")
 
 #: RabbitMQ's words when it is stopped with clients connected.
 SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+#: The default vhost's description, as RabbitMQ seeds it.
+DEFAULT_VHOST_DESCRIPTION = "Default virtual host"
+
+
+class StartupError(Exception):
+    """The broker cannot start as configured (the message says why, for the operator)."""
+
+
+#: Settings keys Warren reads but whose feature is not built yet: a file that
+#: sets one is refused at start rather than accepted and ignored.
+NOT_YET = {
+    "management.": "the management HTTP API is not built yet",
+    "prometheus.": "the Prometheus endpoint is not built yet",
+    "vm_memory_high_watermark.": "the memory alarm is not built yet",
+    "consumer_timeout": "consumer acknowledgement timeouts are not built yet",
+}
+
+
+def refuse_unbuilt(settings: Settings) -> None:
+    """StartupError naming each key (file:line) set for a feature Warren lacks."""
+    problems = [
+        f"{where}: {key}: {why}"
+        for key, where in sorted(settings.origins.items())
+        for prefix, why in NOT_YET.items()
+        if key == prefix.rstrip(".") or key.startswith(prefix)
+    ]
+    if problems:
+        raise StartupError("settings not supported yet:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class ListenerInfo:
+    """One listening socket: its kind ("amqp" or "amqp/ssl") and address."""
+
+    kind: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.kind} {host}:{self.port}"
 
 
 class Broker:
-    """One running broker: its vhosts, alarms, storage, connections, where it listens."""
+    """One running broker: its vhosts, users, alarms, storage, connections, listeners."""
 
-    def __init__(self, data_dir: str | Path | None = None) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings = settings if settings is not None else Settings()
         self.timers = Timers()
-        self.vhosts: dict[str, VHost] = {}
-        self.vhost = self.add_vhost("/")
+        self.vhosts = VHostRegistry(timers=self.timers)
+        self.access = AccessControl(settings.loopback_users)
         self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
         #: Connections dropped because of a bug in Warren (tests assert 0).
         self.crashed_connections = 0
-        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.data_dir = Path(settings.data_dir) if settings.data_dir is not None else None
         self.journal: Journal | None = None
+        self.definitions: DefinitionsStore | None = None
         #: Watches the data directory's free space (None without a data dir).
         self.disk_monitor: DiskMonitor | None = None
-        self.context = SessionContext(vhosts=self.vhosts, alarms=self.alarms)
-        self.host = ""
-        self.port = 0
+        handshake_timeout = settings.handshake_timeout
+        self.context = SessionContext(
+            vhosts=self.vhosts,
+            alarms=self.alarms,
+            access=self.access,
+            limits=SessionLimits(
+                channel_max=settings.channel_max,
+                frame_max=settings.frame_max,
+                heartbeat=settings.heartbeat,
+                handshake_timeout=(
+                    handshake_timeout / 1000 if handshake_timeout is not None else float("inf")
+                ),
+                max_message_size=settings.max_message_size,
+                connection_max=settings.connection_max,
+                auth_mechanisms=settings.auth_mechanisms,
+                ssl_cert_login_from=settings.ssl_cert_login_from,
+            ),
+        )
+        self.listeners: list[ListenerInfo] = []
+        self.vhosts.on_deleted.append(self._vhost_deleted)
+        self.access.on_user_deleted.append(self._user_deleted)
 
-    def add_vhost(self, name: str) -> VHost:
-        vhost = VHost(name)
-        vhost.timers = self.timers
-        self.vhosts[name] = vhost
-        return vhost
+    @property
+    def vhost(self) -> VHost:
+        """The default vhost (`default_vhost`, "/" unless configured)."""
+        return self.vhosts[self.settings.default_vhost]
+
+    @property
+    def host(self) -> str:
+        return self._first_plain().host
+
+    @property
+    def port(self) -> int:
+        return self._first_plain().port
+
+    def _first_plain(self) -> ListenerInfo:
+        for listener in self.listeners:
+            if listener.kind == "amqp":
+                return listener
+        raise LookupError("no plain AMQP listener")
 
     @property
     def url(self) -> str:
-        """The AMQP URL clients use (default user guest, vhost /)."""
+        """The AMQP URL of the first plain listener (default user, vhost /)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"amqp://guest:guest@{host}:{self.port}/%2F"
+        user, password = self.settings.default_user, self.settings.default_pass
+        return f"amqp://{user}:{password}@{host}:{self.port}/%2F"
 
-    async def handle_stream(self, stream: trio.SocketStream) -> None:
-        """serve_tcp handler: one task per client connection."""
-        # Small writes are already coalesced per batch; Nagle would only add latency.
+    # -- start -----------------------------------------------------------------------
+
+    def seed_defaults(self) -> None:
+        """RabbitMQ's first start: the default vhost, and the default user with all
+        permissions in it (skipped when definitions are to be loaded, as RabbitMQ)."""
+        settings = self.settings
+        self.vhosts.create(settings.default_vhost, DEFAULT_VHOST_DESCRIPTION)
+        self.access.put_user(
+            User.with_password(settings.default_user, settings.default_pass,
+                               settings.default_user_tags)
+        )
+        permissions = settings.default_permissions
+        self.access.set_permission(
+            settings.default_user,
+            settings.default_vhost,
+            Permission(permissions.configure, permissions.write, permissions.read),
+        )
+        log.info("broker.seeded", vhost=settings.default_vhost, user=settings.default_user)
+
+    def load_definitions_file(self, path: str) -> None:
+        """`load_definitions`: apply a RabbitMQ definitions JSON file at start."""
         try:
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        except OSError:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise StartupError(f"load_definitions: cannot read {path}: {error.strerror}") from None
+        except json.JSONDecodeError as error:
+            raise StartupError(f"load_definitions: {path} is not JSON: {error}") from None
+        try:
+            result = import_definitions(self.vhosts, self.access, document)
+        except DefinitionsRejected as rejected:
+            lines = "\n".join(f"  {problem}" for problem in rejected.problems)
+            raise StartupError(f"load_definitions: {path} cannot be loaded:\n{lines}") from None
+        if result.problems:
+            lines = "\n".join(f"  {problem}" for problem in result.problems)
+            raise StartupError(f"load_definitions: {path}: items refused:\n{lines}")
+        log.info("definitions.loaded", path=path, **result.counts)
+
+    # -- connections -------------------------------------------------------------------
+
+    async def handle_stream(self, stream: trio.abc.Stream, kind: str = "amqp") -> None:
+        """One task per accepted client connection (plain or TLS)."""
+        socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+        try:
+            # Small writes are already coalesced per batch; Nagle would only add latency.
+            socket_stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)  # type: ignore[attr-defined]
+        except (OSError, AttributeError):
             pass
-        connection = ClientConnection(stream, connection_info(stream), self.context)
+        if isinstance(stream, trio.SSLStream):
+            # The TLS handshake counts against handshake_timeout, as in RabbitMQ.
+            with trio.move_on_after(self.context.limits.handshake_timeout) as scope:
+                try:
+                    await stream.do_handshake()
+                except (trio.BrokenResourceError, ssl.SSLError) as error:
+                    log.warning("connection.tls_failed", peer=_peer(socket_stream),
+                                error=str(error.__cause__ or error))
+                    await trio.aclose_forcefully(stream)
+                    return
+            if scope.cancelled_caught:
+                log.warning("connection.tls_timeout", peer=_peer(socket_stream))
+                await trio.aclose_forcefully(stream)
+                return
+        connection = ClientConnection(stream, connection_info(stream, kind), self.context)
         self.connections.add(connection)
         try:
             await connection.run()
@@ -95,11 +249,40 @@ class Broker:
         finally:
             self.connections.discard(connection)
 
+    def close_where(self, reply_code: int, reply_text: str, predicate: Any) -> None:
+        """Close (from the event loop, without waiting) the connections `predicate` picks."""
+        for connection in list(self.connections):
+            if predicate(connection):
+                connection.close(reply_code, reply_text)
+
+    def _vhost_deleted(self, name: str) -> None:
+        self.access.vhost_deleted(name)
+        self.close_where(
+            ReplyCode.CONNECTION_FORCED,
+            f"CONNECTION_FORCED - vhost '{name}' is deleted",
+            lambda c: c.vhost is not None and c.vhost.name == name,
+        )
+
+    def _user_deleted(self, name: str) -> None:
+        self.close_where(
+            ReplyCode.CONNECTION_FORCED,
+            f"CONNECTION_FORCED - user '{name}' is deleted",
+            lambda c: c.user == name,
+        )
+
     async def close_connections(self, reply_code: int, reply_text: str) -> None:
         """Close every client connection with `reply_code`, waiting for their close-ok."""
         async with trio.open_nursery() as nursery:
             for connection in list(self.connections):
                 nursery.start_soon(connection.force_close, reply_code, reply_text)
+
+
+def _peer(stream: Any) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except (OSError, AttributeError, ValueError):
+        return "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def run_timers(timers: Timers) -> None:
@@ -128,45 +311,178 @@ async def run_timers(timers: Timers) -> None:
         timers.on_earlier = None
 
 
+def tls_context(options: TLSOptions) -> ssl.SSLContext:
+    """The server-side TLS context of `ssl_options.*` (TLS 1.2 and 1.3 only)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    versions = set(options.versions)
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_2 if "tlsv1.2" in versions else ssl.TLSVersion.TLSv1_3
+    )
+    context.maximum_version = (
+        ssl.TLSVersion.TLSv1_3 if "tlsv1.3" in versions else ssl.TLSVersion.TLSv1_2
+    )
+    assert options.certfile is not None and options.keyfile is not None  # Settings checks
+    context.load_cert_chain(options.certfile, options.keyfile)
+    if options.cacertfile is not None:
+        context.load_verify_locations(options.cacertfile)
+    if options.verify == "verify_peer":
+        # verify_peer: a certificate the client sends must be valid; with
+        # fail_if_no_peer_cert the client must send one.
+        context.verify_mode = (
+            ssl.CERT_REQUIRED if options.fail_if_no_peer_cert else ssl.CERT_OPTIONAL
+        )
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _disk_free_limit(settings: Settings, override: int | None) -> int:
+    if override is not None:
+        return override
+    limit = settings.disk_free_limit
+    if isinstance(limit, AbsoluteLimit):
+        return limit.bytes
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(limit.fraction * ram)
+
+
+async def _open_listeners(
+    settings: Settings,
+) -> list[tuple[str, trio.abc.Listener[Any]]]:
+    """Every configured listener, opened (OSError names the address that failed)."""
+    opened: list[tuple[str, trio.abc.Listener[Any]]] = []
+    context = tls_context(settings.ssl_options) if settings.listeners_ssl else None
+
+    async def open_one(listener: Listener, kind: str) -> None:
+        try:
+            sockets = await trio.open_tcp_listeners(listener.port, host=listener.host)
+        except OSError as error:
+            raise StartupError(
+                f"cannot listen on {listener} ({kind}): {error.strerror or error}"
+            ) from None
+        for tcp in sockets:
+            if context is not None and kind == "amqp/ssl":
+                opened.append((kind, trio.SSLListener(tcp, context, https_compatible=False)))
+            else:
+                opened.append((kind, tcp))
+
+    try:
+        for listener in settings.listeners_tcp:
+            await open_one(listener, "amqp")
+        for listener in settings.listeners_ssl:
+            await open_one(listener, "amqp/ssl")
+    except BaseException:
+        for _kind, listener in opened:
+            await listener.aclose()
+        raise
+    return opened
+
+
+def _address(listener: trio.abc.Listener[Any]) -> tuple[str, int]:
+    inner: Any = listener.transport_listener if isinstance(listener, trio.SSLListener) else listener
+    name = inner.socket.getsockname()
+    return str(name[0]), int(name[1])
+
+
 @asynccontextmanager
 async def open_broker(
-    host: str = "127.0.0.1",
-    port: int = 0,
+    host: str | None = None,
+    port: int | None = None,
     data_dir: str | Path | None = None,
     config_path: str | Path | None = None,
     disk_free_limit: int | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> AsyncIterator[Broker]:
-    """Run a broker for the duration of the `async with` block."""
-    broker = Broker(data_dir)
+    """Run a broker for the duration of the `async with` block.
+
+    `settings` default to RabbitMQ's; `host`/`port` (one plain listener,
+    default 127.0.0.1 and a free port when no settings are given) and
+    `data_dir` override them, as the command line does.
+    """
+    if settings is None:
+        settings = Settings(listeners_tcp=(Listener(host or "127.0.0.1", port or 0),))
+    elif host is not None or port is not None:
+        settings = settings.with_overrides(
+            listeners_tcp=(Listener(host or "127.0.0.1", port if port is not None else 5672),)
+        )
+    if data_dir is not None:
+        settings = settings.with_overrides(data_dir=str(data_dir))
+    refuse_unbuilt(settings)
+    broker = Broker(settings)
     journal = None
+    fresh = True
     if broker.data_dir is not None:
-        # Durable definitions and the message journal (docs/durability.md):
+        # Durable definitions, users and the message journal (docs/durability.md):
         # restored before we listen, so no client sees a half-recovered broker.
-        broker.data_dir.mkdir(parents=True, exist_ok=True)
-        journal = broker.journal = open_durability(broker.vhost, broker.data_dir)
+        try:
+            broker.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StartupError(
+                f"data directory {broker.data_dir}: {error.strerror or error}"
+            ) from None
+        durability = open_durability(broker.vhosts, broker.data_dir)
+        journal = broker.journal = durability.journal
+        broker.definitions = durability.definitions
         broker.context.journal = journal
-        limit = DEFAULT_DISK_FREE_LIMIT if disk_free_limit is None else disk_free_limit
-        broker.disk_monitor = DiskMonitor(broker.alarms, broker.data_dir, limit)
+        stored_auth = durability.sections.get("auth")
+        if stored_auth is not None:
+            fresh = False
+            for problem in broker.access.load(stored_auth, broker.vhosts):
+                log.error("definitions.skipped", kind="auth", problem=problem)
+        elif len(broker.vhosts):
+            fresh = False  # a data directory from before users were stored: guest, as then
+            broker.seed_defaults()
+        broker.disk_monitor = DiskMonitor(
+            broker.alarms, broker.data_dir, _disk_free_limit(settings, disk_free_limit)
+        )
+    else:
+        log.warning("broker.no_data_dir",
+                    note="no data directory: nothing (messages, queues, users) survives a restart")
+    if fresh:
+        if settings.load_definitions is not None:
+            log.info("broker.not_seeded", reason="load_definitions is set, as RabbitMQ")
+        else:
+            broker.seed_defaults()
+    if broker.definitions is not None:
+        # From here on every change is written (loading definitions included).
+        store = broker.definitions
+        store.add_section("auth", broker.access.export)
+        broker.vhosts.attach_storage(store, journal)
+        broker.access.on_change.append(store.changed)
+        store.changed()
+    if settings.load_definitions is not None:
+        broker.load_definitions_file(settings.load_definitions)
     if config_path is not None:
         load_config(broker.vhost, config_path)
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    sockname: Any = listeners[0].socket.getsockname()
-    broker.host, broker.port = sockname[0], sockname[1]
+    listeners = await _open_listeners(settings)
+    for kind, listener in listeners:
+        broker.listeners.append(ListenerInfo(kind, *_address(listener)))
     accept_scope = trio.CancelScope()
 
-    async def accept() -> None:
-        with accept_scope:
-            await trio.serve_listeners(broker.handle_stream, listeners, handler_nursery=nursery)
+    async def accept(kind: str, listener: trio.abc.Listener[Any]) -> None:
+        async def handler(stream: trio.abc.Stream) -> None:
+            await broker.handle_stream(stream, kind)
 
-    # One nursery owns every connection task and the accept loop.
+        with accept_scope:
+            await trio.serve_listeners(handler, [listener], handler_nursery=nursery)
+
+    # One nursery owns every connection task and the accept loops.
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_timers, broker.timers)
         if journal is not None:
             await nursery.start(journal.run)  # group commit
         if broker.disk_monitor is not None:
             await nursery.start(broker.disk_monitor.run)
-        nursery.start_soon(accept)
-        log.info("broker.started", host=broker.host, port=broker.port, url=broker.url)
+        for kind, listener in listeners:
+            nursery.start_soon(accept, kind, listener)
+        log.info(
+            "broker.started",
+            listeners=[str(listener) for listener in broker.listeners],
+            data_dir=str(broker.data_dir) if broker.data_dir is not None else None,
+            vhosts=len(broker.vhosts),
+            users=len(broker.access.users),
+        )
         try:
             yield broker
         finally:
@@ -178,18 +494,19 @@ async def open_broker(
                 if journal is not None:
                     await journal.close()  # the last acks reach the disk
             nursery.cancel_scope.cancel()
-        for listener in listeners:
+        for _kind, listener in listeners:
             await listener.aclose()
 
 
 async def serve(
-    host: str = "127.0.0.1",
-    port: int = 5672,
+    host: str | None = None,
+    port: int | None = None,
     data_dir: str | Path | None = None,
     config_path: str | Path | None = None,
     *,
     handle_signals: bool = True,
     disk_free_limit: int | None = None,
+    settings: Settings | None = None,
     task_status: trio.TaskStatus[Broker] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation), then shut down gracefully.
@@ -198,7 +515,7 @@ async def serve(
     CONNECTION_FORCED, wait (briefly) for their close-ok, return.
     """
     async with open_broker(
-        host, port, data_dir, config_path, disk_free_limit=disk_free_limit
+        host, port, data_dir, config_path, disk_free_limit=disk_free_limit, settings=settings
     ) as broker:
         task_status.started(broker)
         if not handle_signals:
@@ -207,3 +524,4 @@ async def serve(
             async for signum in signals:
                 log.info("broker.signal", signal=signal.Signals(signum).name)
                 break
+

@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from broker.server import Broker, open_broker
+from broker.settings import Settings
 
 __all__ = ["run_broker_in_thread", "BrokerThread"]
 
@@ -32,8 +33,11 @@ class BrokerThread:
         port: int = 0,
         data_dir: str | Path | None = None,
         config_path: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
     ) -> None:
         self._args = (host, port, data_dir, config_path)
+        self._settings = settings
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
@@ -71,7 +75,9 @@ class BrokerThread:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
         host, port, data_dir, config_path = self._args
-        async with open_broker(host, port, data_dir, config_path) as broker:
+        async with open_broker(
+            host, port, data_dir, config_path, settings=self._settings
+        ) as broker:
             self.broker = broker
             self._ready.set()
             await self._stop.wait()

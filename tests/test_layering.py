@@ -48,6 +48,7 @@ EXCEPTIONS = {("protocol/bench.py", "pamqp")}
 #
 #   core <- storage <- session <- server (composition root) <- tools
 #   alarms, auth, settings: small leaves the session and the server use
+#   admin: broker-wide operations (definitions JSON) for the server and management
 #   management: reads core and session state, runs in the server
 #   client: the trio client, on protocol/ alone; the tools use it
 BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
@@ -58,6 +59,11 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
     "broker.auth": {"layers": {"broker.logging", "broker.core"}, "third_party": set()},
     "broker.alarms": {"layers": {"broker.logging"}, "third_party": {"trio"}},
     "broker.storage": {"layers": {"broker.logging", "broker.core"}, "third_party": {"trio"}},
+    # Broker-wide operations (definitions JSON) the server and the management plane share.
+    "broker.admin": {
+        "layers": {"broker", "broker.logging", "broker.core", "broker.auth", "broker.storage"},
+        "third_party": set(),
+    },
     "broker.session": {
         "layers": {"broker", "broker.logging", "broker.core", "broker.storage", "broker.alarms",
                    "broker.auth", "broker.settings"},
@@ -65,13 +71,13 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
     },
     "broker.management": {
         "layers": {"broker", "broker.logging", "broker.core", "broker.storage", "broker.alarms",
-                   "broker.auth", "broker.settings", "broker.session"},
+                   "broker.auth", "broker.settings", "broker.session", "broker.admin"},
         "third_party": {"trio", "h11"},
     },
     "broker.server": {
         "layers": {"broker", "broker.logging", "broker.core", "broker.storage", "broker.alarms",
                    "broker.auth", "broker.settings", "broker.session", "broker.management",
-                   "broker.topology_config"},
+                   "broker.topology_config", "broker.admin"},
         "third_party": {"trio"},
     },
     # Declares a configuration file's topology at start: the server's helper.

@@ -110,6 +110,8 @@ class MessageStore(Protocol):
 class QueueOwner(Protocol):
     """What a queue needs from its vhost: deadlines, its own expiry, dead letters."""
 
+    #: The vhost's name (the journal records it with each message).
+    name: str
     #: Runs TTL and x-expires deadlines; None where nothing drives timers
     #: (a vhost used without a running broker, as in benchmarks).
     timers: Scheduler | None
@@ -197,11 +199,16 @@ class Queue:
     def consumer_count(self) -> int:
         return len(self.consumers)
 
-    def snapshot(self, vhost: str) -> QueueSnapshot:
+    @property
+    def vhost_name(self) -> str:
+        """The name of the vhost the queue is in ("/" for a queue outside any)."""
+        return self.vhost.name if self.vhost is not None else "/"
+
+    def snapshot(self) -> QueueSnapshot:
         """The queue's state now, changing nothing (see `broker.core.snapshots`)."""
         return QueueSnapshot(
             name=self.name,
-            vhost=vhost,
+            vhost=self.vhost_name,
             durable=self.durable,
             auto_delete=self.auto_delete,
             exclusive=self.exclusive_owner is not None,

@@ -15,6 +15,7 @@ Errors from `routing` carry RabbitMQ's reply code and text without the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from broker.core import errors
@@ -29,7 +30,7 @@ from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
 
-__all__ = ["ClientRef", "DefinitionsSink", "VHost"]
+__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached"]
 
 log = get_logger("warren.vhost")
 
@@ -82,11 +83,42 @@ def _routing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise _amqp(error) from None
 
 
+@dataclass
+class VHostLimits:
+    """RabbitMQ's vhost limits (`max-connections`, `max-queues`); None: no limit.
+
+    A negative value set through the API or definitions means "no limit" and
+    0 means "none allowed", as in RabbitMQ.
+    """
+
+    max_connections: int | None = None
+    max_queues: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        """RabbitMQ's `vhost-limits` parameter value: only the limits that are set."""
+        out = {}
+        if self.max_connections is not None:
+            out["max-connections"] = self.max_connections
+        if self.max_queues is not None:
+            out["max-queues"] = self.max_queues
+        return out
+
+
+def limit_reached(limit: int | None, count: int) -> bool:
+    """Would one more exceed `limit`? (None or negative: no limit.)"""
+    return limit is not None and limit >= 0 and count + 1 > limit
+
+
 class VHost:
     """One virtual host: its exchanges and bindings (`topology`) and its queues."""
 
     def __init__(self, name: str = "/") -> None:
         self.name = name
+        self.description = ""
+        self.tags: tuple[str, ...] = ()
+        self.limits = VHostLimits()
+        #: Open AMQP connections on this vhost (kept by the sessions, for max-connections).
+        self.connection_count = 0
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
@@ -95,8 +127,8 @@ class VHost:
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None
 
-    def _stored(self) -> None:
-        """After a topology change: persist the durable definitions (if any changed)."""
+    def stored(self) -> None:
+        """After a change: persist the durable definitions (if any changed)."""
         if self.definitions is not None:
             self.definitions.changed(self)
 
@@ -142,7 +174,7 @@ class VHost:
                 internal=internal,
                 peer=peer,
             )
-            self._stored()
+            self.stored()
 
     def delete_exchange(
         self, name: str, *, if_unused: bool = False, peer: str | None = None
@@ -152,7 +184,7 @@ class VHost:
         if existed:
             log.info("exchange.deleted", exchange=name, peer=peer)
         self._log_cascade(changes, skip=name)
-        self._stored()
+        self.stored()
 
     def bind_exchange(
         self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
@@ -160,7 +192,7 @@ class VHost:
         # RabbitMQ checks the destination's existence too; topology does both.
         if _routing(self.topology.bind, source, ("exchange", destination), routing_key, arguments):
             log.info("binding.created", source=source, destination=destination, kind="exchange")
-            self._stored()
+            self.stored()
 
     def unbind_exchange(
         self, destination: str, source: str, routing_key: str, arguments: dict[str, Any]
@@ -169,7 +201,7 @@ class VHost:
             self.topology.unbind, source, ("exchange", destination), routing_key, arguments
         )
         self._log_cascade(changes)
-        self._stored()
+        self.stored()
 
     def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
         for name in getattr(changes, "exchanges_deleted", ()):
@@ -246,7 +278,16 @@ class VHost:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
+        check_configure: Callable[[str], None] | None = None,
+        check_new: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> Queue:
+        """queue.declare, with RabbitMQ's checks in its order.
+
+        `check_configure(name)` (the caller's permission check) runs once the
+        name is known (server-made names included); `check_new(name,
+        arguments)` only for a queue about to be made, after the max-queues
+        limit (RabbitMQ checks dead-letter exchange permissions there).
+        """
         arguments = dict(arguments or {})
         if passive:
             return self.get_queue(name, connection)
@@ -254,11 +295,20 @@ class VHost:
             name = new_name("amq.gen-")
         elif name.startswith("amq."):
             raise errors.reserved_prefix("queue", name)
+        if check_configure is not None:
+            check_configure(name)
         existing = self.queues.get(name)
         if existing is not None:
             self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
             existing.touch()
             return existing
+        if limit_reached(self.limits.max_queues, len(self.queues)):
+            raise errors.precondition_failed(
+                f"cannot declare queue '{name}': queue limit in vhost '{self.name}' "
+                f"({self.limits.max_queues}) is reached"
+            )
+        if check_new is not None:
+            check_new(name, arguments)
         validate_queue_arguments(name, arguments, self.name)
         queue = Queue(
             name,
@@ -280,7 +330,7 @@ class VHost:
         )
         if durable:
             queue.journal = self.journal  # persistent messages on it are journalled
-            self._stored()
+            self.stored()
         return queue
 
     def _assert_equivalent(
@@ -367,8 +417,20 @@ class VHost:
         if queue.durable:
             if queue.journal is not None:
                 queue.journal.queue_deleted(queue)
-            self._stored()
+            self.stored()
         return count
+
+    def delete_contents(self) -> int:
+        """The vhost is being deleted: delete every queue (and its messages); how many messages."""
+        messages = 0
+        # The registry rewrites the definitions once, afterwards: not once per queue.
+        definitions, self.definitions = self.definitions, None
+        try:
+            for queue in list(self.queues.values()):
+                messages += self._delete_queue(queue, reason="vhost_deleted")
+        finally:
+            self.definitions = definitions
+        return messages
 
     def connection_closed(self, connection: ClientRef) -> None:
         """Delete the exclusive queues of a connection that went away (spec 1.7.2.1)."""
@@ -390,7 +452,7 @@ class VHost:
             self.get_queue(queue, connection)
         if _routing(self.topology.bind, exchange, ("queue", queue), routing_key, arguments):
             log.info("binding.created", source=exchange, destination=queue, kind="queue")
-            self._stored()
+            self.stored()
 
     def unbind_queue(
         self,
@@ -406,7 +468,7 @@ class VHost:
         if getattr(changes, "bindings_removed", None):
             log.info("binding.deleted", source=exchange, destination=queue, kind="queue")
         self._log_cascade(changes)
-        self._stored()
+        self.stored()
 
 
 def _peer(connection: ClientRef | None) -> str | None:

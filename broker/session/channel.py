@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from broker.auth.access import UserAccess
 from broker.core import errors
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
 from broker.core.queue import Queue
 from broker.core.vhost import VHost
+from broker.session import authorization
 from broker.session.acks import Acknowledgements, Taken
 from broker.session.confirms import PublisherConfirms, confirm_methods
 from broker.session.consumers import Consumer, Delivery
@@ -73,12 +75,19 @@ class Channel:
     """One open channel of a client connection."""
 
     def __init__(
-        self, number: int, connection: ChannelOwner, vhost: VHost, journal: Journal | None
+        self,
+        number: int,
+        connection: ChannelOwner,
+        vhost: VHost,
+        access: UserAccess,
+        journal: Journal | None,
     ) -> None:
         self.number = number
         self.connection = connection
         self.output = connection.output
         self.vhost = vhost
+        #: What the connection's user may do in the vhost (docs/security.md).
+        self.access = access
         self.journal = journal
         self.flow_active = True
         self.closing = False
@@ -143,6 +152,10 @@ class Channel:
     # -- exchange class -----------------------------------------------------------
 
     def on_exchange_declare(self, method: m.ExchangeDeclare) -> None:
+        if not method.passive:
+            authorization.declare_exchange(
+                self.access, self.vhost, method.exchange, method.type, method.arguments or {}
+            )
         self.vhost.declare_exchange(
             method.exchange,
             method.type,
@@ -157,6 +170,7 @@ class Channel:
             self._reply(m.ExchangeDeclareOk())
 
     def on_exchange_delete(self, method: m.ExchangeDelete) -> None:
+        authorization.delete_exchange(self.access, self.vhost, method.exchange)
         self.vhost.delete_exchange(
             method.exchange, if_unused=method.if_unused, peer=self.connection.peer_text
         )
@@ -164,6 +178,9 @@ class Channel:
             self._reply(m.ExchangeDeleteOk())
 
     def on_exchange_bind(self, method: m.ExchangeBind) -> None:
+        authorization.bind_exchange(
+            self.access, self.vhost, method.destination, method.source, method.routing_key
+        )
         self.vhost.bind_exchange(
             method.destination, method.source, method.routing_key, method.arguments or {}
         )
@@ -171,6 +188,9 @@ class Channel:
             self._reply(m.ExchangeBindOk())
 
     def on_exchange_unbind(self, method: m.ExchangeUnbind) -> None:
+        authorization.bind_exchange(
+            self.access, self.vhost, method.destination, method.source, method.routing_key
+        )
         self.vhost.unbind_exchange(
             method.destination, method.source, method.routing_key, method.arguments or {}
         )
@@ -191,6 +211,7 @@ class Channel:
         name = method.queue
         if not name and method.passive:
             name = self._queue_name(name)
+        check_configure, check_new = authorization.queue_declare_checks(self.access, self.vhost)
         queue = self.vhost.declare_queue(
             self.connection,
             name,
@@ -199,6 +220,8 @@ class Channel:
             exclusive=method.exclusive,
             auto_delete=method.auto_delete,
             arguments=method.arguments or {},
+            check_configure=check_configure,
+            check_new=check_new,
         )
         self.last_queue_name = queue.name
         if not method.nowait:
@@ -212,9 +235,13 @@ class Channel:
             )
 
     def on_queue_bind(self, method: m.QueueBind) -> None:
+        queue = self._queue_name(method.queue)
+        authorization.bind_queue(
+            self.access, self.vhost, queue, method.exchange, method.routing_key
+        )
         self.vhost.bind_queue(
             self.connection,
-            self._queue_name(method.queue),
+            queue,
             method.exchange,
             method.routing_key,
             method.arguments or {},
@@ -223,9 +250,13 @@ class Channel:
             self._reply(m.QueueBindOk())
 
     def on_queue_unbind(self, method: m.QueueUnbind) -> None:
+        queue = self._queue_name(method.queue)
+        authorization.bind_queue(
+            self.access, self.vhost, queue, method.exchange, method.routing_key
+        )
         self.vhost.unbind_queue(
             self.connection,
-            self._queue_name(method.queue),
+            queue,
             method.exchange,
             method.routing_key,
             method.arguments or {},
@@ -233,14 +264,18 @@ class Channel:
         self._reply(m.QueueUnbindOk())
 
     def on_queue_purge(self, method: m.QueuePurge) -> None:
-        count = self.vhost.purge_queue(self.connection, self._queue_name(method.queue))
+        queue = self._queue_name(method.queue)
+        self.access.check("read", "queue", queue)
+        count = self.vhost.purge_queue(self.connection, queue)
         if not method.nowait:
             self._reply(m.QueuePurgeOk(message_count=count))
 
     def on_queue_delete(self, method: m.QueueDelete) -> None:
+        queue = self._queue_name(method.queue)
+        self.access.check("configure", "queue", queue)
         count = self.vhost.delete_queue(
             self.connection,
-            self._queue_name(method.queue),
+            queue,
             if_unused=method.if_unused,
             if_empty=method.if_empty,
         )
@@ -253,8 +288,17 @@ class Channel:
         if method.immediate:
             # RabbitMQ 3.0 dropped immediate delivery; it closes the connection.
             raise errors.not_implemented("immediate=true")
-        message = Message(method.exchange, method.routing_key, properties, body)
+        exchange = method.exchange
+        access = self.access
+        if exchange not in access.writable_exchanges:  # a set lookup once cached
+            access.check_publish(exchange)
+        if access.topic_restricted:
+            self._check_topic_publish(exchange, method.routing_key)
+        message = Message(exchange, method.routing_key, properties, body)
         if properties != _NO_PROPERTIES:
+            # RabbitMQ looks the exchange up before it reads the properties:
+            # a missing exchange is 404 even when the properties are bad.
+            self.vhost.check_publish(exchange)
             # Malformed properties must not reach a queue, a confirm or a
             # consumer's decoder: decode them now (once; the message keeps the
             # result). A bad header is 502 SYNTAX_ERROR on the connection;
@@ -272,12 +316,20 @@ class Channel:
             return
         self._route(method, message)
 
+    def _check_topic_publish(self, exchange: str, routing_key: str) -> None:
+        """A user with topic permissions publishing to a topic exchange: check
+        the routing key (after the exchange's own checks, as RabbitMQ)."""
+        self.vhost.check_publish(exchange)
+        if self.vhost.topology.exchanges[exchange].type == "topic":
+            self.access.check_topic("write", exchange, routing_key)
+
     def _check_user_id(self, message: Message) -> None:
         # RabbitMQ validates the user-id property against the login
-        # ("Validated User-ID" extension). Decoded once, kept by the message.
+        # ("Validated User-ID" extension), unless the user is tagged
+        # impersonator. Decoded once, kept by the message.
         user_id = message.decoded_properties.user_id
         user = self.connection.user
-        if user_id != user:
+        if user_id != user and not self.access.is_impersonator:
             raise errors.precondition_failed(
                 f"user_id property set to '{user_id}' but authenticated user was '{user}'"
             )
@@ -451,7 +503,9 @@ class Channel:
         self._reply(m.BasicQosOk())
 
     def on_basic_consume(self, method: m.BasicConsume) -> None:
-        queue = self.vhost.get_queue(self._queue_name(method.queue), self.connection)
+        name = self._queue_name(method.queue)
+        self.access.check("read", "queue", name)
+        queue = self.vhost.get_queue(name, self.connection)
         tag = method.consumer_tag or new_name("amq.ctag-")
         if tag in self.consumers:
             raise errors.not_allowed(f"attempt to reuse consumer tag '{tag}'")
@@ -496,7 +550,9 @@ class Channel:
                 self._reply(cancel)
 
     def on_basic_get(self, method: m.BasicGet) -> None:
-        queue = self.vhost.get_queue(self._queue_name(method.queue), self.connection)
+        name = self._queue_name(method.queue)
+        self.access.check("read", "queue", name)
+        queue = self.vhost.get_queue(name, self.connection)
         entry = queue.get()
         if entry is None:
             self._reply(m.BasicGetEmpty())

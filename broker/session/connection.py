@@ -36,6 +36,7 @@ from typing import Any
 
 import trio
 
+from broker.auth.access import UserAccess
 from broker.core import errors
 from broker.core.queue import Queue
 from broker.core.vhost import VHost
@@ -122,10 +123,15 @@ class ClientConnection:
         self.info = info
         self.context = context
         self.journal: Journal | None = context.journal
-        self.amqp = Connection(Role.SERVER)
-        self.handshake = Handshake(info, context.vhosts, context.authenticator, context.limits)
-        #: The vhost opened by connection.open (None before).
+        self.amqp = Connection(Role.SERVER, max_body_size=context.limits.max_message_size)
+        self.handshake = Handshake(
+            info, context.vhosts, context.access, context.limits,
+            open_connections=lambda: context.open_connections,
+        )
+        #: The vhost opened by connection.open (None before), and what the
+        #: user may do in it.
         self.vhost: VHost | None = None
+        self.access: UserAccess | None = None
         self.output = Output(stream)
         self.output.on_resume = self._resume_dispatch
         self.channels: dict[int, Channel] = {}
@@ -437,8 +443,9 @@ class ClientConnection:
     def _on_closed_channel(self, number: int, method: Any) -> None:
         kind = type(method)
         if kind is m.ChannelOpen:
-            assert self.vhost is not None  # channels open only after connection.open-ok
-            self.channels[number] = Channel(number, self, self.vhost, self.journal)
+            # Channels open only after connection.open-ok.
+            assert self.vhost is not None and self.access is not None
+            self.channels[number] = Channel(number, self, self.vhost, self.access, self.journal)
             self.send_method(number, m.ChannelOpenOk())
         elif kind is m.ChannelCloseOk:
             return
@@ -561,7 +568,10 @@ class ClientConnection:
             self.handshake.on_tune_ok(method, self.amqp.frame_max)
         elif kind is m.ConnectionOpen:
             self.vhost = self.handshake.on_open(method)
+            self.access = self.handshake.access
             self.opened = True
+            self.vhost.connection_count += 1
+            self.context.open_connections += 1
             self.send_method(0, m.ConnectionOpenOk())
             log.info(
                 "connection.opened",
@@ -622,6 +632,9 @@ class ClientConnection:
         self._close_channels()
         if self.vhost is not None:
             self.vhost.connection_closed(self)
+            if self.opened:
+                self.vhost.connection_count -= 1
+                self.context.open_connections -= 1
 
     async def force_close(self, reply_code: int, reply_text: str) -> None:
         """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""

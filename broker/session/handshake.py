@@ -22,12 +22,14 @@ looked up in the vhosts the session was handed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from broker import __version__
+from broker.auth.access import AccessControl, LoginRefused, UserAccess
 from broker.core import errors
-from broker.core.vhost import VHost
+from broker.core.vhost import VHost, limit_reached
 from broker.logging import get_logger
 from broker.session.info import ConnectionInfo
 from protocol import methods as m
@@ -38,11 +40,8 @@ from protocol.errors import AMQPError, error_for
 __all__ = [
     "CAPABILITIES",
     "MECHANISMS",
-    "Authenticator",
     "Handshake",
-    "LoginRefused",
     "SessionLimits",
-    "StaticUsers",
     "server_properties",
 ]
 
@@ -59,8 +58,9 @@ CAPABILITIES: dict[str, bool] = {
     "connection.blocked": True,  # ClientConnection._block (broker.alarms)
 }
 
-#: SASL mechanisms offered, in preference order (RabbitMQ's default set).
-MECHANISMS = ("PLAIN", "AMQPLAIN")
+#: SASL mechanisms Warren implements. EXTERNAL (a TLS client certificate
+#: names the user) is offered on TLS connections only, as RabbitMQ does.
+MECHANISMS = ("PLAIN", "AMQPLAIN", "EXTERNAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class SessionLimits:
     """What a connection is allowed; proposed in connection.tune.
 
     Defaults are RabbitMQ 3.10's: channel_max 2047, frame_max 131072,
-    heartbeat 60 s, handshake_timeout 10 s.
+    heartbeat 60 s, handshake_timeout 10 s, max_message_size 128 MiB.
     """
 
     channel_max: int = 2047
@@ -76,47 +76,18 @@ class SessionLimits:
     heartbeat: int = 60
     #: A peer that has not finished opening the connection by then is dropped.
     handshake_timeout: float = 10.0
-
-
-class LoginRefused(Exception):
-    """A login an `Authenticator` refuses; the reason goes to the log, never to the client."""
-
-
-class Authenticator(Protocol):
-    """Who may log in: decides a (mechanism, username, password) from a peer."""
-
-    def authenticate(self, username: str, password: str, info: ConnectionInfo) -> str:
-        """The user's name if the login is good; raises `LoginRefused(reason)` if not."""
-        ...
-
-
-class StaticUsers:
-    """Users with plain-text passwords, and RabbitMQ's `loopback_users` rule.
-
-    The broker's built-in users until the access-control layer: `guest`/
-    `guest`, allowed from loopback only, as RabbitMQ.
-    """
-
-    def __init__(
-        self,
-        users: Mapping[str, str] | None = None,
-        loopback_users: frozenset[str] = frozenset({"guest"}),
-    ) -> None:
-        self.users = dict(users if users is not None else {"guest": "guest"})
-        self.loopback_users = loopback_users
-
-    def authenticate(self, username: str, password: str, info: ConnectionInfo) -> str:
-        if self.users.get(username) != password:
-            raise LoginRefused("invalid credentials")
-        if username in self.loopback_users and not info.is_loopback:
-            raise LoginRefused(f"user '{username}' can only connect via localhost")
-        return username
+    #: The largest message body accepted (406 PRECONDITION_FAILED beyond).
+    max_message_size: int = 134_217_728
+    #: Open connections the node allows (None: no limit, RabbitMQ's infinity).
+    connection_max: int | None = None
+    #: Mechanisms offered (RabbitMQ's `auth_mechanisms`), in preference order.
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "AMQPLAIN")
+    #: What names the user of an EXTERNAL login (RabbitMQ's `ssl_cert_login_from`).
+    ssl_cert_login_from: str = "distinguished_name"
 
 
 def server_properties() -> dict[str, Any]:
     """connection.start's server-properties: who we are and `CAPABILITIES`."""
-    from broker import __version__
-
     return {
         "product": "Warren",
         "version": __version__,
@@ -128,9 +99,12 @@ def server_properties() -> dict[str, Any]:
 
 
 def _login_refused(mechanism: str) -> AMQPError:
-    return errors.access_refused(
-        f"Login was refused using authentication mechanism {mechanism}. "
-        "For details see the broker logfile."
+    # RabbitMQ's words for every refused login, whatever the reason (the
+    # reason goes to the log): class and method 0, as RabbitMQ sends it.
+    return error_for(
+        ReplyCode.ACCESS_REFUSED,
+        f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
+        "For details see the broker logfile.",
     )
 
 
@@ -146,17 +120,22 @@ class Handshake:
         self,
         info: ConnectionInfo,
         vhosts: Mapping[str, VHost],
-        authenticator: Authenticator,
+        access: AccessControl,
         limits: SessionLimits,
+        open_connections: Callable[[], int] = lambda: 0,
     ) -> None:
         self.info = info
         self.vhosts = vhosts
-        self.authenticator = authenticator
+        self.access_control = access
         self.limits = limits
+        self.open_connections = open_connections
         self.user: str | None = None
+        self.mechanism: str | None = None
         self.client_properties: dict[str, Any] = {}
         self.frame_max = FRAME_MIN_SIZE
         self.vhost: VHost | None = None
+        #: The user's permissions in the vhost, once it is open.
+        self.access: UserAccess | None = None
 
     @property
     def consumer_cancel_notify(self) -> bool:
@@ -172,34 +151,62 @@ class Handshake:
         capabilities = self.client_properties.get("capabilities")
         return capabilities if isinstance(capabilities, dict) else {}
 
+    def mechanisms(self) -> tuple[str, ...]:
+        """The mechanisms offered on this connection: EXTERNAL only over TLS."""
+        return tuple(
+            mechanism for mechanism in self.limits.auth_mechanisms
+            if mechanism != "EXTERNAL" or self.info.tls is not None
+        )
+
     def start(self) -> m.ConnectionStart:
         """connection.start, answering the protocol header."""
-        return server_start(server_properties(), " ".join(MECHANISMS))
+        return server_start(server_properties(), " ".join(self.mechanisms()))
 
     def on_start_ok(self, method: m.ConnectionStartOk) -> m.ConnectionTune:
         self.client_properties = method.client_properties or {}
         mechanism = method.mechanism
-        if mechanism not in MECHANISMS:
+        if mechanism not in self.mechanisms():
             raise errors.command_invalid(f"unknown authentication mechanism '{mechanism}'")
+        username = ""
         try:
-            username, password = parse_sasl_response(mechanism, bytes(method.response))
-        except AMQPError as error:
-            raise _login_refused(mechanism) from error
-        try:
-            self.user = self.authenticator.authenticate(username, password, self.info)
+            if mechanism == "EXTERNAL":
+                username = self._certificate_user()
+                self.user = self.access_control.authenticate_external(username, self.info)
+            else:
+                try:
+                    username, password = parse_sasl_response(mechanism, bytes(method.response))
+                except AMQPError:
+                    raise LoginRefused(f"malformed {mechanism} response") from None
+                self.user = self.access_control.authenticate(username, password, self.info)
         except LoginRefused as refused:
+            self.access_control.login_failed(self.info)
             log.warning(
                 "connection.refused",
                 peer=self.info.peer_text,
                 user=username,
                 mechanism=mechanism,
                 reason=str(refused),
+                failed_logins=self.access_control.failed_logins,
             )
             raise _login_refused(mechanism) from None
+        self.mechanism = mechanism
         limits = self.limits
         return m.ConnectionTune(
             channel_max=limits.channel_max, frame_max=limits.frame_max, heartbeat=limits.heartbeat
         )
+
+    def _certificate_user(self) -> str:
+        """The user an EXTERNAL login names: the client certificate's subject
+        (RFC 4514 distinguished name) or its common name."""
+        tls = self.info.tls
+        subject = tls.peer_subject if tls is not None else None
+        if subject is None:
+            raise LoginRefused("the client presented no certificate")
+        if self.limits.ssl_cert_login_from == "common_name":
+            if tls is None or tls.peer_common_name is None:
+                raise LoginRefused("the client certificate has no common name")
+            return tls.peer_common_name
+        return subject
 
     def on_tune_ok(self, method: m.ConnectionTuneOk, negotiated_frame_max: int) -> None:
         """`negotiated_frame_max` is what the protocol machine settled (0: none)."""
@@ -214,11 +221,29 @@ class Handshake:
         self.frame_max = frame_max
 
     def on_open(self, method: m.ConnectionOpen) -> VHost:
-        """The vhost to serve (404-style 530 NOT_ALLOWED if it does not exist)."""
-        if self.user is None:
+        """The vhost to serve, checked in RabbitMQ's order (rabbit_reader
+        handle_method0 connection.open): the vhost exists, its connection
+        limit, the node's, then the user's access to it. Each refusal is 530."""
+        user = self.user
+        if user is None:
             raise errors.command_invalid("connection.open before connection.start-ok")
-        vhost = self.vhosts.get(method.virtual_host)
+        name = method.virtual_host
+        vhost = self.vhosts.get(name)
         if vhost is None:
-            raise errors.not_allowed(f"vhost {method.virtual_host} not found")
+            raise errors.not_allowed(f"vhost {name} not found")
+        limit = vhost.limits.max_connections
+        if limit_reached(limit, vhost.connection_count):
+            raise errors.not_allowed(
+                f"access to vhost '{name}' refused for user '{user}': "
+                f"connection limit ({limit}) is reached"
+            )
+        node_limit = self.limits.connection_max
+        if node_limit is not None and self.open_connections() >= node_limit:
+            raise errors.not_allowed(
+                f"connection refused: node connection limit ({node_limit}) is reached"
+            )
+        if not self.access_control.may_open(user, name):
+            raise errors.not_allowed(f"access to vhost '{name}' refused for user '{user}'")
         self.vhost = vhost
+        self.access = self.access_control.access(user, name)
         return vhost

@@ -17,24 +17,37 @@ See docs/durability.md for what survives what.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broker.core.vhost import VHost
+from broker.core.vhosts import VHostRegistry
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal, PersistedEntry, open_journal
 
-__all__ = ["Journal", "PersistedEntry", "open_durability", "open_journal"]
+__all__ = ["Durability", "Journal", "PersistedEntry", "open_durability", "open_journal"]
 
 
-def open_durability(vhost: VHost, data_dir: str | Path, **journal_options: Any) -> Journal:
-    """At start: restore durable definitions, then replay the journal into `vhost`.
+@dataclass
+class Durability:
+    """What `open_durability` brings up: the store, the journal, the stored sections."""
+
+    definitions: DefinitionsStore
+    journal: Journal
+    #: The sections other layers stored (e.g. "auth": users and permissions).
+    sections: dict[str, Any]
+
+
+def open_durability(vhosts: VHostRegistry, data_dir: str | Path, **journal_options: Any) -> Durability:
+    """At start: restore the stored vhosts and their durable definitions into
+    `vhosts`, then replay the journal into their queues.
 
     After this, definition changes are written to `data_dir/definitions.bin`
-    and persistent messages on durable queues to `data_dir/journal/`; the
-    returned journal's `run()` must be started (group commit).
+    (attach `definitions` to the registry) and persistent messages on durable
+    queues to `data_dir/journal/`; the journal's `run()` must be started
+    (group commit).
     """
     store = DefinitionsStore(data_dir)
-    store.restore(vhost)
-    vhost.definitions = store
-    return open_journal(data_dir, vhost, **journal_options)
+    sections = store.restore(vhosts)
+    journal = open_journal(data_dir, vhosts, **journal_options)
+    return Durability(store, journal, sections)

@@ -1,15 +1,27 @@
-"""Durable definitions: the exchanges, queues and bindings that survive a restart.
+"""Durable definitions: the vhosts and what in them survives a restart, and the users.
 
 RabbitMQ keeps durable exchanges, queues and bindings (with their arguments)
 across a restart and forgets transient ones; a binding is durable when both
-its ends are. Warren keeps the durable set in one file, `definitions.bin` in
-the data directory, rewritten whole on every change that touches it:
+its ends are. It keeps vhosts (with their limits), users and permissions
+too. Warren keeps all of it in one file, `definitions.bin` in the data
+directory, rewritten whole on every change that touches it:
 
     magic "WARRENDEFS1\\n" | crc32 (uint32, big-endian) | field table
 
 The field table is the AMQP encoding (`protocol.fields`), so argument values
 keep exactly the types a client sent (a long string stays a long string, a
-signed 8-bit int stays an int...), which JSON would not.
+signed 8-bit int stays an int...), which JSON would not. Version 2 of the
+table:
+
+    {"version": 2,
+     "vhosts": [{"name", "description", "tags", "limits",
+                 "exchanges", "queues", "bindings"}, ...],
+     "sections": {"auth": {"users", "permissions", "topic_permissions"}}}
+
+A version 1 file (from before vhosts: exchanges, queues and bindings at the
+top) is read as the vhost `/`. The storage layer does not know users: other
+layers register *sections* (a name and a function returning plain data) and
+get their section back from `load()` at start.
 
 A rewrite is atomic: write a temporary file, fsync it, rename it over the old
 one, fsync the directory (POSIX rename is atomic; the directory fsync makes the
@@ -26,11 +38,13 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from broker.core.queue import Queue
 from broker.core.vhost import VHost
+from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
 from broker.storage.fsync import write_atomically
 from protocol.errors import AMQPError
@@ -42,7 +56,7 @@ log = get_logger("warren.definitions")
 
 FILE_NAME = "definitions.bin"
 _MAGIC = b"WARRENDEFS1\n"
-_VERSION = 1
+_VERSION = 2
 
 
 def durable_definitions(vhost: VHost) -> dict[str, Any]:
@@ -100,7 +114,15 @@ def durable_definitions(vhost: VHost) -> dict[str, Any]:
                 "arguments": dict(binding.arguments),
             }
         )
-    return {"version": _VERSION, "exchanges": exchanges, "queues": queues, "bindings": bindings}
+    return {
+        "name": vhost.name,
+        "description": vhost.description,
+        "tags": list(vhost.tags),
+        "limits": vhost.limits.as_dict(),
+        "exchanges": exchanges,
+        "queues": queues,
+        "bindings": bindings,
+    }
 
 
 def _encode(definitions: dict[str, Any]) -> bytes:
@@ -133,21 +155,42 @@ def _restore_queue(vhost: VHost, name: str, auto_delete: bool, arguments: Any) -
     vhost.topology.add_queue(name)
 
 
+def _as_version_2(definitions: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 table (one vhost's topology at the top) as version 2, in `/`."""
+    if definitions.get("version", 1) >= 2:
+        return definitions
+    vhost = {
+        "name": "/",
+        "exchanges": definitions.get("exchanges", []),
+        "queues": definitions.get("queues", []),
+        "bindings": definitions.get("bindings", []),
+    }
+    return {"version": 2, "vhosts": [vhost], "sections": {}}
+
+
 class DefinitionsStore:
-    """Keeps `definitions.bin` in `data_dir` equal to the vhost's durable topology."""
+    """Keeps `definitions.bin` in `data_dir` equal to the broker's durable definitions."""
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / FILE_NAME
         self._last: bytes | None = None
+        self._vhosts: VHostRegistry | None = None
+        #: vhost name -> its durable definitions, recomputed when it changes.
+        self._parts: dict[str, dict[str, Any]] = {}
+        self._sections: dict[str, Callable[[], dict[str, Any]]] = {}
+
+    def add_section(self, name: str, export: Callable[[], dict[str, Any]]) -> None:
+        """Persist `export()` under `name` too (called again at every rewrite)."""
+        self._sections[name] = export
 
     def load(self) -> dict[str, Any]:
-        """The stored definitions; empty ones when there is no file.
+        """The stored definitions (version 2); empty ones when there is no file.
 
         A damaged file is logged and treated as empty, so that the broker
         still starts (the journal then drops messages of unknown queues,
         which it logs too); the damaged file is kept aside for inspection.
         """
-        empty: dict[str, Any] = {"version": _VERSION, "exchanges": [], "queues": [], "bindings": []}
+        empty: dict[str, Any] = {"version": _VERSION, "vhosts": [], "sections": {}}
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -160,54 +203,97 @@ class DefinitionsStore:
             log.error("definitions.damaged", path=str(self.path), error=str(error), kept=str(aside))
             return empty
         self._last = data
-        return definitions
+        return _as_version_2(definitions)
 
-    def restore(self, vhost: VHost) -> dict[str, int]:
-        """Declare the stored definitions in `vhost` (at start, before any client)."""
+    def restore(self, vhosts: VHostRegistry) -> dict[str, Any]:
+        """Make the stored vhosts and their durable topology (at start, before any
+        client); from then on keep the file equal to `vhosts`. Returns the stored
+        sections by name (the caller restores what they hold)."""
         definitions = self.load()
-        counts = {"exchanges": 0, "queues": 0, "bindings": 0}
-        topology = vhost.topology
-        for x in definitions.get("exchanges", []):
+        counts = {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
+        for stored in definitions.get("vhosts", []):
             try:
-                topology.declare_exchange(
-                    x["name"],
-                    x["type"],
-                    durable=True,
-                    auto_delete=bool(x.get("auto_delete")),
-                    internal=bool(x.get("internal")),
-                    arguments=x.get("arguments") or {},
+                vhost, _created = vhosts.create(
+                    stored["name"],
+                    stored.get("description") or "",
+                    tuple(stored.get("tags") or ()),
                 )
-                counts["exchanges"] += 1
             except Exception as error:  # noqa: BLE001 - one bad entry must not stop the start
-                log.error(
-                    "definitions.skipped", kind="exchange", name=x.get("name"), error=str(error)
-                )
-        for q in definitions.get("queues", []):
-            try:
-                _restore_queue(vhost, q["name"], bool(q.get("auto_delete")), q.get("arguments"))
-                counts["queues"] += 1
-            except Exception as error:  # noqa: BLE001
-                log.error("definitions.skipped", kind="queue", name=q.get("name"), error=str(error))
-        for b in definitions.get("bindings", []):
-            try:
-                topology.bind(
-                    b["source"],
-                    (b["destination_type"], b["destination"]),
-                    b.get("routing_key", ""),
-                    b.get("arguments") or {},
-                )
-                counts["bindings"] += 1
-            except Exception as error:  # noqa: BLE001
-                log.error(
-                    "definitions.skipped", kind="binding", source=b.get("source"), error=str(error)
-                )
+                log.error("definitions.skipped", kind="vhost", name=stored.get("name"),
+                          error=str(error))
+                continue
+            counts["vhosts"] += 1
+            limits = stored.get("limits") or {}
+            vhost.limits.max_connections = limits.get("max-connections")
+            vhost.limits.max_queues = limits.get("max-queues")
+            for kind, count in _restore_topology(vhost, stored).items():
+                counts[kind] += count
+        self._vhosts = vhosts
+        for name in vhosts:
+            self._parts[name] = durable_definitions(vhosts[name])
         log.info("definitions.restored", path=str(self.path), **counts)
-        return counts
+        sections: dict[str, Any] = definitions.get("sections") or {}
+        return sections
 
-    def changed(self, vhost: VHost) -> None:
-        """Called after any topology change: rewrite the file if the durable set changed."""
-        data = _encode(durable_definitions(vhost))
+    def changed(self, vhost: VHost | None = None) -> None:
+        """Called after a change (of `vhost`'s topology, or of a section when None):
+        rewrite the file if the durable set changed."""
+        if self._vhosts is None:
+            return  # not restored yet: nothing to compare with
+        if vhost is not None:
+            if vhost.name in self._vhosts:
+                self._parts[vhost.name] = durable_definitions(vhost)
+            else:
+                self._parts.pop(vhost.name, None)  # deleted
+        for name in self._vhosts:
+            if name not in self._parts:  # made before storage was attached (seeding)
+                self._parts[name] = durable_definitions(self._vhosts[name])
+        document = {
+            "version": _VERSION,
+            "vhosts": list(self._parts.values()),
+            "sections": {name: export() for name, export in self._sections.items()},
+        }
+        data = _encode(document)
         if data == self._last:
             return  # a transient change: nothing durable moved
         write_atomically(self.path, data)
         self._last = data
+
+
+def _restore_topology(vhost: VHost, definitions: Mapping[str, Any]) -> dict[str, int]:
+    """Declare a vhost's stored exchanges, queues and bindings; how many of each."""
+    counts = {"exchanges": 0, "queues": 0, "bindings": 0}
+    topology = vhost.topology
+    for x in definitions.get("exchanges", []):
+        try:
+            topology.declare_exchange(
+                x["name"],
+                x["type"],
+                durable=True,
+                auto_delete=bool(x.get("auto_delete")),
+                internal=bool(x.get("internal")),
+                arguments=x.get("arguments") or {},
+            )
+            counts["exchanges"] += 1
+        except Exception as error:  # noqa: BLE001 - one bad entry must not stop the start
+            log.error("definitions.skipped", kind="exchange", name=x.get("name"), error=str(error))
+    for q in definitions.get("queues", []):
+        try:
+            _restore_queue(vhost, q["name"], bool(q.get("auto_delete")), q.get("arguments"))
+            counts["queues"] += 1
+        except Exception as error:  # noqa: BLE001
+            log.error("definitions.skipped", kind="queue", name=q.get("name"), error=str(error))
+    for b in definitions.get("bindings", []):
+        try:
+            topology.bind(
+                b["source"],
+                (b["destination_type"], b["destination"]),
+                b.get("routing_key", ""),
+                b.get("arguments") or {},
+            )
+            counts["bindings"] += 1
+        except Exception as error:  # noqa: BLE001
+            log.error(
+                "definitions.skipped", kind="binding", source=b.get("source"), error=str(error)
+            )
+    return counts

@@ -49,6 +49,7 @@ import gc
 import os
 import time
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -227,10 +228,11 @@ class Journal:
     def _append_publish(self, msg_id: int, queue: Queue, message: Message,
                         expires: int | None, delivered: bool = False) -> tuple[int, int]:
         """Buffer a PUBLISH record; its (segment, offset)."""
+        vhost = queue.vhost_name
         payload = r.encode_publish(msg_id, queue.name, message.exchange, message.routing_key,
-                                   message.properties, message.body, expires)
+                                   message.properties, message.body, expires, vhost)
         return self._append(r.PUBLISH, payload,
-                            r.publish_flags(delivered=delivered, expires=expires))
+                            r.publish_flags(delivered=delivered, expires=expires, vhost=vhost))
 
     def load(self, segment: int, offset: int) -> Message:
         """Read the message of the PUBLISH record at (segment, offset) back.
@@ -291,7 +293,10 @@ class Journal:
 
     def queue_deleted(self, queue: Queue) -> None:
         """A durable queue was deleted: none of its messages may come back."""
-        self._append(r.QUEUE_DELETE, r.encode_queue_delete(queue.name))
+        vhost = queue.vhost_name
+        self._append(
+            r.QUEUE_DELETE, r.encode_queue_delete(queue.name, vhost), r.queue_delete_flags(vhost)
+        )
 
     def _collect(self) -> None:
         """Schedule deletion of the oldest segments that hold no live message."""
@@ -483,7 +488,7 @@ class Journal:
 
     # -- recovery -----------------------------------------------------------------
 
-    def restore(self, recovered: Recovered, vhost: VHost) -> dict[str, int]:
+    def restore(self, recovered: Recovered, vhosts: Mapping[str, VHost]) -> dict[str, int]:
         """Put recovered messages back into their queues, in order.
 
         Recovered messages stay on disk (`PagedEntry`): each is read back
@@ -501,13 +506,21 @@ class Journal:
         live = self._live
         now = time.monotonic()
         expiring: list[Queue] = []
-        for name in list(recovered.queues):
-            entries = recovered.queues.pop(name)
-            queue = vhost.queues.get(name)
+        for key in list(recovered.queues):
+            entries = recovered.queues.pop(key)
+            vhost_name, name = key
+            vhost = vhosts.get(vhost_name)
+            queue = vhost.queues.get(name) if vhost is not None else None
             if queue is None or not queue.durable or queue.journal is not self:
                 dropped += len(entries)
-                log.warning("journal.queue_missing", queue=name, messages=len(entries))
-                self._append(r.QUEUE_DELETE, r.encode_queue_delete(name))
+                log.warning(
+                    "journal.queue_missing", vhost=vhost_name, queue=name, messages=len(entries)
+                )
+                self._append(
+                    r.QUEUE_DELETE,
+                    r.encode_queue_delete(name, vhost_name),
+                    r.queue_delete_flags(vhost_name),
+                )
                 continue
             # Straight into the ready list: no new record, no limits to apply
             # (the queue held them when the broker stopped).
@@ -535,7 +548,7 @@ class Journal:
                 for entry in entries:
                     if entry.expires_at is None:
                         entry.expires_at = default
-            if ttl is not None or name in recovered.expiring:
+            if ttl is not None or key in recovered.expiring:
                 expiring.append(queue)
         self._collect()
         # Only once every queue is whole: a dead letter may go to another
@@ -549,10 +562,10 @@ class Journal:
         return {"restored": restored, "dropped": dropped, "expired": expired}
 
 
-def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
-    """Recover the journal in `data_dir/journal` into `vhost`; the running journal.
+def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: Any) -> Journal:
+    """Recover the journal in `data_dir/journal` into `vhosts`; the running journal.
 
-    The vhost's durable queues must exist already (definitions restored).
+    The vhosts' durable queues must exist already (definitions restored).
     Logs `journal.recovered` with the time it took.
     """
     from broker.storage.recovery import recover
@@ -582,11 +595,12 @@ def open_journal(data_dir: str | Path, vhost: VHost, **options: Any) -> Journal:
             for message in messages:
                 message.delivered = True
     journal = Journal(directory, recovered=recovered, **options)
-    vhost.journal = journal
-    for queue in vhost.queues.values():
-        if queue.durable:
-            queue.journal = journal
-    counts = journal.restore(recovered, vhost)
+    for vhost in vhosts.values():
+        vhost.journal = journal
+        for queue in vhost.queues.values():
+            if queue.durable:
+                queue.journal = journal
+    counts = journal.restore(recovered, vhosts)
     if counts["restored"] >= FREEZE_AFTER:
         gc.freeze()
     if gc_was_enabled:

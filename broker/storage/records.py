@@ -6,7 +6,9 @@ Every record is a fixed 20-byte header followed by its payload:
     0      2     magic  b"WJ"  (lets recovery find the next record after damage)
     2      1     type   PUBLISH=1, ACK=2, DELIVER=3, QUEUE_DELETE=4
     3      1     flags  PUBLISH: bit 0 = delivered before (redelivered on recovery),
-                        bit 1 = an expiry time follows the msg_id
+                        bit 1 = an expiry time follows the msg_id,
+                        bit 2 = the vhost's name precedes the queue's;
+                        QUEUE_DELETE: bit 2 = the vhost's name precedes the queue's
     4      4     length of the payload (uint32, little-endian)
     8      4     crc32 (zlib) of bytes 2..8, 12..20 and the payload
     12     8     seq    record sequence number, +1 per record, across segments
@@ -20,13 +22,16 @@ Payloads:
 
 - PUBLISH: msg_id (uint64), with flag bit 1 the expiry (int64, milliseconds
   since the epoch, wall clock: when the message's TTL runs out in its queue),
-  queue, exchange, routing_key (each a uint8 length and UTF-8 bytes, AMQP
-  short strings), properties (uint32 length and the raw content-header
-  property bytes), then the body to the end of the payload. Records written
-  before expiries were journalled have bit 1 clear and read as before.
+  with flag bit 2 the vhost, then queue, exchange, routing_key (each a uint8
+  length and UTF-8 bytes, AMQP short strings), properties (uint32 length and
+  the raw content-header property bytes), then the body to the end of the
+  payload. Records written before expiries were journalled have bit 1 clear
+  and read as before; a record without bit 2 is in the vhost `/` (so are all
+  records written before vhosts existed, and `/` costs no bytes).
 - ACK, DELIVER: msg_ids (uint64 each), as many as fit in the length.
-- QUEUE_DELETE: the queue name (UTF-8): every message of that queue journalled
-  before this record is gone.
+- QUEUE_DELETE: with flag bit 2 the vhost (a short string), then the queue
+  name (UTF-8, to the end): every message of that queue journalled before this
+  record is gone. Without bit 2, the queue is in `/`.
 
 `msg_id` is unique per (message, queue) pair: a message routed to two durable
 queues is two PUBLISH records. Compaction may copy a PUBLISH record to a newer
@@ -45,6 +50,8 @@ __all__ = [
     "DELIVER",
     "FLAG_DELIVERED",
     "FLAG_EXPIRES",
+    "FLAG_VHOST",
+    "DEFAULT_VHOST",
     "HEADER",
     "MAGIC",
     "MAX_PAYLOAD",
@@ -58,6 +65,8 @@ __all__ = [
     "encode_ids",
     "encode_publish",
     "encode_queue_delete",
+    "decode_queue_delete",
+    "queue_delete_flags",
     "encode_record",
     "publish_flags",
     "publish_summary",
@@ -75,6 +84,10 @@ FLAG_DELIVERED = 0x01
 #: PUBLISH: an int64 expiry (epoch milliseconds) follows the msg_id. A new
 #: flag rather than a new layout, so journals written before it still read.
 FLAG_EXPIRES = 0x02
+#: PUBLISH, QUEUE_DELETE: the vhost's name (a short string) precedes the queue's.
+FLAG_VHOST = 0x04
+#: The vhost a record without FLAG_VHOST belongs to.
+DEFAULT_VHOST = "/"
 
 HEADER = struct.Struct("<2sBBIIQ")
 _CRC_A = slice(2, 8)  # type, flags, length
@@ -109,16 +122,19 @@ def encode_publish(
     properties: bytes,
     body: bytes,
     expires: int | None = None,
+    vhost: str = DEFAULT_VHOST,
 ) -> bytes:
     """The payload of a PUBLISH record.
 
-    `expires` (epoch milliseconds) is written only when given; the record
-    must then carry `FLAG_EXPIRES` (`publish_flags` says which flags).
+    `expires` (epoch milliseconds) is written only when given, the vhost only
+    when it is not `/`; the record must then carry `FLAG_EXPIRES` /
+    `FLAG_VHOST` (`publish_flags` says which flags).
     """
     return b"".join(
         (
             _PUBLISH_HEAD.pack(msg_id),
             b"" if expires is None else _EXPIRES.pack(expires),
+            b"" if vhost == DEFAULT_VHOST else _short(vhost),
             _short(queue),
             _short(exchange),
             _short(routing_key),
@@ -129,9 +145,15 @@ def encode_publish(
     )
 
 
-def publish_flags(*, delivered: bool = False, expires: int | None = None) -> int:
+def publish_flags(
+    *, delivered: bool = False, expires: int | None = None, vhost: str = DEFAULT_VHOST
+) -> int:
     """The header flags of a PUBLISH record."""
-    return (FLAG_DELIVERED if delivered else 0) | (FLAG_EXPIRES if expires is not None else 0)
+    return (
+        (FLAG_DELIVERED if delivered else 0)
+        | (FLAG_EXPIRES if expires is not None else 0)
+        | (FLAG_VHOST if vhost != DEFAULT_VHOST else 0)
+    )
 
 
 @dataclass(slots=True)
@@ -145,6 +167,7 @@ class Publish:
     properties: bytes
     body: bytes
     expires: int | None = None
+    vhost: str = DEFAULT_VHOST
 
 
 def decode_publish(payload: bytes | memoryview, flags: int = 0) -> Publish:
@@ -156,6 +179,11 @@ def decode_publish(payload: bytes | memoryview, flags: int = 0) -> Publish:
         if flags & FLAG_EXPIRES:
             (expires,) = _EXPIRES.unpack_from(payload, off)
             off += 8
+        vhost = DEFAULT_VHOST
+        if flags & FLAG_VHOST:
+            n = payload[off]
+            vhost = bytes(payload[off + 1 : off + 1 + n]).decode("utf-8")
+            off += 1 + n
         names = []
         for _ in range(3):
             n = payload[off]
@@ -169,13 +197,13 @@ def decode_publish(payload: bytes | memoryview, flags: int = 0) -> Publish:
         body = bytes(payload[off + plen :])
     except (IndexError, struct.error, UnicodeDecodeError) as error:
         raise ValueError(f"malformed publish record: {error}") from None
-    return Publish(msg_id, names[0], names[1], names[2], properties, body, expires)
+    return Publish(msg_id, names[0], names[1], names[2], properties, body, expires, vhost)
 
 
 def publish_summary(
     payload: bytes | memoryview, flags: int = 0
-) -> tuple[int, str, int, int | None]:
-    """(msg_id, queue, body size, expires) of a PUBLISH payload, without copying the body.
+) -> tuple[int, str, str, int, int | None]:
+    """(msg_id, vhost, queue, body size, expires) of a PUBLISH payload, without copying the body.
 
     Recovery needs only these; the message itself is read back on delivery.
     """
@@ -186,6 +214,11 @@ def publish_summary(
         if flags & FLAG_EXPIRES:
             (expires,) = _EXPIRES.unpack_from(payload, 8)
             off = 16
+        vhost = DEFAULT_VHOST
+        if flags & FLAG_VHOST:
+            n = payload[off]
+            vhost = bytes(payload[off + 1 : off + 1 + n]).decode("utf-8")
+            off += 1 + n
         n = payload[off]
         queue = bytes(payload[off + 1 : off + 1 + n]).decode("utf-8")
         off += 1 + n
@@ -197,7 +230,7 @@ def publish_summary(
         raise ValueError(f"malformed publish record: {error}") from None
     if off > len(payload):
         raise ValueError("properties run past the record")
-    return msg_id, queue, len(payload) - off, expires
+    return msg_id, vhost, queue, len(payload) - off, expires
 
 
 def encode_ids(ids: Iterable[int]) -> bytes:
@@ -212,8 +245,28 @@ def decode_ids(payload: bytes | memoryview) -> tuple[int, ...]:
     return struct.unpack(f"<{len(payload) // 8}Q", payload)
 
 
-def encode_queue_delete(queue: str) -> bytes:
-    return queue.encode("utf-8")
+def encode_queue_delete(queue: str, vhost: str = DEFAULT_VHOST) -> bytes:
+    """The payload of a QUEUE_DELETE record (its flags: `queue_delete_flags`)."""
+    name = queue.encode("utf-8")
+    return name if vhost == DEFAULT_VHOST else _short(vhost) + name
+
+
+def queue_delete_flags(vhost: str = DEFAULT_VHOST) -> int:
+    return 0 if vhost == DEFAULT_VHOST else FLAG_VHOST
+
+
+def decode_queue_delete(payload: bytes | memoryview, flags: int = 0) -> tuple[str, str]:
+    """(vhost, queue) of a QUEUE_DELETE payload (ValueError if malformed)."""
+    raw = bytes(payload)
+    try:
+        if flags & FLAG_VHOST:
+            n = raw[0]
+            if 1 + n > len(raw):
+                raise ValueError("vhost name runs past the record")
+            return raw[1 : 1 + n].decode("utf-8"), raw[1 + n :].decode("utf-8")
+        return DEFAULT_VHOST, raw.decode("utf-8")
+    except (IndexError, UnicodeDecodeError) as error:
+        raise ValueError(f"malformed queue-delete record: {error}") from None
 
 
 @dataclass(slots=True)

@@ -26,7 +26,6 @@ the journal's size.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +45,14 @@ log = get_logger("warren.journal")
 class Recovered:
     """The result of replaying a journal directory."""
 
-    #: Per queue, its messages as `PagedEntry` objects in arrival order; their
-    #: `_source` is the queue name until the journal adopts them, `seq` unset.
-    queues: dict[str, list[PagedEntry]] = field(default_factory=dict)
+    #: Per (vhost, queue), its messages as `PagedEntry` objects in arrival
+    #: order; their `_source` is that key until the journal adopts them, `seq` unset.
+    queues: dict[tuple[str, str], list[PagedEntry]] = field(default_factory=dict)
     segments: list[int] = field(default_factory=list)
     #: PUBLISH records per segment (live or not), for compaction decisions.
     published: dict[int, int] = field(default_factory=dict)
-    #: Queues with at least one recovered message that has an expiry.
-    expiring: set[str] = field(default_factory=set)
+    #: (vhost, queue) of queues with at least one recovered message that has an expiry.
+    expiring: set[tuple[str, str]] = field(default_factory=set)
     next_msg_id: int = 1
     next_seq: int = 1
     bytes_read: int = 0
@@ -74,6 +73,8 @@ def recover(directory: Path) -> Recovered:
     started = time.monotonic()
     result = Recovered()
     messages: dict[int, PagedEntry] = {}
+    # One (vhost, queue) tuple per queue, shared by its messages' `_source`.
+    keys: dict[tuple[str, str], tuple[str, str]] = {}
     segments = list_segments(directory)
     result.segments = segments
     last_seq: int | None = None
@@ -118,7 +119,7 @@ def recover(directory: Path) -> Recovered:
             if record.type == r.PUBLISH:
                 result.published[number] = result.published.get(number, 0) + 1
             try:
-                max_id = _apply(record, number, messages, max_id, clock)
+                max_id = _apply(record, number, messages, keys, max_id, clock)
             except ValueError as error:
                 result.records_lost += 1
                 log.error(
@@ -156,7 +157,12 @@ def _by_msg_id(entry: PagedEntry) -> int:
 
 
 def _recovered(
-    msg_id: int, queue: str, segment: int, offset: int, size: int, expires_at: float | None
+    msg_id: int,
+    queue: tuple[str, str],
+    segment: int,
+    offset: int,
+    size: int,
+    expires_at: float | None,
 ) -> PagedEntry:
     entry = PagedEntry.__new__(PagedEntry)
     for name in QueuedMessage.__slots__:
@@ -174,14 +180,20 @@ def _recovered(
 
 
 def _apply(
-    record: r.Record, segment: int, messages: dict[int, PagedEntry], max_id: int, clock: float
+    record: r.Record,
+    segment: int,
+    messages: dict[int, PagedEntry],
+    keys: dict[tuple[str, str], tuple[str, str]],
+    max_id: int,
+    clock: float,
 ) -> int:
     kind = record.type
     if kind == r.PUBLISH:
-        msg_id, queue, size, expires = r.publish_summary(record.payload, record.flags)
+        msg_id, vhost, queue, size, expires = r.publish_summary(record.payload, record.flags)
+        key = keys.setdefault((vhost, queue), (vhost, queue))
         old = messages.get(msg_id)
         expires_at = None if expires is None else expires / 1000 + clock
-        entry = _recovered(msg_id, sys.intern(queue), segment, record.offset, size, expires_at)
+        entry = _recovered(msg_id, key, segment, record.offset, size, expires_at)
         entry.delivered = bool(record.flags & r.FLAG_DELIVERED) or (
             old is not None and old.delivered
         )
@@ -200,8 +212,8 @@ def _apply(
                 message.delivered = True
         return max_id
     if kind == r.QUEUE_DELETE:
-        queue = bytes(record.payload).decode("utf-8", "replace")
-        for msg_id in [i for i, m in messages.items() if m._source == queue]:
+        deleted = r.decode_queue_delete(record.payload, record.flags)
+        for msg_id in [i for i, m in messages.items() if m._source == deleted]:
             del messages[msg_id]
         return max_id
     return max_id

@@ -123,7 +123,7 @@ def test_reading_a_queue_changes_nothing_expiring_does() -> None:
     for _ in range(3):
         queue.enqueue(_message())
     time.sleep(0.03)  # every message is now past its TTL; no timer runs here
-    snapshot = queue.snapshot("/")
+    snapshot = queue.snapshot()
     assert queue.message_count == 3 and snapshot.messages_ready == 3
     assert snapshot.message_bytes_ready == 3 and snapshot.messages == 3
     assert vhost.queues["dead"].message_count == 0  # reading dead-lettered nothing
@@ -142,9 +142,9 @@ def test_a_queue_counts_its_unacknowledged_deliveries() -> None:
     assert first is not None and second is not None
     queue.handed_out(first, no_ack=False)
     queue.handed_out(second, no_ack=True)
-    assert queue.snapshot("/").messages_unacknowledged == 1
+    assert queue.snapshot().messages_unacknowledged == 1
     queue.requeue([first])
-    snapshot = queue.snapshot("/")
+    snapshot = queue.snapshot()
     assert (snapshot.messages_ready, snapshot.messages_unacknowledged) == (2, 0)
 
 

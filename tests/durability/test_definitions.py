@@ -196,4 +196,6 @@ def test_rewrite_is_atomic_no_temp_file_left(tmp_path: Path) -> None:
             ch.queue_declare(f"q{i}", durable=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME, "journal"]
     loaded = DefinitionsStore(tmp_path).load()
-    assert [q["name"] for q in loaded["queues"]] == [f"q{i}" for i in range(20)]
+    [root] = loaded["vhosts"]
+    assert root["name"] == "/"
+    assert [q["name"] for q in root["queues"]] == [f"q{i}" for i in range(20)]

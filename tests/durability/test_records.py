@@ -146,7 +146,7 @@ def test_publish_without_expiry_keeps_the_old_layout_and_old_records_still_read(
     assert r.encode_publish(42, "q", "ex", "rk", b"abc", b"body") == old
     assert r.publish_flags() == 0
     assert r.decode_publish(old) == r.Publish(42, "q", "ex", "rk", b"abc", b"body", None)
-    assert r.publish_summary(old) == (42, "q", 4, None)
+    assert r.publish_summary(old) == (42, "/", "q", 4, None)  # no vhost flag: in "/"
 
 
 def test_publish_with_expiry_round_trips_with_its_flag() -> None:
@@ -158,4 +158,4 @@ def test_publish_with_expiry_round_trips_with_its_flag() -> None:
     record = scanned.records[0]
     assert record.flags == flags
     assert r.decode_publish(record.payload, record.flags).expires == expires
-    assert r.publish_summary(record.payload, record.flags) == (7, "q", 3, expires)
+    assert r.publish_summary(record.payload, record.flags) == (7, "/", "q", 3, expires)

@@ -129,7 +129,7 @@ def test_recovery_gives_back_exactly_the_live_persistent_messages(script: list[t
         got = {
             name: [
                 (reader.load(e.segment, e.offset).body, bool(e.delivered))
-                for e in recovered.queues.get(name, [])
+                for e in recovered.queues.get(("/", name), [])
             ]
             for name in QUEUES
         }

@@ -63,7 +63,7 @@ def test_fully_acknowledged_segments_are_deleted_oldest_first(tmp_path: Path) ->
             await journal.close()
             nursery.cancel_scope.cancel()
         recovered = recover(tmp_path)
-        bodies = [journal.load(e.segment, e.offset).body for e in recovered.queues["q"]]
+        bodies = [journal.load(e.segment, e.offset).body for e in recovered.queues[("/", "q")]]
         assert bodies == [message(i).body for i in range(200, 300)]
 
     trio.run(main)
@@ -132,7 +132,7 @@ def test_compaction_moves_the_last_live_messages_and_frees_the_old_segments(
             await journal.close()
             nursery.cancel_scope.cancel()
         recovered = recover(tmp_path)
-        found = recovered.queues["q"]
+        found = recovered.queues[("/", "q")]
         assert [journal.load(e.segment, e.offset).body for e in found] == [
             message(i).body for i in (0, 5, 120)
         ]

@@ -58,6 +58,13 @@ def add_serve_parser(subparsers: Any) -> None:
         "--port", type=int, default=None, help="its port (0: any free port; default 5672)"
     )
     parser.add_argument(
+        "--management-port",
+        type=int,
+        default=None,
+        help="port of the management HTTP API (replaces management.tcp.port; default 15672, "
+        "on --host's address when there is no --settings)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=None,
         help="data directory: durable definitions, users and the message journal "
@@ -95,14 +102,18 @@ LOG_LEVELS = {
 
 def _serve_settings(args: argparse.Namespace) -> Any:
     """The effective settings: the file, the environment, then the options."""
-    from broker.settings import Listener, Settings, apply_environment, load_settings
+    from broker.settings import HTTPListener, Listener, Settings, apply_environment, load_settings
 
     settings = load_settings(args.settings) if args.settings else Settings()
     settings = apply_environment(settings)
     overrides: dict[str, Any] = {}
+    host = args.host if args.host is not None else "127.0.0.1"
     if args.host is not None or args.port is not None or not args.settings:
-        host = args.host if args.host is not None else "127.0.0.1"
         overrides["listeners_tcp"] = (Listener(host, args.port if args.port is not None else 5672),)
+    if args.management_port is not None or not args.settings:
+        port = args.management_port if args.management_port is not None else 15672
+        ip = settings.management_tcp.ip if args.settings else host
+        overrides["management_tcp"] = HTTPListener(port, ip)
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     return settings.with_overrides(**overrides) if overrides else settings
@@ -142,9 +153,9 @@ def _run_serve(args: argparse.Namespace) -> int:
             return 2
     log = get_logger("warren.server")
     for line in settings.to_lines():
-        # Until the management plane exists (refuse_unbuilt refuses its keys),
-        # its default listeners are not announced.
-        if not line.startswith(("management", "prometheus")):
+        # Until the Prometheus endpoint exists (refuse_unbuilt refuses its
+        # keys), its default listener is not announced.
+        if not line.startswith("prometheus"):
             log.info("settings", line=line)
     try:
         trio.run(

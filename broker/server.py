@@ -42,11 +42,14 @@ from broker.core.timers import Timers
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
+from broker.management.app import management_app
+from broker.management.context import Listening, ManagementContext
+from broker.management.http import serve_http_listeners
 from broker.session.connection import ClientConnection
 from broker.session.context import SessionContext
 from broker.session.handshake import SessionLimits
 from broker.session.info import connection_info
-from broker.settings import AbsoluteLimit, Listener, Settings, TLSOptions
+from broker.settings import AbsoluteLimit, HTTPListener, Listener, Settings, TLSOptions
 from broker.storage import open_durability
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal
@@ -79,7 +82,6 @@ class StartupError(Exception):
 #: Settings keys Warren reads but whose feature is not built yet: a file that
 #: sets one is refused at start rather than accepted and ignored.
 NOT_YET = {
-    "management.": "the management HTTP API is not built yet",
     "prometheus.": "the Prometheus endpoint is not built yet",
     "vm_memory_high_watermark.": "the memory alarm is not built yet",
     "consumer_timeout": "consumer acknowledgement timeouts are not built yet",
@@ -147,6 +149,12 @@ class Broker:
             ),
         )
         self.listeners: list[ListenerInfo] = []
+        self.management = ManagementContext(
+            vhosts=self.vhosts,
+            access=self.access,
+            alarms=self.alarms,
+            connections=lambda: self.connections,
+        )
         self.vhosts.on_deleted.append(self._vhost_deleted)
         self.access.on_user_deleted.append(self._user_deleted)
 
@@ -163,11 +171,18 @@ class Broker:
     def port(self) -> int:
         return self._first_plain().port
 
-    def _first_plain(self) -> ListenerInfo:
+    def _first_plain(self, kind: str = "amqp") -> ListenerInfo:
         for listener in self.listeners:
-            if listener.kind == "amqp":
+            if listener.kind == kind:
                 return listener
-        raise LookupError("no plain AMQP listener")
+        raise LookupError(f"no {kind} listener")
+
+    @property
+    def management_url(self) -> str:
+        """http://host:port of the first management HTTP listener."""
+        listener = self._first_plain("http")
+        host = f"[{listener.host}]" if ":" in listener.host else listener.host
+        return f"http://{host}:{listener.port}"
 
     @property
     def url(self) -> str:
@@ -352,6 +367,12 @@ async def _open_listeners(
     """Every configured listener, opened (OSError names the address that failed)."""
     opened: list[tuple[str, trio.abc.Listener[Any]]] = []
     context = tls_context(settings.ssl_options) if settings.listeners_ssl else None
+    https = settings.management_ssl
+    https_context = (
+        tls_context(TLSOptions(cacertfile=https.cacertfile, certfile=https.certfile,
+                               keyfile=https.keyfile))
+        if https is not None else None
+    )
 
     async def open_one(listener: Listener, kind: str) -> None:
         try:
@@ -363,6 +384,8 @@ async def _open_listeners(
         for tcp in sockets:
             if context is not None and kind == "amqp/ssl":
                 opened.append((kind, trio.SSLListener(tcp, context, https_compatible=False)))
+            elif kind == "https":
+                opened.append((kind, trio.SSLListener(tcp, https_context, https_compatible=True)))
             else:
                 opened.append((kind, tcp))
 
@@ -371,6 +394,11 @@ async def _open_listeners(
             await open_one(listener, "amqp")
         for listener in settings.listeners_ssl:
             await open_one(listener, "amqp/ssl")
+        http = settings.management_tcp
+        await open_one(Listener(http.ip, http.port), "http")
+        https = settings.management_ssl
+        if https is not None:
+            await open_one(Listener(https.ip, https.port), "https")
     except BaseException:
         for _kind, listener in opened:
             await listener.aclose()
@@ -401,7 +429,11 @@ async def open_broker(
     `data_dir` override them, as the command line does.
     """
     if settings is None:
-        settings = Settings(listeners_tcp=(Listener(host or "127.0.0.1", port or 0),))
+        # Tests and tools: one plain listener, the management API on a free port.
+        settings = Settings(
+            listeners_tcp=(Listener(host or "127.0.0.1", port or 0),),
+            management_tcp=HTTPListener(0, host or "127.0.0.1"),
+        )
     elif host is not None or port is not None:
         settings = settings.with_overrides(
             listeners_tcp=(Listener(host or "127.0.0.1", port if port is not None else 5672),)
@@ -458,6 +490,10 @@ async def open_broker(
     listeners = await _open_listeners(settings)
     for kind, listener in listeners:
         broker.listeners.append(ListenerInfo(kind, *_address(listener)))
+    broker.management.listeners = [
+        Listening(listener.kind, listener.host, listener.port) for listener in broker.listeners
+    ]
+    http_listeners = [listener for kind, listener in listeners if kind.startswith("http")]
     accept_scope = trio.CancelScope()
 
     async def accept(kind: str, listener: trio.abc.Listener[Any]) -> None:
@@ -475,7 +511,11 @@ async def open_broker(
         if broker.disk_monitor is not None:
             await nursery.start(broker.disk_monitor.run)
         for kind, listener in listeners:
-            nursery.start_soon(accept, kind, listener)
+            if not kind.startswith("http"):
+                nursery.start_soon(accept, kind, listener)
+        if http_listeners:
+            nursery.start_soon(serve_http_listeners, management_app(broker.management),
+                               http_listeners)
         log.info(
             "broker.started",
             listeners=[str(listener) for listener in broker.listeners],

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from broker.server import Broker, open_broker
-from broker.settings import Settings
+from broker.settings import HTTPListener, Settings
 
 __all__ = ["run_broker_in_thread", "BrokerThread"]
 
@@ -37,6 +37,10 @@ class BrokerThread:
         settings: Settings | None = None,
     ) -> None:
         self._args = (host, port, data_dir, config_path)
+        if settings is not None and settings.management_tcp == HTTPListener(15672):
+            # A test's broker never takes the well-known management port:
+            # many run at once. (Set management_tcp to choose one.)
+            settings = settings.with_overrides(management_tcp=HTTPListener(0, "127.0.0.1"))
         self._settings = settings
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None

@@ -22,8 +22,11 @@ until it idles; Warren does not, see docs/compatibility.md.)
 
 from __future__ import annotations
 
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from broker.auth.permissions import Permission, TopicPermission
@@ -32,7 +35,14 @@ from broker.core import errors
 from broker.logging import get_logger
 from protocol.errors import AMQPError
 
-__all__ = ["AccessControl", "LoginRefused", "Peer", "UserAccess", "resource_name"]
+__all__ = [
+    "AccessControl",
+    "LoginRefused",
+    "LoopbackOnly",
+    "Peer",
+    "UserAccess",
+    "resource_name",
+]
 
 log = get_logger("warren.auth")
 
@@ -48,6 +58,10 @@ CACHE_LIMIT = 1024
 
 class LoginRefused(Exception):
     """A login refused; the message is the reason, for the log only."""
+
+
+class LoopbackOnly(LoginRefused):
+    """A `loopback_users` user logging in from elsewhere (the HTTP API says so)."""
 
 
 class Peer(Protocol):
@@ -72,6 +86,55 @@ def refused(resource: str, name: str, vhost: str, user: str) -> AMQPError:
     )
 
 
+def _host_of(peer_text: str) -> str:
+    """The address part of "host:port" / "[v6]:port"."""
+    return peer_text.rsplit(":", 1)[0].strip("[]")
+
+
+@dataclass
+class LoginThrottle:
+    """Delays the answer to failed logins from an address that keeps failing.
+
+    The first `free_failures` failures from one address within `window`
+    seconds are answered at once; each further one waits twice as long as
+    the one before (from `first_delay`), up to `max_delay`. Only the
+    failing connection waits: other clients, and good logins from the same
+    address, are not delayed. RabbitMQ answers every failure at once (and
+    closes the socket 3 s later), so a guesser gets hundreds of tries a
+    second; this bounds that to a handful. At most `max_addresses` are
+    remembered (the oldest go first), so memory stays bounded.
+
+    Loopback clients are not delayed unless `include_loopback`: a process
+    on the broker's own machine is not the remote guesser this is for, and
+    test suites run their failed-login cases from there.
+    """
+
+    free_failures: int = 3
+    first_delay: float = 0.5
+    max_delay: float = 10.0
+    window: float = 60.0
+    max_addresses: int = 10_000
+    include_loopback: bool = False
+    #: Answers delayed since start.
+    delayed: int = 0
+    _failures: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+
+    def failed(self, host: str, now: float | None = None) -> float:
+        """Record a failure from `host`; the seconds its answer should wait."""
+        now = time.monotonic() if now is None else now
+        count, last = self._failures.pop(host, (0, now))
+        if now - last > self.window:
+            count = 0
+        count += 1
+        self._failures[host] = (count, now)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+        if count <= self.free_failures:
+            return 0.0
+        self.delayed += 1
+        return min(self.first_delay * 2 ** (count - self.free_failures - 1), self.max_delay)
+
+
 class AccessControl:
     """Users, their permissions per vhost, topic permissions, and the loopback rule."""
 
@@ -91,6 +154,8 @@ class AccessControl:
         #: Called with a user's name when it is deleted (its connections close).
         self.on_user_deleted: list[Callable[[str], None]] = []
         self._views: weakref.WeakSet[UserAccess] = weakref.WeakSet()
+        #: Slows down repeated failed logins from one address.
+        self.throttle = LoginThrottle()
 
     @classmethod
     def with_default_user(
@@ -131,11 +196,15 @@ class AccessControl:
 
     def _check_loopback(self, username: str, peer: Peer) -> None:
         if username in self.loopback_users and not peer.is_loopback:
-            raise LoginRefused(f"user '{username}' can only connect via localhost")
+            raise LoopbackOnly(f"user '{username}' can only connect via localhost")
 
-    def login_failed(self, peer: Peer) -> None:
-        """A login from `peer` was refused (counted; the session logs it)."""
+    def login_failed(self, peer: Peer) -> float:
+        """A login from `peer` was refused: count it; the seconds to wait before
+        answering (0 until the peer's address has failed a few times)."""
         self.failed_logins += 1
+        if peer.is_loopback and not self.throttle.include_loopback:
+            return 0.0
+        return self.throttle.failed(_host_of(peer.peer_text))
 
     def may_open(self, user: str, vhost: str) -> bool:
         """Has `user` a permission record in `vhost` (what connection.open needs)?"""

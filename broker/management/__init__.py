@@ -1,7 +1,6 @@
 """The management plane: an HTTP API compatible with RabbitMQ's, Prometheus, a dashboard.
 
-This package is being built from the bottom up. What is here today is the
-HTTP layer, which knows nothing of the broker:
+The HTTP layer knows nothing of the broker:
 
 - `broker.management.http`: an HTTP/1.1 server on trio + h11 over any
   `trio.abc.Stream` (TLS is a `trio.SSLStream` wrapper, not a branch), with
@@ -16,6 +15,12 @@ HTTP layer, which knows nothing of the broker:
   Last-Modified as RabbitMQ's cowboy serves them.
 
 These modules import trio, h11, the standard library and `broker.logging`,
-nothing else from `broker/`: the API handlers on top of them read the
-broker's snapshots, the HTTP layer never does.
+nothing else from `broker/`. On top of them:
+
+- `broker.management.context`: `ManagementContext`, what the server hands
+  the management plane (vhosts, users, connections, alarms, listeners);
+- `broker.management.authz`: management tags and RabbitMQ's check families;
+- `broker.management.query`: sort, columns and pagination of lists;
+- `broker.management.api.*`: the endpoints, one module per area;
+- `broker.management.app`: all of it as one `HttpApp`.
 """

@@ -6,7 +6,7 @@
     def whoami(request: Request) -> Response:
         return Response.json({"name": request.user.name, "tags": request.user.tags})
 
-    app = HttpApp(router, authenticate=check_password)   # (username, password) -> user | None
+    app = HttpApp(router, authenticate=check_password)   # (user, password, request) -> user | None
     await serve_http_listeners(app, await trio.open_tcp_listeners(15672, host="127.0.0.1"))
 
 `serve_http(stream, app, limits)` serves one connection over any
@@ -170,11 +170,12 @@ class HttpLimits:
 
 DEFAULT_LIMITS: Final = HttpLimits()
 
-#: `authenticate(username, password)` returns the user (any object, handed to
-#: handlers as `request.user`) or None; it may be async, and may raise
+#: `authenticate(username, password, request)` returns the user (any object, handed to
+#: handlers as `request.user`) or None (`request.peer` tells where from); it
+#: may be async, and may raise
 #: `HttpError` to refuse a known user otherwise (RabbitMQ's "Not management
 #: user" is a 401 not_authorised after a successful password check).
-Authenticate = Callable[[str, str], Any]
+Authenticate = Callable[[str, str, Request], Any]
 
 
 @dataclass(slots=True)
@@ -533,7 +534,7 @@ class _Connection:
             return HttpError.login_failed(app.realm).to_response()
         assert app.authenticate is not None
         try:
-            user = await _maybe_await(app.authenticate(*credentials))
+            user = await _maybe_await(app.authenticate(*credentials, request))
         except HttpError as error:
             return error.to_response()
         if user is None:

@@ -179,7 +179,7 @@ class HttpError(Exception):
         self,
         status: int,
         error: str | None = None,
-        reason: str = "",
+        reason: str | list[str] = "",
         *,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:

@@ -44,7 +44,7 @@ from broker.logging import get_logger
 from broker.session.channel import FLOW_BACKLOG, Channel
 from broker.session.consumers import Consumer
 from broker.session.context import SessionContext
-from broker.session.handshake import Handshake
+from broker.session.handshake import Handshake, LoginFailed
 from broker.session.info import ConnectionInfo
 from broker.session.output import Output
 from broker.storage.journal import Journal
@@ -402,6 +402,8 @@ class ClientConnection:
         if number == 0:
             try:
                 self._on_connection_method(method)
+            except LoginFailed as failed:
+                self._refuse_login(failed)
             except AMQPError as error:
                 self._connection_error(error, method)
             return
@@ -507,6 +509,33 @@ class ClientConnection:
         )
         self.close(error.reply_code, reply_text, class_id, method_id)
 
+    def _refuse_login(self, failed: LoginFailed) -> None:
+        """A refused login: answer (after the throttle's delay) and end.
+
+        Nothing the client sends afterwards is handled (`closing`); the
+        answer is connection.close to a client that announced
+        authentication_failure_close, else only the socket closing.
+        """
+        self.closing = True
+        self._close_reason = (failed.reply_code, failed.reply_text)
+        if self._nursery is None:
+            self._done.set()
+            return
+        self._nursery.start_soon(self._answer_login_failure, failed)
+
+    async def _answer_login_failure(self, failed: LoginFailed) -> None:
+        if failed.delay:
+            await trio.sleep(failed.delay)
+        if failed.notify:
+            try:
+                self.send_method(0, m.ConnectionClose(
+                    reply_code=failed.reply_code, reply_text=failed.reply_text,
+                    class_id=0, method_id=0,
+                ))
+            except AMQPError:
+                pass
+        await self._finish_after(0.0)
+
     def close(self, reply_code: int, reply_text: str, class_id: int = 0, method_id: int = 0) -> None:
         """Send connection.close (we initiate); the reader then waits for close-ok."""
         if self.closing:
@@ -560,10 +589,8 @@ class ClientConnection:
         if kind is m.ConnectionStartOk:
             self.send_method(0, self.handshake.on_start_ok(method))
         elif kind is m.ConnectionSecureOk:
-            raise errors.access_refused(
-                "Login was refused using authentication mechanism PLAIN. "
-                "For details see the broker logfile."
-            )
+            # Warren never sends connection.secure (no mechanism here needs it).
+            raise LoginFailed(self.handshake.mechanism or "PLAIN", True, 0.0)
         elif kind is m.ConnectionTuneOk:
             self.handshake.on_tune_ok(method, self.amqp.frame_max)
         elif kind is m.ConnectionOpen:

@@ -35,12 +35,13 @@ from broker.session.info import ConnectionInfo
 from protocol import methods as m
 from protocol.connection import parse_sasl_response, server_start
 from protocol.constants import FRAME_MIN_SIZE, ReplyCode
-from protocol.errors import AMQPError, error_for
+from protocol.errors import AMQPError, ConnectionException, error_for
 
 __all__ = [
     "CAPABILITIES",
     "MECHANISMS",
     "Handshake",
+    "LoginFailed",
     "SessionLimits",
     "server_properties",
 ]
@@ -98,14 +99,24 @@ def server_properties() -> dict[str, Any]:
     }
 
 
-def _login_refused(mechanism: str) -> AMQPError:
-    # RabbitMQ's words for every refused login, whatever the reason (the
-    # reason goes to the log): class and method 0, as RabbitMQ sends it.
-    return error_for(
-        ReplyCode.ACCESS_REFUSED,
-        f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
-        "For details see the broker logfile.",
-    )
+class LoginFailed(ConnectionException):
+    """A refused login, answered as RabbitMQ answers it (rabbit_reader
+    auth_fail): 403 with a fixed text naming only the mechanism, class and
+    method 0 (not start-ok's), and only to a client that announced the
+    `authentication_failure_close` capability; to others the socket is just
+    closed. Either way the socket closes after `delay` seconds, which slows
+    password guessing down."""
+
+    def __init__(self, mechanism: str, notify: bool, delay: float) -> None:
+        super().__init__(
+            ReplyCode.ACCESS_REFUSED,
+            f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
+            "For details see the broker logfile.",
+            0,
+            0,
+        )
+        self.notify = notify
+        self.delay = delay
 
 
 class Handshake:
@@ -179,7 +190,7 @@ class Handshake:
                     raise LoginRefused(f"malformed {mechanism} response") from None
                 self.user = self.access_control.authenticate(username, password, self.info)
         except LoginRefused as refused:
-            self.access_control.login_failed(self.info)
+            delay = self.access_control.login_failed(self.info)
             log.warning(
                 "connection.refused",
                 peer=self.info.peer_text,
@@ -187,8 +198,10 @@ class Handshake:
                 mechanism=mechanism,
                 reason=str(refused),
                 failed_logins=self.access_control.failed_logins,
+                answer_delay=delay,
             )
-            raise _login_refused(mechanism) from None
+            notify = bool(self._client_capabilities().get("authentication_failure_close"))
+            raise LoginFailed(mechanism, notify, delay) from None
         self.mechanism = mechanism
         limits = self.limits
         return m.ConnectionTune(

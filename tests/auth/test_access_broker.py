@@ -320,3 +320,47 @@ def test_guest_may_log_in_from_loopback_only(tmp_path) -> None:
         pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{port}/")).close()
     finally:
         thread.stop()
+
+
+def test_the_login_throttle_doubles_after_free_failures_and_forgets() -> None:
+    from broker.auth.access import LoginThrottle
+
+    throttle = LoginThrottle(free_failures=2, first_delay=0.5, max_delay=3.0, window=60)
+    delays = [throttle.failed("10.0.0.9", now=float(i)) for i in range(7)]
+    assert delays == [0.0, 0.0, 0.5, 1.0, 2.0, 3.0, 3.0]
+    assert throttle.failed("10.0.0.8", now=7.0) == 0.0  # another address is not slowed
+    assert throttle.failed("10.0.0.9", now=200.0) == 0.0  # a quiet minute forgets
+    small = LoginThrottle(max_addresses=2)
+    for host in ("a", "b", "c"):
+        small.failed(host, now=0.0)
+    assert list(small._failures) == ["b", "c"]  # bounded
+
+
+def test_repeated_failed_logins_from_one_address_are_answered_later(tmp_path) -> None:
+    address = _outward_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address to connect from")
+    thread = BrokerThread(host="0.0.0.0", data_dir=tmp_path / "data")
+    thread.start()
+    try:
+        _add_user(thread, "remote")
+        port = thread.broker.port
+
+        def refused_after() -> float:
+            started = time.monotonic()
+            with pytest.raises(ProbableAuthenticationError):
+                pika.BlockingConnection(pika.URLParameters(f"amqp://remote:bad@{address}:{port}/"))
+            return time.monotonic() - started
+
+        quick = [refused_after() for _ in range(3)]
+        slowed = refused_after()
+        assert max(quick) < 0.4 and slowed >= 0.45, (quick, slowed)
+        # Loopback clients (and good logins) are not held up meanwhile.
+        started = time.monotonic()
+        with pytest.raises(ProbableAuthenticationError):
+            pika.BlockingConnection(pika.URLParameters(f"amqp://remote:bad@127.0.0.1:{port}/"))
+        pika.BlockingConnection(pika.URLParameters(f"amqp://remote:pw@{address}:{port}/")).close()
+        assert time.monotonic() - started < 0.4
+        assert thread.run_sync(lambda: thread.broker.access.throttle.delayed) == 1
+    finally:
+        thread.stop()

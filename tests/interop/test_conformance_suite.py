@@ -1,13 +1,17 @@
 """The conformance suite (python -m conformance) passes against the broker.
 
 This is how `make test` holds Warren to the behaviour suite: the whole suite
-runs in a subprocess against `interop_url` (a fresh in-process Warren, or
-$WARREN_TEST_URL). Known, documented differences are strict xfails listed in
-conformance/known.py, so they do not fail this test, but a fixed one does.
+runs in a subprocess against a fresh in-process Warren (or $WARREN_TEST_URL),
+with the broker's management API as the admin URL, so that the
+access-control area (users, vhosts, permissions set up through the API)
+runs too ($WARREN_TEST_ADMIN_URL with $WARREN_TEST_URL). Known, documented
+differences are strict xfails listed in conformance/known.py, so they do not
+fail this test, but a fixed one does.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,12 +21,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE_TIMEOUT = 600
 
 
-def test_conformance_suite_passes(interop_url, tmp_path):
+def test_conformance_suite_passes(fresh_warren, tmp_path):
     junit = tmp_path / "conformance.xml"
     markdown = tmp_path / "conformance.md"
+    url = os.environ.get("WARREN_TEST_URL") or fresh_warren.url
+    admin_url = os.environ.get("WARREN_TEST_ADMIN_URL")
+    if not os.environ.get("WARREN_TEST_URL"):
+        admin_url = fresh_warren.broker.management_url.replace("http://", "http://guest:guest@")
+    admin = ["--admin-url", admin_url] if admin_url else []
     result = subprocess.run(
         [
-            sys.executable, "-m", "conformance", "--url", interop_url,
+            sys.executable, "-m", "conformance", "--url", url, *admin,
             "--junit", str(junit), "--markdown", str(markdown),
         ],
         cwd=ROOT,
@@ -38,7 +47,9 @@ def test_conformance_suite_passes(interop_url, tmp_path):
     )
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
-    assert int(suite.get("tests")) > 300
+    assert int(suite.get("tests")) > 400
     assert int(suite.get("failures")) == 0
+    if admin_url:  # the access-control area ran, it was not skipped
+        assert int(suite.get("skipped")) == 0, result.stdout[-2000:]
     assert int(suite.get("errors")) == 0
     assert "| area | pass | fail | xfail | skip |" in markdown.read_text()

@@ -43,7 +43,7 @@ USERS = {
 }
 
 
-async def authenticate(username: str, password: str) -> User | None:
+async def authenticate(username: str, password: str, request: Any = None) -> User | None:
     known = USERS.get(username)
     if known is None or known[0] != password:
         return None

@@ -1,0 +1,1 @@
+"""The management API's endpoints, one module per area (RabbitMQ's paths and bodies)."""

@@ -38,6 +38,7 @@ from broker.alarms import DiskMonitor, ResourceAlarms
 from broker.auth.access import AccessControl
 from broker.auth.permissions import Permission
 from broker.auth.users import User
+from broker.core.memory import MemoryReleaser
 from broker.core.timers import Timers
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
@@ -119,7 +120,8 @@ class Broker:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings = settings if settings is not None else Settings()
         self.timers = Timers()
-        self.vhosts = VHostRegistry(timers=self.timers)
+        self.memory = MemoryReleaser(self.timers, self._ready_bytes)
+        self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory)
         self.access = AccessControl(settings.loopback_users)
         self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
@@ -183,6 +185,10 @@ class Broker:
         listener = self._first_plain("http")
         host = f"[{listener.host}]" if ":" in listener.host else listener.host
         return f"http://{host}:{listener.port}"
+
+    def _ready_bytes(self) -> int:
+        """Bytes of all ready messages, for the memory releaser."""
+        return sum(q.ready_bytes for v in self.vhosts.values() for q in v.queues.values())
 
     @property
     def url(self) -> str:

@@ -91,6 +91,8 @@ _H = struct.Struct(">H")
 _I = struct.Struct(">I")
 _QB = struct.Struct(">QB")
 _HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+#: The property list of a content header with no property set (flags 0).
+NO_PROPERTIES = b"\x00\x00"
 _END = b"\xce"
 
 _new_tuple = tuple.__new__
@@ -306,8 +308,13 @@ class FrameReader:
                         if size < 14:
                             raise frame_error("content header frame too short")
                         class_id, _weight, body_size = _HHQ.unpack_from(buf, start)
-                        append((FRAME_HEADER, channel, class_id, body_size,
-                                bytes(buf[start + 12 : stop])))
+                        if size == 14 and not buf[start + 12] and not buf[start + 13]:
+                            # No property set (the usual publish): one shared
+                            # object instead of a 2-byte bytes per message.
+                            properties = NO_PROPERTIES
+                        else:
+                            properties = bytes(buf[start + 12 : stop])
+                        append((FRAME_HEADER, channel, class_id, body_size, properties))
                     elif frame_type == FRAME_HEARTBEAT:
                         # Spec 4.2.7: heartbeat frames are on channel zero.
                         if channel != 0:

@@ -17,7 +17,7 @@ from typing import Any
 from broker.core.features.ttl import parse_expiration_ms
 from protocol.properties import BasicProperties, delivery_mode_of, properties_has_headers
 
-__all__ = ["Message", "QueuedMessage", "copy_properties", "parse_expiration"]
+__all__ = ["Envelope", "Message", "QueuedMessage", "copy_properties", "parse_expiration"]
 
 # Property flags in the first octet of the property list (spec 4.2.6.1: bit
 # 15 is content-type, then in declaration order): headers is bit 13,
@@ -25,68 +25,125 @@ __all__ = ["Message", "QueuedMessage", "copy_properties", "parse_expiration"]
 _HEADERS_FLAG = 0x20
 _EXPIRATION_FLAG = 0x01
 
-# `Message._expiration_ms` before the expiration property has been looked at.
+# `Envelope.expiration_ms` before the expiration property has been looked at.
 _UNPARSED: Any = object()
 
 
-class Message:
-    """One published message: where it was published to, properties, body.
+class Envelope:
+    """What a publish says besides its body: exchange, routing key, properties.
 
-    A message routed to several queues is one object shared by all of them;
-    per-queue state (redelivered, position) lives in the queue's entries.
+    Consecutive publishes on a channel usually say the same (one routing
+    key, no properties, or the same ones): their messages share one
+    envelope (the channel keeps the last envelope per routing key), so a
+    queued message costs one small object and its body. `decoded` and
+    `expiration_ms` cache what was read out of `properties`; the channel
+    drops `decoded` when it lets go of an envelope (it is decoded again on
+    demand), so a message with properties of its own does not keep their
+    decoded form alive while it waits in a queue.
     """
 
-    __slots__ = ("exchange", "routing_key", "properties", "body", "_decoded", "_expiration_ms")
+    __slots__ = ("exchange", "routing_key", "properties", "decoded", "expiration_ms")
 
-    def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes) -> None:
+    def __init__(self, exchange: str, routing_key: str, properties: bytes) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.properties = properties
+        self.decoded: BasicProperties | None = None
+        self.expiration_ms: int | None = _UNPARSED
+
+
+class Message:
+    """One published message: its envelope (exchange, routing key, properties) and body.
+
+    A message routed to several queues is one object shared by all of them;
+    per-queue state (redelivered, position) lives in the queue's entries.
+    `exchange`, `routing_key` and `properties` read through to the envelope;
+    hot paths read `message.envelope` once instead.
+    """
+
+    __slots__ = ("envelope", "body")
+
+    # A queue keeps a message that needs no per-queue state as the bare
+    # message (see QueuedMessage): it then reads as an entry that has never
+    # left the queue, with no deadline.
+    seq: None = None
+    redelivered = False
+    expires_at: None = None
+
+    @property
+    def message(self) -> Message:
+        """The message of a queue entry: a bare message is its own entry."""
+        return self
+
+    def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes) -> None:
+        self.envelope = Envelope(exchange, routing_key, properties)
         self.body = body
-        self._decoded: BasicProperties | None = None
-        self._expiration_ms: int | None = _UNPARSED
+
+    @classmethod
+    def sharing(cls, envelope: Envelope, body: bytes) -> Message:
+        """A message with an existing (shared) envelope."""
+        message: Message = _new(cls)
+        message.envelope = envelope
+        message.body = body
+        return message
+
+    @property
+    def exchange(self) -> str:
+        return self.envelope.exchange
+
+    @property
+    def routing_key(self) -> str:
+        return self.envelope.routing_key
+
+    @property
+    def properties(self) -> bytes:
+        return self.envelope.properties
 
     def set_decoded(self, properties: BasicProperties) -> None:
         """Remember the decoded form of `self.properties` (when we built them)."""
-        self._decoded = properties
+        self.envelope.decoded = properties
 
     @property
     def expiration_ms(self) -> int | None:
         """The per-message TTL in milliseconds, or None (validated at publish).
 
-        Parsed once: the channel's check at publish and every queue the
-        message is routed to read the same result.
+        Parsed once per envelope: the channel's check at publish and every
+        queue the message is routed to read the same result.
         """
-        value = self._expiration_ms
+        envelope = self.envelope
+        value = envelope.expiration_ms
         if value is _UNPARSED:
-            raw = self.properties
+            raw = envelope.properties
             if not raw or not raw[0] & _EXPIRATION_FLAG:
                 value = None
             else:
                 value = parse_expiration(self.decoded_properties.expiration)
-            self._expiration_ms = value
+            envelope.expiration_ms = value
         return value
 
     @property
     def persistent(self) -> bool:
         """delivery_mode 2: from the decoded properties when the channel already
         decoded them at publish, else read from the raw bytes alone."""
-        decoded = self._decoded
+        envelope = self.envelope
+        decoded = envelope.decoded
         if decoded is not None:
             return decoded.delivery_mode == 2
-        return delivery_mode_of(self.properties) == 2
+        return delivery_mode_of(envelope.properties) == 2
 
     @property
     def decoded_properties(self) -> BasicProperties:
-        """The properties decoded (once, on first use)."""
-        if self._decoded is None:
-            self._decoded = BasicProperties.decode(self.properties, 0)
-        return self._decoded
+        """The properties decoded (once per envelope, on first use)."""
+        envelope = self.envelope
+        decoded = envelope.decoded
+        if decoded is None:
+            decoded = envelope.decoded = BasicProperties.decode(envelope.properties, 0)
+        return decoded
 
     @property
     def headers(self) -> dict[str, Any] | None:
         """The `headers` property, decoding the properties only if it is set."""
-        raw = self.properties
+        raw = self.envelope.properties
         if not raw or not raw[0] & _HEADERS_FLAG or not properties_has_headers(raw):
             return None
         return self.decoded_properties.headers
@@ -103,24 +160,37 @@ class Message:
         props = self.decoded_properties
         new_headers = {k: v for k, v in headers.items() if k != "BCC"}
         new_props = copy_properties(props, headers=new_headers)
-        copy = Message(self.exchange, self.routing_key, new_props.encode(), self.body)
-        copy._decoded = new_props
-        copy._expiration_ms = self._expiration_ms  # the same expiration property
+        envelope = self.envelope
+        copy = Message(envelope.exchange, envelope.routing_key, new_props.encode(), self.body)
+        copy.envelope.decoded = new_props
+        copy.envelope.expiration_ms = envelope.expiration_ms  # the same expiration property
         return copy
 
 
+_new = object.__new__
+
+
 class QueuedMessage:
-    """A message's place in one queue: arrival order, redelivered flag, expiry.
+    """A message's place in one queue: order, redelivered flag, expiry.
 
     The storage layer subclasses it for journalled messages
     (`broker.storage.entries`).
+
+    The common entry needs none of these: a message that has not left the
+    queue yet, without a deadline or a delivery count, is kept in the
+    queue's `ready` as the bare `Message` (which reads as such an entry:
+    `seq` None, `redelivered` False, `expires_at` None, `message` itself),
+    and wrapped when it leaves (`Queue._popleft`). `seq` is given when an
+    entry first leaves the queue: entries that never left leave in arrival
+    order, so the order of departure is the order of arrival, and an entry
+    whose `seq` is None is newer than every entry that has one.
     """
 
     __slots__ = ("seq", "message", "redelivered", "expires_at")
 
     def __init__(
         self,
-        seq: int,
+        seq: int | None,
         message: Message,
         redelivered: bool = False,
         expires_at: float | None = None,

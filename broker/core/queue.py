@@ -158,7 +158,9 @@ class Queue:
         self.vhost = vhost
         #: Set by the vhost for durable queues when the broker has a journal.
         self.journal: MessageStore | None = None
-        self.ready: deque[QueuedMessage] = deque()
+        #: Bare `Message`s (the common case) and `QueuedMessage`s, oldest
+        #: first; `_popleft` takes one out as a `QueuedMessage`.
+        self.ready: deque[QueuedMessage | Message] = deque()
         self.ready_bytes = 0
         self.consumers: deque[QueueConsumer] = deque()
         self.exclusive_consumer: QueueConsumer | None = None
@@ -167,7 +169,7 @@ class Queue:
         self.unacked_count = 0
         self.had_consumer = False
         self.deleted = False
-        self._next_seq = 0
+        self._next_seq = 0  # the next `seq` handed out (see QueuedMessage)
         # Arguments are validated by the vhost before the queue is made.
         args = self.arguments
         self.max_length: int | None = args.get("x-max-length")
@@ -237,9 +239,6 @@ class Queue:
         full; the publisher then gets a basic.nack if it asked for confirms.
         """
         size = len(message.body)
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        entry = QueuedMessage(seq, message)
         limited = self.max_length is not None or self.max_length_bytes is not None
         # drop-head hands a message to a consumer waiting on an empty queue
         # before it looks at the limit (RabbitMQ's deliver_or_enqueue, then
@@ -253,32 +252,43 @@ class Queue:
         if limited and not passing and self._over_limit(1, size):
             if self.overflow != OVERFLOW_DROP_HEAD:
                 if self.overflow == OVERFLOW_REJECT_PUBLISH_DLX:
-                    self.dead_letter([entry], "maxlen")
+                    self.dead_letter([QueuedMessage(None, message)], "maxlen")
                 return False
             dropped = []
             while self.ready and self._over_limit(1, size):
-                head = self.ready.popleft()
+                head = self._popleft()
                 self.ready_bytes -= len(head.message.body)
                 dropped.append(head)
             if self._over_limit(1, size):
-                dropped.append(entry)  # a limit of 0: the message itself goes
-            self.dead_letter(dropped, "maxlen")
-            if dropped and dropped[-1] is entry:
+                # A limit of 0: the message itself goes.
+                dropped.append(QueuedMessage(None, message))
+                self.dead_letter(dropped, "maxlen")
                 return True
+            self.dead_letter(dropped, "maxlen")
         ttl = self.message_ttl
         own = message.expiration_ms  # parsed once, when published
         if own is not None and (ttl is None or own < ttl):
             ttl = own
-        if ttl is not None:
-            now = time.monotonic()
-            entry.expires_at = now + ttl / 1000
-            if self.ready:
-                self.expire(now)  # older messages that are due go first
-            self._may_expire = True
-        if self.delivery_limit is not None:
-            entry.message = counted(message, 0)  # x-delivery-count, as quorum queues
-        if self.journal is not None:
-            entry = self.journal.persist(self, entry)  # persistent: journalled
+        journal = self.journal
+        now = 0.0
+        entry: QueuedMessage | Message
+        if ttl is None and self.delivery_limit is None and (
+            journal is None or not message.persistent
+        ):
+            entry = message  # the common case: no wrapper (see QueuedMessage)
+        else:
+            wrapped = QueuedMessage(None, message)
+            if ttl is not None:
+                now = time.monotonic()
+                wrapped.expires_at = now + ttl / 1000
+                if self.ready:
+                    self.expire(now)  # older messages that are due go first
+                self._may_expire = True
+            if self.delivery_limit is not None:
+                wrapped.message = counted(message, 0)  # x-delivery-count, as quorum queues
+            if journal is not None:
+                wrapped = journal.persist(self, wrapped)  # persistent: journalled
+            entry = wrapped
         self.ready.append(entry)
         self.ready_bytes += size
         if self.consumers:
@@ -291,11 +301,23 @@ class Queue:
             self.expire(now)
         return True
 
+    def _popleft(self) -> QueuedMessage:
+        """Take the oldest ready entry, as a `QueuedMessage` with its `seq`."""
+        entry = self.ready.popleft()
+        if isinstance(entry, QueuedMessage):
+            if entry.seq is None:
+                entry.seq = self._next_seq
+                self._next_seq += 1
+            return entry
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        return QueuedMessage(seq, entry)
+
     def _drop_head(self) -> None:
         """Drop (dead-letter as `maxlen`) the oldest ready messages until within limits."""
         dropped = []
         while self.ready and self._over_limit(0, 0):
-            head = self.ready.popleft()
+            head = self._popleft()
             self.ready_bytes -= len(head.message.body)
             dropped.append(head)
         self.dead_letter(dropped, "maxlen")
@@ -313,17 +335,22 @@ class Queue:
             if over:
                 self.dead_letter(over, DELIVERY_LIMIT)
         ready = self.ready
-        for entry in sorted(entries, key=lambda e: e.seq, reverse=True):
+        # Delivered entries all have their seq (given when they left).
+        for entry in sorted(entries, key=lambda e: e.seq or 0, reverse=True):
             entry.redelivered = True
             self.ready_bytes += len(entry.message.body)
-            if not ready or entry.seq < ready[0].seq:
+            seq = entry.seq or 0
+            # An entry that never left (seq None) is newer than this one.
+            head_seq = ready[0].seq if ready else None
+            if head_seq is None or seq < head_seq:
                 ready.appendleft(entry)
                 continue
             # Rare: older ready messages exist before it (e.g. a message
             # requeued while others were still waiting). Linear insert.
             index = 0
             for index, other in enumerate(ready):  # noqa: B007
-                if other.seq > entry.seq:
+                other_seq = other.seq
+                if other_seq is None or other_seq > seq:
                     break
             else:
                 index = len(ready)
@@ -343,7 +370,7 @@ class Queue:
             self.expire()
         if not self.ready:
             return None
-        entry = self.ready.popleft()
+        entry = self._popleft()
         self.ready_bytes -= len(entry.message.body)
         return entry
 
@@ -373,7 +400,8 @@ class Queue:
         count = len(self.ready)
         if self.journal is not None:
             for entry in self.ready:
-                self.journal.forget(entry)
+                if isinstance(entry, QueuedMessage):  # a bare message is not journalled
+                    self.journal.forget(entry)
         self.ready.clear()
         self.ready_bytes = 0
         return count
@@ -400,9 +428,9 @@ class Queue:
             expires_at = head.expires_at
             if expires_at is None or expires_at > now:
                 break
-            ready.popleft()
-            self.ready_bytes -= len(head.message.body)
-            expired.append(head)
+            taken = self._popleft()
+            self.ready_bytes -= len(taken.message.body)
+            expired.append(taken)
         if expired:
             self.dead_letter(expired, "expired")
         if ready and ready[0].expires_at is not None:
@@ -494,7 +522,16 @@ class Queue:
             if count > 1:
                 consumers.rotate(-1)
             if consumer.has_credit():
-                entry = ready.popleft()
+                item = ready.popleft()  # Queue._popleft, inlined
+                if isinstance(item, QueuedMessage):
+                    entry = item
+                    if entry.seq is None:
+                        entry.seq = self._next_seq
+                        self._next_seq += 1
+                else:
+                    seq = self._next_seq
+                    self._next_seq = seq + 1
+                    entry = QueuedMessage(seq, item)
                 self.ready_bytes -= len(entry.message.body)
                 if expiring and entry.expires_at is not None and entry.expires_at < now:
                     self.dead_letter([entry], "expired")

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from broker.core import errors
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import validate_queue_arguments
+from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
 from broker.core.queue import MessageStore, Queue
@@ -123,6 +124,8 @@ class VHost:
         self.queues: dict[str, Queue] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
+        #: Set by the broker: told of large frees (broker.core.memory).
+        self.memory: MemoryReleaser | None = None
         # Durability (the storage layer); None without --data-dir.
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None
@@ -366,7 +369,16 @@ class VHost:
                 )
 
     def purge_queue(self, connection: ClientRef | None, name: str) -> int:
-        return self.get_queue(name, connection).purge()
+        queue = self.get_queue(name, connection)
+        freed = queue.ready_bytes
+        count = queue.purge()
+        self._freed(freed)
+        return count
+
+    def _freed(self, nbytes: int) -> None:
+        """Messages of `nbytes` were dropped at once: the memory can go back to the OS."""
+        if self.memory is not None:
+            self.memory.freed(nbytes)
 
     def delete_queue(
         self,
@@ -405,7 +417,9 @@ class VHost:
         queue.deleted = True
         del self.queues[queue.name]
         changes = self.topology.remove_queue(queue.name)
+        freed = queue.ready_bytes
         count = queue.purge()
+        self._freed(freed)
         consumers = list(queue.consumers)
         queue.consumers.clear()
         queue.exclusive_consumer = None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.core.memory import MemoryReleaser
 from broker.core.queue import MessageStore
 from broker.core.timers import Scheduler
 from broker.core.vhost import DefinitionsSink, VHost
@@ -29,6 +30,8 @@ class VHostRegistry(Mapping[str, VHost]):
     """The vhosts of one broker; a read-only mapping of name to `VHost` plus create/delete."""
 
     timers: Scheduler | None = None
+    #: Told of large frees (broker.core.memory); set by the server.
+    memory: MemoryReleaser | None = None
     #: Set by the server when there is a data directory.
     definitions: DefinitionsSink | None = None
     journal: MessageStore | None = None
@@ -61,6 +64,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost = VHost(name)
         vhost.description, vhost.tags = description, tags
         vhost.timers = self.timers
+        vhost.memory = self.memory
         vhost.definitions = self.definitions
         vhost.journal = self.journal
         self._vhosts[name] = vhost

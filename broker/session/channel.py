@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from broker.auth.access import UserAccess
 from broker.core import errors
-from broker.core.message import Message, QueuedMessage
+from broker.core.message import Envelope, Message, QueuedMessage
 from broker.core.names import new_name
 from broker.core.queue import Queue
 from broker.core.vhost import VHost
@@ -42,6 +42,11 @@ __all__ = ["Channel", "ChannelOwner", "FLOW_BACKLOG"]
 
 # A content header without properties: the flags word, no bit set (spec 4.2.6.1).
 _NO_PROPERTIES = b"\x00\x00"
+
+#: Routing keys for which a channel keeps the last envelope (then it starts over).
+_ENVELOPES_MAX = 1024
+
+_new_message = object.__new__
 
 #: A queue with consumers and more ready messages than this slows down the
 #: connections publishing to it (see ClientConnection._flow_control).
@@ -100,6 +105,9 @@ class Channel:
         self.prefetch_count = 0  # applied to consumers created afterwards
         self.global_prefetch = 0  # shared by all consumers of the channel
         self.acks = Acknowledgements()
+        # The last envelope published with each routing key (on_basic_publish).
+        self._envelopes: dict[str, Envelope] = {}
+        self._last_exchange = ""
         self.consumers: dict[str, Consumer] = {}
         self.last_queue_name: str | None = None
 
@@ -122,15 +130,16 @@ class Channel:
             consumer.unacked_count += 1
             acks.consumer_unacked += 1
         message = entry.message
+        envelope = message.envelope
         self.output.write(
             encode_basic_deliver(
                 self.number,
                 consumer.tag,
                 tag,
                 entry.redelivered,
-                message.exchange,
-                message.routing_key,
-                message.properties,
+                envelope.exchange,
+                envelope.routing_key,
+                envelope.properties,
                 message.body,
                 self.connection.frame_max,
             )
@@ -294,27 +303,68 @@ class Channel:
             access.check_publish(exchange)
         if access.topic_restricted:
             self._check_topic_publish(exchange, method.routing_key)
-        message = Message(exchange, method.routing_key, properties, body)
-        if properties != _NO_PROPERTIES:
-            # RabbitMQ looks the exchange up before it reads the properties:
-            # a missing exchange is 404 even when the properties are bad.
-            self.vhost.check_publish(exchange)
-            # Malformed properties must not reach a queue, a confirm or a
-            # consumer's decoder: decode them now (once; the message keeps the
-            # result). A bad header is 502 SYNTAX_ERROR on the connection;
-            # RabbitMQ, which also decodes every publish's properties, closes
-            # it with 541 (docs/compatibility.md).
-            decoded = message.decoded_properties
-            if decoded.user_id is not None:
-                self._check_user_id(message)
-            if decoded.expiration is not None:
-                self._check_expiration(message)
+        # Messages share the envelope (exchange, routing key, properties) of
+        # the channel's previous publish with the same routing key when it
+        # says the same: no per-message copy of those, and properties that
+        # were validated once are not decoded again.
+        envelope = self._envelopes.get(method.routing_key)
+        if (
+            envelope is None
+            or envelope.properties != properties
+            or envelope.exchange != method.exchange
+        ):
+            message = self._with_new_envelope(method, properties, body, envelope)
+        else:
+            message = _new_message(Message)
+            message.envelope = envelope
+            message.body = body
         transaction = self.transaction
         if transaction is not None:
             self.vhost.check_publish(method.exchange)
             transaction.publishes.append((method, message))
             return
         self._route(method, message)
+
+    def _with_new_envelope(
+        self, method: m.BasicPublish, properties: bytes, body: bytes, replaced: Envelope | None
+    ) -> Message:
+        """The message of a publish with a new envelope, validated; the next
+        publishes with its routing key share the envelope."""
+        exchange = method.exchange
+        key = method.routing_key
+        if replaced is not None:  # same key, other properties: share the strs
+            key = replaced.routing_key
+        if exchange == self._last_exchange:
+            exchange = self._last_exchange  # one str per exchange name, not per message
+        else:
+            self._last_exchange = exchange
+        envelope = Envelope(exchange, key, properties)
+        message: Message = _new_message(Message)
+        message.envelope = envelope
+        message.body = body
+        if properties != _NO_PROPERTIES:
+            # RabbitMQ looks the exchange up before it reads the properties:
+            # a missing exchange is 404 even when the properties are bad.
+            self.vhost.check_publish(exchange)
+            # Malformed properties must not reach a queue, a confirm or a
+            # consumer's decoder: decode them now (once per envelope). A bad
+            # header is 502 SYNTAX_ERROR on the connection; RabbitMQ, which
+            # also decodes every publish's properties, closes it with 541
+            # (docs/compatibility.md).
+            decoded = message.decoded_properties
+            if decoded.user_id is not None:
+                self._check_user_id(message)
+            if decoded.expiration is not None:
+                self._check_expiration(message)
+        envelopes = self._envelopes
+        if replaced is not None:
+            replaced.decoded = None  # its messages decode again if they must
+        elif len(envelopes) >= _ENVELOPES_MAX:
+            for old in envelopes.values():  # unbounded key spaces: start over
+                old.decoded = None
+            envelopes.clear()
+        envelopes[key] = envelope
+        return message
 
     def _check_topic_publish(self, exchange: str, routing_key: str) -> None:
         """A user with topic permissions publishing to a topic exchange: check

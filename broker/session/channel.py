@@ -301,6 +301,9 @@ class Channel:
         access = self.access
         if exchange not in access.writable_exchanges:  # a set lookup once cached
             access.check_publish(exchange)
+            # First publish to it since the permissions (or the user's tags)
+            # last changed: envelopes validated before are checked again.
+            self._envelopes.clear()
         if access.topic_restricted:
             self._check_topic_publish(exchange, method.routing_key)
         # Messages share the envelope (exchange, routing key, properties) of

@@ -364,3 +364,20 @@ def test_repeated_failed_logins_from_one_address_are_answered_later(tmp_path) ->
         assert thread.run_sync(lambda: thread.broker.access.throttle.delayed) == 1
     finally:
         thread.stop()
+
+
+def test_losing_the_impersonator_tag_applies_to_the_next_publish(broker) -> None:
+    """Publishes share validated properties (an envelope per routing key):
+    a permission or tag change makes the channel check them again."""
+    _add_user(broker, "svc2", tags=("impersonator",))
+    connection = _connect(broker, "svc2", "pw")
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare("imp2", exclusive=True)
+    other = pika.BasicProperties(user_id="someone-else")
+    channel.basic_publish("", "imp2", b"1", other)
+    broker.run_sync(lambda: broker.broker.access.put_user(User.with_password("svc2", "pw")))
+    with pytest.raises(ChannelClosedByBroker) as refused:
+        channel.basic_publish("", "imp2", b"2", other)
+    assert refused.value.reply_code == 406
+    connection.close()

@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make serve PORT=5673 MANAGEMENT_PORT=15673 to run a second one beside the first.
+PORT ?= 5672
+MANAGEMENT_PORT ?= 15672
+
 serve: $(STAMP)
-	$(BIN)/warren serve --host 127.0.0.1 --port 5672 --data-dir ./data
+	$(BIN)/warren serve --host 127.0.0.1 --port $(PORT) --management-port $(MANAGEMENT_PORT) --data-dir ./data
 
 test: $(STAMP)
 	$(BIN)/ruff check .

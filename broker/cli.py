@@ -180,7 +180,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from broker import __version__
+
     parser = argparse.ArgumentParser(prog="warren", description="Warren message broker")
+    parser.add_argument("--version", action="version", version=f"warren {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for spec in SUBCOMMANDS:

@@ -546,9 +546,9 @@ def main(args: argparse.Namespace) -> int:
         result = run(cfg)
     except KeyboardInterrupt:
         return 130
-    except BaseException as exc:  # one clear line, never a traceback
+    except BaseException as exc:  # one clear line, never a traceback; 2 as every command
         print(f"warren perf: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return 2
     if cfg.json:
         print(json.dumps(result))
     else:

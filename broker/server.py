@@ -474,6 +474,7 @@ async def open_broker(
         broker.disk_monitor = DiskMonitor(
             broker.alarms, broker.data_dir, _disk_free_limit(settings, disk_free_limit)
         )
+        broker.disk_monitor.attach(journal)
     else:
         log.warning("broker.no_data_dir",
                     note="no data directory: nothing (messages, queues, users) survives a restart")

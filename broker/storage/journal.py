@@ -49,7 +49,7 @@ import gc
 import os
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,6 +90,9 @@ COMPACT_INTERVAL = 5.0
 #: Recovering at least this many messages freezes the objects alive after
 #: recovery (`gc.freeze()`): a long queue is not walked by every collection.
 FREEZE_AFTER = 10_000
+#: A current segment this large with no live message left is closed (and
+#: deleted) at once rather than kept until it fills.
+ROLL_WHEN_DEAD = 1024 * 1024
 #: ACK/DELIVER ids per record (bounds one record's size to 512 KiB).
 IDS_PER_RECORD = 65536
 #: How long to wait before retrying a batch whose write failed (disk full).
@@ -131,6 +134,11 @@ class Journal:
         self.delay = delay
         self.appended = 0
         self.synced = 0
+        #: When `appended` reaches this, `on_disk_check()` is called: the disk
+        #: monitor looks at free space early under a fast write rate
+        #: (broker.alarms.disk); one integer compare per record.
+        self.disk_check_at = 1 << 62
+        self.on_disk_check: Callable[[], None] | None = None
         #: +1 for every record appended or ack noted: tells whether some work
         #: (a transaction's commit) touched the journal at all.
         self.changes = 0
@@ -169,6 +177,11 @@ class Journal:
         self._running = False
 
     @property
+    def unwritten_bytes(self) -> int:
+        """Bytes appended that are not on disk yet (they will take disk space soon)."""
+        return self.appended - self.synced
+
+    @property
     def fsyncs(self) -> int:
         return self._writer.fsyncs
 
@@ -190,6 +203,8 @@ class Journal:
         self._buffer += record
         self._segment_bytes += len(record)
         self.appended += len(record)
+        if self.appended >= self.disk_check_at and self.on_disk_check is not None:
+            self.on_disk_check()
         self._dirty.set()
         return self._segment, offset
 
@@ -303,7 +318,16 @@ class Journal:
         live = self._live
         while True:
             oldest = next(iter(live))
-            if oldest == self._segment or live[oldest]:
+            if live[oldest]:
+                return
+            if oldest == self._segment:
+                # Every message is gone, the current segment's too: start a
+                # new segment so that this one can be deleted now. Otherwise
+                # its space would come back only with the next writes, and a
+                # disk alarm (which blocks those writes) would never clear
+                # after consumers drained everything.
+                if self._segment_bytes >= ROLL_WHEN_DEAD:
+                    self._roll()  # which collects the old segment
                 return
             del live[oldest]
             self._published.pop(oldest, None)

@@ -267,7 +267,8 @@ def test_warren_serve_cli_logs_json_and_exits_0_on_sigterm(tmp_path) -> None:
     port = _free_port()
     data_dir = tmp_path / "data"
     process = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--management-port", "0",
+         "--data-dir", str(data_dir)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -310,7 +311,8 @@ def test_warren_serve_refuses_a_bad_config_file(tmp_path) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text("exchange orders type nosuch\n", encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "broker", "serve", "--port", "0", "--config", str(conf)],
+        [sys.executable, "-m", "broker", "serve", "--port", "0", "--management-port", "0",
+         "--config", str(conf)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -50,6 +50,6 @@ def test_unreachable_url_is_one_line() -> None:
          "--duration", "1"],
         capture_output=True, text=True, timeout=60,
     )
-    assert out.returncode == 1
+    assert out.returncode == 2  # as every warren command (docs/cli.md)
     assert out.stderr.count("\n") == 1
     assert out.stderr.startswith("warren perf: cannot connect to 127.0.0.1:1")

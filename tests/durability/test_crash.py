@@ -58,6 +58,8 @@ def start_broker(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], st
                 "serve",
                 "--port",
                 str(port),
+                "--management-port",
+                "0",
                 "--data-dir",
                 str(data_dir),
                 "--log-format",

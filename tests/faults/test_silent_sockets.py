@@ -1,0 +1,70 @@
+"""Two thousand sockets that connect and say nothing: bounded, dropped, harmless.
+
+Each is dropped after `handshake_timeout` (here 1 s), the broker keeps
+serving a real client meanwhile, and once they are gone nothing of them is
+left (no connection objects, no file descriptors).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+from pathlib import Path
+
+import pika
+import pytest
+
+from broker.settings import Listener, Settings
+from broker.testing import BrokerThread
+
+SOCKETS = 2000
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts fds in /proc (Linux)")
+def test_silent_sockets_are_dropped_after_the_handshake_timeout(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * SOCKETS + 256  # both ends live in this process
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {needed}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    settings = Settings(listeners_tcp=(Listener("127.0.0.1", 0),), handshake_timeout=1000)
+    thread = BrokerThread(settings=settings)
+    thread.start()
+    silent: list[socket.socket] = []
+    try:
+        fds_before = _open_fds()
+        port = thread.broker.port
+        for _ in range(SOCKETS):
+            silent.append(socket.create_connection(("127.0.0.1", port)))
+        # A real client is served while they sit there.
+        started = time.monotonic()
+        connection = pika.BlockingConnection(pika.URLParameters(thread.url))
+        connection.channel().queue_declare("", exclusive=True)
+        assert time.monotonic() - started < 2
+        # Every silent socket is closed by the broker within the timeout (+ slack).
+        deadline = time.monotonic() + 10
+        for sock in silent:
+            sock.settimeout(max(deadline - time.monotonic(), 0.1))
+            assert sock.recv(1) == b"", "the broker did not close a silent socket"
+        # Each is forgotten once its task has finished closing (just after the EOF).
+        deadline = time.monotonic() + 5
+        while thread.run_sync(lambda: len(thread.broker.connections)) > 1:
+            assert time.monotonic() < deadline, "silent connections are still tracked"
+            time.sleep(0.05)
+        connection.close()
+        for sock in silent:
+            sock.close()
+        silent.clear()
+        time.sleep(0.5)
+        assert _open_fds() <= fds_before + 8
+        assert thread.run_sync(lambda: thread.broker.crashed_connections) == 0
+    finally:
+        for sock in silent:
+            sock.close()
+        thread.stop()

@@ -4,7 +4,8 @@ One statement per declaration; flags on the first line, each valued option on
 an indented line of its own (so a diff shows exactly the option that changed);
 routing keys, password hashes, descriptions and permission patterns always
 quoted; permissions and limits on one line each, like bindings; comments and
-single blank lines kept where they were. ``parse(format(m)) == m`` and ``format(parse(format(m))) == format(m)``.
+single blank lines kept where they were. ``parse(format(m)) == m`` and
+``format(parse(format(m))) == format(m)``.
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def test_the_formatter_is_canonical_and_keeps_comments() -> None:
         "# Who may do what.\n"
         'vhost prod tags eu production description "production, EU"\n'
         "\n"
-        f'user alice tags administrator monitoring password-hash "{ALICE_HASH}"  # the on-call admin\n'
+        f'user alice tags administrator monitoring password-hash "{ALICE_HASH}"'
+        "  # the on-call admin\n"
         f'user billing max-connections 5 tags "billing-service" hashing-algorithm '
         "rabbit_password_hashing_sha512\n"
         f'    password-hash "{BILLING_HASH}"\n'
@@ -204,7 +205,9 @@ def test_duplicates() -> None:
         "declared twice",
         "access.conf:11:7: limit max-queues of vhost 'v' is declared twice",
     ]
-    assert errors(text)[2].endswith("hint: a user has one permission per vhost; the first is at line 5")
+    assert errors(text)[2].endswith(
+        "hint: a user has one permission per vhost; the first is at line 5"
+    )
 
 
 def test_an_invalid_pattern() -> None:
@@ -343,7 +346,9 @@ def test_limits() -> None:
         "statements of their own",
     ]
     m = config.parse("limit / max-connections -1\nlimit / max-queues 0\n")
-    assert [(lim.name, lim.value) for lim in m.limits] == [("max-connections", -1), ("max-queues", 0)]
+    assert [(lim.name, lim.value) for lim in m.limits] == [
+        ("max-connections", -1), ("max-queues", 0)
+    ]
 
 
 def test_misspelt_options_and_statements() -> None:

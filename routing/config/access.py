@@ -27,6 +27,7 @@ import binascii
 import difflib
 import hashlib
 import re
+import warnings
 
 from .options import format_text
 
@@ -132,9 +133,16 @@ def escape_problem(raw: str) -> tuple[int, str] | None:
 
 
 def pattern_problem(pattern: str) -> str | None:
-    """Why ``pattern`` is not a regular expression (Python's ``re``), or None."""
+    """Why ``pattern`` is not a regular expression (Python's ``re``), or None.
+
+    Only whether it compiles matters (RabbitMQ matches with PCRE), so the
+    warnings ``re`` gives about what a pattern means (``[[:alpha:]]``: "possible
+    nested set") are not shown.
+    """
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
     except re.error as error:
         where = f" at position {error.pos}" if error.pos is not None else ""
         return f"invalid regular expression {pattern!r}: {error.msg}{where}"

@@ -420,8 +420,14 @@ def _hash_password(args: argparse.Namespace) -> int:
         if getpass.getpass("Again: ") != password:
             raise CommandError("the two passwords differ; nothing printed")
     else:
-        line = sys.stdin.readline()
-        password = line.removesuffix("\n").removesuffix("\r")
+        raw = sys.stdin.buffer.readline().removesuffix(b"\n").removesuffix(b"\r")
+        try:
+            password = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CommandError(
+                f"the password is not UTF-8 text ({error.reason} at byte {error.start}); "
+                "RabbitMQ hashes a password's UTF-8 bytes"
+            ) from None
     if not password:
         raise CommandError(
             "the password is empty, and RabbitMQ refuses empty passwords (a user without a "

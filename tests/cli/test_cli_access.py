@@ -553,3 +553,61 @@ def test_apply_reports_what_rabbitmq_refuses(warren, tmp_path, lang_prefix) -> N
         f"created      limit {p}-v max-queues 3",
         "3 created, 1 failed",
     ]
+
+
+def test_hash_password_refuses_what_is_not_utf8(warren) -> None:
+    result = warren("config", "hash-password", input=b"\xff\xfe\n")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr == (
+        b"warren config hash-password: the password is not UTF-8 text (invalid start byte at "
+        b"byte 0); RabbitMQ hashes a password's UTF-8 bytes\n"
+    )
+
+
+def run_on_a_terminal(args: list[str], typed: list[bytes]) -> tuple[int, bytes]:
+    """Run `warren ARGS` with a terminal as its controlling tty; type each line
+    of `typed` after a prompt. (exit status, everything the terminal showed)."""
+    import pty
+    import time
+
+    from cli_helpers import WARREN
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout, stderr and /dev/tty are the terminal
+        os.execv(str(WARREN), [str(WARREN), *args])
+    import select
+
+    shown = b""
+    pending = list(typed)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.5)[0]:
+            continue
+        try:
+            data = os.read(fd, 1024)
+        except OSError:  # EIO: the child is gone
+            break
+        if not data:
+            break
+        shown += data
+        if pending and shown.endswith(b": "):  # a prompt, waiting
+            os.write(fd, pending.pop(0) + b"\n")
+    else:
+        os.kill(pid, 9)
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_hash_password_at_a_terminal_asks_twice() -> None:
+    code, shown = run_on_a_terminal(["config", "hash-password"], [b"s3cret", b"s3cret"])
+    assert code == 0, shown
+    lines = shown.decode().replace("\r", "").split("\n")
+    assert lines[:2] == ["Password: ", "Again: "]
+    assert "s3cret" not in shown.decode()  # not echoed
+    assert verify_password("s3cret", lines[2], "rabbit_password_hashing_sha256")
+    code, shown = run_on_a_terminal(["config", "hash-password"], [b"s3cret", b"other"])
+    assert code == 2
+    assert shown.decode().replace("\r", "").endswith(
+        "warren config hash-password: the two passwords differ; nothing printed\n"
+    )

@@ -7,6 +7,12 @@ definitions JSON without loss; the configuration language shows the friendlier
 names (``message-ttl 30s``). Values are ``str``, ``int``, ``float``, ``bool`` or
 ``None`` (a void header value).
 
+Besides a vhost's topology (exchanges, queues, bindings), a file may declare
+what RabbitMQ keeps broker-wide and AMQP cannot create: vhosts, users, their
+permissions and topic permissions, and vhost limits. Those name their vhost
+themselves; the topology belongs to the vhost the file is applied to (see
+docs/config-language.md, "Vhosts, users and permissions").
+
 Comments and blank lines ride along for the formatter but take no part in
 equality: two models are equal when they declare the same things in the same
 order. ``TopologyConfig.same_topology`` ignores the order too.
@@ -24,13 +30,24 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "ACCESS_KINDS",
+    "DEFAULT_HASHING_ALGORITHM",
+    "AccessDecl",
     "BindingDecl",
     "Declaration",
     "ExchangeDecl",
+    "PermissionDecl",
     "QueueDecl",
     "SourceInfo",
+    "TopicPermissionDecl",
     "TopologyConfig",
+    "UserDecl",
+    "VHostDecl",
+    "VHostLimitDecl",
 ]
+
+#: RabbitMQ's default password hashing module (since 3.6), as definitions name it.
+DEFAULT_HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 
 
 @dataclass
@@ -41,7 +58,8 @@ class SourceInfo:
     comments: list[str] = field(default_factory=list)
     trailing_comment: str | None = None
     blank_line_before: bool = False
-    #: End-of-line comments of option lines, by argument name (``x-message-ttl``).
+    #: End-of-line comments of option lines, by argument name (``x-message-ttl``;
+    #: for users and vhosts, the option's name: ``tags``, ``password-hash``).
     option_comments: dict[str, str] = field(default_factory=dict)
 
 
@@ -106,12 +124,104 @@ class BindingDecl:
         )
 
 
-Declaration = ExchangeDecl | QueueDecl | BindingDecl
+@dataclass
+class VHostDecl:
+    """``vhost <name> ...``: a virtual host.
+
+    ``description`` and ``tags`` are None when the file does not give them:
+    RabbitMQ 3.10's export leaves them out, so "not said" must not read as
+    "empty" (apply would otherwise clear what the broker has).
+    """
+
+    name: str
+    description: str | None = None
+    tags: list[str] | None = None
+    origin: SourceInfo = _info()
+
+    def key(self) -> tuple[Any, ...]:
+        return ("vhost", self.name)
+
+
+@dataclass
+class UserDecl:
+    """``user <name> ...``: a user of RabbitMQ's internal database.
+
+    Only a password *hash* is kept (RabbitMQ's base64 of salt + digest), never
+    a password. ``""`` is "no password" (as in RabbitMQ's export): such a user
+    cannot log in with a password. ``limits`` are RabbitMQ's user limits
+    (``max-connections``, ``max-channels``).
+    """
+
+    name: str
+    password_hash: str = ""
+    hashing_algorithm: str = DEFAULT_HASHING_ALGORITHM
+    tags: list[str] = field(default_factory=list)
+    limits: dict[str, int] = field(default_factory=dict)
+    origin: SourceInfo = _info()
+
+    def key(self) -> tuple[Any, ...]:
+        return ("user", self.name)
+
+
+@dataclass
+class PermissionDecl:
+    """``permission <user> on <vhost> configure P write P read P``: regular expressions."""
+
+    user: str
+    vhost: str
+    configure: str = ""
+    write: str = ""
+    read: str = ""
+    origin: SourceInfo = _info()
+
+    def key(self) -> tuple[Any, ...]:
+        return ("permission", self.user, self.vhost)
+
+
+@dataclass
+class TopicPermissionDecl:
+    """``topic-permission <user> on <vhost> exchange X write P read P``."""
+
+    user: str
+    vhost: str
+    exchange: str
+    write: str = ""
+    read: str = ""
+    origin: SourceInfo = _info()
+
+    def key(self) -> tuple[Any, ...]:
+        return ("topic-permission", self.user, self.vhost, self.exchange)
+
+
+@dataclass
+class VHostLimitDecl:
+    """``limit <vhost> max-connections N`` (or ``max-queues``): one vhost limit.
+
+    A negative value lifts the limit, as in RabbitMQ; 0 allows none.
+    """
+
+    vhost: str
+    name: str
+    value: int
+    origin: SourceInfo = _info()
+
+    def key(self) -> tuple[Any, ...]:
+        return ("limit", self.vhost, self.name)
+
+
+AccessDecl = VHostDecl | UserDecl | PermissionDecl | TopicPermissionDecl | VHostLimitDecl
+Declaration = ExchangeDecl | QueueDecl | BindingDecl | AccessDecl
+
+_ACCESS_TYPES = (VHostDecl, UserDecl, PermissionDecl, TopicPermissionDecl, VHostLimitDecl)
+
+#: The access statements' keywords, in the order apply creates them.
+ACCESS_KINDS = ("vhost", "user", "permission", "topic-permission", "limit")
 
 
 @dataclass
 class TopologyConfig:
-    """Everything one file declares for one vhost, in file order."""
+    """Everything one file declares, in file order: one vhost's topology, and
+    the broker-wide access statements (vhosts, users, permissions, limits)."""
 
     declarations: list[Declaration] = field(default_factory=list)
     #: Comments after the last declaration (formatter only).
@@ -129,12 +239,65 @@ class TopologyConfig:
     def bindings(self) -> list[BindingDecl]:
         return [d for d in self.declarations if isinstance(d, BindingDecl)]
 
+    @property
+    def vhosts(self) -> list[VHostDecl]:
+        return [d for d in self.declarations if isinstance(d, VHostDecl)]
+
+    @property
+    def users(self) -> list[UserDecl]:
+        return [d for d in self.declarations if isinstance(d, UserDecl)]
+
+    @property
+    def permissions(self) -> list[PermissionDecl]:
+        return [d for d in self.declarations if isinstance(d, PermissionDecl)]
+
+    @property
+    def topic_permissions(self) -> list[TopicPermissionDecl]:
+        return [d for d in self.declarations if isinstance(d, TopicPermissionDecl)]
+
+    @property
+    def limits(self) -> list[VHostLimitDecl]:
+        return [d for d in self.declarations if isinstance(d, VHostLimitDecl)]
+
+    @property
+    def access(self) -> list[AccessDecl]:
+        """The statements AMQP cannot apply (vhosts, users, permissions, limits)."""
+        return [d for d in self.declarations if isinstance(d, _ACCESS_TYPES)]
+
+    @property
+    def topology(self) -> list[ExchangeDecl | QueueDecl | BindingDecl]:
+        """The exchanges, queues and bindings (of the vhost the file is applied to)."""
+        return [
+            d for d in self.declarations if isinstance(d, ExchangeDecl | QueueDecl | BindingDecl)
+        ]
+
     def same_topology(self, other: TopologyConfig) -> bool:
-        """Equal declarations, whatever their order (e.g. after a JSON round trip)."""
+        """Equal declarations, whatever their order (e.g. after a JSON round trip).
+
+        Access statements count too; a user's or vhost's tags in any order.
+        """
 
         def canon(cfg: TopologyConfig) -> list[tuple[Any, ...]]:
-            out = []
+            out: list[tuple[Any, ...]] = []
             for d in cfg.declarations:
+                if isinstance(d, VHostDecl):
+                    tags = None if d.tags is None else tuple(sorted(d.tags))
+                    out.append((d.key(), (d.description, tags), ()))
+                    continue
+                if isinstance(d, UserDecl):
+                    limits = tuple(sorted(d.limits.items()))
+                    extra_user = (d.password_hash, d.hashing_algorithm, tuple(sorted(d.tags)))
+                    out.append((d.key(), extra_user, limits))
+                    continue
+                if isinstance(d, PermissionDecl):
+                    out.append((d.key(), (d.configure, d.write, d.read), ()))
+                    continue
+                if isinstance(d, TopicPermissionDecl):
+                    out.append((d.key(), (d.write, d.read), ()))
+                    continue
+                if isinstance(d, VHostLimitDecl):
+                    out.append((d.key(), (d.value,), ()))
+                    continue
                 if isinstance(d, ExchangeDecl):
                     extra: tuple[Any, ...] = (d.type, d.durable, d.auto_delete, d.internal)
                 elif isinstance(d, QueueDecl):

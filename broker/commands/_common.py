@@ -143,21 +143,29 @@ def read_text(path: str) -> str:
         raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-def read_config(path: str) -> Any:
+def read_config(path: str, vhost: str = "/") -> Any:
     """Parse the configuration file `path` into a `routing.model.TopologyConfig`.
 
-    A file that does not parse is one line: its first error, how many more,
-    and the command that shows them all.
+    `vhost` is the vhost its topology is for (permissions and limits may name
+    it without a vhost statement). A file that does not parse is one line: its
+    first error, how many more, and the command that shows them all.
     """
     from routing import config
 
     text = read_text(path)
-    errors = config.check(text, path)
+    errors = config.check(text, path, vhost)
     if errors:
+        option = "" if vhost == "/" else f" --vhost {shell_quote(vhost)}"
         raise CommandError(
-            f"{first_error(errors)}; run `warren config check {path}` for details"
+            f"{first_error(errors)}; run `warren config check{option} {path}` for details"
         )
-    return config.parse(text, path)
+    return config.parse(text, path, vhost)
+
+
+def shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def first_error(errors: list[Any]) -> str:

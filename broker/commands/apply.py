@@ -31,6 +31,18 @@ and alternate-exchange, and a queue's durable, auto-delete and the
 x-arguments in rabbit_amqqueue's declare_args list (x-message-ttl,
 x-dead-letter-exchange, x-max-length, ...). Other arguments that differ go
 unnoticed; this is the broker's notion of "equivalent", not ours.
+
+Vhosts, users, permissions, topic permissions and vhost limits cannot be made
+over AMQP: they go through the management HTTP API (`--management-url`),
+before the topology (a permission needs its vhost and user, and the file's
+own vhost may be one it creates). Everything is read first (GET /api/vhosts,
+/api/users, /api/permissions, /api/topic-permissions, /api/vhost-limits), then
+compared (`plan_access`, which makes no request), then written with PUT: each
+item is `created`, `present`, `changed` (HTTP can change these, unlike a
+queue; what changed is named) or `conflict`. A user's password hash that
+differs from the broker's is a conflict, and nothing of that user changes,
+unless `--replace-passwords`: hashes are salted, so a password set anywhere
+else always differs, and apply would otherwise undo it silently.
 """
 
 from __future__ import annotations
@@ -49,22 +61,41 @@ import trio
 
 from broker.client import Channel, ChannelClosed, Connection
 from protocol.constants import ReplyCode
-from routing.model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
+from routing.model import (
+    AccessDecl,
+    BindingDecl,
+    ExchangeDecl,
+    PermissionDecl,
+    QueueDecl,
+    TopicPermissionDecl,
+    TopologyConfig,
+    UserDecl,
+    VHostDecl,
+    VHostLimitDecl,
+)
 
 from ._common import CommandError
 
 __all__ = [
+    "CHANGED",
     "CONFLICT",
     "CREATED",
     "BOUND",
     "FAILED",
     "PRESENT",
     "WOULD_BIND",
+    "WOULD_CHANGE",
     "WOULD_CREATE",
+    "AccessAction",
+    "AccessState",
     "ManagementAPI",
     "Outcome",
+    "apply_access",
     "apply_topology",
     "describe",
+    "needs_management",
+    "plan_access",
+    "would_create",
 ]
 
 CREATED = "created"
@@ -74,13 +105,15 @@ BOUND = "bound"
 FAILED = "failed"
 WOULD_CREATE = "would-create"
 WOULD_BIND = "would-bind"
+CHANGED = "changed"
+WOULD_CHANGE = "would-change"
 
 
 @dataclass
 class Outcome:
     """What apply did (or would do) with one declaration."""
 
-    kind: str  # "exchange", "queue" or "binding"
+    kind: str  # "exchange", "queue", "binding", "vhost", "user", "permission"...
     declaration: str  # as the configuration language writes it: `queue billing`
     status: str  # one of the constants above
     #: For a conflict: the property that differs; for a failure: the broker's reason.
@@ -104,11 +137,25 @@ class Outcome:
         return out
 
 
-def describe(decl: ExchangeDecl | QueueDecl | BindingDecl) -> str:
-    """A declaration's first line in the configuration language (`bind billing to orders ...`)."""
+def describe(decl: ExchangeDecl | QueueDecl | BindingDecl | AccessDecl) -> str:
+    """A declaration's first line in the configuration language (`bind billing to orders ...`);
+    for a permission, what identifies it (`permission alice on prod`)."""
     from routing.config.formatter import format_config
     from routing.config.options import format_text
 
+    if isinstance(decl, VHostDecl):
+        return f"vhost {format_text(decl.name)}"
+    if isinstance(decl, UserDecl):
+        return f"user {format_text(decl.name)}"
+    if isinstance(decl, PermissionDecl):
+        return f"permission {format_text(decl.user)} on {format_text(decl.vhost)}"
+    if isinstance(decl, TopicPermissionDecl):
+        return (
+            f"topic-permission {format_text(decl.user)} on {format_text(decl.vhost)} "
+            f"exchange {format_text(decl.exchange)}"
+        )
+    if isinstance(decl, VHostLimitDecl):
+        return f"limit {format_text(decl.vhost)} {decl.name} {decl.value}"
     if isinstance(decl, ExchangeDecl):
         return f"exchange {format_text(decl.name)}"
     if isinstance(decl, QueueDecl):
@@ -145,8 +192,64 @@ def conflict_detail(reply_text: str) -> str:
     )
 
 
+class HTTPFailure(Exception):
+    """The management API answered with an error status."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"HTTP {code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
+    """RabbitMQ's reason for refusing a request (its JSON body), or the status text."""
+    try:
+        body = json.loads(error.read() or b"null")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "reason" in body:
+        return " ".join(_erlang_text(body["reason"]).split())  # one line
+    return str(error.reason)
+
+
+def _erlang_text(value: Any) -> str:
+    """RabbitMQ's reason as text: it may be an Erlang term, where a string is a
+    list of code points (an invalid regular expression's reason is
+    ["invalid_regexp", "(", ["missing )", 1]], each string as numbers)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        if value and all(isinstance(c, int) and 0 < c < 0x110000 for c in value):
+            return "".join(map(chr, value))
+        if len(value) == 2 and isinstance(value[1], int) and isinstance(value[0], list):
+            return f"{_erlang_text(value[0])} at {value[1]}"  # PCRE's message and offset
+        return ": ".join(_erlang_text(v) for v in value)
+    return json.dumps(value)
+
+
+def _tags(value: Any) -> list[str]:
+    """Tags as the management API shows them: a list, or (older) a comma-separated string."""
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    if isinstance(value, list):
+        return [t for t in value if isinstance(t, str)]
+    return []
+
+
+@dataclass
+class AccessState:
+    """What the broker has, by what identifies each thing (from `ManagementAPI.access_state`)."""
+
+    vhosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    permissions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    topic_permissions: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    vhost_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 class ManagementAPI:
-    """The bindings RabbitMQ's management HTTP API knows (GET /api/bindings/VHOST).
+    """RabbitMQ's management HTTP API: the vhost's bindings (GET /api/bindings/VHOST),
+    and the vhosts, users, permissions and limits apply reads and writes.
 
     Credentials come from the management URL (http://user:pass@host:15672)
     or else from the AMQP URL's.
@@ -162,22 +265,74 @@ class ManagementAPI:
         self.base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
         self.vhost = vhost
 
-    def _get(self, path: str) -> Any:
-        request = urllib.request.Request(self.base + path)
+    def _request(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        """The JSON answer (None for an empty one). An HTTP error status raises
+        `HTTPFailure`; not reaching the API at all is a `CommandError`."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return json.load(response)
+                raw = response.read()
         except urllib.error.HTTPError as error:
-            raise CommandError(
-                f"management API {self.base}{path}: HTTP {error.code} {error.reason}"
-            ) from None
+            raise HTTPFailure(error.code, _reason(error)) from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise CommandError(f"management API {self.base}: {reason}") from None
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
         except ValueError:
             raise CommandError(f"management API {self.base}{path}: not JSON") from None
+
+    def _get(self, path: str) -> Any:
+        try:
+            return self._request(path)
+        except HTTPFailure as failure:
+            raise CommandError(
+                f"management API {self.base}{path}: HTTP {failure.code} {failure.reason}"
+            ) from None
+
+    def put(self, path: str, body: dict[str, Any]) -> None:
+        """PUT `body`; `HTTPFailure` if the broker refuses it."""
+        self._request(path, "PUT", body)
+
+    def access_state(self) -> AccessState:
+        """What the broker has of what access statements declare (five GETs)."""
+
+        def listing(path: str) -> list[dict[str, Any]]:
+            data = self._get(path)
+            if not isinstance(data, list):
+                raise CommandError(f"management API {self.base}{path}: expected a list")
+            return [item for item in data if isinstance(item, dict)]
+
+        state = AccessState()
+        for item in listing("/api/vhosts"):
+            metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+            state.vhosts[item.get("name", "")] = {
+                "description": item.get("description", metadata.get("description", "")) or "",
+                "tags": _tags(item.get("tags", metadata.get("tags", []))),
+            }
+        for item in listing("/api/users"):
+            state.users[item.get("name", "")] = {
+                "password_hash": item.get("password_hash", ""),
+                "hashing_algorithm": item.get("hashing_algorithm", ""),
+                "tags": _tags(item.get("tags", [])),
+                "limits": item.get("limits") if isinstance(item.get("limits"), dict) else {},
+            }
+        for item in listing("/api/permissions"):
+            state.permissions[(item.get("user", ""), item.get("vhost", ""))] = item
+        for item in listing("/api/topic-permissions"):
+            key = (item.get("user", ""), item.get("vhost", ""), item.get("exchange", ""))
+            state.topic_permissions[key] = item
+        for item in listing("/api/vhost-limits"):
+            value = item.get("value")
+            state.vhost_limits[item.get("vhost", "")] = value if isinstance(value, dict) else {}
+        return state
 
     def binding_keys(self) -> set[tuple]:
         """Every binding of the vhost, as `binding_key` tuples."""
@@ -430,12 +585,224 @@ async def _bind(
     return outcome(CREATED if existing is not None else BOUND)
 
 
+# -- access: vhosts, users, permissions, topic permissions, limits -------------------
+
+
+@dataclass
+class AccessAction:
+    """One access statement's outcome, and the requests that make it so."""
+
+    outcome: Outcome
+    #: (path, body) to PUT, in order; none for `present`, `conflict` and a dry run.
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _shown_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "'" + " ".join(value) + "'" if value else "none"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"'{value}'"
+
+
+def _changes(pairs: list[tuple[str, Any, Any]]) -> list[str]:
+    """`tags were 'a', now 'a b'` for each (what, on the broker, in the file) that differs."""
+    out = []
+    for what, current, wanted in pairs:
+        if current != wanted:
+            verb = "were" if what == "tags" else "was"
+            if current is None:
+                out.append(f"{what} set to {_shown_value(wanted)}")
+            else:
+                out.append(f"{what} {verb} {_shown_value(current)}, now {_shown_value(wanted)}")
+    return out
+
+
+def _same_tags(a: list[str], b: list[str]) -> bool:
+    return sorted(set(a)) == sorted(set(b))
+
+
+def plan_access(
+    model: TopologyConfig,
+    state: AccessState,
+    *,
+    dry_run: bool = False,
+    replace_passwords: bool = False,
+) -> list[AccessAction]:
+    """Compare the file's access statements with `state`; what to report and to PUT.
+
+    In the order apply writes them: vhosts, users, permissions, topic
+    permissions, limits (file order within each). Makes no request.
+    """
+    actions: list[AccessAction] = []
+
+    def act(decl: AccessDecl, kind: str, identity: dict[str, Any], exists: bool,
+            changes: list[str], requests: list[tuple[str, dict[str, Any]]],
+            conflict: str = "") -> None:
+        if conflict:
+            status, detail, requests = CONFLICT, conflict, []
+        elif not exists:
+            status, detail = (WOULD_CREATE if dry_run else CREATED), ""
+        elif changes:
+            status, detail = (WOULD_CHANGE if dry_run else CHANGED), "; ".join(changes)
+        else:
+            status, detail, requests = PRESENT, "", []
+        outcome = Outcome(kind, describe(decl), status, detail, 0, identity)
+        actions.append(AccessAction(outcome, [] if dry_run else requests))
+
+    for v in model.vhosts:
+        current = state.vhosts.get(v.name)
+        exists = current is not None
+        have = current or {"description": "", "tags": []}
+        # PUT sets both: keep the broker's for what the file does not say.
+        description = v.description if v.description is not None else have["description"]
+        tags = v.tags if v.tags is not None else have["tags"]
+        changes = _changes([("description", have["description"], description)])
+        if not _same_tags(have["tags"], tags):
+            changes += _changes([("tags", have["tags"], tags)])
+        body = {"description": description, "tags": ",".join(tags)}
+        act(v, "vhost", {"name": v.name}, exists, changes, [(f"/api/vhosts/{_q(v.name)}", body)])
+
+    for u in model.users:
+        current = state.users.get(u.name)
+        requests: list[tuple[str, dict[str, Any]]] = []
+        limit_changes = []
+        for limit, value in u.limits.items():
+            had = (current or {}).get("limits", {}).get(limit)
+            if had != value:
+                limit_changes += _changes([(limit, had, value)])
+                requests.append((f"/api/user-limits/{_q(u.name)}/{limit}", {"value": value}))
+        if current is None:
+            body = {"password_hash": u.password_hash, "hashing_algorithm": u.hashing_algorithm,
+                    "tags": ",".join(u.tags)}
+            act(u, "user", {"name": u.name}, False, [],
+                [(f"/api/users/{_q(u.name)}", body), *requests])
+            continue
+        password_differs = (current["password_hash"], current["hashing_algorithm"]) != (
+            u.password_hash, u.hashing_algorithm
+        )
+        conflict = ""
+        changes = []
+        if password_differs and not replace_passwords:
+            conflict = (
+                "password hash differs from the broker's; nothing changed (pass "
+                "--replace-passwords to replace it)"
+            )
+        elif password_differs:
+            changes.append("password hash replaced")
+        tags_differ = not _same_tags(current["tags"], u.tags)
+        if tags_differ:
+            changes += _changes([("tags", current["tags"], u.tags)])
+        if password_differs or tags_differ:
+            keep = not (password_differs and replace_passwords)
+            body = {
+                "password_hash": current["password_hash"] if keep else u.password_hash,
+                "hashing_algorithm": current["hashing_algorithm"] if keep else u.hashing_algorithm,
+                "tags": ",".join(u.tags),
+            }
+            requests.insert(0, (f"/api/users/{_q(u.name)}", body))
+        act(u, "user", {"name": u.name}, True, changes + limit_changes, requests, conflict)
+
+    for p in model.permissions:
+        have_p = state.permissions.get((p.user, p.vhost))
+        wanted = {"configure": p.configure, "write": p.write, "read": p.read}
+        changes = _changes([(k, (have_p or {}).get(k), wanted[k]) for k in wanted])
+        act(p, "permission", {"user": p.user, "vhost": p.vhost}, have_p is not None, changes,
+            [(f"/api/permissions/{_q(p.vhost)}/{_q(p.user)}", wanted)])
+
+    for t in model.topic_permissions:
+        have_t = state.topic_permissions.get((t.user, t.vhost, t.exchange))
+        wanted = {"write": t.write, "read": t.read}
+        changes = _changes([(k, (have_t or {}).get(k), wanted[k]) for k in wanted])
+        act(t, "topic-permission", {"user": t.user, "vhost": t.vhost, "exchange": t.exchange},
+            have_t is not None, changes,
+            [(f"/api/topic-permissions/{_q(t.vhost)}/{_q(t.user)}",
+              {"exchange": t.exchange, **wanted})])
+
+    for limit in model.limits:
+        had_limit = state.vhost_limits.get(limit.vhost, {}).get(limit.name)
+        changes = [] if had_limit == limit.value else [
+            f"was {_shown_value(had_limit)}, now {limit.value}"
+        ]
+        act(limit, "limit", {"vhost": limit.vhost, "limit": limit.name, "value": limit.value},
+            had_limit is not None, changes,
+            [(f"/api/vhost-limits/{_q(limit.vhost)}/{limit.name}", {"value": limit.value})])
+    return actions
+
+
+def needs_management(path: str, model: TopologyConfig) -> str:
+    """The one line for a file with access statements and no --management-url."""
+    counts = []
+    for kind, items, plural in (
+        ("vhost", model.vhosts, "vhosts"),
+        ("user", model.users, "users"),
+        ("permission", model.permissions, "permissions"),
+        ("topic-permission", model.topic_permissions, "topic-permissions"),
+        ("limit", model.limits, "limits"),
+    ):
+        if items:
+            counts.append(f"{len(items)} {kind if len(items) == 1 else plural}")
+    access = model.access
+    first = access[0]
+    more = f" and {len(access) - 1} more" if len(access) > 1 else ""
+    return (
+        f"{path}:{first.origin.line}: {describe(first)}{more} ({', '.join(counts)}) cannot be "
+        "applied over AMQP: pass --management-url http://HOST:15672 (RabbitMQ's management "
+        "API); nothing was applied"
+    )
+
+
+def would_create(model: TopologyConfig) -> list[Outcome]:
+    """The topology's outcomes in a dry run whose vhost the file creates: all new."""
+    outcomes = [
+        Outcome("exchange" if isinstance(d, ExchangeDecl) else "queue", describe(d),
+                WOULD_CREATE, identity={"name": d.name})
+        for d in (*model.exchanges, *model.queues)
+    ]
+    outcomes += [
+        Outcome("binding", describe(b), WOULD_CREATE, identity={
+            "source": b.source, "destination_type": b.destination_type,
+            "destination": b.destination, "routing_key": b.routing_key,
+            "arguments": dict(b.arguments),
+        })
+        for b in model.bindings
+    ]
+    return outcomes
+
+
+def apply_access(
+    api: ManagementAPI,
+    actions: list[AccessAction],
+    report: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    """PUT each action's requests, in order; an item the broker refuses is `failed`
+    with its reason, and the others go on. Returns (and reports) the outcomes."""
+    outcomes = []
+    for action in actions:
+        outcome = action.outcome
+        for path, body in action.requests:
+            try:
+                api.put(path, body)
+            except HTTPFailure as failure:
+                outcome = Outcome(outcome.kind, outcome.declaration, FAILED,
+                                  f"HTTP {failure.code}: {failure.reason}", 0, outcome.identity)
+                break
+        outcomes.append(outcome)
+        report(outcome)
+    return outcomes
+
+
 def summary(outcomes: list[Outcome], dry_run: bool) -> str:
     """`3 created, 2 present, 1 conflicting` (in a fixed order, zero counts left out)."""
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    order = (CREATED, WOULD_CREATE, PRESENT, BOUND, WOULD_BIND, CONFLICT, FAILED)
+    order = (CREATED, WOULD_CREATE, CHANGED, WOULD_CHANGE, PRESENT, BOUND, WOULD_BIND, CONFLICT,
+             FAILED)
     words = {CONFLICT: "conflicting"}
     parts = [
         f"{counts[s]} {words.get(s, s.replace('-', ' '))}" for s in order if counts.get(s)

@@ -1,10 +1,15 @@
 """`warren config`: check, format, convert and apply configuration files.
 
-    warren config check FILE...
-    warren config fmt FILE... [--check | --diff]
+    warren config check FILE... [--vhost VHOST]
+    warren config fmt FILE... [--check | --diff] [--vhost VHOST]
     warren config from-definitions DEFS.json [--vhost VHOST]
     warren config to-definitions FILE [--vhost VHOST]
-    warren config apply FILE [--url URL] [--dry-run] [--management-url URL] [--json]
+    warren config apply FILE [--url URL] [--dry-run] [--management-url URL]
+                             [--replace-passwords] [--json]
+    warren config hash-password [--algorithm sha256|sha512|md5]
+
+A file describes one vhost's topology (the --vhost, or the AMQP URL's) and
+may declare vhosts, users, permissions and limits, which name their vhost.
 
 Files are in the binding-configuration language (docs/config-language.md);
 the language itself is `routing.config`. See docs/cli.md for each command's
@@ -62,6 +67,7 @@ def add_parser(subparsers: Any) -> None:
         "  1 error in 1 file",
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="files to check (- for stdin)")
+    _vhost_argument(check)
     check.set_defaults(func=lambda args: run_command("warren config check", lambda: _check(args)))
 
     fmt = commands.add_parser(
@@ -86,6 +92,7 @@ def add_parser(subparsers: Any) -> None:
     mode.add_argument(
         "--diff", action="store_true", help="print what would change as a unified diff; change none"
     )
+    _vhost_argument(fmt)
     fmt.set_defaults(func=lambda args: run_command("warren config fmt", lambda: _fmt(args)))
 
     from_defs = commands.add_parser(
@@ -93,15 +100,20 @@ def add_parser(subparsers: Any) -> None:
         help="RabbitMQ definitions JSON -> configuration language, on stdout",
         description="Convert a RabbitMQ definitions export (GET /api/definitions, or "
         "rabbitmqctl export_definitions) to the configuration language, in canonical form, on "
-        "stdout. Built-in exchanges, other vhosts, users, permissions and policies are left "
-        "out.",
+        "stdout: the topology of one vhost (--vhost), and every user, vhost, permission, topic "
+        "permission and vhost limit. What the language cannot write (policies, operator "
+        "policies, other parameters, global parameters, items with nested arguments) is left "
+        "out with a line on stderr naming it, and the exit status is 1; the other vhosts' "
+        "topology and the node's cluster id are left out with a note.",
         formatter_class=_RAW,
         epilog="example:\n"
         "  $ curl -su guest:guest http://rabbit:15672/api/definitions > defs.json\n"
         "  $ warren config from-definitions defs.json > topology.conf",
     )
     from_defs.add_argument("definitions", metavar="DEFS.json", help="the export (- for stdin)")
-    from_defs.add_argument("--vhost", default="/", help="the vhost to convert (default: /)")
+    from_defs.add_argument(
+        "--vhost", default="/", help="the vhost whose topology to convert (default: /)"
+    )
     from_defs.set_defaults(
         func=lambda args: run_command(
             "warren config from-definitions", lambda: _from_definitions(args)
@@ -120,7 +132,9 @@ def add_parser(subparsers: Any) -> None:
         "        -d @defs.json http://rabbit:15672/api/definitions",
     )
     to_defs.add_argument("file", metavar="FILE", help="the configuration file (- for stdin)")
-    to_defs.add_argument("--vhost", default="/", help="the vhost to write (default: /)")
+    to_defs.add_argument(
+        "--vhost", default="/", help="the vhost of the file's topology (default: /)"
+    )
     to_defs.set_defaults(
         func=lambda args: run_command("warren config to-definitions", lambda: _to_definitions(args))
     )
@@ -129,10 +143,13 @@ def add_parser(subparsers: Any) -> None:
         "apply",
         help="declare a file's topology on a running broker (Warren or RabbitMQ)",
         description="Declare every exchange, queue and binding in FILE on a running broker, "
-        "Warren or RabbitMQ, over AMQP. Idempotent, and deletes nothing. Each object is "
-        "reported created, present, or conflict (with the property that differs); bindings are "
-        "reported bound (AMQP cannot ask whether a binding exists) unless --management-url "
-        "lets apply read the existing bindings. Exit 1 if anything conflicted or failed.",
+        "Warren or RabbitMQ, over AMQP, in the URL's vhost. Idempotent, and deletes nothing. "
+        "Each object is reported created, present, or conflict (with the property that "
+        "differs); bindings are reported bound (AMQP cannot ask whether a binding exists) "
+        "unless --management-url lets apply read the existing bindings. Vhosts, users, "
+        "permissions, topic permissions and limits need --management-url (RabbitMQ's HTTP "
+        "API): they are applied first, and reported created, present, changed or conflict. "
+        "Exit 1 if anything conflicted or failed.",
         formatter_class=_RAW,
         epilog="example:\n"
         "  $ warren config apply orders.conf --url amqp://guest:guest@localhost:5672/\n"
@@ -154,10 +171,52 @@ def add_parser(subparsers: Any) -> None:
         metavar="URL",
         default=None,
         help="RabbitMQ's management API (e.g. http://localhost:15672): read existing bindings "
-        "so each is reported created or present (credentials: the URL's, else the AMQP URL's)",
+        "so each is reported created or present, and apply vhosts, users, permissions and "
+        "limits (credentials: the URL's, else the AMQP URL's)",
+    )
+    apply.add_argument(
+        "--replace-passwords",
+        action="store_true",
+        help="replace a user's password hash that differs from the file's (by default a "
+        "conflict, and the user is left as it is)",
     )
     apply.add_argument("--json", action="store_true", help="one JSON object per line")
     apply.set_defaults(func=lambda args: run_command("warren config apply", lambda: _apply(args)))
+
+    hash_password = commands.add_parser(
+        "hash-password",
+        help="print a RabbitMQ password hash for a user statement's password-hash",
+        description="Read a password (typed twice at a terminal, else the first line of "
+        "stdin) and print RabbitMQ's hash of it: base64 of a random 4-byte salt and "
+        "H(salt + UTF-8 password), as RabbitMQ 3.10 makes them (broker.auth.passwords). "
+        "The password is never an argument (it would show in the process list and the "
+        "shell history).",
+        formatter_class=_RAW,
+        epilog="example:\n"
+        "  $ warren config hash-password\n"
+        "  Password: \n"
+        "  Again: \n"
+        "  ttFpXR8Ha6VMd2aJcoNQ84laKAyOS8vZazudbK7P+9FLAjqU\n"
+        "  $ printf '%s\\n' \"$PASSWORD\" | warren config hash-password --algorithm sha512",
+    )
+    hash_password.add_argument(
+        "--algorithm",
+        choices=("sha256", "sha512", "md5"),
+        default="sha256",
+        help="the user's hashing-algorithm (default: sha256, RabbitMQ's)",
+    )
+    hash_password.set_defaults(
+        func=lambda args: run_command("warren config hash-password", lambda: _hash_password(args))
+    )
+
+
+def _vhost_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--vhost",
+        default="/",
+        help="the vhost the file's topology is for: permissions and limits may name it "
+        "without a vhost statement (default: /)",
+    )
 
 
 # -- check ---------------------------------------------------------------------------
@@ -183,14 +242,14 @@ def _check(args: argparse.Namespace) -> int:
             unreadable += 1
             continue
         name = "<stdin>" if path == "-" else path
-        errors = config.check(text, name)
+        errors = config.check(text, name, args.vhost)
         if errors:
             bad_files += 1
             errors_total += len(errors)
             for error in errors:
                 print(error)
         else:
-            model = config.parse(text, name)
+            model = config.parse(text, name, args.vhost)
             print(f"{name}: ok ({_plural(len(model.declarations), 'declaration')})")
     if errors_total:
         print(f"{_plural(errors_total, 'error')} in {_plural(bad_files, 'file')}")
@@ -207,7 +266,7 @@ def _fmt(args: argparse.Namespace) -> int:
 
     from routing import config
 
-    from ._common import first_error, read_text
+    from ._common import first_error, read_text, shell_quote
 
     changed: list[str] = []
     failed = 0
@@ -215,11 +274,12 @@ def _fmt(args: argparse.Namespace) -> int:
         name = "<stdin>" if path == "-" else path
         try:
             text = read_text(path)
-            errors = config.check(text, name)
+            errors = config.check(text, name, args.vhost)
             if errors:
+                option = "" if args.vhost == "/" else f" --vhost {shell_quote(args.vhost)}"
                 raise CommandError(f"{first_error(errors)}; not formatted "
-                                   f"(run `warren config check {path}`)")
-            canonical = config.format(config.parse(text, name))
+                                   f"(run `warren config check{option} {path}`)")
+            canonical = config.format(config.parse(text, name, args.vhost))
         except CommandError as error:
             print(f"warren config fmt: {error}", file=sys.stderr)
             failed += 1
@@ -302,25 +362,33 @@ def _from_definitions(args: argparse.Namespace) -> int:
     if not isinstance(data, dict):
         raise CommandError(f"{name}: expected a JSON object (a definitions export)")
     skipped: list[str] = []
-
-    def warn(message: str) -> None:
-        skipped.append(message)
-        print(f"warren config from-definitions: {name}: warning: {message}", file=sys.stderr)
+    notes: list[str] = []
 
     try:
-        model = config.from_definitions(data, args.vhost, warn=warn)
+        model = config.from_definitions(
+            data, args.vhost, warn=skipped.append, note=notes.append
+        )
     except config.DefinitionsError as error:
         problems = error.problems
         raise CommandError(
             f"{name}: {_plural(len(problems), 'problem')}: " + "; ".join(problems)
         ) from None
     if not model.declarations:
-        raise CommandError(f"{name}: no exchanges, queues or bindings in vhost {args.vhost!r}")
+        raise CommandError(
+            f"{name}: nothing to convert: no exchanges, queues or bindings in vhost "
+            f"{args.vhost!r}, and no users, vhosts, permissions or limits"
+        )
+    # What was left out, and why: never silently. Printed once the export is
+    # known to be readable (a malformed one is one line, above).
+    for message in skipped:
+        print(f"warren config from-definitions: {name}: warning: {message}", file=sys.stderr)
+    for message in notes:
+        print(f"warren config from-definitions: {name}: note: {message}", file=sys.stderr)
     text = config.format(model)
     sys.stdout.write(text)
     # The export may name what it does not hold (an exchange of another vhost,
     # a dead-letter exchange never declared): say so, the text is still printed.
-    errors = config.check(text, f"{name} (converted)")
+    errors = config.check(text, f"{name} (converted)", args.vhost)
     for error in errors:
         print(error, file=sys.stderr)
     # Skipped items: the text is printed, but it is not the whole export.
@@ -334,8 +402,38 @@ def _to_definitions(args: argparse.Namespace) -> int:
 
     from ._common import read_config
 
-    model = read_config(args.file)
+    model = read_config(args.file, args.vhost)
     print(json.dumps(config.to_definitions(model, args.vhost), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+# -- hash-password -------------------------------------------------------------------
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from broker.auth.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("the two passwords differ; nothing printed")
+    else:
+        raw = sys.stdin.buffer.readline().removesuffix(b"\n").removesuffix(b"\r")
+        try:
+            password = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CommandError(
+                f"the password is not UTF-8 text ({error.reason} at byte {error.start}); "
+                "RabbitMQ hashes a password's UTF-8 bytes"
+            ) from None
+    if not password:
+        raise CommandError(
+            "the password is empty, and RabbitMQ refuses empty passwords (a user without a "
+            "password has no password-hash in the file)"
+        )
+    print(hash_password(password, f"rabbit_password_hashing_{args.algorithm}"))
     return EXIT_OK
 
 
@@ -350,16 +448,43 @@ def _apply(args: argparse.Namespace) -> int:
     from broker.client import open_connection, parse_url
 
     from ._common import Progress, check_url, read_config
-    from .apply import CONFLICT, FAILED, ManagementAPI, Outcome, apply_topology, summary
+    from .apply import (
+        CONFLICT,
+        FAILED,
+        ManagementAPI,
+        Outcome,
+        apply_access,
+        apply_topology,
+        needs_management,
+        plan_access,
+        summary,
+        would_create,
+    )
 
     check_url(args.url)
-    model = read_config(args.file)
     params = parse_url(args.url)
+    # The topology goes to the URL's vhost: the file may name it without a vhost statement.
+    model = read_config(args.file, params.vhost)
+    name = "<stdin>" if args.file == "-" else args.file
+    if model.access and not args.management_url:
+        raise CommandError(needs_management(name, model))
     management = None
     if args.management_url:
         management = ManagementAPI(
             args.management_url, params.username, params.password, params.vhost
         )
+    # Read everything before writing anything.
+    actions = []
+    creates_vhost = False
+    if management is not None and model.access:
+        state = management.access_state()
+        actions = plan_access(
+            model, state, dry_run=args.dry_run, replace_passwords=args.replace_passwords
+        )
+        creates_vhost = params.vhost not in state.vhosts and any(
+            v.name == params.vhost for v in model.vhosts
+        )
+    topology = bool(model.topology)
     progress = Progress("applying" if not args.dry_run else "checking",
                         len(model.declarations))
 
@@ -371,16 +496,42 @@ def _apply(args: argparse.Namespace) -> int:
         reported += 1
         progress.update(reported)
 
+    async def declare(conn: Any, existing: set[tuple] | None) -> list[Outcome]:
+        return await apply_topology(
+            conn, model, dry_run=args.dry_run, existing_bindings=existing, report=report
+        )
+
     async def main() -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        if not topology:
+            return apply_access(management, actions, report) if management else []
+        if creates_vhost:
+            # The URL's vhost is one the file creates: no AMQP connection to it
+            # before the management API has made it, and none at all in a dry run.
+            assert management is not None
+            outcomes += await trio.to_thread.run_sync(apply_access, management, actions, report)
+            if args.dry_run:
+                for outcome in would_create(model):
+                    report(outcome)
+                    outcomes.append(outcome)
+                return outcomes
+            existing: set[tuple] | None = set()  # a new vhost has no bindings
+            async with open_connection(
+                args.url, client_properties={"connection_name": "warren config apply"}
+            ) as conn:
+                return outcomes + await declare(conn, existing)
         existing = None
         if management is not None:
             existing = await trio.to_thread.run_sync(management.binding_keys)
+        # Connect (and log in) before the management API writes anything.
         async with open_connection(
             args.url, client_properties={"connection_name": "warren config apply"}
         ) as conn:
-            return await apply_topology(
-                conn, model, dry_run=args.dry_run, existing_bindings=existing, report=report
-            )
+            if management is not None and actions:
+                outcomes += await trio.to_thread.run_sync(
+                    apply_access, management, actions, report
+                )
+            return outcomes + await declare(conn, existing)
 
     try:
         outcomes = trio.run(main)

@@ -10,12 +10,25 @@
     model = config.from_definitions(defs)
     model.apply_to(topology)                        # declare it all in a Topology
 
-The language is described in ``docs/config-language.md``.
+A file holds one vhost's topology (the vhost it is applied to, ``vhost=``,
+``/`` by default) and broker-wide access statements: vhosts, users,
+permissions, topic permissions, vhost limits. The language is described in
+``docs/config-language.md``.
 """
 
 from __future__ import annotations
 
-from ..model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
+from ..model import (
+    BindingDecl,
+    ExchangeDecl,
+    PermissionDecl,
+    QueueDecl,
+    TopicPermissionDecl,
+    TopologyConfig,
+    UserDecl,
+    VHostDecl,
+    VHostLimitDecl,
+)
 from .definitions import DefinitionsError, DefinitionsWarning, from_definitions, to_definitions
 from .errors import ConfigError, ConfigErrors
 from .formatter import format_config
@@ -28,8 +41,13 @@ __all__ = [
     "DefinitionsError",
     "DefinitionsWarning",
     "ExchangeDecl",
+    "PermissionDecl",
     "QueueDecl",
+    "TopicPermissionDecl",
     "TopologyConfig",
+    "UserDecl",
+    "VHostDecl",
+    "VHostLimitDecl",
     "check",
     "format",
     "from_definitions",
@@ -38,17 +56,21 @@ __all__ = [
 ]
 
 
-def parse(text: str, filename: str = "<config>") -> TopologyConfig:
-    """Parse and validate configuration text; raise ``ConfigErrors`` listing every error."""
-    config, errors = parse_config(text, filename)
+def parse(text: str, filename: str = "<config>", vhost: str = "/") -> TopologyConfig:
+    """Parse and validate configuration text; raise ``ConfigErrors`` listing every error.
+
+    ``vhost`` is the vhost the file's topology is for: permissions and limits
+    may name it (and ``/``) without a ``vhost`` statement.
+    """
+    config, errors = parse_config(text, filename, vhost)
     if errors:
         raise ConfigErrors(errors)
     return config
 
 
-def check(text: str, filename: str = "<config>") -> list[ConfigError]:
+def check(text: str, filename: str = "<config>", vhost: str = "/") -> list[ConfigError]:
     """Every error in ``text`` (an empty list when it is valid), in file order."""
-    _, errors = parse_config(text, filename)
+    _, errors = parse_config(text, filename, vhost)
     return sorted(errors, key=lambda e: (e.line, e.column))
 
 

@@ -1,9 +1,11 @@
-"""The canonical formatter (the future ``warren config fmt``).
+"""The canonical formatter (``warren config fmt``).
 
 One statement per declaration; flags on the first line, each valued option on
 an indented line of its own (so a diff shows exactly the option that changed);
-routing keys always quoted; comments and single blank lines kept where they
-were. ``parse(format(m)) == m`` and ``format(parse(format(m))) == format(m)``.
+routing keys, password hashes, descriptions and permission patterns always
+quoted; permissions and limits on one line each, like bindings; comments and
+single blank lines kept where they were. ``parse(format(m)) == m`` and
+``format(parse(format(m))) == format(m)``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..exchanges.headers import X_MATCH_MODES
-from ..model import BindingDecl, Declaration, ExchangeDecl, QueueDecl, TopologyConfig
+from ..model import (
+    DEFAULT_HASHING_ALGORITHM,
+    BindingDecl,
+    Declaration,
+    ExchangeDecl,
+    PermissionDecl,
+    QueueDecl,
+    TopicPermissionDecl,
+    TopologyConfig,
+    UserDecl,
+    VHostDecl,
+    VHostLimitDecl,
+)
+from .access import USER_LIMITS, USER_OPTIONS, VHOST_OPTIONS, short_algorithm, tag_needs_quotes
 from .options import (
     EXCHANGE_OPTIONS,
     QUEUE_OPTIONS,
@@ -129,12 +144,81 @@ def _binding(b: BindingDecl) -> list[str]:
     return [line]
 
 
+def _tags(tags: list[str], options: tuple[str, ...], user: bool) -> str:
+    return "tags " + " ".join(
+        quote(t) if tag_needs_quotes(t, options, user) else t for t in tags
+    )
+
+
+def _with_notes(head: str, options: list[tuple[str, str]], notes: dict[str, str]) -> list[str]:
+    out = [head]
+    for option, line in options:
+        note = notes.get(option)
+        out.append(INDENT + line + (f"  {_comment(note)}" if note is not None else ""))
+    return out
+
+
+def _vhost(v: VHostDecl) -> list[str]:
+    options: list[tuple[str, str]] = []
+    if v.description is not None:
+        options.append(("description", f"description {quote(v.description)}"))
+    if v.tags:
+        options.append(("tags", _tags(v.tags, VHOST_OPTIONS, user=False)))
+    return _with_notes(f"vhost {format_text(v.name)}", options, v.origin.option_comments)
+
+
+def _user(u: UserDecl) -> list[str]:
+    options: list[tuple[str, str]] = []
+    if u.password_hash:
+        options.append(("password-hash", f"password-hash {quote(u.password_hash)}"))
+    if u.hashing_algorithm != DEFAULT_HASHING_ALGORITHM:
+        written = short_algorithm(u.hashing_algorithm)
+        options.append(("hashing-algorithm", f"hashing-algorithm {written}"))
+    if u.tags:
+        options.append(("tags", _tags(u.tags, USER_OPTIONS, user=True)))
+    for limit in USER_LIMITS:
+        if limit in u.limits:
+            options.append((limit, f"{limit} {u.limits[limit]}"))
+    unknown = sorted(set(u.limits) - set(USER_LIMITS))
+    if unknown:
+        raise ValueError(f"user {u.name}: the configuration language has no limit {unknown[0]!r}")
+    return _with_notes(f"user {format_text(u.name)}", options, u.origin.option_comments)
+
+
+def _permission(p: PermissionDecl) -> list[str]:
+    return [
+        f"permission {format_text(p.user)} on {format_text(p.vhost)} "
+        f"configure {quote(p.configure)} write {quote(p.write)} read {quote(p.read)}"
+    ]
+
+
+def _topic_permission(t: TopicPermissionDecl) -> list[str]:
+    return [
+        f"topic-permission {format_text(t.user)} on {format_text(t.vhost)} "
+        f"exchange {format_text(t.exchange)} write {quote(t.write)} read {quote(t.read)}"
+    ]
+
+
+def _limit(limit: VHostLimitDecl) -> list[str]:
+    return [f"limit {format_text(limit.vhost)} {limit.name} {limit.value}"]
+
+
 def _lines(decl: Declaration) -> list[str]:
     if isinstance(decl, ExchangeDecl):
         return _exchange(decl)
     if isinstance(decl, QueueDecl):
         return _queue(decl)
-    return _binding(decl)
+    if isinstance(decl, BindingDecl):
+        return _binding(decl)
+    if isinstance(decl, VHostDecl):
+        return _vhost(decl)
+    if isinstance(decl, UserDecl):
+        return _user(decl)
+    if isinstance(decl, PermissionDecl):
+        return _permission(decl)
+    if isinstance(decl, TopicPermissionDecl):
+        return _topic_permission(decl)
+    return _limit(decl)
 
 
 def format_config(config: TopologyConfig) -> str:

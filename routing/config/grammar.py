@@ -6,9 +6,15 @@ and continues on the indented lines right below it; ``#`` starts a comment
 does not hide errors in the others::
 
     statement := exchange | queue | bind
+               | vhost | user | permission | topic-permission | limit
     exchange  := "exchange" NAME item*
     queue     := "queue" NAME item*
     bind      := "bind" ["queue" | "exchange"] NAME "to" NAME item*
+    vhost     := "vhost" NAME item*
+    user      := "user" NAME item*
+    permission       := "permission" NAME "on" NAME item*
+    topic-permission := "topic-permission" NAME "on" NAME item*
+    limit     := "limit" NAME item*
     item      := NAME "=" VALUE | VALUE
     NAME      := WORD | STRING
     VALUE     := WORD | STRING
@@ -95,6 +101,8 @@ class ParsedStatement:
     #: For ``bind``: the optional ``queue``/``exchange`` word and the source.
     destination_kind: Token | None = None
     source: Token | None = None
+    #: For ``permission`` and ``topic-permission``: the vhost after ``on``.
+    vhost: Token | None = None
 
 
 @dataclass
@@ -187,7 +195,20 @@ def _build() -> pp.ParserElement:
         + name("source")
         + items
     )
-    statement = (exchange | queue | bind) + pp.StringEnd().set_name("the end of the statement")
+    # The access statements: each names one thing (a permission, a user and
+    # a vhost), and their options are items, read by routing.config.parser.
+    vhost = _keyword("vhost")("keyword") + name("name") + items
+    user = _keyword("user")("keyword") + name("name") + items
+    permission = (
+        (_keyword("permission") | _keyword("topic-permission"))("keyword")
+        + name("name")
+        + _keyword("on")
+        + name("vhost")
+        + items
+    )
+    limit = _keyword("limit")("keyword") + name("name") + items
+    end = pp.StringEnd().set_name("the end of the statement")
+    statement = (exchange | queue | bind | vhost | user | permission | limit) + end
     # Comments are not in the grammar: split_statements finds them (it must, to
     # keep them for the formatter) and parse_statement blanks them to spaces,
     # which keeps every offset. Letting pyparsing skip them instead (``ignore``)
@@ -235,6 +256,8 @@ def parse_statement(text: str, chunk: Chunk) -> ParsedStatement:
         name=_relocate(results["name"], base),
         items=[reloc(i) for i in results["items"]],
     )
+    if "vhost" in results:
+        stmt.vhost = _relocate(results["vhost"], base)
     if keyword.value == "bind":
         stmt.source = _relocate(results["source"], base)
         if kind:

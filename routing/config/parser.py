@@ -1,9 +1,10 @@
 """From configuration text to a ``TopologyConfig``, with every error at once.
 
 Two passes. The first parses each statement (``grammar``) and reads its options
-(``options``), reporting misspelt options, bad values and syntax errors. The
-second checks the file as a whole: duplicate declarations, bindings and
-dead-letter/alternate exchanges that name something not declared.
+(``options``, ``access``), reporting misspelt options, bad values and syntax
+errors. The second checks the file as a whole: duplicate declarations, bindings
+and dead-letter/alternate exchanges that name something not declared, and
+permissions and limits that name a user or vhost the file does not declare.
 """
 
 from __future__ import annotations
@@ -17,7 +18,35 @@ import pyparsing as pp
 
 from ..exchanges import BUILTIN_EXCHANGES
 from ..exchanges.headers import X_MATCH_MODES
-from ..model import BindingDecl, Declaration, ExchangeDecl, QueueDecl, SourceInfo, TopologyConfig
+from ..model import (
+    DEFAULT_HASHING_ALGORITHM,
+    BindingDecl,
+    Declaration,
+    ExchangeDecl,
+    PermissionDecl,
+    QueueDecl,
+    SourceInfo,
+    TopicPermissionDecl,
+    TopologyConfig,
+    UserDecl,
+    VHostDecl,
+    VHostLimitDecl,
+)
+from .access import (
+    HASHING_ALGORITHMS,
+    KNOWN_USER_TAGS,
+    LIMIT_MAX,
+    LIMIT_MIN,
+    USER_LIMITS,
+    USER_OPTIONS,
+    VHOST_LIMITS,
+    VHOST_OPTIONS,
+    algorithm_name,
+    check_password_hash,
+    escape_problem,
+    near_known_tag,
+    pattern_problem,
+)
 from .errors import ConfigError, did_you_mean
 from .grammar import (
     Assignment,
@@ -40,7 +69,11 @@ from .options import (
 
 __all__ = ["STATEMENTS", "parse_config"]
 
-STATEMENTS = ("exchange", "queue", "bind")
+STATEMENTS = (
+    "exchange", "queue", "bind", "vhost", "user", "permission", "topic-permission", "limit"
+)
+PERMISSION_CLAUSES = ("configure", "write", "read")
+TOPIC_PERMISSION_CLAUSES = ("exchange", "write", "read")
 BIND_CLAUSES = ("key", "headers", "argument")
 BUILTIN_NAMES = frozenset(name for name, _, _ in BUILTIN_EXCHANGES)
 
@@ -56,9 +89,11 @@ class _Where:
 
 
 class _Context:
-    def __init__(self, text: str, filename: str) -> None:
+    def __init__(self, text: str, filename: str, vhost: str = "/") -> None:
         self.text = text
         self.filename = filename
+        #: The vhost the file's topology goes to: it exists, like "/".
+        self.vhost = vhost
         self.lines = LineIndex(text)
         self.errors: list[ConfigError] = []
 
@@ -399,6 +434,327 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
     return decl, where
 
 
+# -- access statements: vhost, user, permission, topic-permission, limit -------------
+
+_AN = {"vhost": "a vhost", "user": "a user", "permission": "a permission",
+       "topic-permission": "a topic permission", "limit": "a limit"}
+
+#: An option written on the wrong statement: (message, hint).
+_MISPLACED: dict[str, dict[str, tuple[str, str]]] = {
+    "vhost": {
+        limit: (
+            f"{limit} is not an option of a vhost: vhost limits are statements of their own",
+            f"limit <vhost> {limit} <n>",
+        )
+        for limit in VHOST_LIMITS
+    },
+    "user": {
+        "max-queues": (
+            "max-queues is a vhost limit, not a user limit",
+            "limit <vhost> max-queues <n>; a user has max-connections and max-channels",
+        ),
+        "password": (
+            "a configuration file holds password hashes, never passwords",
+            'password-hash "..." (warren config hash-password prints one)',
+        ),
+    },
+    "permission": {
+        "exchange": (
+            "a permission has no exchange: it covers every resource whose name matches",
+            'per topic exchange: topic-permission <user> on <vhost> exchange <name> '
+            'write "<regex>" read "<regex>"',
+        ),
+    },
+    "topic-permission": {
+        "configure": (
+            "a topic permission has no configure pattern, only write and read",
+            'topic-permission <user> on <vhost> exchange <name> write "<regex>" read "<regex>"',
+        ),
+    },
+    "limit": {
+        "max-channels": (
+            "max-channels is a user limit, not a vhost limit",
+            "write it on the user: user <name> max-channels <n>",
+        ),
+    },
+}
+
+_VALUE_HINTS = {
+    "description": 'e.g. description "production, EU"',
+    "password-hash": 'e.g. password-hash "..." (warren config hash-password prints one)',
+    "hashing-algorithm": "sha256 (RabbitMQ's default), sha512 or md5",
+    "configure": 'a regular expression in quotes, e.g. ".*"; "" allows nothing',
+    "write": 'a regular expression in quotes, e.g. ".*"; "" allows nothing',
+    "read": 'a regular expression in quotes, e.g. ".*"; "" allows nothing',
+    "exchange": 'the name of a topic exchange ("" is the default exchange)',
+}
+_LIMIT_HINT = "a whole number; 0 allows none, a negative number lifts the limit"
+
+
+def _read_tags(
+    ctx: _Context, items: _Items, word: Token, options: tuple[str, ...], user: bool
+) -> list[str]:
+    """The tags after ``tags``: every item up to the next option of the statement."""
+    tokens: list[Token] = []
+    while items.i < len(items.items):
+        nxt = items.items[items.i]
+        if isinstance(nxt, Assignment) or (not nxt.quoted and nxt.value in options):
+            break
+        items.i += 1
+        tokens.append(nxt)
+    if not tokens:
+        ctx.after(word, "tags needs at least one tag", "e.g. tags administrator monitoring")
+    tags: list[str] = []
+    for tok in tokens:
+        tag = tok.value
+        if not tag or "," in tag or tag != tag.strip():
+            ctx.at(
+                tok,
+                f"a tag cannot be empty, hold ',' or start or end with a space, got {_shown(tok)}",
+                "RabbitMQ reads tags as a comma-separated list",
+            )
+            continue
+        if tag in tags:
+            ctx.at(tok, f"tag '{tag}' is given twice", "keep one of them")
+            continue
+        near = near_known_tag(tag) if user and not tok.quoted else None
+        if near is not None:
+            ctx.at(
+                tok,
+                f"unknown tag '{tag}': did you mean '{near}'?",
+                f"RabbitMQ gives {', '.join(KNOWN_USER_TAGS)} a meaning; write a tag in "
+                "quotes to keep it as it is",
+            )
+            continue
+        tags.append(tag)
+    return tags
+
+
+@dataclass
+class _AccessOptions:
+    where: _Where
+    values: dict[str, Token] = field(default_factory=dict)
+    words: dict[str, Token] = field(default_factory=dict)
+    tags: list[str] | None = None
+    #: Whether reading the options found a mistake (a misspelt option...):
+    #: then a missing option is not reported too, one mistake, one error.
+    mistaken: bool = False
+
+
+def _access_options(
+    ctx: _Context, stmt: ParsedStatement, kind: str, options: tuple[str, ...]
+) -> _AccessOptions:
+    """Read the options of an access statement: ``word value`` pairs, and ``tags``."""
+    found = _AccessOptions(_Where(stmt.name))
+    errors_before = len(ctx.errors)
+    if stmt.vhost is not None:
+        found.where.refs["vhost"] = stmt.vhost
+    an = _AN[kind]
+    items = _Items(stmt.items)
+    for item in items:
+        if isinstance(item, Assignment):
+            ctx.at(
+                item.name,
+                f"'{item.name.value}=...' is not an option of {an}",
+                f"write options as '{item.name.value} {_shown(item.value)}', without '='",
+            )
+            continue
+        if item.quoted:
+            ctx.at(
+                item,
+                f"unexpected {_shown(item)}: expected an option of {an}",
+                f"{kind} options: {', '.join(options)}",
+            )
+            continue
+        word = item.value
+        if word in options:
+            if word in found.words:
+                ctx.at(item, f"{word} is given twice", "keep one of them")
+                if word == "tags":
+                    _read_tags(ctx, items, item, options, kind == "user")
+                else:
+                    items.value()
+                continue
+            found.words[word] = item
+            if word == "tags":
+                found.tags = _read_tags(ctx, items, item, options, kind == "user")
+                if found.tags:
+                    found.where.refs["tags"] = item
+                continue
+            value = items.value()
+            if value is None:
+                ctx.after(item, f"{word} needs a value", _VALUE_HINTS.get(word, _LIMIT_HINT))
+                continue
+            found.values[word] = value
+            found.where.refs[word] = value
+        elif word in _MISPLACED.get(kind, {}):
+            message, hint = _MISPLACED[kind][word]
+            ctx.at(item, message, hint)
+            nxt = items.items[items.i] if items.i < len(items.items) else None
+            if isinstance(nxt, Token) and (nxt.quoted or nxt.value not in options):
+                items.i += 1  # its value: one mistake, one error
+        elif word in STATEMENTS:
+            ctx.at(
+                item,
+                f"unexpected '{word}' inside {an} statement",
+                "a statement starts at the beginning of a line; an indented line "
+                "continues the statement above it",
+            )
+            break
+        else:
+            ctx.at(
+                item,
+                f"unknown {kind} option '{word}'{did_you_mean(word, options)}",
+                f"{kind} options: {', '.join(options)}",
+            )
+            nxt = items.items[items.i] if items.i < len(items.items) else None
+            if isinstance(nxt, Token) and nxt.quoted:
+                items.i += 1
+    found.mistaken = len(ctx.errors) > errors_before
+    return found
+
+
+def _read_limit(ctx: _Context, name: str, tok: Token) -> int | None:
+    if not re.fullmatch(r"-?\d+", tok.value):
+        ctx.at(tok, f"{name} takes a whole number, not '{tok.value}'", _LIMIT_HINT)
+        return None
+    digits = tok.value.lstrip("-").lstrip("0")
+    value = int(tok.value) if len(digits) <= 19 else LIMIT_MAX + 1
+    if not LIMIT_MIN <= value <= LIMIT_MAX:
+        ctx.at(tok, f"{name} must be between {LIMIT_MIN} and {LIMIT_MAX}, got '{tok.value}'")
+        return None
+    return value
+
+
+def _read_pattern(ctx: _Context, clause: str, tok: Token) -> str:
+    """A permission's regular expression: quoted, with no escape that would drop
+    a backslash, and one ``re`` compiles."""
+    from .options import quote
+
+    if not tok.quoted:
+        ctx.at(
+            tok,
+            f"the {clause} pattern is written in quotes: {quote(tok.value)}",
+            'patterns are regular expressions, always quoted ("" allows nothing)',
+        )
+        return tok.value
+    raw = ctx.text[tok.offset : tok.offset + tok.length]
+    escape = escape_problem(raw)
+    if escape is not None:
+        at, message = escape
+        ctx.error(tok.offset + at, 2, message)
+        return tok.value
+    problem = pattern_problem(tok.value)
+    if problem is not None:
+        ctx.at(tok, problem, "Python's re reads the pattern; RabbitMQ uses PCRE, nearly the same")
+    return tok.value
+
+
+def _missing(ctx: _Context, stmt: ParsedStatement, kind: str, found: _AccessOptions,
+             required: tuple[str, ...], form: str) -> None:
+    missing = [c for c in required if c not in found.words]
+    if missing and not found.mistaken:
+        names = " and ".join(missing) if len(missing) < 3 else "configure, write and read"
+        ctx.at(stmt.name, f"{_AN[kind]} needs {names}", form)
+
+
+_PERMISSION_FORM = 'permission <user> on <vhost> configure "<regex>" write "<regex>" read "<regex>"'
+_TOPIC_FORM = 'topic-permission <user> on <vhost> exchange <name> write "<regex>" read "<regex>"'
+
+
+def _access(ctx: _Context, stmt: ParsedStatement, kind: str) -> tuple[Declaration, _Where]:
+    name = stmt.name.value
+    if kind == "vhost":
+        found = _access_options(ctx, stmt, kind, VHOST_OPTIONS)
+        if not name:
+            ctx.at(stmt.name, "a vhost needs a name")
+        _check_short(ctx, stmt.name, "vhost name")
+        description = found.values.get("description")
+        vhost = VHostDecl(
+            name,
+            description=description.value if description is not None else None,
+            tags=found.tags or None,
+        )
+        return vhost, found.where
+    if kind == "user":
+        found = _access_options(ctx, stmt, kind, USER_OPTIONS)
+        if not name:
+            ctx.at(stmt.name, "a user needs a name")
+        algorithm = DEFAULT_HASHING_ALGORITHM
+        written = found.values.get("hashing-algorithm")
+        if written is not None:
+            module = algorithm_name(written.value)
+            if module is None:
+                ctx.at(
+                    written,
+                    f"unknown hashing-algorithm '{written.value}'"
+                    f"{did_you_mean(written.value, HASHING_ALGORITHMS)}",
+                    _VALUE_HINTS["hashing-algorithm"],
+                )
+            else:
+                algorithm = module
+        password_hash = ""
+        hash_tok = found.values.get("password-hash")
+        if hash_tok is not None:
+            password_hash = hash_tok.value
+            problem = check_password_hash(password_hash, algorithm)
+            if problem is not None:
+                ctx.at(hash_tok, problem, "warren config hash-password prints a valid one")
+        limits: dict[str, int] = {}
+        for limit in USER_LIMITS:
+            tok = found.values.get(limit)
+            if tok is not None:
+                value = _read_limit(ctx, limit, tok)
+                if value is not None:
+                    limits[limit] = value
+        user = UserDecl(name, password_hash, algorithm, found.tags or [], limits)
+        return user, found.where
+    if kind in ("permission", "topic-permission"):
+        assert stmt.vhost is not None
+        clauses = PERMISSION_CLAUSES if kind == "permission" else TOPIC_PERMISSION_CLAUSES
+        found = _access_options(ctx, stmt, kind, clauses)
+        form = _PERMISSION_FORM if kind == "permission" else _TOPIC_FORM
+        _missing(ctx, stmt, kind, found, clauses, form)
+        patterns = {
+            clause: _read_pattern(ctx, clause, tok)
+            for clause, tok in found.values.items()
+            if clause != "exchange"
+        }
+        write, read = patterns.get("write", ""), patterns.get("read", "")
+        if kind == "permission":
+            permission = PermissionDecl(
+                name, stmt.vhost.value, patterns.get("configure", ""), write, read
+            )
+            return permission, found.where
+        exchange = found.values.get("exchange")
+        if exchange is not None:
+            _check_short(ctx, exchange, "exchange name")
+        topic = TopicPermissionDecl(
+            name, stmt.vhost.value, exchange.value if exchange is not None else "", write, read
+        )
+        return topic, found.where
+    assert kind == "limit"
+    found = _access_options(ctx, stmt, kind, VHOST_LIMITS)
+    given = list(found.words.items())
+    if not given and not found.mistaken:
+        ctx.after(
+            stmt.name,
+            "limit needs max-connections <n> or max-queues <n>",
+            f"e.g. limit {_shown(stmt.name)} max-connections 100",
+        )
+    for extra_name, extra in given[1:]:
+        ctx.at(
+            extra,
+            "one limit per statement",
+            f"write another statement: limit {_shown(stmt.name)} {extra_name} <n>",
+        )
+    limit_name = given[0][0] if given else ""  # "": none was read, and the file has errors
+    value_tok = found.values.get(limit_name)
+    value = _read_limit(ctx, limit_name, value_tok) if value_tok is not None else None
+    found.where.refs["vhost"] = stmt.name
+    return VHostLimitDecl(name, limit_name, value if value is not None else 0), found.where
+
+
 def _check_short(ctx: _Context, tok: Token, what: str) -> None:
     """Names and routing keys travel as AMQP short strings: 255 bytes at most."""
     size = len(tok.value.encode("utf-8", "surrogatepass"))
@@ -426,7 +782,10 @@ def _statement_error(ctx: _Context, chunk: Chunk, exc: pp.ParseException) -> Non
     first = _FIRST_WORD.match(text, chunk.start)
     word = first.group(0) if first else text[chunk.start : chunk.start + 1]
     if word not in STATEMENTS:
-        hint = "statements start with exchange, queue or bind"
+        hint = (
+            "statements start with exchange, queue, bind, vhost, user, permission, "
+            "topic-permission or limit"
+        )
         if chunk.indented:
             hint = "an indented line continues the statement right above it, with no blank line between"
         ctx.error(
@@ -456,13 +815,25 @@ def _statement_error(ctx: _Context, chunk: Chunk, exc: pp.ParseException) -> Non
         "exchange": "exchange <name> type <type> [durable] [auto-delete] [internal] ...",
         "queue": "queue <name> [durable] [message-ttl 30s] ...",
         "bind": "bind [exchange] <destination> to <exchange> [key <routing key>] ...",
+        "vhost": 'vhost <name> [description "..."] [tags <tag>...]',
+        "user": 'user <name> [password-hash "..."] [hashing-algorithm sha256] [tags <tag>...]',
+        "permission": _PERMISSION_FORM,
+        "topic-permission": _TOPIC_FORM,
+        "limit": "limit <vhost> max-connections <n> (or max-queues <n>)",
     }
     ctx.error(offset, len(here.group(0)) if here else 1, f"{expected}, found {found}", hints[word])
 
 
-def parse_config(text: str, filename: str = "<config>") -> tuple[TopologyConfig, list[ConfigError]]:
-    """Parse and check ``text``; the model holds whatever could be read."""
-    ctx = _Context(text, filename)
+def parse_config(
+    text: str, filename: str = "<config>", vhost: str = "/"
+) -> tuple[TopologyConfig, list[ConfigError]]:
+    """Parse and check ``text``; the model holds whatever could be read.
+
+    ``vhost`` is the vhost the file's topology is for (the command's
+    ``--vhost``, or the AMQP URL's): permissions and limits may name it, and
+    ``/``, without a ``vhost`` statement.
+    """
+    ctx = _Context(text, filename, vhost)
     chunks, eol_comments, trailing = split_statements(text)
     config = TopologyConfig(trailing_comments=trailing)
     wheres: list[_Where] = []  # parallel to config.declarations
@@ -476,8 +847,10 @@ def parse_config(text: str, filename: str = "<config>") -> tuple[TopologyConfig,
         decl: Declaration
         if keyword == "bind":
             decl, where = _binding(ctx, stmt)
-        else:
+        elif keyword in ("exchange", "queue"):
             decl, where = _declaration(ctx, stmt, keyword)
+        else:
+            decl, where = _access(ctx, stmt, keyword)
         wheres.append(where)
         line, _ = ctx.lines.position(chunk.start)
         first_line_start = ctx.lines.starts[line - 1]
@@ -500,13 +873,20 @@ def parse_config(text: str, filename: str = "<config>") -> tuple[TopologyConfig,
         )
         config.declarations.append(decl)
     _check_whole(ctx, config, wheres)
+    _check_access(ctx, config, wheres)
     return config, ctx.errors
 
 
 def _argument_on_line(ctx: _Context, decl: Declaration, where: _Where, line: int) -> str | None:
-    """The first argument of ``decl`` whose value is written on ``line``."""
-    if isinstance(decl, BindingDecl):
-        return None  # a binding is printed on one line
+    """The first argument of ``decl`` whose value is written on ``line`` (for a
+    user or a vhost, the first option)."""
+    if isinstance(decl, UserDecl | VHostDecl):
+        for option, tok in where.refs.items():
+            if ctx.lines.position(tok.offset)[0] == line:
+                return option
+        return None
+    if not isinstance(decl, ExchangeDecl | QueueDecl):
+        return None  # a binding, a permission, a limit: printed on one line
     for arg, tok in where.refs.items():
         if arg in ("type", "x-queue-type") or arg not in decl.arguments:
             continue
@@ -552,7 +932,7 @@ def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) ->
             ae = decl.arguments.get("alternate-exchange")
             if isinstance(ae, str) and ae and ae not in known_exchanges:
                 unknown_exchange(where.refs["alternate-exchange"], "alternate exchange")
-        else:
+        elif isinstance(decl, BindingDecl):
             src = where.refs["source"]
             if decl.source == "":
                 ctx.at(
@@ -585,3 +965,78 @@ def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) ->
                 )
             else:
                 seen_bindings[key] = decl
+
+
+def _access_label(decl: Declaration) -> str:
+    """How a duplicate access statement is named in its error."""
+    if isinstance(decl, VHostDecl):
+        return f"vhost '{decl.name}' is declared twice"
+    if isinstance(decl, UserDecl):
+        return f"user '{decl.name}' is declared twice"
+    if isinstance(decl, PermissionDecl):
+        return f"the permission of '{decl.user}' on vhost '{decl.vhost}' is declared twice"
+    if isinstance(decl, TopicPermissionDecl):
+        return (
+            f"the topic permission of '{decl.user}' on vhost '{decl.vhost}' for exchange "
+            f"'{decl.exchange}' is declared twice"
+        )
+    assert isinstance(decl, VHostLimitDecl)
+    return f"limit {decl.name} of vhost '{decl.vhost}' is declared twice"
+
+
+def _check_access(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) -> None:
+    """Duplicate access statements, and users and vhosts that are not declared."""
+    access = [
+        (decl, where)
+        for decl, where in zip(config.declarations, wheres, strict=True)
+        if not isinstance(decl, ExchangeDecl | QueueDecl | BindingDecl)
+    ]
+    if not access:
+        return
+    first: dict[tuple[Any, ...], Declaration] = {}
+    for decl, where in access:
+        key = decl.key()
+        if key in first:
+            hint = f"the first is at line {first[key].origin.line}; keep one"
+            if isinstance(decl, PermissionDecl):
+                hint = (
+                    f"a user has one permission per vhost; the first is at line "
+                    f"{first[key].origin.line}"
+                )
+            # A limit's and a permission's name token is its vhost or user: point at the statement.
+            ctx.at(where.name, _access_label(decl), hint)
+        else:
+            first[key] = decl
+    users = {d.name for d in config.users}
+    vhosts = {d.name for d in config.vhosts} | {"/", ctx.vhost}
+
+    def check_user(tok: Token) -> None:
+        if tok.value in users:
+            return
+        close = did_you_mean(tok.value, users)
+        ctx.at(
+            tok,
+            f"user '{tok.value}' is not declared{close}",
+            None if close else f"declare it with: user {_shown(tok)} password-hash \"...\"",
+        )
+
+    def check_vhost(tok: Token) -> None:
+        if tok.value in vhosts:
+            return
+        close = did_you_mean(tok.value, vhosts)
+        need_none = (
+            "'/' needs none" if ctx.vhost == "/"
+            else f"'/' and the file's own vhost, '{ctx.vhost}', need none"
+        )
+        ctx.at(
+            tok,
+            f"vhost '{tok.value}' is not declared{close}",
+            None if close else f"declare it with: vhost {_shown(tok)} ({need_none})",
+        )
+
+    for decl, where in access:
+        if isinstance(decl, PermissionDecl | TopicPermissionDecl):
+            check_user(where.name)
+            check_vhost(where.refs["vhost"])
+        elif isinstance(decl, VHostLimitDecl):
+            check_vhost(where.name)

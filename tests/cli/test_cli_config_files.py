@@ -181,7 +181,8 @@ def test_from_definitions_of_a_rabbitmq_export(warren) -> None:
         ('{"exchanges": [1', "defs.json:1:17: not valid JSON: Expecting ',' delimiter"),
         ("[]", "defs.json: expected a JSON object (a definitions export)"),
         ("[" * 20000 + "]" * 20000, "defs.json: JSON nested too deeply to read"),
-        ("{}", "defs.json: no exchanges, queues or bindings in vhost '/'"),
+        ("{}", "defs.json: nothing to convert: no exchanges, queues or bindings in vhost '/', "
+               "and no users, vhosts, permissions or limits"),
         (
             '{"exchanges": [{"name": "a", "type": "x-delayed"}],'
             ' "queues": [{"name": "q", "arguments": {"x-message-ttl": "abc"}}]}',
@@ -255,6 +256,7 @@ def test_to_definitions_of_an_invalid_file_is_one_line(warren, tmp_path) -> None
         ["config", "from-definitions"],
         ["config", "to-definitions"],
         ["config", "apply"],
+        ["config", "hash-password"],
         ["route"],
         ["publish"],
         ["consume"],

@@ -3,6 +3,8 @@ applying a configuration to a Topology."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +15,17 @@ from hypothesis import strategies as st
 from routing import config
 from routing.config.options import MAX_EXPIRY_MS, QUEUE_OPTIONS
 from routing.exchanges import Destination
-from routing.model import BindingDecl, ExchangeDecl, QueueDecl, TopologyConfig
+from routing.model import (
+    BindingDecl,
+    ExchangeDecl,
+    PermissionDecl,
+    QueueDecl,
+    TopicPermissionDecl,
+    TopologyConfig,
+    UserDecl,
+    VHostDecl,
+    VHostLimitDecl,
+)
 from routing.topology import Topology
 
 DATA = Path(__file__).parent / "data"
@@ -233,17 +245,100 @@ def models(draw: st.DrawFn) -> TopologyConfig:
             if b.key() not in seen:
                 seen.add(b.key())
                 decls.append(b)
+    if draw(st.booleans()):
+        decls.extend(draw(access_declarations()))
     order = draw(st.permutations(range(len(decls))))
     decls = [decls[i] for i in order]
     for decl in decls:  # comments, which the formatter must keep in place
         decl.origin.comments = draw(st.lists(comments, max_size=2))
         decl.origin.trailing_comment = draw(st.none() | comments)
         decl.origin.blank_line_before = draw(st.booleans())
-        if not isinstance(decl, BindingDecl) and decl.arguments and draw(st.booleans()):
-            arg = draw(st.sampled_from(sorted(decl.arguments)))
-            if arg != "x-queue-type":
-                decl.origin.option_comments = {arg: draw(comments)}
+        options = _option_names(decl)
+        if options and draw(st.booleans()):
+            option = draw(st.sampled_from(options))
+            decl.origin.option_comments = {option: draw(comments)}
     return TopologyConfig(decls, trailing_comments=draw(st.lists(comments, max_size=2)))
+
+
+def _option_names(decl) -> list[str]:
+    """The options of ``decl`` written on lines of their own (comments may follow them)."""
+    if isinstance(decl, ExchangeDecl | QueueDecl):
+        return sorted(a for a in decl.arguments if a != "x-queue-type")
+    if isinstance(decl, VHostDecl):
+        return [o for o, v in (("description", decl.description), ("tags", decl.tags)) if v]
+    if isinstance(decl, UserDecl):
+        options = [*decl.limits]
+        if decl.password_hash:
+            options.append("password-hash")
+        if decl.hashing_algorithm != "rabbit_password_hashing_sha256":
+            options.append("hashing-algorithm")
+        if decl.tags:
+            options.append("tags")
+        return sorted(options)
+    return []
+
+
+# Tags: known ones, free-form ones, option names and near misses of known tags
+# (which the formatter must quote), and names that need quotes.
+tags = st.lists(
+    st.sampled_from(["administrator", "monitoring", "policymaker", "management",
+                     "impersonator", "custom", "tags", "description", "password-hash",
+                     "max-channels", "adminstrator", "monitorin", "a b", 'x"y', "#", "é"]),
+    unique=True, max_size=4,
+)
+patterns = st.sampled_from(
+    [".*", "", "^$", "^orders\\.", "^(billing|audit)$", "a\\\\b", '"q"', "tab\there",
+     "#x", "[a-z]+\\d{2,}", "é.*"]
+)
+limits = st.integers(-(2**63), 2**63 - 1)
+
+
+@st.composite
+def password_hashes(draw: st.DrawFn) -> tuple[str, str]:
+    algorithm = draw(st.sampled_from(["sha256", "sha512", "md5"]))
+    if draw(st.integers(0, 4)) == 0:
+        return "", f"rabbit_password_hashing_{algorithm}"
+    salt = draw(st.binary(min_size=4, max_size=4))
+    digest = hashlib.new(algorithm, salt + draw(texts).encode()).digest()
+    return base64.b64encode(salt + digest).decode(), f"rabbit_password_hashing_{algorithm}"
+
+
+@st.composite
+def access_declarations(draw: st.DrawFn) -> list:
+    """Vhosts, users, permissions, topic permissions and limits that refer to
+    declared users and vhosts (or to "/", which always exists)."""
+    vhost_names = draw(st.lists(names, max_size=3, unique=True))
+    user_names = draw(st.lists(names, max_size=3, unique=True))
+    decls: list = []
+    for name in vhost_names:
+        description = draw(st.none() | texts)
+        vhost_tags = draw(tags.filter(lambda t: "é" not in t)) or None
+        decls.append(VHostDecl(name, description, vhost_tags))
+    for name in user_names:
+        password_hash, algorithm = draw(password_hashes())
+        user_limits = draw(st.dictionaries(st.sampled_from(["max-connections", "max-channels"]),
+                                           limits, max_size=2))
+        decls.append(UserDecl(name, password_hash, algorithm, draw(tags), user_limits))
+    targets = [*vhost_names, "/"]
+    if user_names:
+        for user, vhost in draw(st.lists(st.tuples(st.sampled_from(user_names),
+                                                   st.sampled_from(targets)),
+                                         unique=True, max_size=3)):
+            decls.append(PermissionDecl(user, vhost, draw(patterns), draw(patterns),
+                                        draw(patterns)))
+        for user, vhost, exchange in draw(st.lists(
+            st.tuples(st.sampled_from(user_names), st.sampled_from(targets),
+                      st.sampled_from(["amq.topic", "", "events", "a b"])),
+            unique=True, max_size=3,
+        )):
+            decls.append(TopicPermissionDecl(user, vhost, exchange, draw(patterns),
+                                             draw(patterns)))
+    for vhost, limit in draw(st.lists(st.tuples(st.sampled_from(targets),
+                                                st.sampled_from(["max-connections",
+                                                                 "max-queues"])),
+                                      unique=True, max_size=3)):
+        decls.append(VHostLimitDecl(vhost, limit, draw(limits)))
+    return decls
 
 
 def _comments(m: TopologyConfig) -> list:
@@ -269,8 +364,12 @@ def test_definitions_round_trip(m: TopologyConfig) -> None:
     data = json.loads(json.dumps(config.to_definitions(m)))
     assert "null" not in json.dumps(data)  # RabbitMQ refuses null: null_not_allowed
     # Void values come back as the string "undefined", as through RabbitMQ itself.
-    for decl in m.declarations:
+    for decl in m.topology:
         decl.arguments = {k: "undefined" if v is None else v for k, v in decl.arguments.items()}
+    # An empty vhost description is read as "not said" (3.11's exports write one
+    # for every vhost): it comes back as None.
+    for vhost in m.vhosts:
+        vhost.description = vhost.description or None
     assert config.from_definitions(data).same_topology(m)
 
 

@@ -109,7 +109,8 @@ def test_misspelt_statement() -> None:
         "orders.conf:1:1: unknown statement 'exchnage': did you mean 'exchange'?\n"
         "    exchnage orders type topic\n"
         "    ^^^^^^^^\n"
-        "    hint: statements start with exchange, queue or bind"
+        "    hint: statements start with exchange, queue, bind, vhost, user, permission, "
+        "topic-permission or limit"
     )
 
 

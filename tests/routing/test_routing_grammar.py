@@ -61,7 +61,15 @@ def _reference() -> pp.ParserElement:
         + name("source")
         + items
     )
-    statement = (exchange | queue | bind) + pp.StringEnd().set_name("the end of the statement")
+    vhost = keyword("vhost")("keyword") + name("name") + items
+    user = keyword("user")("keyword") + name("name") + items
+    permission = (
+        (keyword("permission") | keyword("topic-permission"))("keyword")
+        + name("name") + keyword("on") + name("vhost") + items
+    )
+    limit = keyword("limit")("keyword") + name("name") + items
+    statement = (exchange | queue | bind | vhost | user | permission | limit) + pp.StringEnd(
+    ).set_name("the end of the statement")
     statement.ignore(pp.python_style_comment)
     statement.parse_with_tabs()
     return statement
@@ -76,7 +84,9 @@ PIECES = [
     "\f", "\r", "\\", "é", "-2", "2.5", "=x", "n=1", 'a="b"', '"k"="v"', "x-match=any", "a =b",
 ]
 HEADS = ["queue q", "exchange x", "bind q to x", "bind exchange e to x", "bind queue q to x",
-         "queue", "bind q", 'exchange "x y"', "que", "bind to to to"]
+         "queue", "bind q", 'exchange "x y"', "que", "bind to to to",
+         "vhost v", "user u", 'user "a b"', "permission u on v", "topic-permission u on /",
+         "permission u", "permission on on on", "limit /", "limit", "topic-permission"]
 
 
 @st.composite
@@ -91,7 +101,9 @@ def _outcome(parse, statement: str) -> tuple:
         return ("ok", parse())
     except pp.ParseException as exc:
         first = re.match(WORD_CHARS_PATTERN, statement)
-        if not first or first[0] not in ("exchange", "queue", "bind"):
+        if not first or first[0] not in (
+            "exchange", "queue", "bind", "vhost", "user", "permission", "topic-permission", "limit"
+        ):
             # No keyword: every alternative fails at its start, and pyparsing's
             # message describes the whole grammar. The parser says "unknown
             # statement" instead, from the text, so only the place matters.
@@ -108,7 +120,7 @@ def test_the_grammar_reads_what_the_plain_pyparsing_grammar_read(text: str) -> N
         def ours(chunk=chunk) -> tuple:
             stmt = parse_statement(text, chunk)
             return (stmt.keyword.value, stmt.name, stmt.items, stmt.source,
-                    stmt.destination_kind and stmt.destination_kind.value)
+                    stmt.destination_kind and stmt.destination_kind.value, stmt.vhost)
 
         def reference(chunk=chunk) -> tuple:
             results = REFERENCE.parse_string(text[chunk.start : chunk.end], parse_all=True)
@@ -122,8 +134,10 @@ def test_the_grammar_reads_what_the_plain_pyparsing_grammar_read(text: str) -> N
                 for i in results["items"]
             ]
             source = results.get("source")
+            vhost = results.get("vhost")
             return (results["keyword"], moved(results["name"]), items,
-                    moved(source) if source is not None else None, results.get("kind") or None)
+                    moved(source) if source is not None else None, results.get("kind") or None,
+                    moved(vhost) if vhost is not None else None)
 
         statement = text[chunk.start : chunk.end]
         assert _outcome(ours, statement) == _outcome(reference, statement), repr(statement)

@@ -54,7 +54,7 @@ from broker.settings import AbsoluteLimit, HTTPListener, Listener, Settings, TLS
 from broker.storage import open_durability
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal
-from broker.topology_config import load_config
+from broker.topology_config import ConfigRefused, load_config
 from protocol.constants import ReplyCode
 
 __all__ = [
@@ -493,7 +493,10 @@ async def open_broker(
     if settings.load_definitions is not None:
         broker.load_definitions_file(settings.load_definitions)
     if config_path is not None:
-        load_config(broker.vhost, config_path)
+        try:
+            load_config(broker.vhosts, broker.access, config_path, settings.default_vhost)
+        except ConfigRefused as refused:
+            raise StartupError(f"--config: {refused}") from None
     listeners = await _open_listeners(settings)
     for kind, listener in listeners:
         broker.listeners.append(ListenerInfo(kind, *_address(listener)))

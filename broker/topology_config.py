@@ -1,37 +1,103 @@
-"""`warren serve --config FILE`: declare a configuration file's topology at start.
+"""`warren serve --config FILE`: declare a configuration file's contents at start.
 
 The file is in the binding-configuration language (`routing.config`,
-docs/config-language.md). Everything is declared through the same `VHost`
-methods clients reach with exchange.declare, queue.declare and queue.bind, so
-the same rules and checks apply: exchanges first, then queues, then bindings,
-whatever the order in the file (a binding may name a queue declared below it).
+docs/config-language.md). Its broker-wide statements come first: vhosts,
+users (with their password hashes), permissions, topic permissions and vhost
+limits, through the same access control the HTTP API uses; then the
+topology of the default vhost, through the same `VHost` methods clients
+reach with exchange.declare, queue.declare and queue.bind, so the same rules
+and checks apply: exchanges first, then queues, then bindings, whatever the
+order in the file (a binding may name a queue declared below it). User
+limits (`max-connections`/`max-channels` on a user) are refused: Warren
+does not implement them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from broker.auth.access import AccessControl
+from broker.auth.permissions import Permission, TopicPermission
+from broker.auth.users import User
 from broker.core.vhost import VHost
+from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
 from routing import config
-from routing.model import BindingDecl, ExchangeDecl, QueueDecl
+from routing.model import (
+    BindingDecl,
+    ExchangeDecl,
+    PermissionDecl,
+    QueueDecl,
+    TopicPermissionDecl,
+    UserDecl,
+    VHostDecl,
+    VHostLimitDecl,
+)
 
-__all__ = ["load_config", "apply_config"]
+__all__ = ["ConfigRefused", "apply_access", "apply_config", "load_config"]
+
+
+class ConfigRefused(ValueError):
+    """A statement Warren cannot apply (file:line: why)."""
 
 log = get_logger("warren.config")
 
 
-def load_config(vhost: VHost, path: str | Path) -> None:
-    """Parse `path` and declare its topology in `vhost`.
+def load_config(
+    vhosts: VHostRegistry, access: AccessControl, path: str | Path, vhost: str = "/"
+) -> None:
+    """Parse `path`, apply its broker-wide statements, declare its topology in `vhost`.
 
     Raises `routing.config.ConfigErrors` for a file that does not parse or
-    validate, and `protocol.errors.AMQPError` if a declaration is refused
-    (e.g. an `amq.` name); nothing after the failing declaration is applied.
+    validate, `ConfigRefused` for a statement Warren cannot apply, and
+    `protocol.errors.AMQPError` if a declaration is refused (e.g. an `amq.`
+    name); nothing after the failing declaration is applied.
     """
     path = Path(path)
     model = config.parse(path.read_text(encoding="utf-8"), str(path))
-    apply_config(vhost, model)
+    apply_access(vhosts, access, model, str(path))
+    apply_config(vhosts[vhost], model)
     log.info("config.loaded", path=str(path), declarations=len(model.declarations))
+
+
+def apply_access(
+    vhosts: VHostRegistry,
+    access: AccessControl,
+    model: config.TopologyConfig,
+    source: str = "config",
+) -> None:
+    """Make the file's vhosts, users, permissions, topic permissions and limits."""
+    declarations = model.declarations
+    for decl in declarations:
+        if isinstance(decl, UserDecl) and decl.limits:
+            raise ConfigRefused(
+                f"{source}:{decl.origin.line}: user {decl.name!r}: user limits "
+                f"({', '.join(decl.limits)}) are not implemented by Warren"
+            )
+    for decl in declarations:
+        if isinstance(decl, VHostDecl):
+            existing = vhosts.get(decl.name)
+            vhosts.create(
+                decl.name,
+                decl.description if decl.description is not None
+                else (existing.description if existing else ""),
+                tuple(decl.tags) if decl.tags is not None else (existing.tags if existing else ()),
+            )
+    for decl in declarations:
+        if isinstance(decl, UserDecl):
+            access.put_user(User(decl.name, decl.password_hash, decl.hashing_algorithm,
+                                 tuple(decl.tags)))
+    for decl in declarations:
+        if isinstance(decl, PermissionDecl):
+            access.set_permission(decl.user, decl.vhost,
+                                  Permission(decl.configure, decl.write, decl.read))
+        elif isinstance(decl, TopicPermissionDecl):
+            access.set_topic_permission(decl.user, decl.vhost,
+                                        TopicPermission(decl.exchange, decl.write, decl.read))
+        elif isinstance(decl, VHostLimitDecl):
+            target = vhosts[decl.vhost]
+            setattr(target.limits, decl.name.replace("-", "_"), decl.value)
+            target.stored()
 
 
 def apply_config(vhost: VHost, model: config.TopologyConfig) -> None:

@@ -82,7 +82,7 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
     },
     # Declares a configuration file's topology at start: the server's helper.
     "broker.topology_config": {
-        "layers": {"broker.logging", "broker.core"}, "third_party": set(),
+        "layers": {"broker.logging", "broker.core", "broker.auth"}, "third_party": set(),
     },
     "broker.client": {"layers": set(), "third_party": {"trio"}},
 }

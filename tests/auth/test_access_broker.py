@@ -381,3 +381,40 @@ def test_losing_the_impersonator_tag_applies_to_the_next_publish(broker) -> None
         channel.basic_publish("", "imp2", b"2", other)
     assert refused.value.reply_code == 406
     connection.close()
+
+
+def test_serve_config_makes_the_files_vhosts_users_permissions_and_limits(tmp_path) -> None:
+    conf = tmp_path / "broker.conf"
+    conf.write_text(
+        'vhost shop\n    description "the shop"\n'
+        "user carl\n"
+        f'    password-hash "{RABBITMQ_HASHES["rabbit_password_hashing_sha256"]}"\n'
+        "    tags management\n"
+        'permission carl on shop configure ".*" write ".*" read ".*"\n'
+        "limit shop max-queues 1\n"
+        "queue orders durable\n",
+        encoding="utf-8",
+    )
+    thread = BrokerThread(data_dir=tmp_path / "data", config_path=conf)
+    thread.start()
+    try:
+        connection = _connect(thread, "carl", "s3cr#t", "shop")
+        channel = connection.channel()
+        channel.queue_declare("one")
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            channel.queue_declare("two")
+        assert refused.value.reply_code == 406  # the file's limit
+        connection.close()
+        assert thread.run_sync(lambda: "orders" in thread.broker.vhosts["/"].queues)
+        assert thread.run_sync(lambda: thread.broker.vhosts["shop"].description) == "the shop"
+    finally:
+        thread.stop()
+
+
+def test_serve_config_refuses_user_limits_warren_does_not_have(tmp_path) -> None:
+    conf = tmp_path / "broker.conf"
+    conf.write_text("user dan\n    max-connections 3\n", encoding="utf-8")
+    thread = BrokerThread(config_path=conf)
+    with pytest.raises(RuntimeError) as failed:
+        thread.start()
+    assert "user limits (max-connections) are not implemented" in str(failed.value.__cause__)

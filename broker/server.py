@@ -255,6 +255,7 @@ class Broker:
                 except (trio.BrokenResourceError, ssl.SSLError) as error:
                     log.warning("connection.tls_failed", peer=_peer(socket_stream),
                                 error=str(error.__cause__ or error))
+                    await _send_tls_alert(stream)
                     await trio.aclose_forcefully(stream)
                     return
             if scope.cancelled_caught:
@@ -299,6 +300,25 @@ class Broker:
         async with trio.open_nursery() as nursery:
             for connection in list(self.connections):
                 nursery.start_soon(connection.force_close, reply_code, reply_text)
+
+
+async def _send_tls_alert(stream: trio.SSLStream[Any]) -> None:
+    """Send the alert OpenSSL wrote when the handshake failed.
+
+    trio leaves it in the SSLStream's outgoing buffer when the handshake
+    raises (python-trio/trio#3413), and the client would see the connection
+    drop ("unexpected EOF") instead of the reason: "unknown ca",
+    "certificate required", "protocol version", as RabbitMQ's clients see
+    them. Reads trio's private buffer; does nothing if it is not there.
+    """
+    outgoing = getattr(stream, "_outgoing", None)
+    if not isinstance(outgoing, ssl.MemoryBIO) or not outgoing.pending:
+        return
+    with trio.move_on_after(1):
+        try:
+            await stream.transport_stream.send_all(outgoing.read())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 def _peer(stream: Any) -> str:

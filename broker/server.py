@@ -25,7 +25,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,13 +245,17 @@ class Broker:
         except (OSError, AttributeError):
             pass
         if isinstance(stream, trio.SSLStream):
-            # The TLS handshake counts against handshake_timeout, as in RabbitMQ.
+            # The TLS handshake is bounded by handshake_timeout; the AMQP
+            # handshake then has handshake_timeout again (ClientConnection).
+            # RabbitMQ has a separate ssl_handshake_timeout (5 s) for the
+            # former, which Warren does not have (docs/compatibility.md).
             with trio.move_on_after(self.context.limits.handshake_timeout) as scope:
                 try:
                     await stream.do_handshake()
                 except (trio.BrokenResourceError, ssl.SSLError) as error:
                     log.warning("connection.tls_failed", peer=_peer(socket_stream),
                                 error=str(error.__cause__ or error))
+                    await _send_tls_alert(stream)
                     await trio.aclose_forcefully(stream)
                     return
             if scope.cancelled_caught:
@@ -298,6 +302,25 @@ class Broker:
                 nursery.start_soon(connection.force_close, reply_code, reply_text)
 
 
+async def _send_tls_alert(stream: trio.SSLStream[Any]) -> None:
+    """Send the alert OpenSSL wrote when the handshake failed.
+
+    trio leaves it in the SSLStream's outgoing buffer when the handshake
+    raises (python-trio/trio#3413), and the client would see the connection
+    drop ("unexpected EOF") instead of the reason: "unknown ca",
+    "certificate required", "protocol version", as RabbitMQ's clients see
+    them. Reads trio's private buffer; does nothing if it is not there.
+    """
+    outgoing = getattr(stream, "_outgoing", None)
+    if not isinstance(outgoing, ssl.MemoryBIO) or not outgoing.pending:
+        return
+    with trio.move_on_after(1):
+        try:
+            await stream.transport_stream.send_all(outgoing.read())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
 def _peer(stream: Any) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]
@@ -332,8 +355,23 @@ async def run_timers(timers: Timers) -> None:
         timers.on_earlier = None
 
 
-def tls_context(options: TLSOptions) -> ssl.SSLContext:
-    """The server-side TLS context of `ssl_options.*` (TLS 1.2 and 1.3 only)."""
+def tls_context(
+    options: TLSOptions, origins: Mapping[str, str] | None = None, prefix: str = "ssl_options"
+) -> ssl.SSLContext:
+    """The server-side TLS context of `ssl_options.*` (TLS 1.2 and 1.3 only).
+
+    Client certificates are checked against `cacertfile` alone, as RabbitMQ
+    does (tests/tls checks that the system's CA store is not used). A file
+    that cannot be used is a `StartupError` naming the key (`prefix`.certfile,
+    .keyfile, .cacertfile) and, from `origins`, the "file:line" that set it.
+    """
+    origins = origins or {}
+
+    def refuse(key: str, message: str) -> StartupError:
+        key = f"{prefix}.{key}"
+        where = origins.get(key)
+        return StartupError(f"{where + ': ' if where else ''}{key}: {message}")
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     versions = set(options.versions)
     context.minimum_version = (
@@ -342,10 +380,35 @@ def tls_context(options: TLSOptions) -> ssl.SSLContext:
     context.maximum_version = (
         ssl.TLSVersion.TLSv1_3 if "tlsv1.3" in versions else ssl.TLSVersion.TLSv1_2
     )
-    assert options.certfile is not None and options.keyfile is not None  # Settings checks
-    context.load_cert_chain(options.certfile, options.keyfile)
+    certfile, keyfile = options.certfile, options.keyfile
+    assert certfile is not None and keyfile is not None  # Settings checks
+    try:
+        # The chain alone first, so that a bad certificate file and a bad key are told apart.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(certfile)
+    except (OSError, ValueError) as error:
+        raise refuse("certfile",
+                     f"{certfile}: no PEM certificate in it ({_ssl_reason(error)})") from None
+    try:
+        context.load_cert_chain(certfile, keyfile, password=_no_key_password)
+    except _EncryptedKey:
+        raise refuse(
+            "keyfile",
+            f"{keyfile}: the private key is encrypted; Warren has no {prefix}.password "
+            "(write it unencrypted: openssl pkey -in KEY -out KEY.plain)",
+        ) from None
+    except (OSError, ValueError) as error:
+        raise refuse(
+            "keyfile",
+            f"{keyfile}: not a PEM private key, or not the key of {certfile} "
+            f"({_ssl_reason(error)})",
+        ) from None
     if options.cacertfile is not None:
-        context.load_verify_locations(options.cacertfile)
+        try:
+            context.load_verify_locations(options.cacertfile)
+        except (OSError, ValueError) as error:
+            raise refuse("cacertfile",
+                         f"{options.cacertfile}: no PEM certificate in it "
+                         f"({_ssl_reason(error)})") from None
     if options.verify == "verify_peer":
         # verify_peer: a certificate the client sends must be valid; with
         # fail_if_no_peer_cert the client must send one.
@@ -355,6 +418,21 @@ def tls_context(options: TLSOptions) -> ssl.SSLContext:
     else:
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_key_password() -> str:
+    # Without a password callback OpenSSL would prompt on the terminal, and
+    # a broker under a service manager would hang at start.
+    raise _EncryptedKey
+
+
+def _ssl_reason(error: BaseException) -> str:
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None)
+    return str(reason or error)
 
 
 def _disk_free_limit(settings: Settings, override: int | None) -> int:
@@ -368,15 +446,15 @@ def _disk_free_limit(settings: Settings, override: int | None) -> int:
 
 
 async def _open_listeners(
-    settings: Settings,
+    settings: Settings, context: ssl.SSLContext | None
 ) -> list[tuple[str, trio.abc.Listener[Any]]]:
-    """Every configured listener, opened (OSError names the address that failed)."""
+    """Every configured listener, opened (StartupError names the address that
+    failed); `context` is `tls_context`'s, for the TLS listeners."""
     opened: list[tuple[str, trio.abc.Listener[Any]]] = []
-    context = tls_context(settings.ssl_options) if settings.listeners_ssl else None
     https = settings.management_ssl
     https_context = (
         tls_context(TLSOptions(cacertfile=https.cacertfile, certfile=https.certfile,
-                               keyfile=https.keyfile))
+                               keyfile=https.keyfile), settings.origins, "management.ssl")
         if https is not None else None
     )
 
@@ -447,6 +525,10 @@ async def open_broker(
     if data_dir is not None:
         settings = settings.with_overrides(data_dir=str(data_dir))
     refuse_unbuilt(settings)
+    # Certificates are checked before anything is opened or written.
+    context = (
+        tls_context(settings.ssl_options, settings.origins) if settings.listeners_ssl else None
+    )
     broker = Broker(settings)
     journal = None
     fresh = True
@@ -497,7 +579,7 @@ async def open_broker(
             load_config(broker.vhosts, broker.access, config_path, settings.default_vhost)
         except ConfigRefused as refused:
             raise StartupError(f"--config: {refused}") from None
-    listeners = await _open_listeners(settings)
+    listeners = await _open_listeners(settings, context)
     for kind, listener in listeners:
         broker.listeners.append(ListenerInfo(kind, *_address(listener)))
     broker.management.listeners = [
@@ -510,8 +592,18 @@ async def open_broker(
         async def handler(stream: trio.abc.Stream) -> None:
             await broker.handle_stream(stream, kind)
 
+        await trio.serve_listeners(handler, [listener], handler_nursery=nursery)
+
+    async def accept_all() -> None:
+        # One task enters accept_scope (a CancelScope may be entered once
+        # only: a task per listener each entering it failed as soon as there
+        # were two listeners) and runs an accept loop per listener under it;
+        # connections live in the outer nursery, outside the scope.
         with accept_scope:
-            await trio.serve_listeners(handler, [listener], handler_nursery=nursery)
+            async with trio.open_nursery() as accepting:
+                for kind, listener in listeners:
+                    if not kind.startswith("http"):
+                        accepting.start_soon(accept, kind, listener)
 
     # One nursery owns every connection task and the accept loops.
     async with trio.open_nursery() as nursery:
@@ -520,9 +612,7 @@ async def open_broker(
             await nursery.start(journal.run)  # group commit
         if broker.disk_monitor is not None:
             await nursery.start(broker.disk_monitor.run)
-        for kind, listener in listeners:
-            if not kind.startswith("http"):
-                nursery.start_soon(accept, kind, listener)
+        nursery.start_soon(accept_all)
         if http_listeners:
             nursery.start_soon(serve_http_listeners, management_app(broker.management),
                                http_listeners)

@@ -71,6 +71,9 @@ HELD_HIGH_WATER = 4 * 1024 * 1024
 RECEIVE_SIZE = 65536
 #: How long we wait for connection.close-ok after sending connection.close.
 CLOSE_TIMEOUT = 3.0
+#: After our close-ok, how long at most the client has to close the socket
+#: (RabbitMQ's ?CLOSING_TIMEOUT, or the heartbeat interval when shorter).
+CLOSING_TIMEOUT = 30.0
 
 #: Publisher flow control (see ClientConnection._flow_control).
 FLOW_MAX_WAIT = 0.02
@@ -137,6 +140,9 @@ class ClientConnection:
         self.channels: dict[int, Channel] = {}
         self.opened = False
         self.closing = False  # connection.close sent or received
+        #: Bytes read from the peer so far (heartbeats: is it alive?).
+        self.bytes_received = 0
+        self._tuned = trio.Event()
         self.publisher = False  # has published: resource alarms block it
         self._owed_confirms: list[Channel] = []
         self._close_reason: tuple[int, str] | None = None
@@ -351,6 +357,7 @@ class ClientConnection:
             return False
         if not data:
             return False
+        self.bytes_received += len(data)
         ok = self._receive(amqp, data)
         # During the handshake the machine hands out one handshake method at a
         # time (what follows connection.open depends on our answer to it).
@@ -593,6 +600,7 @@ class ClientConnection:
             raise LoginFailed(self.handshake.mechanism or "PLAIN", True, 0.0)
         elif kind is m.ConnectionTuneOk:
             self.handshake.on_tune_ok(method, self.amqp.frame_max)
+            self._tuned.set()
         elif kind is m.ConnectionOpen:
             self.vhost = self.handshake.on_open(method)
             self.access = self.handshake.access
@@ -613,7 +621,13 @@ class ClientConnection:
             self._close_channels()
             self.closing = True
             self.send_method(0, m.ConnectionCloseOk())
-            self._finish_soon()
+            # Keep reading (and dropping) until the client closes the socket,
+            # as RabbitMQ does (rabbit_reader close_connection: the heartbeat
+            # interval, CLOSING_TIMEOUT at most): closing at once resets the
+            # connection under a client still flushing buffered publishes,
+            # which then gets EPIPE and may never read its close-ok.
+            heartbeat = self.amqp.heartbeat
+            self._finish_soon(heartbeat if 0 < heartbeat < CLOSING_TIMEOUT else CLOSING_TIMEOUT)
         elif kind is m.ConnectionCloseOk:
             self._done.set()
         elif kind is m.ConnectionUpdateSecret:
@@ -629,22 +643,43 @@ class ClientConnection:
     # -- heartbeats ----------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
-        """Send heartbeats when due and drop a silent peer (spec 4.2.7)."""
-        while not self.opened:
-            await trio.sleep(0.5)
+        """Heartbeats as RabbitMQ sends and counts them (rabbit_heartbeat.erl, spec 4.2.7).
+
+        Every heartbeat/2 seconds a heartbeat is sent if nothing was sent
+        since the last look (and at the first look, whatever was sent).
+        Every heartbeat seconds the bytes received are looked at; after two
+        looks in a row with nothing received the peer is dead: between two
+        and three intervals of silence. A client that only answers our
+        heartbeats (some do) is heard from every half interval and lives.
+        """
+        await self._tuned.wait()  # RabbitMQ starts its heartbeaters at tune-ok
         heartbeat = self.amqp.heartbeat
         if not heartbeat:
             return
+        output = self.output
+        sent_at_last_look: int | None = None
+        received_at_last_look = 0  # as RabbitMQ: the first look always sees bytes
+        silent_looks = 0
+        ticks = 0
         while True:
-            await trio.sleep(max(heartbeat / 2, 0.2))
-            now = time.monotonic()
-            if self.amqp.peer_is_dead(now):
-                log.warning("connection.heartbeat_timeout", peer=self.peer_text)
-                self._close_reason = (0, "missed heartbeats from client, timeout")
+            await trio.sleep(heartbeat / 2)
+            ticks += 1
+            if sent_at_last_look is None or output.bytes_sent == sent_at_last_look:
+                output.write(self.amqp.send_heartbeat())
+            sent_at_last_look = output.bytes_sent
+            if ticks % 2:
+                continue
+            received = self.bytes_received
+            silent_looks = silent_looks + 1 if received == received_at_last_look else 0
+            received_at_last_look = received
+            if silent_looks >= 2:
+                log.warning("connection.heartbeat_timeout", peer=self.peer_text,
+                            heartbeat=heartbeat)
+                self._close_reason = (
+                    0, f"missed heartbeats from client, timeout: {heartbeat}s"
+                )
                 self._done.set()
                 return
-            if self.amqp.heartbeat_due(now):
-                self.output.write(self.amqp.send_heartbeat())
 
     # -- teardown --------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class Output:
         self._dispatch_paused = False
         #: Set by the writer when the peer is gone (the stream broke).
         self.broken = False
+        #: Bytes handed to the stream so far (counted per send, not per write).
+        self.bytes_sent = 0
         #: Called after a drain that follows a refused delivery (`can_deliver`).
         self.on_resume: Callable[[], None] | None = None
         #: Called once when the stream breaks.
@@ -78,6 +80,7 @@ class Output:
                 self._in_flight = len(data)
                 try:
                     await stream.send_all(data)
+                    self.bytes_sent += len(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._in_flight = 0
                     self.broken = True

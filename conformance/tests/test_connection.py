@@ -140,6 +140,63 @@ def test_silent_client_is_disconnected_after_missed_heartbeats(connect):
     assert not isinstance(exc.value, pika.exceptions.AMQPHeartbeatTimeout)
 
 
+def _py_amqp(amqp_url: str, heartbeat: int):
+    import amqp
+
+    params = pika.URLParameters(amqp_url)
+    connection = amqp.Connection(
+        f"{params.host}:{params.port}",
+        userid=params.credentials.username,
+        password=params.credentials.password,
+        virtual_host=params.virtual_host,
+        heartbeat=heartbeat,
+    )
+    connection.connect()
+    return connection
+
+
+def test_a_client_that_only_answers_server_heartbeats_stays_connected(amqp_url):
+    """Some clients (one Node client among them) send a heartbeat only in answer
+    to one of the server's: with a 1 s heartbeat the server must send often
+    enough (every half interval when idle, as RabbitMQ) for them to live."""
+
+    connection = _py_amqp(amqp_url, heartbeat=1)
+    try:
+        heard = connection.bytes_recv
+        answered = 0
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                connection.drain_events(timeout=0.05)
+            except TimeoutError:
+                pass
+            if connection.bytes_recv != heard:
+                heard = connection.bytes_recv
+                connection.send_heartbeat()
+                answered += 1
+        assert answered >= 5, "the server sent too few heartbeats to answer"
+        assert connection.channel().is_open
+    finally:
+        connection.close()
+
+
+def test_a_silent_client_is_dropped_after_about_three_heartbeat_intervals(amqp_url):
+    """RabbitMQ looks at the bytes received every interval and gives up after two
+    looks with nothing: a client silent from the start is dropped 3 intervals
+    after tune-ok (rabbit_heartbeat.erl); a 1 s heartbeat gives 2 to 3.5 s."""
+    connection = _py_amqp(amqp_url, heartbeat=1)
+    sock = connection.sock
+    started = time.monotonic()
+    sock.settimeout(10)
+    try:
+        while sock.recv(4096):  # the server's heartbeats, then nothing
+            pass
+    except ConnectionResetError:
+        pass  # RabbitMQ resets, Warren closes: both end the connection
+    elapsed = time.monotonic() - started
+    assert 2.0 <= elapsed <= 3.5, elapsed
+
+
 def test_heartbeat_zero_disables_heartbeats(connect):
     connection = connect(heartbeat=0)
     assert connection._impl.params.heartbeat == 0

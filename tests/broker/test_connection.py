@@ -391,3 +391,24 @@ def test_malformed_properties_close_the_connection_and_are_not_confirmed(
         channel.queue_delete(queue)
     finally:
         other.close()
+
+
+def test_after_close_ok_the_broker_waits_for_the_client_to_close(fresh_warren: BrokerThread) -> None:
+    """As RabbitMQ (rabbit_reader: the heartbeat interval, 30 s at most): after
+    close-ok the broker keeps reading and dropping until the client closes, so
+    a client still flushing publishes gets no EPIPE and reads its close-ok.
+    RabbitMQ 3.10.8 kept such a socket open for more than 10 s."""
+    with RawClient(fresh_warren.url) as client:
+        client.open_channel(1)
+        client.method(0, m.ConnectionClose(reply_code=200, reply_text="bye"))
+        # Publishes the client had buffered arrive after its close: no reset.
+        for _ in range(50):
+            client.publish(1, "", "nowhere", b"late" * 256)
+        client.expect(m.ConnectionCloseOk)
+        client.sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            client.sock.recv(1)  # still open a second later
+    deadline = time.monotonic() + 5
+    while fresh_warren.run_sync(lambda: len(fresh_warren.broker.connections)):
+        assert time.monotonic() < deadline, "the connection outlived the client's close"
+        time.sleep(0.05)

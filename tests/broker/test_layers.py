@@ -82,7 +82,9 @@ async def test_a_session_runs_over_an_in_memory_stream_without_a_server() -> Non
         assert session.peer_text == "127.0.0.1:40000" and session.user == "guest"
         await client_stream.send_all(client.send(0, m.ConnectionClose(reply_code=200)))
         await _expect(client, client_stream, m.ConnectionCloseOk)
-        # The session ends by itself once close-ok is written.
+        # The client closes its end after close-ok; the session, which waits
+        # for that (as RabbitMQ does), ends.
+        await client_stream.aclose()
         with trio.fail_after(5):
             await ended.wait()
     assert "q" in vhost.queues and vhost.queues["q"].message_count == 0

@@ -373,3 +373,65 @@ def test_an_unchanged_match_does_not_reconfigure_the_queue() -> None:
     before = queue.effective
     vhost.set_policy(policy("other", pattern="^nothing$", max_length=1))
     assert queue.effective is before
+
+
+# -- warren serve --config -------------------------------------------------------------
+
+
+def test_serve_config_sets_the_files_policies_before_its_topology(tmp_path) -> None:
+    import pika
+
+    from broker.testing import BrokerThread
+
+    conf = tmp_path / "warren.conf"
+    conf.write_text(
+        'policy short pattern "^orders\\\\." apply-to queues\n'
+        "    max-length 2\n"
+        'policy unrouted pattern "^orders$" apply-to exchanges\n'
+        "    alternate-exchange lost\n"
+        'operator-policy cap pattern ".*"\n'
+        "    max-length 1000\n"
+        "exchange orders type direct\n"
+        "exchange lost type fanout\n"
+        "queue orders.eu\n"
+        "queue lost\n"
+        "bind lost to lost\n",
+        encoding="utf-8",
+    )
+    thread = BrokerThread(config_path=conf)
+    thread.start()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(thread.url))
+        channel = connection.channel()
+        for i in range(4):
+            channel.basic_publish("", "orders.eu", f"m{i}".encode())
+        channel.basic_publish("orders", "no-binding", b"unroutable")
+        assert channel.queue_declare("orders.eu", passive=True).method.message_count == 2
+        assert channel.queue_declare("lost", passive=True).method.message_count == 1
+        connection.close()
+        fields = thread.run_sync(
+            lambda: thread.broker.vhosts["/"].policy_fields("queues", "orders.eu")
+        )
+        assert fields == {"policy": "short", "operator_policy": "cap",
+                          "effective_policy_definition": {"max-length": 2}}
+    finally:
+        thread.stop()
+
+
+def test_apply_config_refuses_a_policy_the_broker_refuses_before_setting_any() -> None:
+    from broker.topology_config import ConfigRefused, apply_config
+    from routing.model import PolicyDecl, TopologyConfig
+
+    # `check` refuses these too; a model built in code reaches the broker's checks.
+    model = TopologyConfig([
+        PolicyDecl("fine", ".", {"max-length": 1}),
+        PolicyDecl("mirrored", ".", {"ha-mode": "all"}),
+    ])
+    vhost = VHost("/")
+    with pytest.raises(ConfigRefused) as refused:
+        apply_config(vhost, model, "x.conf")
+    assert str(refused.value) == (
+        "x.conf:0: policy 'mirrored': <<\"ha-mode\">> is a RabbitMQ policy setting that Warren "
+        "does not implement (classic queue mirroring: Warren is a single node)"
+    )
+    assert not vhost.policies

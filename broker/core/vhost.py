@@ -52,8 +52,14 @@ EQUIVALENCE_ARGS = (
     "x-max-priority",
     "x-overflow",
     "x-queue-mode",
+    "x-queue-version",
+    "x-queue-master-locator",
     "x-queue-type",
     "x-single-active-consumer",
+    # quorum queues' own (RabbitMQ 3.10 compares these too)
+    "x-quorum-initial-group-size",
+    "x-dead-letter-strategy",
+    "x-queue-leader-locator",
 )
 
 
@@ -312,7 +318,10 @@ class VHost:
             )
         if check_new is not None:
             check_new(name, arguments)
-        validate_queue_arguments(name, arguments, self.name)
+        validate_queue_arguments(
+            name, arguments, self.name, durable=durable, exclusive=exclusive,
+            auto_delete=auto_delete,
+        )
         queue = Queue(
             name,
             durable=durable,
@@ -361,8 +370,10 @@ class VHost:
             )
         for key in EQUIVALENCE_ARGS:
             got, had = arguments.get(key), queue.arguments.get(key)
-            if key == "x-queue-type":
-                got, had = got or "classic", had or "classic"
+            if key == "x-queue-type" and (got or "classic") == (had or "classic"):
+                continue  # no x-queue-type is "classic" (RabbitMQ's default type)
+            if isinstance(got, bytes):
+                got = got.decode("utf-8", "replace")
             if got != had or type(got) is not type(had):
                 raise errors.inequivalent_arg(
                     "queue", queue.name, self.name, key, got, had, x_arg=True
@@ -487,3 +498,4 @@ class VHost:
 
 def _peer(connection: ClientRef | None) -> str | None:
     return connection.peer_text if connection is not None else None
+

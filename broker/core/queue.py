@@ -25,7 +25,9 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.core.features.dead_lettering);
 - `x-delivery-limit` (broker.core.features.delivery_limit);
 - `x-expires`: the queue is deleted after that long without consumers and
-  without being used (declared, got from, consumed from).
+  without being used (declared, got from, consumed from);
+- `x-max-priority`: the subclass `PriorityQueue` (broker.core.features.priority)
+  keeps `ready` as one FIFO per level; this class only calls `_put_back`.
 """
 
 from __future__ import annotations
@@ -334,31 +336,19 @@ class Queue:
             entries, over = returned(self.delivery_limit, entries)
             if over:
                 self.dead_letter(over, DELIVERY_LIMIT)
-        ready = self.ready
         # Delivered entries all have their seq (given when they left).
         for entry in sorted(entries, key=lambda e: e.seq or 0, reverse=True):
             entry.redelivered = True
             self.ready_bytes += len(entry.message.body)
-            seq = entry.seq or 0
-            # An entry that never left (seq None) is newer than this one.
-            head_seq = ready[0].seq if ready else None
-            if head_seq is None or seq < head_seq:
-                ready.appendleft(entry)
-                continue
-            # Rare: older ready messages exist before it (e.g. a message
-            # requeued while others were still waiting). Linear insert.
-            index = 0
-            for index, other in enumerate(ready):  # noqa: B007
-                other_seq = other.seq
-                if other_seq is None or other_seq > seq:
-                    break
-            else:
-                index = len(ready)
-            ready.insert(index, entry)
+            self._put_back(entry)
         if self.consumers:
             self.dispatch()
         if self._may_expire:
             self.expire()
+
+    def _put_back(self, entry: QueuedMessage) -> None:
+        """Requeue one entry at its original place (a priority queue: in its level)."""
+        put_back(self.ready, entry)
 
     def get(self) -> QueuedMessage | None:
         """basic.get: take the head of the queue, or None when empty.
@@ -372,6 +362,10 @@ class Queue:
             return None
         entry = self._popleft()
         self.ready_bytes -= len(entry.message.body)
+        if self._may_expire:
+            # RabbitMQ drops expired heads after a fetch too: get-ok's
+            # message_count counts none that expired behind this one.
+            self.expire()
         return entry
 
     def handed_out(self, entry: QueuedMessage, no_ack: bool) -> None:
@@ -547,3 +541,27 @@ class Queue:
                 refused = 0
             else:
                 refused += 1
+
+
+def put_back(ready: deque[QueuedMessage | Message], entry: QueuedMessage) -> None:
+    """Insert a requeued `entry` into `ready` (in arrival order) at its original place.
+
+    Entries are ordered by `seq`; one whose `seq` is None never left and is
+    newer than every entry that has one. In the common case all requeued
+    entries are older than every ready one and this is an `appendleft`.
+    """
+    seq = entry.seq or 0
+    head_seq = ready[0].seq if ready else None
+    if head_seq is None or seq < head_seq:
+        ready.appendleft(entry)
+        return
+    # Rare: older ready messages exist before it (e.g. a message
+    # requeued while others were still waiting). Linear insert.
+    index = 0
+    for index, other in enumerate(ready):  # noqa: B007
+        other_seq = other.seq
+        if other_seq is None or other_seq > seq:
+            break
+    else:
+        index = len(ready)
+    ready.insert(index, entry)

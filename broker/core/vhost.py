@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from broker.core import errors
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import validate_queue_arguments
+from broker.core.features.priority import PriorityQueue, max_priority_of
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
@@ -31,7 +32,7 @@ from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
 
-__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached"]
+__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached", "new_queue"]
 
 log = get_logger("warren.vhost")
 
@@ -322,7 +323,7 @@ class VHost:
             name, arguments, self.name, durable=durable, exclusive=exclusive,
             auto_delete=auto_delete,
         )
-        queue = Queue(
+        queue = new_queue(
             name,
             durable=durable,
             exclusive_owner=connection if exclusive else None,
@@ -499,3 +500,24 @@ class VHost:
 def _peer(connection: ClientRef | None) -> str | None:
     return connection.peer_text if connection is not None else None
 
+
+def new_queue(
+    name: str,
+    *,
+    durable: bool = False,
+    exclusive_owner: object | None = None,
+    auto_delete: bool = False,
+    arguments: dict[str, Any] | None = None,
+    vhost: VHost | None = None,
+) -> Queue:
+    """A queue of the class its (validated) arguments call for: a
+    `PriorityQueue` for `x-max-priority` above 0, else a plain `Queue`."""
+    cls = PriorityQueue if max_priority_of(arguments or {}) else Queue
+    return cls(
+        name,
+        durable=durable,
+        exclusive_owner=exclusive_owner,
+        auto_delete=auto_delete,
+        arguments=arguments,
+        vhost=vhost,
+    )

@@ -27,7 +27,10 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - `x-expires`: the queue is deleted after that long without consumers and
   without being used (declared, got from, consumed from);
 - `x-max-priority`: the subclass `PriorityQueue` (broker.core.features.priority)
-  keeps `ready` as one FIFO per level; this class only calls `_put_back`.
+  keeps `ready` as one FIFO per level; this class only calls `_put_back`;
+- consumer priorities (`x-priority`) and `x-single-active-consumer`: the
+  consumers dispatch runs over come from `dispatch_groups`
+  (broker.core.features.consumers), None in the common case.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from broker.core.features.consumers import ConsumerPriorities, SingleActiveConsumer
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
 from broker.core.message import Message, QueuedMessage
 from broker.core.snapshots import QueueSnapshot
 from broker.core.timers import Scheduler
 
 __all__ = [
+    "DispatchGroups",
     "MessageStore",
     "OVERFLOW_DROP_HEAD",
     "OVERFLOW_REJECT_PUBLISH",
@@ -54,6 +59,9 @@ __all__ = [
 OVERFLOW_DROP_HEAD = "drop-head"
 OVERFLOW_REJECT_PUBLISH = "reject-publish"
 OVERFLOW_REJECT_PUBLISH_DLX = "reject-publish-dlx"
+
+#: Consumer priorities or a single active consumer (broker.core.features.consumers).
+DispatchGroups = ConsumerPriorities | SingleActiveConsumer
 
 
 class QueueConsumer(Protocol):
@@ -166,6 +174,10 @@ class Queue:
         self.ready_bytes = 0
         self.consumers: deque[QueueConsumer] = deque()
         self.exclusive_consumer: QueueConsumer | None = None
+        #: None while dispatch is plain round robin over `consumers`; else
+        #: consumer priorities or a single active consumer, whose `groups()`
+        #: dispatch runs over instead (broker.core.features.consumers).
+        self.dispatch_groups: DispatchGroups | None = None
         #: Delivered (to a consumer or basic.get) and not yet settled: the
         #: session reports settlements with `settled()`.
         self.unacked_count = 0
@@ -182,6 +194,12 @@ class Queue:
         self.dead_letter_exchange: str | None = args.get("x-dead-letter-exchange")
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
+        if args.get("x-single-active-consumer") is True:
+            # RabbitMQ 3.10's quorum queues hand over in registration order,
+            # its classic queues to the highest consumer priority.
+            self.dispatch_groups = SingleActiveConsumer(
+                by_priority=args.get("x-queue-type", "classic") == "classic"
+            )
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
         self.last_used = time.monotonic()
@@ -462,12 +480,23 @@ class Queue:
 
     # -- consumers ----------------------------------------------------------
 
-    def add_consumer(self, consumer: QueueConsumer, exclusive: bool) -> None:
+    def add_consumer(self, consumer: QueueConsumer, exclusive: bool, priority: int = 0) -> None:
+        """A new consumer; `priority` is its x-priority (features.consumers)."""
         self.consumers.append(consumer)
         self.had_consumer = True
         self.touch()
         if exclusive:
             self.exclusive_consumer = consumer
+        groups = self.dispatch_groups
+        if groups is None and priority:
+            # The first consumer with a priority: the others (priority 0)
+            # keep their round-robin order in the group of priority 0.
+            groups = self.dispatch_groups = ConsumerPriorities()
+            for other in self.consumers:
+                if other is not consumer:
+                    groups.add(other, 0)
+        if groups is not None:
+            groups.add(consumer, priority)
         self.dispatch()
 
     def remove_consumer(self, consumer: QueueConsumer) -> None:
@@ -477,6 +506,11 @@ class Queue:
             return
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        groups = self.dispatch_groups
+        if groups is not None:
+            groups.remove(consumer)  # a single active consumer hands over here
+            if isinstance(groups, ConsumerPriorities) and groups.only_default:
+                self.dispatch_groups = None  # back to plain round robin
         if not self.consumers:
             self.touch()
 
@@ -499,8 +533,23 @@ class Queue:
         self._deliver_ready()
 
     def _deliver_ready(self, now: float | None = None) -> None:
+        groups = self.dispatch_groups
+        if groups is None:
+            self._deliver_to(self.consumers, now)
+            return
+        # Highest priority first; a group gets messages only once every
+        # group above it has refused (no credit): credit cannot come back
+        # during a dispatch, so one pass per group is the same as choosing
+        # per message (features.consumers).
+        for group in groups.groups():
+            if not self.ready:
+                return
+            if group:
+                self._deliver_to(group, now)
+
+    def _deliver_to(self, consumers: deque[QueueConsumer], now: float | None) -> None:
+        """Round robin over `consumers` until the queue is empty or all refuse."""
         ready = self.ready
-        consumers = self.consumers
         refused = 0
         count = len(consumers)
         journal = self.journal

@@ -532,23 +532,25 @@ class Queue:
             self.expire()
         self._deliver_ready()
 
-    def _deliver_ready(self, now: float | None = None) -> None:
-        groups = self.dispatch_groups
-        if groups is None:
-            self._deliver_to(self.consumers, now)
-            return
-        # Highest priority first; a group gets messages only once every
-        # group above it has refused (no credit): credit cannot come back
-        # during a dispatch, so one pass per group is the same as choosing
-        # per message (features.consumers).
-        for group in groups.groups():
-            if not self.ready:
+    def _deliver_ready(
+        self, now: float | None = None, consumers: deque[QueueConsumer] | None = None
+    ) -> None:
+        """Round robin over `consumers` (default: all of them, or each of
+        `dispatch_groups` in turn) until the queue is empty or all refuse."""
+        if consumers is None:
+            groups = self.dispatch_groups
+            if groups is not None:
+                # Highest priority first; a group gets messages only once
+                # every group above it has refused (no credit): credit cannot
+                # come back during a dispatch, so one pass per group is the
+                # same as choosing per message (features.consumers).
+                for group in groups.groups():
+                    if not self.ready:
+                        return
+                    if group:
+                        self._deliver_ready(now, group)
                 return
-            if group:
-                self._deliver_to(group, now)
-
-    def _deliver_to(self, consumers: deque[QueueConsumer], now: float | None) -> None:
-        """Round robin over `consumers` until the queue is empty or all refuse."""
+            consumers = self.consumers
         ready = self.ready
         refused = 0
         count = len(consumers)

@@ -127,7 +127,12 @@ class PriorityReady:
             priority = self.level_of(entry)
         else:
             self.incoming = None
-        self._level(priority).append(entry)
+        level = self.levels[priority]  # _level(), inlined: once per message
+        if level is None:
+            level = self.levels[priority] = deque()
+        level.append(entry)
+        if priority > self.top:
+            self.top = priority
         self.count += 1
 
     def append_at(self, entry: Entry, priority: int) -> None:
@@ -140,8 +145,7 @@ class PriorityReady:
         top = self.top
         if top < 0:
             raise IndexError("pop from an empty priority queue")
-        level = self.levels[top]
-        assert level is not None
+        level: deque[Entry] = self.levels[top]  # type: ignore[assignment]
         entry = level.popleft()
         self.count -= 1
         if not level:
@@ -178,10 +182,20 @@ class PriorityQueue(Queue):
         self.max_priority = max_priority_of(self.arguments)
         # A PriorityReady stands where a plain queue has its deque.
         self.ready = PriorityReady(self.max_priority)  # type: ignore[assignment]
+        self._levels: dict[bytes, int] = {}  # raw properties -> level (enqueue)
 
     def enqueue(self, message: Message) -> bool:
         ready: PriorityReady = self.ready  # type: ignore[assignment]
-        ready.incoming = message_priority(message, self.max_priority)
+        # The level, by the properties' bytes: consecutive publishes with the
+        # same properties share one bytes object (their envelope's), whose
+        # hash Python keeps, so this is one dict lookup, not a parse.
+        raw = message.envelope.properties
+        level = self._levels.get(raw)
+        if level is None:
+            if len(self._levels) >= 1024:
+                self._levels.clear()
+            level = self._levels[raw] = message_priority(message, self.max_priority)
+        ready.incoming = level
         try:
             if self.overflow != OVERFLOW_DROP_HEAD or (
                 self.max_length is None and self.max_length_bytes is None

@@ -1,4 +1,4 @@
-"""One validator per queue `x-` argument that Warren acts on.
+"""One validator per queue `x-` argument RabbitMQ 3.10 knows, and Warren's decision on each.
 
 In the spirit of LavinMQ's `argument_validator/`: each argument names a small
 validator object, and `validate_queue_arguments` runs the ones present. A bad
@@ -14,6 +14,12 @@ same declare (checked against the reference broker):
 
 Validators also normalise what they accept (a long string that arrived as
 `bytes` becomes `str`), so the features read clean values.
+
+Which queue type takes which argument (`SUPPORTED_BY_TYPE`), the order of
+the checks, and what Warren does with an argument it does not implement:
+refused with a 406 saying so (`_NOT_SUPPORTED`), or accepted and logged
+once where it changes nothing on a single node or RabbitMQ ignores it too
+(docs/compatibility.md, "Queue arguments, one by one").
 """
 
 from __future__ import annotations

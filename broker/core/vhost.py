@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from broker.core import errors
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import validate_queue_arguments
+from broker.core.features.priority import PriorityQueue, max_priority_of
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
@@ -39,7 +40,7 @@ from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
 
-__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached"]
+__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached", "new_queue"]
 
 log = get_logger("warren.vhost")
 
@@ -60,8 +61,14 @@ EQUIVALENCE_ARGS = (
     "x-max-priority",
     "x-overflow",
     "x-queue-mode",
+    "x-queue-version",
+    "x-queue-master-locator",
     "x-queue-type",
     "x-single-active-consumer",
+    # quorum queues' own (RabbitMQ 3.10 compares these too)
+    "x-quorum-initial-group-size",
+    "x-dead-letter-strategy",
+    "x-queue-leader-locator",
 )
 
 
@@ -324,8 +331,11 @@ class VHost:
             )
         if check_new is not None:
             check_new(name, arguments)
-        validate_queue_arguments(name, arguments, self.name)
-        queue = Queue(
+        validate_queue_arguments(
+            name, arguments, self.name, durable=durable, exclusive=exclusive,
+            auto_delete=auto_delete,
+        )
+        queue = new_queue(
             name,
             durable=durable,
             exclusive_owner=connection if exclusive else None,
@@ -374,8 +384,10 @@ class VHost:
             )
         for key in EQUIVALENCE_ARGS:
             got, had = arguments.get(key), queue.arguments.get(key)
-            if key == "x-queue-type":
-                got, had = got or "classic", had or "classic"
+            if key == "x-queue-type" and (got or "classic") == (had or "classic"):
+                continue  # no x-queue-type is "classic" (RabbitMQ's default type)
+            if isinstance(got, bytes):
+                got = got.decode("utf-8", "replace")
             if got != had or type(got) is not type(had):
                 raise errors.inequivalent_arg(
                     "queue", queue.name, self.name, key, got, had, x_arg=True
@@ -562,3 +574,25 @@ class VHost:
 
 def _peer(connection: ClientRef | None) -> str | None:
     return connection.peer_text if connection is not None else None
+
+
+def new_queue(
+    name: str,
+    *,
+    durable: bool = False,
+    exclusive_owner: object | None = None,
+    auto_delete: bool = False,
+    arguments: dict[str, Any] | None = None,
+    vhost: VHost | None = None,
+) -> Queue:
+    """A queue of the class its (validated) arguments call for: a
+    `PriorityQueue` for `x-max-priority` above 0, else a plain `Queue`."""
+    cls = PriorityQueue if max_priority_of(arguments or {}) else Queue
+    return cls(
+        name,
+        durable=durable,
+        exclusive_owner=exclusive_owner,
+        auto_delete=auto_delete,
+        arguments=arguments,
+        vhost=vhost,
+    )

@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.core.policies import OperatorPolicy, Policy, PolicyInvalid, validate_policy
-from broker.core.queue import Queue
-from broker.core.vhost import VHost
+from broker.core.vhost import VHost, new_queue
 from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
 from broker.storage.fsync import write_atomically
@@ -196,7 +195,7 @@ def _decode(data: bytes) -> dict[str, Any]:
 
 
 def _restore_queue(vhost: VHost, name: str, auto_delete: bool, arguments: Any) -> None:
-    queue = Queue(
+    queue = new_queue(
         name, durable=True, auto_delete=auto_delete, arguments=arguments or {}, vhost=vhost
     )
     queue.journal = vhost.journal

@@ -25,6 +25,7 @@ SUBCOMMANDS: list[str] = [
     "broker.commands.config:add_parser",
     "broker.commands.route:add_parser",
     "broker.commands.publish:add_parser",
+    "broker.commands.admin:add_parser",
 ]
 
 

@@ -6,6 +6,12 @@ One module per command group, each with an `add_parser(subparsers)` that
 - `broker.commands.config`: `warren config check|fmt|from-definitions|to-definitions|apply`
 - `broker.commands.route`: `warren route` (offline routing under a file's topology)
 - `broker.commands.publish`: `warren publish` and `warren consume`
+- `broker.commands.admin`: `warren list|purge|delete|close-connection|users|vhosts|
+  permissions|definitions`, over the management HTTP API
+
+`api_client` is the management API's client (and where its address and
+credentials come from: options, environment, profiles file); `diff` compares a
+file with a broker, for `warren config diff` and `config apply --prune`.
 
 Modules import only argparse at load time; trio, the client and the
 configuration language are imported when a command runs, so `warren --help`

@@ -72,10 +72,10 @@ def redact_url(url: str) -> str:
 
 def _describe(error: BaseException) -> tuple[str, int]:
     """The one-line message and exit status for an exception a command raised."""
-    from broker.client.errors import AMQPClosed, ClientError
-
     if isinstance(error, CommandError):
         return str(error), error.status
+    from broker.client.errors import AMQPClosed, ClientError  # trio: only when needed
+
     if isinstance(error, AMQPClosed):
         if not error.reply_code:  # not the broker's words: socket, timeout
             return error.reply_text, EXIT_FAILED

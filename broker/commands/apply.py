@@ -22,8 +22,10 @@ times quicker), and the outcomes are reported in file order.
 AMQP has no passive bind. Binding twice is a no-op (spec 1.7.2.3.1, a
 binding is identified by its exchange, queue, routing key and arguments), so
 without more information bindings are reported `bound`. Given the management
-API of a RabbitMQ broker (`--management-url`), the existing bindings are read
-first (GET /api/bindings/VHOST) and each binding is `created` or `present`.
+API (RabbitMQ's or Warren's; `api_client` says where it comes from), the
+existing bindings are read first (GET /api/bindings/VHOST, or the vhost's
+definitions where the API has no such endpoint) and each binding is `created`
+or `present`.
 
 What the broker compares on redeclare is all a conflict can show: RabbitMQ
 3.10 (and Warren) compare an exchange's type, durable, auto-delete, internal
@@ -55,15 +57,11 @@ else always differs, and apply would otherwise undo it silently.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import trio
 
@@ -84,6 +82,7 @@ from routing.model import (
 )
 
 from ._common import CommandError
+from .api_client import APIError, ManagementClient
 
 __all__ = [
     "CHANGED",
@@ -214,32 +213,6 @@ class HTTPFailure(Exception):
         self.reason = reason
 
 
-def _reason(error: urllib.error.HTTPError) -> str:
-    """RabbitMQ's reason for refusing a request (its JSON body), or the status text."""
-    try:
-        body = json.loads(error.read() or b"null")
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "reason" in body:
-        return " ".join(_erlang_text(body["reason"]).split())  # one line
-    return str(error.reason)
-
-
-def _erlang_text(value: Any) -> str:
-    """RabbitMQ's reason as text: it may be an Erlang term, where a string is a
-    list of code points (an invalid regular expression's reason is
-    ["invalid_regexp", "(", ["missing )", 1]], each string as numbers)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        if value and all(isinstance(c, int) and 0 < c < 0x110000 for c in value):
-            return "".join(map(chr, value))
-        if len(value) == 2 and isinstance(value[1], int) and isinstance(value[0], list):
-            return f"{_erlang_text(value[0])} at {value[1]}"  # PCRE's message and offset
-        return ": ".join(_erlang_text(v) for v in value)
-    return json.dumps(value)
-
-
 def _tags(value: Any) -> list[str]:
     """Tags as the management API shows them: a list, or (older) a comma-separated string."""
     if isinstance(value, str):
@@ -269,58 +242,41 @@ class PolicyState:
 
 
 class ManagementAPI:
-    """RabbitMQ's management HTTP API: the vhost's bindings (GET /api/bindings/VHOST),
+    """RabbitMQ's management HTTP API (Warren's is the same): the vhost's bindings,
     and the vhosts, users, permissions and limits apply reads and writes.
 
-    Credentials come from the management URL (http://user:pass@host:15672)
-    or else from the AMQP URL's.
+    `client` (`api_client.ManagementClient`) knows where the API is and how to
+    log in; every failure to reach it is one line (`CommandError`).
     """
 
-    def __init__(self, url: str, username: str, password: str, vhost: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CommandError(f"--management-url must be an http(s):// URL, got {url!r}")
-        self.username = parts.username or username
-        self.password = parts.password or password
-        netloc = parts.netloc.rpartition("@")[2]
-        self.base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+    def __init__(self, client: ManagementClient, vhost: str) -> None:
+        self.client = client
+        self.base = client.base
         self.vhost = vhost
 
-    def _request(self, path: str, method: str = "GET", body: Any = None) -> Any:
-        """The JSON answer (None for an empty one). An HTTP error status raises
-        `HTTPFailure`; not reaching the API at all is a `CommandError`."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            raise HTTPFailure(error.code, _reason(error)) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise CommandError(f"management API {self.base}: {reason}") from None
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise CommandError(f"management API {self.base}{path}: not JSON") from None
+    def _failure(self, path: str, error: APIError) -> CommandError:
+        """The line for an error status: a 401's says whose login and why, as it is."""
+        if error.http_status == 401:
+            return error
+        said = error.reason or error.error
+        return CommandError(
+            f"management API {self.base}{path}: HTTP {error.http_status}"
+            + (f" {said}" if said else "")
+        )
 
     def _get(self, path: str) -> Any:
         try:
-            return self._request(path)
-        except HTTPFailure as failure:
-            raise CommandError(
-                f"management API {self.base}{path}: HTTP {failure.code} {failure.reason}"
-            ) from None
+            return self.client.get(path)
+        except APIError as error:
+            raise self._failure(path, error) from None
 
     def put(self, path: str, body: dict[str, Any]) -> None:
         """PUT `body`; `HTTPFailure` if the broker refuses it."""
-        self._request(path, "PUT", body)
+        try:
+            self.client.put(path, body)
+        except APIError as error:
+            raise HTTPFailure(error.http_status, error.reason or error.error or str(error)) \
+                from None
 
     def access_state(self) -> AccessState:
         """What the broker has of what access statements declare (five GETs)."""
@@ -363,13 +319,11 @@ class ManagementAPI:
                             ("operator-policies", state.operator_policies)):
             path = f"/api/{kind}/{quote(self.vhost, safe='')}"
             try:
-                data = self._request(path)
-            except HTTPFailure as failure:
-                if failure.code == 404:
+                data = self.client.get(path)
+            except APIError as error:
+                if error.not_found or "vhost_not_found" in error.reason:
                     continue
-                raise CommandError(
-                    f"management API {self.base}{path}: HTTP {failure.code} {failure.reason}"
-                ) from None
+                raise self._failure(path, error) from None
             if not isinstance(data, list):
                 raise CommandError(f"management API {self.base}{path}: expected a list")
             for item in data:
@@ -377,18 +331,24 @@ class ManagementAPI:
                     table[str(item.get("name", ""))] = item
         return state
 
-    def binding_keys(self) -> set[tuple] | None:
-        """Every binding of the vhost, as `binding_key` tuples; None when the API has
-        no /api/bindings (Warren's, so far): bindings are then reported `bound`."""
-        path = f"/api/bindings/{quote(self.vhost, safe='')}"
+    def binding_keys(self) -> set[tuple]:
+        """Every binding of the vhost, as `binding_key` tuples: from GET
+        /api/bindings/VHOST, or, where the API does not have it (Warren before
+        its statistics endpoints), from the vhost's definitions, which hold
+        every binding but the default exchange's (that apply never declares)."""
+        vhost = quote(self.vhost, safe="")
         try:
-            data = self._request(path)
-        except HTTPFailure as failure:
-            if failure.code == 404 and failure.reason == "Not Found":
-                return None  # the path is unknown (a missing vhost is "vhost_not_found")
-            raise CommandError(
-                f"management API {self.base}{path}: HTTP {failure.code} {failure.reason}"
-            ) from None
+            data = self.client.get(f"/api/bindings/{vhost}")
+        except APIError as error:
+            if not error.not_found:
+                raise self._failure(f"/api/bindings/{vhost}", error) from None
+            try:
+                document = self.client.get(f"/api/definitions/{vhost}")
+            except APIError as again:
+                if again.not_found or "vhost_not_found" in again.reason:
+                    return set()  # no such vhost: no bindings (the AMQP login will say)
+                raise self._failure(f"/api/definitions/{vhost}", again) from None
+            data = document.get("bindings") if isinstance(document, dict) else None
         if not isinstance(data, list):
             raise CommandError(f"management API {self.base}: unexpected answer for bindings")
         return {
@@ -841,8 +801,8 @@ def needs_management(path: str, model: TopologyConfig) -> str:
     more = f" and {len(access) - 1} more" if len(access) > 1 else ""
     return (
         f"{path}:{first.origin.line}: {describe(first)}{more} ({', '.join(counts)}) cannot be "
-        "applied over AMQP: pass --management-url http://HOST:15672 (RabbitMQ's management "
-        "API); nothing was applied"
+        "applied over AMQP: pass --management-url http://HOST:15672 (or set "
+        "$WARREN_MANAGEMENT_URL, or a profile: the management API); nothing was applied"
     )
 
 
@@ -892,7 +852,7 @@ def summary(outcomes: list[Outcome], dry_run: bool) -> str:
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
     order = (CREATED, WOULD_CREATE, CHANGED, WOULD_CHANGE, PRESENT, BOUND, WOULD_BIND, CONFLICT,
-             FAILED)
+             FAILED, "deleted", "would-delete")
     words = {CONFLICT: "conflicting"}
     parts = [
         f"{counts[s]} {words.get(s, s.replace('-', ' '))}" for s in order if counts.get(s)

@@ -4,8 +4,9 @@
     warren config fmt FILE... [--check | --diff] [--vhost VHOST]
     warren config from-definitions DEFS.json [--vhost VHOST]
     warren config to-definitions FILE [--vhost VHOST]
-    warren config apply FILE [--url URL] [--dry-run] [--management-url URL]
-                             [--replace-passwords] [--json]
+    warren config apply FILE [--url URL] [--dry-run] [--management-url URL | --profile NAME]
+                             [--replace-passwords] [--prune [--yes]] [--json]
+    warren config diff FILE [--vhost VHOST] [--management-url URL | --profile NAME] [--json]
     warren config hash-password [--algorithm sha256|sha512|md5]
 
 A file describes one vhost's topology (the --vhost, or the AMQP URL's) and
@@ -144,38 +145,36 @@ def add_parser(subparsers: Any) -> None:
         "apply",
         help="declare a file's topology on a running broker (Warren or RabbitMQ)",
         description="Declare every exchange, queue and binding in FILE on a running broker, "
-        "Warren or RabbitMQ, over AMQP, in the URL's vhost. Idempotent, and deletes nothing. "
-        "Each object is reported created, present, or conflict (with the property that "
-        "differs); bindings are reported bound (AMQP cannot ask whether a binding exists) "
-        "unless --management-url lets apply read the existing bindings. Vhosts, users, "
-        "permissions, topic permissions and limits need --management-url (RabbitMQ's HTTP "
-        "API): they are applied first, and reported created, present, changed or conflict. "
-        "Policies and operator policies (of the URL's vhost) are applied through the "
-        "management API too, before the topology, and reported created, present or changed. "
-        "Exit 1 if anything conflicted or failed.",
+        "Warren or RabbitMQ, over AMQP, in the URL's vhost. Idempotent; deletes nothing "
+        "unless --prune. Each object is reported created, present, or conflict (with the "
+        "property that differs); bindings are reported bound (AMQP cannot ask whether a "
+        "binding exists) unless the management API lets apply read the existing bindings. "
+        "Vhosts, users, permissions, topic permissions and limits need the management API: "
+        "they are applied first, and reported created, present, changed or conflict. The "
+        "management API is used when --management-url, --profile, $WARREN_MANAGEMENT_URL, "
+        "$WARREN_PROFILE or a [default] profile names it. With --prune, what the broker has "
+        "and the file does not (`warren config diff` lists it) is deleted afterwards, once "
+        "confirmed. Policies and operator policies (of the URL's vhost) are applied through "
+        "the management API too, before the topology, and reported created, present or "
+        "changed. Exit 1 if anything conflicted or failed.",
         formatter_class=_RAW,
-        epilog="example:\n"
+        epilog="examples:\n"
         "  $ warren config apply orders.conf --url amqp://guest:guest@localhost:5672/\n"
         "  created      exchange orders\n"
         "  present      exchange orders.retry\n"
         "  conflict     queue billing: durable is 'false' on the broker, 'true' in the file\n"
         "  bound        bind billing to orders key \"order.*.created\"\n"
-        "  1 created, 1 present, 1 bound, 1 conflicting",
+        "  1 created, 1 present, 1 bound, 1 conflicting\n"
+        "  $ warren config apply orders.conf --management-url http://localhost:15672 --prune "
+        "--dry-run",
     )
     apply.add_argument("file", metavar="FILE", help="the configuration file (- for stdin)")
     add_url_argument(apply)
     apply.add_argument(
         "--dry-run",
         action="store_true",
-        help="create nothing: report what exists, what conflicts and what would be created",
-    )
-    apply.add_argument(
-        "--management-url",
-        metavar="URL",
-        default=None,
-        help="RabbitMQ's management API (e.g. http://localhost:15672): read existing bindings "
-        "so each is reported created or present, and apply vhosts, users, permissions and "
-        "limits (credentials: the URL's, else the AMQP URL's)",
+        help="create, change and delete nothing: report what exists, what conflicts and what "
+        "would be created, changed (and, with --prune, deleted)",
     )
     apply.add_argument(
         "--replace-passwords",
@@ -183,8 +182,60 @@ def add_parser(subparsers: Any) -> None:
         help="replace a user's password hash that differs from the file's (by default a "
         "conflict, and the user is left as it is)",
     )
+    apply.add_argument(
+        "--prune",
+        action="store_true",
+        help="then delete what the broker has and the file does not (as `warren config diff` "
+        "lists it); asks first on a terminal",
+    )
+    apply.add_argument(
+        "--yes",
+        action="store_true",
+        help="with --prune: delete without asking (needed when stdin is not a terminal)",
+    )
     apply.add_argument("--json", action="store_true", help="one JSON object per line")
+    from .api_client import add_management_arguments
+
+    add_management_arguments(
+        apply, timeout=False,
+        url_help="the management HTTP API, http(s)://[USER:PASSWORD@]HOST:PORT: read existing "
+        "bindings so each is reported created or present, and apply vhosts, users, "
+        "permissions and limits (credentials: the URL's, else the AMQP URL's)",
+    )
     apply.set_defaults(func=lambda args: run_command("warren config apply", lambda: _apply(args)))
+
+    diff = commands.add_parser(
+        "diff",
+        help="compare a file with a running broker (what apply would do, and what it lacks)",
+        description="Compare FILE with what the broker has, through the management API "
+        "(administrator; GET /api/definitions/VHOST and the access lists), changing nothing: "
+        "what `config apply` would create (would-create), change (would-change) or find "
+        "conflicting (conflict), and what the broker has that the file does not (extra; "
+        "`config apply --prune` deletes it). Exit 0 when there is no difference, 1 when "
+        "there are differences (as diff does), 2 on error.",
+        formatter_class=_RAW,
+        epilog="example:\n"
+        "  $ warren config diff orders.conf\n"
+        "  would-create exchange orders.audit\n"
+        "  conflict     queue billing: durable is 'true' on the broker, 'false' in the file\n"
+        "  extra        queue billing.old\n"
+        "  1 would create, 1 conflicting, 1 extra; 15 present",
+    )
+    diff.add_argument("file", metavar="FILE", help="the configuration file (- for stdin)")
+    diff.add_argument(
+        "--vhost",
+        default="/",
+        help="the vhost the file's topology is for, as apply's AMQP URL names it (default: /)",
+    )
+    diff.add_argument(
+        "--replace-passwords",
+        action="store_true",
+        help="compare as `apply --replace-passwords` would: a differing password hash is a "
+        "change, not a conflict",
+    )
+    diff.add_argument("--json", action="store_true", help="one JSON object per difference")
+    add_management_arguments(diff)
+    diff.set_defaults(func=lambda args: run_command("warren config diff", lambda: _diff(args)))
 
     hash_password = commands.add_parser(
         "hash-password",
@@ -443,6 +494,44 @@ def _hash_password(args: argparse.Namespace) -> int:
 # -- apply ---------------------------------------------------------------------------
 
 
+def _management(args: argparse.Namespace, params: Any) -> Any:
+    """apply's `ManagementAPI`, when something names one (not the built-in default);
+    credentials not given with it are the AMQP URL's."""
+    from .api_client import ManagementClient, resolve_endpoint
+    from .apply import ManagementAPI
+
+    endpoint = resolve_endpoint(args)
+    if not endpoint.configured:
+        return None
+    client = ManagementClient(endpoint, params.username, params.password,
+                              fallback="the AMQP URL")
+    return ManagementAPI(client, params.vhost)
+
+
+def _confirm_prune(extras: list[Any], yes: bool) -> bool:
+    """Whether to go on and delete `extras`: --yes, else a y on a terminal.
+    Without a terminal and --yes, a one-line refusal (nothing was done)."""
+    if yes or not extras:
+        return True
+    count = _plural(len(extras), "object")
+    if not sys.stdin.isatty():
+        names = ", ".join(e.declaration for e in extras[:3])
+        more = f" and {len(extras) - 3} more" if len(extras) > 3 else ""
+        raise CommandError(
+            f"--prune would delete {count} ({names}{more}); stdin is not a terminal to "
+            "confirm it: pass --yes (see them with --dry-run or `warren config diff`); "
+            "nothing was changed"
+        )
+    print("After applying the file, --prune deletes what the broker has and the file does "
+          "not:", file=sys.stderr)
+    for extra in extras:
+        print(f"  {extra.declaration}", file=sys.stderr)
+    sys.stderr.write(f"Delete {'it' if len(extras) == 1 else f'these {count}'}? [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
 def _apply(args: argparse.Namespace) -> int:
     import json
 
@@ -454,7 +543,6 @@ def _apply(args: argparse.Namespace) -> int:
     from .apply import (
         CONFLICT,
         FAILED,
-        ManagementAPI,
         Outcome,
         apply_access,
         apply_topology,
@@ -464,28 +552,40 @@ def _apply(args: argparse.Namespace) -> int:
         summary,
         would_create,
     )
+    from .diff import WOULD_DELETE, find_extras, prune, read_state
 
     check_url(args.url)
     params = parse_url(args.url)
     # The topology goes to the URL's vhost: the file may name it without a vhost statement.
     model = read_config(args.file, params.vhost)
     name = "<stdin>" if args.file == "-" else args.file
-    if (model.access or model.policies) and not args.management_url:
-        raise CommandError(needs_management(name, model))
-    management = None
-    if args.management_url:
-        management = ManagementAPI(
-            args.management_url, params.username, params.password, params.vhost
-        )
-    # Read everything before writing anything.
+    if args.yes and not args.prune:
+        raise CommandError("--yes confirms --prune's deletions; without --prune it means nothing")
+    management = _management(args, params)
+    if management is None and (model.access or model.policies or args.prune):
+        needs_api = model.access or model.policies
+        raise CommandError(needs_management(name, model) if needs_api else (
+            "--prune needs the management API to see what the broker has: pass "
+            "--management-url http://HOST:15672 (or set $WARREN_MANAGEMENT_URL, or a "
+            "profile); nothing was applied"
+        ))
+    # Read everything, and decide, before writing anything.
     actions = []
     creates_vhost = False
+    extras: list[Any] = []
+    state = None
+    access_state: Any = None
+    if management is not None and args.prune:
+        state = read_state(management, params.vhost)
+        extras = find_extras(model, state, management.client.username)
+        access_state = state.access
+    elif management is not None and model.access:
+        access_state = management.access_state()
     if management is not None and model.access:
-        state = management.access_state()
         actions = plan_access(
-            model, state, dry_run=args.dry_run, replace_passwords=args.replace_passwords
+            model, access_state, dry_run=args.dry_run, replace_passwords=args.replace_passwords
         )
-        creates_vhost = params.vhost not in state.vhosts and any(
+        creates_vhost = params.vhost not in access_state.vhosts and any(
             v.name == params.vhost for v in model.vhosts
         )
     if management is not None and model.policies:
@@ -493,9 +593,11 @@ def _apply(args: argparse.Namespace) -> int:
         # the topology: queues and exchanges are declared with their policies.
         actions += plan_policies(model, management.policy_state(), params.vhost,
                                  dry_run=args.dry_run)
+    if not args.dry_run and not _confirm_prune(extras, args.yes):
+        raise CommandError("not confirmed; nothing was changed", EXIT_NO)
     topology = bool(model.topology)
     progress = Progress("applying" if not args.dry_run else "checking",
-                        len(model.declarations))
+                        len(model.declarations) + len(extras))
 
     reported = 0
 
@@ -510,10 +612,25 @@ def _apply(args: argparse.Namespace) -> int:
             conn, model, dry_run=args.dry_run, existing_bindings=existing, report=report
         )
 
+    async def pruned(conn: Any) -> list[Outcome]:
+        if not extras:
+            return []
+        if args.dry_run:
+            out = [extra.outcome(WOULD_DELETE) for extra in extras]
+            for outcome in out:
+                report(outcome)
+            return out
+        assert state is not None and management is not None
+        return await prune(management, conn, state, extras, report)
+
     async def main() -> list[Outcome]:
         outcomes: list[Outcome] = []
         if not topology:
-            return apply_access(management, actions, report) if management else []
+            if management is not None:
+                outcomes += await trio.to_thread.run_sync(apply_access, management, actions,
+                                                          report)
+            # No topology in the file: it manages none, so no extra needs AMQP.
+            return outcomes + await pruned(None)
         if creates_vhost:
             # The URL's vhost is one the file creates: no AMQP connection to it
             # before the management API has made it, and none at all in a dry run.
@@ -523,12 +640,13 @@ def _apply(args: argparse.Namespace) -> int:
                 for outcome in would_create(model):
                     report(outcome)
                     outcomes.append(outcome)
-                return outcomes
+                return outcomes + await pruned(None)
             existing: set[tuple] | None = set()  # a new vhost has no bindings
             async with open_connection(
                 args.url, client_properties={"connection_name": "warren config apply"}
             ) as conn:
-                return outcomes + await declare(conn, existing)
+                outcomes += await declare(conn, existing)
+                return outcomes + await pruned(conn)
         existing = None
         if management is not None:
             existing = await trio.to_thread.run_sync(management.binding_keys)
@@ -540,7 +658,8 @@ def _apply(args: argparse.Namespace) -> int:
                 outcomes += await trio.to_thread.run_sync(
                     apply_access, management, actions, report
                 )
-            return outcomes + await declare(conn, existing)
+            outcomes += await declare(conn, existing)
+            return outcomes + await pruned(conn)
 
     try:
         outcomes = trio.run(main)
@@ -550,3 +669,38 @@ def _apply(args: argparse.Namespace) -> int:
         print(summary(outcomes, args.dry_run))
     bad = any(o.status in (CONFLICT, FAILED) for o in outcomes)
     return EXIT_NO if bad else EXIT_OK
+
+
+# -- diff ----------------------------------------------------------------------------------
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from ._common import read_config
+    from .api_client import ManagementClient, resolve_endpoint
+    from .apply import CONFLICT, PRESENT, WOULD_CHANGE, WOULD_CREATE, ManagementAPI
+    from .diff import EXTRA, plan_diff, read_state
+
+    model = read_config(args.file, args.vhost)
+    client = ManagementClient(resolve_endpoint(args))
+    state = read_state(ManagementAPI(client, args.vhost), args.vhost)
+    outcomes, extras = plan_diff(model, state, client.username,
+                                 replace_passwords=args.replace_passwords)
+    differences = [o for o in outcomes if o.status != PRESENT]
+    differences += [extra.outcome(EXTRA) for extra in extras]
+    for outcome in differences:
+        print(json.dumps(outcome.as_json()) if args.json else outcome.line())
+    present = sum(o.status == PRESENT for o in outcomes)
+    if not args.json:
+        counts = []
+        for status, word in ((WOULD_CREATE, "would create"), (WOULD_CHANGE, "would change"),
+                             (CONFLICT, "conflicting"), (EXTRA, "extra")):
+            n = sum(o.status == status for o in differences)
+            if n:
+                counts.append(f"{n} {word}")
+        if counts:
+            print(", ".join(counts) + f"; {present} present")
+        else:
+            print(f"no differences: {present} present, nothing extra")
+    return EXIT_NO if differences else EXIT_OK

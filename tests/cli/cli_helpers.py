@@ -24,14 +24,29 @@ REFERENCE_MANAGEMENT_URL = os.environ.get(
 )
 
 
+#: Variables that point `warren` at a broker: never inherited by the tests' runs
+#: (a developer's own settings must not change what a test sees).
+CONNECTION_VARIABLES = (
+    "WARREN_URL", "WARREN_MANAGEMENT_URL", "WARREN_MANAGEMENT_PASSWORD",
+    "WARREN_MANAGEMENT_CACERT", "WARREN_PROFILE", "WARREN_PROFILES",
+)
+
+
 def run_warren(
     *args: str,
     input: str | bytes | None = None,
     timeout: float = 60,
     cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `warren ARGS...`; stdout/stderr as text (bytes if `input` is bytes)."""
-    env = {k: v for k, v in os.environ.items() if k != "WARREN_URL"}
+    """Run `warren ARGS...`; stdout/stderr as text (bytes if `input` is bytes).
+
+    The environment is the test's, without `CONNECTION_VARIABLES`, with
+    $XDG_CONFIG_HOME pointing nowhere (no profiles file), plus `env`.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in CONNECTION_VARIABLES}
+    inherited["XDG_CONFIG_HOME"] = "/nonexistent/warren-tests"
+    env = {**inherited, **(env or {})}
     result = subprocess.run(
         [str(WARREN), *args],
         input=input,

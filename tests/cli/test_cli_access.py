@@ -230,7 +230,8 @@ def test_apply_needs_the_management_api_and_applies_nothing_without_it(
     assert result.stderr == (
         "warren config apply: a.conf:1: vhost prod and 3 more (1 vhost, 1 user, 1 permission, "
         "1 limit) cannot be applied over AMQP: pass --management-url http://HOST:15672 "
-        "(RabbitMQ's management API); nothing was applied\n"
+        "(or set $WARREN_MANAGEMENT_URL, or a profile: the management API); nothing was "
+        "applied\n"
     )
     assert not exists(warren_url, "queue", q)
     assert path.read_text().endswith(f"queue {q}\n")
@@ -246,8 +247,9 @@ def test_an_unreachable_management_api_is_one_line_before_anything(
                     f"http://127.0.0.1:{port}", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
-        f"warren config apply: management API http://127.0.0.1:{port}: "
-        "[Errno 111] Connection refused\n"
+        f"warren config apply: cannot connect to the management API at "
+        f"http://127.0.0.1:{port}: connection refused (is the broker running, with its "
+        "management API on that port?)\n"
     )
     assert not exists(warren_url, "queue", q)
 

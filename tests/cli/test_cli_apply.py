@@ -478,6 +478,7 @@ def test_an_unreachable_management_api_is_one_line(warren, warren_url) -> None:
                     "--management-url", f"http://127.0.0.1:{port}")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
-        f"warren config apply: management API http://127.0.0.1:{port}: "
-        "[Errno 111] Connection refused\n"
+        f"warren config apply: cannot connect to the management API at "
+        f"http://127.0.0.1:{port}: connection refused (is the broker running, with its "
+        "management API on that port?)\n"
     )

@@ -59,6 +59,9 @@ def apply_three_times(warren, tmp_path: Path, url: str, management: str, p: str)
     # the queue was declared after its policy: the limit holds at once
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
+    # Confirmed publishes: RabbitMQ may answer a passive declare before it has
+    # queued messages published just before it on the same channel.
+    channel.confirm_delivery()
     for i in range(4):
         channel.basic_publish("", f"{p}-orders.eu", f"m{i}".encode())
     assert channel.queue_declare(f"{p}-orders.eu", passive=True).method.message_count == 2
@@ -124,8 +127,8 @@ def test_apply_needs_the_management_api_for_policies(warren, tmp_path, warren_ur
     assert result.returncode == 2
     assert result.stderr == (
         f"warren config apply: {path}:1: policy x-ttl and 1 more (1 policy, 1 operator-policy) "
-        "cannot be applied over AMQP: pass --management-url http://HOST:15672 (RabbitMQ's "
-        "management API); nothing was applied\n"
+        "cannot be applied over AMQP: pass --management-url http://HOST:15672 (or set "
+        "$WARREN_MANAGEMENT_URL, or a profile: the management API); nothing was applied\n"
     )
 
 

@@ -57,6 +57,7 @@ CAPABILITIES: dict[str, bool] = {
     "authentication_failure_close": True,  # Handshake: 403 connection.close
     "per_consumer_qos": True,  # basic.qos global=false (session.consumers)
     "connection.blocked": True,  # ClientConnection._block (broker.alarms)
+    "direct_reply_to": True,  # amq.rabbitmq.reply-to (broker.core.direct_reply_to)
 }
 
 #: SASL mechanisms Warren implements. EXTERNAL (a TLS client certificate

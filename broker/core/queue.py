@@ -25,7 +25,10 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.core.features.dead_lettering);
 - `x-delivery-limit` (broker.core.features.delivery_limit);
 - `x-expires`: the queue is deleted after that long without consumers and
-  without being used (declared, got from, consumed from).
+  without being used (declared, got from, consumed from);
+- `x-consumer-timeout` and the policy key `consumer-timeout`: how long a
+  delivery from this queue may stay unacknowledged before its channel is
+  closed (`consumer_timeout`; the session enforces it).
 """
 
 from __future__ import annotations
@@ -180,6 +183,13 @@ class Queue:
         self.dead_letter_exchange: str | None = args.get("x-dead-letter-exchange")
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
+        #: `x-consumer-timeout` in milliseconds (validated), None when not given.
+        self.argument_consumer_timeout: int | None = args.get("x-consumer-timeout")
+        #: The `consumer-timeout` (milliseconds) of the policy that applies to
+        #: this queue, None without one. The policy code sets it (and sets it
+        #: back to None when the policy goes); it takes effect at the next
+        #: check of each channel's oldest delivery (see `consumer_timeout`).
+        self.policy_consumer_timeout: int | None = None
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
         self.last_used = time.monotonic()
@@ -200,6 +210,24 @@ class Queue:
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
+
+    @property
+    def consumer_timeout(self) -> int | None:
+        """How long (ms) a delivery from this queue may stay unacknowledged,
+        or None for the node's `consumer_timeout`.
+
+        RabbitMQ 3.12+ semantics (rabbit_channel get_queue_consumer_timeout,
+        rabbit_queue_type_util:args_policy_lookup): the lower of the policy's
+        `consumer-timeout` and the `x-consumer-timeout` argument when both
+        are set, else whichever is. RabbitMQ 3.10 has neither.
+        """
+        policy = self.policy_consumer_timeout
+        argument = self.argument_consumer_timeout
+        if policy is None:
+            return argument
+        if argument is None:
+            return policy
+        return min(policy, argument)
 
     @property
     def vhost_name(self) -> str:

@@ -79,6 +79,10 @@ class ChannelOwner(Protocol):
 
     def release_soon(self, channel: Channel) -> None: ...
 
+    def consumer_timeout_hint(self, timeout: int | None) -> None:
+        """Deliveries may now come from a queue with this consumer timeout (ms)."""
+        ...
+
 
 class Channel:
     """One open channel of a client connection."""
@@ -654,6 +658,8 @@ class Channel:
             arguments=method.arguments or {},
         )
         self.consumers[tag] = consumer
+        if not method.no_ack:
+            self.connection.consumer_timeout_hint(queue.consumer_timeout)
         # consume-ok goes out before any delivery to the new consumer.
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))
@@ -722,6 +728,7 @@ class Channel:
         tag = self.acks.next_delivery_tag()
         if not method.no_ack:
             self.acks.record(tag, queue, entry, None)
+            self.connection.consumer_timeout_hint(queue.consumer_timeout)
         message = entry.message
         self.output.write(
             encode_basic_get_ok(
@@ -795,6 +802,42 @@ class Channel:
         if not requeue:
             raise errors.not_implemented("requeue=false")
         self._settle(self.acks.take_all(), requeue=True)
+
+    def consumer_timed_out(self, now: float, default: int | None) -> int | None:
+        """The consumer timeout (ms) that the oldest unacknowledged delivery has
+        outlived, or None. `default` is the node's `consumer_timeout`.
+
+        As RabbitMQ (rabbit_channel evaluate_consumer_timeout): only the
+        oldest delivery counts, consumer's or basic.get's, with its queue's
+        timeout (3.12+: policy or argument) or else the node's; it has timed
+        out when it was delivered more than that long ago. Called
+        periodically by the connection; `now` is `time.monotonic()`.
+        """
+        if self.closing:
+            return None
+        oldest = self.acks.oldest_outstanding(now)
+        if oldest is None:
+            return None
+        delivery, delivered_by = oldest
+        timeout = delivery.queue.consumer_timeout
+        if timeout is None:
+            timeout = default
+        if timeout is not None and (now - delivered_by) * 1000 > timeout:
+            return timeout
+        return None
+
+    def shortest_consumer_timeout(self) -> int | None:
+        """The shortest timeout of a queue this channel consumes from or has
+        its oldest unacknowledged delivery from (None: only the node's)."""
+        shortest: int | None = None
+        queues = [consumer.queue for consumer in self.consumers.values()]
+        if self.acks.unacked:
+            queues.append(next(iter(self.acks.unacked.values())).queue)
+        for queue in queues:
+            timeout = queue.consumer_timeout
+            if timeout is not None and (shortest is None or timeout < shortest):
+                shortest = timeout
+        return shortest
 
     def dispatch_all(self) -> None:
         """Let every queue this channel consumes from deliver what its credit allows."""

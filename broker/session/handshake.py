@@ -70,7 +70,8 @@ class SessionLimits:
     """What a connection is allowed; proposed in connection.tune.
 
     Defaults are RabbitMQ 3.10's: channel_max 2047, frame_max 131072,
-    heartbeat 60 s, handshake_timeout 10 s, max_message_size 128 MiB.
+    heartbeat 60 s, handshake_timeout 10 s, max_message_size 128 MiB,
+    consumer_timeout 30 minutes.
     """
 
     channel_max: int = 2047
@@ -86,6 +87,10 @@ class SessionLimits:
     auth_mechanisms: tuple[str, ...] = ("PLAIN", "AMQPLAIN")
     #: What names the user of an EXTERNAL login (RabbitMQ's `ssl_cert_login_from`).
     ssl_cert_login_from: str = "distinguished_name"
+    #: Milliseconds a delivery may stay unacknowledged before its channel is
+    #: closed (RabbitMQ's `consumer_timeout`, 30 minutes); None: no limit
+    #: but the queues' own (`Queue.consumer_timeout`).
+    consumer_timeout: int | None = 1_800_000
 
 
 def server_properties() -> dict[str, Any]:

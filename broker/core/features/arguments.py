@@ -101,6 +101,9 @@ QUEUE_ARGUMENT_VALIDATORS: dict[str, Any] = {
     # RabbitMQ 3.10 accepts x-delivery-limit only on quorum queues (and does
     # not check it there); Warren honours it on every queue and wants a count.
     "x-delivery-limit": IntArgument(minimum=0),
+    # RabbitMQ 3.10 ignores x-consumer-timeout (3.12 added it, unchecked);
+    # Warren honours it and checks it as RabbitMQ 4 does (check_non_neg_int_arg).
+    "x-consumer-timeout": IntArgument(minimum=0),
 }
 
 

@@ -377,7 +377,6 @@ class ClientConnection:
                 nursery.start_soon(self.output.run_writer)
                 nursery.start_soon(self._heartbeats)
                 nursery.start_soon(self._releaser)
-                nursery.start_soon(self._consumer_timeouts)
                 nursery.start_soon(self._watch_done)
                 await self._reader()
                 # Give the writer a moment to send the last replies (close-ok...).
@@ -694,6 +693,9 @@ class ClientConnection:
             self.vhost = self.handshake.on_open(method)
             self.access = self.handshake.access
             self.opened = True
+            if self._nursery is not None:
+                # Not before: a socket that never opens costs no task for it.
+                self._nursery.start_soon(self._consumer_timeouts)
             self.vhost.connection_count += 1
             self.context.open_connections += 1
             self.send_method(0, m.ConnectionOpenOk())

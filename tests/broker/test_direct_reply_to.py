@@ -4,7 +4,11 @@ size. The behaviour as clients see it is in conformance/tests/test_direct_reply_
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pika
 
@@ -95,3 +99,14 @@ def test_reply_keys_come_from_the_routing_key_cc_and_bcc() -> None:
     assert reply_keys("q", None) == []
     assert reply_keys("q", {"CC": [name, "other"], "BCC": [name.encode()]}) == [name, name]
     assert reply_keys("q", {"CC": name}) == []  # not an array: the router refused it
+
+
+def test_the_rpc_example_in_docs_broker_md_works(fresh_warren: BrokerThread) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "broker.md").read_text()
+    section = doc[doc.index("\n## Direct reply-to\n"):doc.index("\n## Consumer acknowledgement")]
+    [code] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    code = code.replace("amqp://guest:guest@127.0.0.1:5672/", fresh_warren.url)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "b'42'\n"

@@ -61,12 +61,16 @@ class BrokerThread:
             raise RuntimeError("broker failed to start") from self._error
 
     def stop(self) -> None:
+        """Stop the broker; raise if it had died of an error meanwhile (a crash
+        after start would otherwise show only as refused connections)."""
         if self._token is not None and self._stop is not None:
             try:
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
             except trio.RunFinishedError:
                 pass
         self._thread.join(timeout=10)
+        if self._error is not None and self.broker is not None:
+            raise RuntimeError("the broker died while running") from self._error
 
     def _run(self) -> None:
         try:

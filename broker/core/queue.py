@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
 from broker.core.message import Message, QueuedMessage
+from broker.core.policies import QUEUE_KEYS, Policy
 from broker.core.snapshots import QueueSnapshot
 from broker.core.timers import Scheduler
 
@@ -183,18 +184,63 @@ class Queue:
         self.dead_letter_exchange: str | None = args.get("x-dead-letter-exchange")
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
+        #: The policy and operator policy that apply, and the settings in
+        #: effect by policy key ("message-ttl": 30000, ...): the arguments and
+        #: the policies resolved (broker.core.policies). Set by the vhost with
+        #: `configure`; other code reads `effective`, never the arguments.
+        self.policy: Policy | None = None
+        self.operator_policy: Policy | None = None
+        self.effective: dict[str, Any] = {
+            key[2:]: value for key, value in args.items() if key[2:] in QUEUE_KEYS
+        }
         #: `x-consumer-timeout` in milliseconds (validated), None when not given.
         self.argument_consumer_timeout: int | None = args.get("x-consumer-timeout")
-        #: The `consumer-timeout` (milliseconds) of the policy that applies to
-        #: this queue, None without one. The policy code sets it (and sets it
-        #: back to None when the policy goes); it takes effect at the next
-        #: check of each channel's oldest delivery (see `consumer_timeout`).
+        #: The `consumer-timeout` (milliseconds) that policies give this queue,
+        #: None without one: `configure` sets it from the effective settings.
+        #: It takes effect at the next check of each channel's oldest delivery
+        #: (see `consumer_timeout`). broker.core.policies does not list the key
+        #: yet (RabbitMQ 3.10 has none; 3.12 added it with MIN against the
+        #: argument), so today it comes only from code that sets it.
         self.policy_consumer_timeout: int | None = None
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
         self.last_used = time.monotonic()
         if self.expires is not None:
             self._schedule(self.last_used + self.expires / 1000)
+
+    # -- policies ---------------------------------------------------------------
+
+    def configure(self, effective: dict[str, Any]) -> None:
+        """Take new effective settings (a policy was set or cleared), with their
+        consequences, as RabbitMQ's process_args_policy does:
+
+        - a lower max-length or max-length-bytes drops (dead-letters as
+          `maxlen`) the oldest messages at once, with overflow drop-head;
+        - a new message TTL applies to messages that arrive from now on: the
+          ones queued keep the expiry they got on arrival (none, or the old
+          TTL's), and expire from the head as before;
+        - a new expires restarts the queue's lease from now;
+        - the dead-letter exchange and routing key, the overflow mode and the
+          delivery limit apply to what happens next.
+        """
+        self.effective = dict(effective)
+        self.message_ttl = effective.get("message-ttl")
+        self.expires = effective.get("expires")
+        self.max_length = effective.get("max-length")
+        self.max_length_bytes = effective.get("max-length-bytes")
+        self.overflow = effective.get("overflow", OVERFLOW_DROP_HEAD)
+        self.dead_letter_exchange = effective.get("dead-letter-exchange")
+        self.dead_letter_routing_key = effective.get("dead-letter-routing-key")
+        self.delivery_limit = effective.get("delivery-limit")
+        self.policy_consumer_timeout = effective.get("consumer-timeout")
+        if self.message_ttl is not None:
+            self._may_expire = True  # never reset: queued messages keep their expiry
+        if self.expires is not None:
+            self.touch()
+        if self.overflow == OVERFLOW_DROP_HEAD and self.ready and self._over_limit(0, 0):
+            self._drop_head()
+        if self._may_expire:
+            self.expire()
 
     # -- counters (queue.declare-ok, basic.get-ok, management) -------------
 

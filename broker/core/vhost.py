@@ -25,6 +25,14 @@ from broker.core.features.arguments import validate_queue_arguments
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
+from broker.core.policies import (
+    OperatorPolicy,
+    Policy,
+    VHostPolicies,
+    alternate_exchange,
+    policy_fields,
+    queue_values,
+)
 from broker.core.queue import MessageStore, Queue
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
@@ -123,6 +131,9 @@ class VHost:
         self.connection_count = 0
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
+        #: Policies and operator policies (broker.core.policies); change them
+        #: with `set_policy` / `clear_policy`, which apply them.
+        self.policies = VHostPolicies()
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
         #: Set by the broker: told of large frees (broker.core.memory).
@@ -173,6 +184,7 @@ class VHost:
             arguments=arguments or {},
         )
         if not existed:
+            self._apply_exchange_policies(topology.exchanges[name])
             log.info(
                 "exchange.declared",
                 exchange=name,
@@ -354,6 +366,7 @@ class VHost:
         )
         self.queues[name] = queue
         self.topology.add_queue(name)
+        self._apply_queue_policies(queue)
         log.info(
             "queue.declared",
             queue=name,
@@ -482,6 +495,68 @@ class VHost:
         owned = [q for q in self.queues.values() if q.exclusive_owner is connection]
         for queue in owned:
             self._delete_queue(queue, reason="exclusive_owner_closed", peer=_peer(connection))
+
+    # -- policies ---------------------------------------------------------------------
+
+    def set_policy(self, policy: Policy) -> bool:
+        """Set a policy or operator policy (validated: policies.validate_policy) and
+        apply it to every queue and exchange; True if it is new."""
+        created = self.policies.put(policy)
+        log.info(
+            "policy.set",
+            vhost=self.name,
+            policy=policy.name,
+            operator=isinstance(policy, OperatorPolicy),
+            pattern=policy.pattern,
+            apply_to=policy.apply_to,
+            priority=policy.priority,
+            created=created,
+        )
+        self.apply_policies()
+        self.stored()
+        return created
+
+    def clear_policy(self, name: str, *, operator: bool = False) -> bool:
+        """Clear a policy (or operator policy) and apply what is left; False if none."""
+        if self.policies.delete(name, operator=operator) is None:
+            return False
+        log.info("policy.cleared", vhost=self.name, policy=name, operator=operator)
+        self.apply_policies()
+        self.stored()
+        return True
+
+    def apply_policies(self) -> None:
+        """Give every queue and exchange the policies that match it now
+        (RabbitMQ's update_matched_objects, after every set and clear)."""
+        for queue in list(self.queues.values()):
+            if not queue.deleted:
+                self._apply_queue_policies(queue)
+        for exchange in list(self.topology.exchanges.values()):
+            self._apply_exchange_policies(exchange)
+
+    def _apply_queue_policies(self, queue: Queue) -> None:
+        policy, operator = self.policies.match("queues", queue.name)
+        if policy == queue.policy and operator == queue.operator_policy:
+            return  # unchanged: no reconfiguration (RabbitMQ's no_change)
+        queue.policy, queue.operator_policy = policy, operator
+        queue.configure(queue_values(queue.arguments, policy, operator))
+
+    def _apply_exchange_policies(self, exchange: Any) -> None:
+        if not exchange.name:
+            return  # the default exchange never uses an alternate exchange
+        policy, operator = self.policies.match("exchanges", exchange.name)
+        exchange.set_policy_alternate(alternate_exchange(policy, operator))
+
+    def policy_fields(self, kind: str, name: str) -> dict[str, Any]:
+        """`policy`, `operator_policy`, `effective_policy_definition` as the
+        management API shows them for the queue (kind "queues") or exchange
+        ("exchanges") `name` (see policies.policy_fields)."""
+        if kind == "queues":
+            queue = self.queues.get(name)
+            if queue is not None:
+                return policy_fields(queue.policy, queue.operator_policy)
+        policy, operator = self.policies.match(kind, name)
+        return policy_fields(policy, operator, kind)
 
     # -- bindings ---------------------------------------------------------------------
 

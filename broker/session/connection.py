@@ -374,15 +374,20 @@ class ClientConnection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self.output.run_writer)
-                nursery.start_soon(self._heartbeats)
-                nursery.start_soon(self._releaser)
-                nursery.start_soon(self._watch_done)
-                await self._reader()
-                # Give the writer a moment to send the last replies (close-ok...).
-                with trio.move_on_after(CLOSE_TIMEOUT):
-                    await self.output.wait_flushed()
-                nursery.cancel_scope.cancel()
+                try:
+                    nursery.start_soon(self.output.run_writer)
+                    nursery.start_soon(self._heartbeats)
+                    nursery.start_soon(self._releaser)
+                    nursery.start_soon(self._watch_done)
+                    await self._reader()
+                    # Give the writer a moment to send the last replies (close-ok...).
+                    with trio.move_on_after(CLOSE_TIMEOUT):
+                        await self.output.wait_flushed()
+                    nursery.cancel_scope.cancel()
+                finally:
+                    # Once the body is left the nursery takes no new task: a
+                    # close from the broker's shutdown then just ends it.
+                    self._nursery = None
         finally:
             self._done.set()  # for force_close: the peer may just drop the socket
             self._teardown()
@@ -791,7 +796,7 @@ class ClientConnection:
 
     async def force_close(self, reply_code: int, reply_text: str) -> None:
         """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""
-        if not self.opened:
+        if not self.opened or self._nursery is None:
             self._done.set()
             return
         self.close(reply_code, reply_text)

@@ -354,13 +354,14 @@ def test_repeated_failed_logins_from_one_address_are_answered_later(tmp_path) ->
 
         quick = [refused_after() for _ in range(3)]
         slowed = refused_after()
-        assert max(quick) < 0.4 and slowed >= 0.45, (quick, slowed)
+        # The fourth waits the throttle's 0.5 s on top of what a refusal takes.
+        assert slowed - max(quick) >= 0.4, (quick, slowed)
         # Loopback clients (and good logins) are not held up meanwhile.
         started = time.monotonic()
         with pytest.raises(ProbableAuthenticationError):
             pika.BlockingConnection(pika.URLParameters(f"amqp://remote:bad@127.0.0.1:{port}/"))
         pika.BlockingConnection(pika.URLParameters(f"amqp://remote:pw@{address}:{port}/")).close()
-        assert time.monotonic() - started < 0.4
+        assert time.monotonic() - started < 2 * max(quick) + 0.4
         assert thread.run_sync(lambda: thread.broker.access.throttle.delayed) == 1
     finally:
         thread.stop()

@@ -85,7 +85,6 @@ class StartupError(Exception):
 NOT_YET = {
     "prometheus.": "the Prometheus endpoint is not built yet",
     "vm_memory_high_watermark.": "the memory alarm is not built yet",
-    "consumer_timeout": "consumer acknowledgement timeouts are not built yet",
 }
 
 
@@ -148,6 +147,7 @@ class Broker:
                 connection_max=settings.connection_max,
                 auth_mechanisms=settings.auth_mechanisms,
                 ssl_cert_login_from=settings.ssl_cert_login_from,
+                consumer_timeout=settings.consumer_timeout,
             ),
         )
         self.listeners: list[ListenerInfo] = []

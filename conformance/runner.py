@@ -2,10 +2,13 @@
 
     python -m conformance --url amqp://user:pass@host:port/vhost \
         [--admin-url http://user:pass@host:15672/] [--markdown FILE] [--junit FILE] [-k EXPR]
+        [--short-consumer-timeout-url URL [--short-consumer-timeout MS]]
 
 Without --url, a Warren broker is started in-process (broker.testing) for the
-run. Without --admin-url (the broker's management HTTP API), the access-control
-area is skipped. The exit code is pytest's: 0 when every test passed (or is a known,
+run, and a second one with a consumer_timeout of 2 seconds for the
+consumer-timeout area. Without --admin-url (the broker's management HTTP API),
+the access-control area is skipped; without --short-consumer-timeout-url (a
+broker whose consumer_timeout is that short), the consumer-timeout area. The exit code is pytest's: 0 when every test passed (or is a known,
 documented difference), non-zero otherwise.
 """
 
@@ -29,6 +32,10 @@ from conformance.matrix import MatrixCollector
 TESTS_DIR = Path(__file__).resolve().parent / "tests"
 URL_ENV = "WARREN_CONFORMANCE_URL"
 ADMIN_URL_ENV = "WARREN_CONFORMANCE_ADMIN_URL"
+SHORT_TIMEOUT_URL_ENV = "WARREN_CONFORMANCE_SHORT_TIMEOUT_URL"
+SHORT_TIMEOUT_ENV = "WARREN_CONFORMANCE_SHORT_TIMEOUT"
+#: The consumer_timeout (ms) of the in-process short-timeout Warren.
+IN_PROCESS_SHORT_TIMEOUT = 2000
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -48,6 +55,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="management HTTP API of the broker, http://user:pass@host:15672/ "
         f"(default ${ADMIN_URL_ENV}); needed by the access-control tests, "
         "which are skipped without it",
+    )
+    parser.add_argument(
+        "--short-consumer-timeout-url",
+        default=os.environ.get(SHORT_TIMEOUT_URL_ENV),
+        help="a broker whose consumer_timeout is a few seconds (default "
+        f"${SHORT_TIMEOUT_URL_ENV}); needed by the consumer-timeout tests, which are "
+        "skipped without it",
+    )
+    parser.add_argument(
+        "--short-consumer-timeout",
+        metavar="MS",
+        type=int,
+        default=int(os.environ[SHORT_TIMEOUT_ENV]) if os.environ.get(SHORT_TIMEOUT_ENV) else None,
+        help=f"that broker's consumer_timeout in milliseconds (default ${SHORT_TIMEOUT_ENV}, "
+        "else 2000)",
     )
     parser.add_argument("--markdown", metavar="FILE", help="write the matrix as Markdown")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML")
@@ -86,26 +108,40 @@ def describe_broker(url: str) -> str:
 
 
 @contextlib.contextmanager
-def in_process_warren() -> Iterator[str]:
+def in_process_warren() -> Iterator[tuple[str, str]]:
     """Start Warren in this process; imported lazily so RabbitMQ runs need no broker code.
 
-    The broker's log goes to a file, so it does not interleave with the matrix.
+    Yields the URLs of two brokers: one with RabbitMQ's defaults, one with a
+    consumer_timeout of `IN_PROCESS_SHORT_TIMEOUT` ms (the consumer-timeout
+    area). Their log goes to a file, so it does not interleave with the matrix.
     """
     from broker.logging import configure_logging
-    from broker.testing import run_broker_in_thread
+    from broker.settings import Listener, Settings
+    from broker.testing import BrokerThread, run_broker_in_thread
 
     log_path = Path(tempfile.mkdtemp(prefix="warren-conformance-")) / "broker.log"
     with log_path.open("w", encoding="utf-8") as log:
         configure_logging(json=True, stream=log)
-        with run_broker_in_thread() as url:
-            print(f"conformance: Warren started in-process at {redact(url)}, log in {log_path}")
-            yield url
+        short = BrokerThread(settings=Settings(
+            listeners_tcp=(Listener("127.0.0.1", 0),), consumer_timeout=IN_PROCESS_SHORT_TIMEOUT,
+        ))
+        short.start()
+        try:
+            with run_broker_in_thread() as url:
+                print(f"conformance: Warren started in-process at {redact(url)} (and at "
+                      f"{redact(short.url)} with consumer_timeout {IN_PROCESS_SHORT_TIMEOUT}), "
+                      f"log in {log_path}")
+                yield url, short.url
+        finally:
+            short.stop()
 
 
 def run_suite(
     url: str,
     *,
     admin_url: str | None = None,
+    short_timeout_url: str | None = None,
+    short_timeout: int | None = None,
     markdown: str | None = None,
     junit: str | None = None,
     keyword: str | None = None,
@@ -117,6 +153,10 @@ def run_suite(
     args = [str(TESTS_DIR), f"--amqp-url={url}", "-p", "no:cacheprovider", "-q"]
     if admin_url:
         args.append(f"--admin-url={admin_url}")
+    if short_timeout_url:
+        args.append(f"--short-consumer-timeout-url={short_timeout_url}")
+    if short_timeout is not None:
+        args.append(f"--short-consumer-timeout={short_timeout}")
     # Use the suite's own settings, whatever project the caller stands in.
     args += ["--rootdir", str(TESTS_DIR), "-c", os.devnull, "-o", "addopts="]
     if junit:
@@ -131,6 +171,8 @@ def run_suite(
     print(f"AMQP 0-9-1 conformance matrix: {broker}")
     if admin_url:
         print(f"management API: {redact(admin_url)}")
+    if short_timeout_url:
+        print(f"short consumer_timeout broker: {redact(short_timeout_url)}")
     print(collector.as_text())
     print()
     print(f"conformance: {collector.summary_line()}")
@@ -148,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = {
         "admin_url": args.admin_url,
+        "short_timeout_url": args.short_consumer_timeout_url,
+        "short_timeout": args.short_consumer_timeout,
         "markdown": args.markdown,
         "junit": args.junit,
         "keyword": args.keyword,
@@ -157,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_suite(args.url, **options)
     try:
         broker = in_process_warren()
-        url = broker.__enter__()
+        url, short_url = broker.__enter__()
     except ImportError as exc:
         print(
             f"conformance: no --url given and Warren cannot be started in-process ({exc}); "
@@ -165,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if not options["short_timeout_url"]:
+        options["short_timeout_url"] = short_url
+        options["short_timeout"] = IN_PROCESS_SHORT_TIMEOUT
     try:
         return run_suite(url, **options)
     finally:

@@ -31,6 +31,9 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - consumer priorities (`x-priority`) and `x-single-active-consumer`: the
   consumers dispatch runs over come from `dispatch_groups`
   (broker.core.features.consumers), None in the common case.
+- `x-consumer-timeout` and the policy key `consumer-timeout`: how long a
+  delivery from this queue may stay unacknowledged before its channel is
+  closed (`consumer_timeout`; the session enforces it).
 """
 
 from __future__ import annotations
@@ -210,6 +213,15 @@ class Queue:
             self.dispatch_groups = SingleActiveConsumer(
                 by_priority=args.get("x-queue-type", "classic") == "classic"
             )
+        #: `x-consumer-timeout` in milliseconds (validated), None when not given.
+        self.argument_consumer_timeout: int | None = args.get("x-consumer-timeout")
+        #: The `consumer-timeout` (milliseconds) that policies give this queue,
+        #: None without one: `configure` sets it from the effective settings.
+        #: It takes effect at the next check of each channel's oldest delivery
+        #: (see `consumer_timeout`). broker.core.policies does not list the key
+        #: yet (RabbitMQ 3.10 has none; 3.12 added it with MIN against the
+        #: argument), so today it comes only from code that sets it.
+        self.policy_consumer_timeout: int | None = None
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
         self.last_used = time.monotonic()
@@ -240,6 +252,7 @@ class Queue:
         self.dead_letter_exchange = effective.get("dead-letter-exchange")
         self.dead_letter_routing_key = effective.get("dead-letter-routing-key")
         self.delivery_limit = effective.get("delivery-limit")
+        self.policy_consumer_timeout = effective.get("consumer-timeout")
         if self.message_ttl is not None:
             self._may_expire = True  # never reset: queued messages keep their expiry
         if self.expires is not None:
@@ -263,6 +276,24 @@ class Queue:
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
+
+    @property
+    def consumer_timeout(self) -> int | None:
+        """How long (ms) a delivery from this queue may stay unacknowledged,
+        or None for the node's `consumer_timeout`.
+
+        RabbitMQ 3.12+ semantics (rabbit_channel get_queue_consumer_timeout,
+        rabbit_queue_type_util:args_policy_lookup): the lower of the policy's
+        `consumer-timeout` and the `x-consumer-timeout` argument when both
+        are set, else whichever is. RabbitMQ 3.10 has neither.
+        """
+        policy = self.policy_consumer_timeout
+        argument = self.argument_consumer_timeout
+        if policy is None:
+            return argument
+        if argument is None:
+            return policy
+        return min(policy, argument)
 
     @property
     def vhost_name(self) -> str:

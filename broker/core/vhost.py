@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from broker.core import errors
+from broker.core.direct_reply_to import REPLY_TO_PREFIX, DirectReplyTo, reply_keys
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import validate_queue_arguments
 from broker.core.features.priority import PriorityQueue, max_priority_of
@@ -147,6 +148,10 @@ class VHost:
         # Durability (the storage layer); None without --data-dir.
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None
+        #: The reply consumers of `amq.rabbitmq.reply-to` (broker.core.direct_reply_to).
+        #: The registry replaces this vhost's own table with the broker's: a
+        #: reply reaches its requester from any vhost, as in RabbitMQ.
+        self.replies = DirectReplyTo()
 
     def stored(self) -> None:
         """After a change: persist the durable definitions (if any changed)."""
@@ -252,19 +257,45 @@ class VHost:
         """Republish messages that died in `queue` to its dead-letter exchange."""
         dead_lettering.dead_letter(self, queue, entries, reason)
 
-    def route(self, exchange: str, message: Message) -> list[Queue]:
-        """The queues a message reaches (each once). Raises 404/403/406 as RabbitMQ does."""
+    def route(self, exchange: str, message: Message, replies: bool = True) -> list[Queue]:
+        """The queues a message reaches (each once). Raises 404/403/406 as RabbitMQ does.
+
+        A message published to the default exchange with a direct reply-to
+        name among its routing keys (`amq.rabbitmq.reply-to.<opaque>`) is
+        handed to that requester here, unless `replies` is false (a
+        transaction's publish, whose replies went when it was published);
+        such a name is no queue, so it adds nothing to the list, and a
+        mandatory reply is returned as unroutable, as RabbitMQ does.
+        """
         headers = message.headers
         if not exchange and headers is None:
             # The default exchange without CC/BCC: the queue named by the key.
-            queue = self.queues.get(message.routing_key)
-            return [queue] if queue is not None else []
+            key = message.routing_key
+            queue = self.queues.get(key)
+            if queue is not None:
+                return [queue]
+            if replies and key.startswith(REPLY_TO_PREFIX):
+                self.deliver_replies(message)
+            return []
         try:
             names = self.topology.route(exchange, message.routing_key, headers)
         except RoutingError as error:
             raise _amqp(error) from None
+        if not exchange and replies:
+            self.deliver_replies(message)
         queues = self.queues
         return [queues[name] for name in names if name in queues]
+
+    def deliver_replies(self, message: Message) -> None:
+        """Hand a message published to the default exchange to the direct
+        reply-to consumers its routing key, CC and BCC name (without BCC)."""
+        replies = self.replies
+        if not len(replies):
+            return
+        headers = message.headers
+        keys = reply_keys(message.routing_key, headers)
+        if keys:
+            replies.deliver(keys, message.without_bcc() if headers is not None else message)
 
     def route_names(
         self, exchange: str, routing_key: str, headers: dict[str, Any] | None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.core.direct_reply_to import DirectReplyTo
 from broker.core.memory import MemoryReleaser
 from broker.core.queue import MessageStore
 from broker.core.timers import Scheduler
@@ -35,6 +36,9 @@ class VHostRegistry(Mapping[str, VHost]):
     #: Set by the server when there is a data directory.
     definitions: DefinitionsSink | None = None
     journal: MessageStore | None = None
+    #: The direct reply-to consumers of every vhost (one table: a reply is
+    #: routed to its requester's channel whatever the vhost, as in RabbitMQ).
+    replies: DirectReplyTo = field(default_factory=DirectReplyTo)
     #: Called with the name of each vhost deleted.
     on_deleted: list[Callable[[str], None]] = field(default_factory=list)
     _vhosts: dict[str, VHost] = field(default_factory=dict)
@@ -64,6 +68,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost = VHost(name)
         vhost.description, vhost.tags = description, tags
         vhost.timers = self.timers
+        vhost.replies = self.replies
         vhost.memory = self.memory
         vhost.definitions = self.definitions
         vhost.journal = self.journal

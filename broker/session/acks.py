@@ -5,9 +5,18 @@ basic.get-ok share the sequence). A delivery stays here until the client
 settles it: basic.ack forgets it, basic.reject / basic.nack requeue it or
 drop it (dead-lettering it where its queue has a dead-letter exchange),
 basic.recover and a closing channel requeue everything outstanding.
+
+How long the oldest outstanding delivery has waited (the consumer timeout,
+`oldest_outstanding`) is known without reading a clock per delivery: tags
+count up in delivery order, and each periodic check leaves a mark (time,
+next tag) saying "every tag below this one was delivered by then". The first
+mark above a delivery's tag bounds its delivery time from above, late by at
+most the interval between checks; never early.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from broker.core import errors
 from broker.core.message import QueuedMessage
@@ -16,6 +25,9 @@ from broker.session.consumers import Consumer, Delivery
 
 __all__ = ["Acknowledgements", "Taken"]
 
+#: Marks kept at most by `Acknowledgements.oldest_outstanding`.
+_MAX_MARKS = 256
+
 #: Deliveries taken off the table by one ack/nack/reject: (tag, delivery).
 Taken = list[tuple[int, Delivery]]
 
@@ -23,7 +35,7 @@ Taken = list[tuple[int, Delivery]]
 class Acknowledgements:
     """The deliveries of one channel that wait for an acknowledgement."""
 
-    __slots__ = ("next_tag", "unacked", "consumer_unacked")
+    __slots__ = ("next_tag", "unacked", "consumer_unacked", "_marks")
 
     def __init__(self) -> None:
         self.next_tag = 1
@@ -31,6 +43,8 @@ class Acknowledgements:
         self.unacked: dict[int, Delivery] = {}
         #: Deliveries to consumers outstanding (basic.qos global counts these).
         self.consumer_unacked = 0
+        # (monotonic time, next_tag then), oldest first; see oldest_outstanding.
+        self._marks: deque[tuple[float, int]] = deque()
 
     def next_delivery_tag(self) -> int:
         tag = self.next_tag
@@ -43,6 +57,36 @@ class Acknowledgements:
         if consumer is not None:
             consumer.unacked_count += 1
             self.consumer_unacked += 1
+
+    def oldest_outstanding(self, now: float) -> tuple[Delivery, float] | None:
+        """The oldest delivery not yet settled and a time by which it had been
+        made, or None when nothing is outstanding. Called periodically (the
+        connection's consumer-timeout checks), with `time.monotonic()`.
+
+        The time is that of the first check after the delivery: late by at
+        most one check interval. A delivery taken back by tx.rollback may be
+        older than the marks still kept; it then counts from a later mark
+        (later, never earlier, than the truth).
+        """
+        marks = self._marks
+        unacked = self.unacked
+        if not unacked:
+            marks.clear()
+            return None
+        next_tag = self.next_tag
+        if not marks or marks[-1][1] != next_tag:
+            if len(marks) >= _MAX_MARKS:
+                # An oldest delivery outstanding for a very long time (its
+                # queue's timeout is long) while deliveries go on: forget a
+                # mark, which only makes some deliveries count from later.
+                del marks[1]
+            marks.append((now, next_tag))
+        tag = next(iter(unacked))  # tag order (see `unacked`)
+        # Marks taken before this delivery say nothing about it. The last
+        # mark's tag (next_tag) is above every delivered tag: one remains.
+        while marks[0][1] <= tag:
+            marks.popleft()
+        return unacked[tag], marks[0][0]
 
     def take(self, delivery_tag: int, multiple: bool) -> Taken:
         """Remove and return the deliveries an ack/nack/reject refers to.

@@ -7,7 +7,9 @@ keeps per channel, each job in its own module:
 - transactions and the pause while a commit waits for the journal
   (`transactions.Transaction`);
 - deliveries not yet acknowledged, by delivery tag (`acks.Acknowledgements`);
-- its consumers, by consumer tag (`consumers.Consumer`);
+- its consumers, by consumer tag (`consumers.Consumer`), and its consumer
+  of the direct reply-to pseudo-queue `amq.rabbitmq.reply-to`
+  (`broker.core.direct_reply_to`), which is not a queue's consumer;
 - prefetch: `basic.qos global=false` sets the limit for each consumer created
   afterwards on the channel, `global=true` a limit shared by the whole
   channel (RabbitMQ's reading, not the 0-9-1 text; see docs/compatibility.md).
@@ -23,9 +25,10 @@ from typing import Any, Protocol
 
 from broker.auth.access import UserAccess
 from broker.core import errors
+from broker.core.direct_reply_to import REPLY_TO, is_reply_queue
 from broker.core.features import consumers as consumer_rules
 from broker.core.features.arguments import queue_type_of
-from broker.core.message import Envelope, Message, QueuedMessage
+from broker.core.message import Envelope, Message, QueuedMessage, copy_properties
 from broker.core.names import new_name
 from broker.core.queue import Queue
 from broker.core.vhost import VHost
@@ -39,6 +42,7 @@ from broker.storage.journal import Journal
 from protocol import methods as m
 from protocol.connection import Command
 from protocol.frames import encode_basic_deliver, encode_basic_get_ok, encode_basic_return
+from protocol.properties import BasicProperties
 
 __all__ = ["Channel", "ChannelOwner", "FLOW_BACKLOG"]
 
@@ -77,6 +81,10 @@ class ChannelOwner(Protocol):
 
     def release_soon(self, channel: Channel) -> None: ...
 
+    def consumer_timeout_hint(self, timeout: int | None) -> None:
+        """Deliveries may now come from a queue with this consumer timeout (ms)."""
+        ...
+
 
 class Channel:
     """One open channel of a client connection."""
@@ -111,6 +119,9 @@ class Channel:
         self._envelopes: dict[str, Envelope] = {}
         self._last_exchange = ""
         self.consumers: dict[str, Consumer] = {}
+        #: basic.consume of `amq.rabbitmq.reply-to`: (consumer tag, the name
+        #: replies are addressed to), or None.
+        self.reply_consumer: tuple[str, str] | None = None
         self.last_queue_name: str | None = None
 
     @property
@@ -139,6 +150,32 @@ class Channel:
                 consumer.tag,
                 tag,
                 entry.redelivered,
+                envelope.exchange,
+                envelope.routing_key,
+                envelope.properties,
+                message.body,
+                self.connection.frame_max,
+            )
+        )
+
+    def deliver_reply(self, message: Message) -> None:
+        """A reply to our `amq.rabbitmq.reply-to` consumer: write it now.
+
+        As RabbitMQ (rabbit_channel handle_cast deliver_reply): no queue, no
+        prefetch, never redelivered, and the delivery tag is the channel's
+        next one without taking it (a no-ack delivery is never acknowledged,
+        so RabbitMQ does not count it: the next delivery gets the same tag).
+        """
+        reply = self.reply_consumer
+        if reply is None or self.closing:
+            return
+        envelope = message.envelope
+        self.output.write(
+            encode_basic_deliver(
+                self.number,
+                reply[0],
+                self.acks.next_tag,
+                False,
                 envelope.exchange,
                 envelope.routing_key,
                 envelope.properties,
@@ -222,6 +259,9 @@ class Channel:
         name = method.queue
         if not name and method.passive:
             name = self._queue_name(name)
+        if is_reply_queue(name):
+            self._declare_reply_queue(name, method.nowait)
+            return
         check_configure, check_new = authorization.queue_declare_checks(self.access, self.vhost)
         queue = self.vhost.declare_queue(
             self.connection,
@@ -244,6 +284,21 @@ class Channel:
                     consumer_count=queue.consumer_count,
                 )
             )
+
+    def _declare_reply_queue(self, name: str, nowait: bool) -> None:
+        """queue.declare of `amq.rabbitmq.reply-to` or a name under it.
+
+        RabbitMQ treats every such declare as passive, whatever its flags and
+        without a permission check: the pseudo-queue itself always exists,
+        a reply name exists while its consumer does (from any connection),
+        and either is said to have no message and one consumer. Any other
+        name under the prefix is 404.
+        """
+        if not self.vhost.replies.exists(name):
+            raise errors.queue_not_found(name, self.vhost.name)
+        self.last_queue_name = name
+        if not nowait:
+            self._reply(m.QueueDeclareOk(queue=name, message_count=0, consumer_count=1))
 
     def on_queue_bind(self, method: m.QueueBind) -> None:
         queue = self._queue_name(method.queue)
@@ -326,6 +381,11 @@ class Channel:
         transaction = self.transaction
         if transaction is not None:
             self.vhost.check_publish(method.exchange)
+            if not method.exchange:
+                # RabbitMQ routes a transactional publish when it arrives and
+                # only enqueues at commit: a direct reply goes to its
+                # requester at once, and a rollback does not take it back.
+                self.vhost.deliver_replies(message)
             transaction.publishes.append((method, message))
             return
         self._route(method, message)
@@ -357,6 +417,8 @@ class Channel:
             # also decodes every publish's properties, closes it with 541
             # (docs/compatibility.md).
             decoded = message.decoded_properties
+            if decoded.reply_to == REPLY_TO:
+                decoded = self._with_reply_name(envelope, decoded)
             if decoded.user_id is not None:
                 self._check_user_id(message)
             if decoded.expiration is not None:
@@ -370,6 +432,20 @@ class Channel:
             envelopes.clear()
         envelopes[key] = envelope
         return message
+
+    def _with_reply_name(self, envelope: Envelope, decoded: BasicProperties) -> BasicProperties:
+        """`reply_to = amq.rabbitmq.reply-to`: rewrite it to this channel's
+        reply name, in the envelope the new message has to itself (RabbitMQ's
+        maybe_set_fast_reply_to, checked after the exchange and before
+        user_id). The next publish with the same properties compares unequal
+        to the rewritten ones, so it comes through here again."""
+        reply = self.reply_consumer
+        if reply is None:
+            raise errors.precondition_failed("fast reply consumer does not exist")
+        rewritten = copy_properties(decoded, reply_to=reply[1])
+        envelope.properties = rewritten.encode()
+        envelope.decoded = rewritten
+        return rewritten
 
     def _check_topic_publish(self, exchange: str, routing_key: str) -> None:
         """A user with topic permissions publishing to a topic exchange: check
@@ -397,9 +473,12 @@ class Channel:
             value = message.decoded_properties.expiration
             raise errors.precondition_failed(f"invalid expiration '{value}': {error}") from None
 
-    def _route(self, method: m.BasicPublish, message: Message) -> None:
-        """Route once, enqueue everywhere, owe a confirm: the publish hot path."""
-        queues = self.vhost.route(method.exchange, message)
+    def _route(self, method: m.BasicPublish, message: Message, replies: bool = True) -> None:
+        """Route once, enqueue everywhere, owe a confirm: the publish hot path.
+
+        `replies` false: direct replies were delivered already (a transaction's).
+        """
+        queues = self.vhost.route(method.exchange, message, replies)
         accepted = True
         if queues:
             if message.headers is not None:
@@ -480,7 +559,7 @@ class Channel:
             # The exchange may have gone since the publish; RabbitMQ then
             # drops the message (it was validated when published).
             if self.vhost.has_exchange(publish.exchange):
-                self._route(publish, message)
+                self._route(publish, message, replies=False)
         for kind, deliveries, requeue in acks:
             self._settle(deliveries, requeue=requeue if kind != "ack" else None)
         if journal is not None and journal.changes != changes:
@@ -559,6 +638,9 @@ class Channel:
 
     def on_basic_consume(self, method: m.BasicConsume) -> None:
         name = self._queue_name(method.queue)
+        if name == REPLY_TO:
+            self._consume_replies(method)
+            return
         self.access.check("read", "queue", name)
         queue = self.vhost.get_queue(name, self.connection)
         tag = method.consumer_tag or new_name("amq.ctag-")
@@ -580,12 +662,44 @@ class Channel:
             arguments=method.arguments or {},
         )
         self.consumers[tag] = consumer
+        if not method.no_ack:
+            self.connection.consumer_timeout_hint(queue.consumer_timeout)
         # consume-ok goes out before any delivery to the new consumer.
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))
         queue.add_consumer(consumer, method.exclusive, priority)
 
+    def _consume_replies(self, method: m.BasicConsume) -> None:
+        """basic.consume of `amq.rabbitmq.reply-to` (RabbitMQ 3.10's checks, in
+        its order): no permission is checked, the tag must not be a queue
+        consumer's (530), the consumer must be no-ack and the channel's only
+        one (406); `exclusive` and arguments change nothing."""
+        tag = method.consumer_tag
+        if tag in self.consumers:
+            raise errors.not_allowed(f"attempt to reuse consumer tag '{tag}'")
+        if not method.no_ack:
+            raise errors.precondition_failed("reply consumer cannot acknowledge")
+        if self.reply_consumer is not None:
+            raise errors.precondition_failed("reply consumer already set")
+        tag = tag or new_name("amq.ctag-")
+        self.reply_consumer = (tag, self.vhost.replies.register(self))
+        if not method.nowait:
+            self._reply(m.BasicConsumeOk(consumer_tag=tag))
+
+    def _cancel_replies(self) -> None:
+        """Forget the reply consumer: replies to its name are dropped from now on."""
+        if self.reply_consumer is not None:
+            self.vhost.replies.unregister(self.reply_consumer[1])
+            self.reply_consumer = None
+
     def on_basic_cancel(self, method: m.BasicCancel) -> None:
+        reply = self.reply_consumer
+        if reply is not None and reply[0] == method.consumer_tag:
+            # Looked at first, as RabbitMQ does: a queue consumer may share the tag.
+            self._cancel_replies()
+            if not method.nowait:
+                self._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
+            return
         consumer = self.consumers.pop(method.consumer_tag, None)
         if not method.nowait:
             self._reply(m.BasicCancelOk(consumer_tag=method.consumer_tag))
@@ -621,6 +735,7 @@ class Channel:
         tag = self.acks.next_delivery_tag()
         if not method.no_ack:
             self.acks.record(tag, queue, entry, None)
+            self.connection.consumer_timeout_hint(queue.consumer_timeout)
         message = entry.message
         self.output.write(
             encode_basic_get_ok(
@@ -695,6 +810,42 @@ class Channel:
             raise errors.not_implemented("requeue=false")
         self._settle(self.acks.take_all(), requeue=True)
 
+    def consumer_timed_out(self, now: float, default: int | None) -> int | None:
+        """The consumer timeout (ms) that the oldest unacknowledged delivery has
+        outlived, or None. `default` is the node's `consumer_timeout`.
+
+        As RabbitMQ (rabbit_channel evaluate_consumer_timeout): only the
+        oldest delivery counts, consumer's or basic.get's, with its queue's
+        timeout (3.12+: policy or argument) or else the node's; it has timed
+        out when it was delivered more than that long ago. Called
+        periodically by the connection; `now` is `time.monotonic()`.
+        """
+        if self.closing:
+            return None
+        oldest = self.acks.oldest_outstanding(now)
+        if oldest is None:
+            return None
+        delivery, delivered_by = oldest
+        timeout = delivery.queue.consumer_timeout
+        if timeout is None:
+            timeout = default
+        if timeout is not None and (now - delivered_by) * 1000 > timeout:
+            return timeout
+        return None
+
+    def shortest_consumer_timeout(self) -> int | None:
+        """The shortest timeout of a queue this channel consumes from or has
+        its oldest unacknowledged delivery from (None: only the node's)."""
+        shortest: int | None = None
+        queues = [consumer.queue for consumer in self.consumers.values()]
+        if self.acks.unacked:
+            queues.append(next(iter(self.acks.unacked.values())).queue)
+        for queue in queues:
+            timeout = queue.consumer_timeout
+            if timeout is not None and (shortest is None or timeout < shortest):
+                shortest = timeout
+        return shortest
+
     def dispatch_all(self) -> None:
         """Let every queue this channel consumes from deliver what its credit allows."""
         for queue in {c.queue for c in self.consumers.values()}:
@@ -717,6 +868,7 @@ class Channel:
             self.transaction.commit_at = None  # no commit-ok on a closed channel
             held = self.transaction.acknowledged()
         self.resume()  # held commands are dropped with the channel
+        self._cancel_replies()
         consumers = list(self.consumers.values())
         self.consumers.clear()
         for consumer in consumers:

@@ -27,6 +27,12 @@ While a resource alarm is on (`broker.alarms`), a connection that has
 published is blocked at its next message boundary: it is sent
 `connection.blocked` (if it announced the capability) and not read from
 until every alarm has cleared, then `connection.unblocked`.
+
+A channel whose oldest unacknowledged delivery has waited longer than the
+consumer timeout is closed (406), as RabbitMQ does: one task per connection
+looks at each channel's oldest delivery every tenth of the shortest timeout
+in play (at most every `CONSUMER_TIMEOUT_CHECK_MAX` seconds, RabbitMQ's
+channel tick), so nothing is timed per message (`_consumer_timeouts`).
 """
 
 from __future__ import annotations
@@ -74,6 +80,16 @@ CLOSE_TIMEOUT = 3.0
 #: After our close-ok, how long at most the client has to close the socket
 #: (RabbitMQ's ?CLOSING_TIMEOUT, or the heartbeat interval when shorter).
 CLOSING_TIMEOUT = 30.0
+
+#: Consumer timeouts: a check every timeout / CONSUMER_TIMEOUT_CHECKS, within
+#: these bounds (seconds). A delivery's time is known to within one check
+#: (`Acknowledgements.oldest_outstanding`), so a channel is closed between
+#: the timeout and the timeout plus two checks after the delivery. The
+#: longest interval is RabbitMQ's channel_tick_interval (60 s), with which
+#: RabbitMQ 3.10 checks whatever the timeout.
+CONSUMER_TIMEOUT_CHECKS = 10
+CONSUMER_TIMEOUT_CHECK_MIN = 0.05
+CONSUMER_TIMEOUT_CHECK_MAX = 60.0
 
 #: Publisher flow control (see ClientConnection._flow_control).
 FLOW_MAX_WAIT = 0.02
@@ -156,6 +172,10 @@ class ClientConnection:
         self._to_release: list[Channel] = []
         self._release_due = trio.Event()
         self._released = trio.Event()
+        # Consumer timeouts: the shortest timeout the checks are paced for
+        # (ms), and an event that wakes them up for a shorter one.
+        self._timeout_basis: int | None = None
+        self._timeouts_changed = trio.Event()
 
     # -- what channels and the vhost read ------------------------------------------
 
@@ -261,6 +281,74 @@ class ClientConnection:
     async def _wait_released(self) -> None:
         while self.held_bytes >= HELD_HIGH_WATER:
             await self._released.wait()
+
+    # -- consumer timeouts -------------------------------------------------------------
+
+    def consumer_timeout_hint(self, timeout: int | None) -> None:
+        """A channel may get deliveries from a queue with this timeout (ms):
+        check sooner if it is shorter than what the checks are paced for."""
+        if timeout is not None and (self._timeout_basis is None or timeout < self._timeout_basis):
+            self._timeouts_changed.set()
+
+    def _shortest_consumer_timeout(self) -> int | None:
+        shortest = self.context.limits.consumer_timeout
+        for channel in self.channels.values():
+            timeout = channel.shortest_consumer_timeout()
+            if timeout is not None and (shortest is None or timeout < shortest):
+                shortest = timeout
+        return shortest
+
+    async def _consumer_timeouts(self) -> None:
+        """Close the channels whose oldest delivery waits too long for its ack.
+
+        RabbitMQ (rabbit_channel, evaluate_consumer_timeout on each channel
+        tick) closes such a channel with 406 PRECONDITION_FAILED and its
+        unacknowledged messages are requeued; so here. The timeout is the
+        node's `consumer_timeout` (default 30 minutes) unless the delivery's
+        queue has its own (`Queue.consumer_timeout`).
+        """
+        default = self.context.limits.consumer_timeout
+        while True:
+            basis = self._timeout_basis = self._shortest_consumer_timeout()
+            changed = self._timeouts_changed
+            if basis is None:
+                await changed.wait()
+            else:
+                interval = basis / 1000 / CONSUMER_TIMEOUT_CHECKS
+                interval = min(CONSUMER_TIMEOUT_CHECK_MAX,
+                               max(CONSUMER_TIMEOUT_CHECK_MIN, interval))
+                with trio.move_on_after(interval):
+                    await changed.wait()
+            if changed.is_set():
+                self._timeouts_changed = trio.Event()
+            if self.closing:
+                continue
+            now = time.monotonic()
+            for channel in list(self.channels.values()):
+                timeout = channel.consumer_timed_out(now, default)
+                if timeout is not None:
+                    self._consumer_timed_out(channel, timeout)
+
+    def _consumer_timed_out(self, channel: Channel, timeout: int) -> None:
+        number = channel.number
+        log.warning(
+            "consumer.timeout",
+            peer=self.peer_text,
+            channel=number,
+            timeout_ms=timeout,
+            unacked=len(channel.acks.unacked),
+        )
+        # RabbitMQ's words (rabbit_channel handle_consumer_timed_out); the
+        # error names no method, so class and method id are 0.
+        self._channel_error(
+            number,
+            errors.precondition_failed(
+                f"delivery acknowledgement on channel {number} timed out. "
+                f"Timeout value used: {timeout} ms. "
+                "This timeout value can be configured, see consumers doc guide to learn more"
+            ),
+            None,
+        )
 
     # -- resource alarms -------------------------------------------------------------
 
@@ -610,6 +698,9 @@ class ClientConnection:
             self.vhost = self.handshake.on_open(method)
             self.access = self.handshake.access
             self.opened = True
+            if self._nursery is not None:
+                # Not before: a socket that never opens costs no task for it.
+                self._nursery.start_soon(self._consumer_timeouts)
             self.vhost.connection_count += 1
             self.context.open_connections += 1
             self.send_method(0, m.ConnectionOpenOk())

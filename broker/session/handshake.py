@@ -57,6 +57,7 @@ CAPABILITIES: dict[str, bool] = {
     "authentication_failure_close": True,  # Handshake: 403 connection.close
     "per_consumer_qos": True,  # basic.qos global=false (session.consumers)
     "connection.blocked": True,  # ClientConnection._block (broker.alarms)
+    "direct_reply_to": True,  # amq.rabbitmq.reply-to (broker.core.direct_reply_to)
 }
 
 #: SASL mechanisms Warren implements. EXTERNAL (a TLS client certificate
@@ -69,7 +70,8 @@ class SessionLimits:
     """What a connection is allowed; proposed in connection.tune.
 
     Defaults are RabbitMQ 3.10's: channel_max 2047, frame_max 131072,
-    heartbeat 60 s, handshake_timeout 10 s, max_message_size 128 MiB.
+    heartbeat 60 s, handshake_timeout 10 s, max_message_size 128 MiB,
+    consumer_timeout 30 minutes.
     """
 
     channel_max: int = 2047
@@ -85,6 +87,10 @@ class SessionLimits:
     auth_mechanisms: tuple[str, ...] = ("PLAIN", "AMQPLAIN")
     #: What names the user of an EXTERNAL login (RabbitMQ's `ssl_cert_login_from`).
     ssl_cert_login_from: str = "distinguished_name"
+    #: Milliseconds a delivery may stay unacknowledged before its channel is
+    #: closed (RabbitMQ's `consumer_timeout`, 30 minutes); None: no limit
+    #: but the queues' own (`Queue.consumer_timeout`).
+    consumer_timeout: int | None = 1_800_000
 
 
 def server_properties() -> dict[str, Any]:

@@ -9,6 +9,12 @@ The access-control area also needs the broker's management HTTP API, to create
 users, vhosts, permissions and limits: ``--admin-url`` or
 ``WARREN_CONFORMANCE_ADMIN_URL`` (``http://user:pass@host:15672/``). Without
 one, the tests that need it are skipped.
+
+The consumer-timeout area needs a broker whose consumer_timeout is short
+(seconds, not RabbitMQ's 30 minutes): ``--short-consumer-timeout-url`` or
+``WARREN_CONFORMANCE_SHORT_TIMEOUT_URL``, with the timeout in milliseconds in
+``--short-consumer-timeout`` or ``WARREN_CONFORMANCE_SHORT_TIMEOUT`` (default
+2000). Without one, those tests are skipped.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from conformance.known import known_difference
 
 URL_ENV = "WARREN_CONFORMANCE_URL"
 ADMIN_URL_ENV = "WARREN_CONFORMANCE_ADMIN_URL"
+SHORT_TIMEOUT_URL_ENV = "WARREN_CONFORMANCE_SHORT_TIMEOUT_URL"
+SHORT_TIMEOUT_ENV = "WARREN_CONFORMANCE_SHORT_TIMEOUT"
+#: The consumer_timeout (ms) of the short-timeout broker unless told otherwise.
+DEFAULT_SHORT_TIMEOUT = 2000
 TESTS_DIR = Path(__file__).resolve().parent
 
 
@@ -48,6 +58,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="management HTTP API of the broker under test, http://user:pass@host:15672/ "
         f"(default: ${ADMIN_URL_ENV}); without it the access-control tests are skipped",
+    )
+    parser.addoption(
+        "--short-consumer-timeout-url",
+        default=None,
+        help="AMQP URL of a broker with a short consumer_timeout, for the consumer-timeout "
+        f"tests (default: ${SHORT_TIMEOUT_URL_ENV}); without it they are skipped",
+    )
+    parser.addoption(
+        "--short-consumer-timeout",
+        type=int,
+        default=None,
+        help="that broker's consumer_timeout in milliseconds "
+        f"(default: ${SHORT_TIMEOUT_ENV}, else {DEFAULT_SHORT_TIMEOUT})",
     )
     parser.addoption(
         "--conformance-timeout",
@@ -150,6 +173,27 @@ def admin(pytestconfig: pytest.Config) -> Admin:
             f"needs the broker's management HTTP API: pass --admin-url or set {ADMIN_URL_ENV}"
         )
     return Admin(url)
+
+
+@pytest.fixture(scope="session")
+def short_consumer_timeout(pytestconfig: pytest.Config) -> tuple[str, int]:
+    """(URL, consumer_timeout in ms) of the broker with a short consumer_timeout;
+    skips the test when none was given."""
+    url = pytestconfig.getoption("--short-consumer-timeout-url", default=None) or os.environ.get(
+        SHORT_TIMEOUT_URL_ENV
+    )
+    if not url:
+        pytest.skip(
+            "needs a broker with a short consumer_timeout: pass --short-consumer-timeout-url "
+            f"(or set {SHORT_TIMEOUT_URL_ENV}) and --short-consumer-timeout MS (default "
+            f"{DEFAULT_SHORT_TIMEOUT}). RabbitMQ: rabbitmqctl eval "
+            "'application:set_env(rabbit, consumer_timeout, 2000).' (and channel_tick_interval "
+            "1000); Warren: consumer_timeout = 2000 in a warren serve --settings file"
+        )
+    timeout = pytestconfig.getoption("--short-consumer-timeout", default=None) or int(
+        os.environ.get(SHORT_TIMEOUT_ENV) or DEFAULT_SHORT_TIMEOUT
+    )
+    return url, timeout
 
 
 @pytest.fixture

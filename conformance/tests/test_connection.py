@@ -46,6 +46,7 @@ def test_server_properties_name_product_and_version(connection):
         "consumer_cancel_notify",
         "per_consumer_qos",
         "authentication_failure_close",
+        "direct_reply_to",
     ],
 )
 def test_server_advertises_capability(connection, capability):

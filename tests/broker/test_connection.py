@@ -34,11 +34,12 @@ def test_pika_handshake_and_server_properties(warren_url: str) -> None:
             "consumer_cancel_notify",
             "authentication_failure_close",
             "per_consumer_qos",
+            "connection.blocked",
+            "direct_reply_to",
         ):
             assert capabilities[claimed] is True
         # Not implemented, so not claimed.
         assert "consumer_priorities" not in capabilities
-        assert "direct_reply_to" not in capabilities
         assert props["product"] == b"Warren" or props["product"] == "Warren"
         # Tuned maxima are RabbitMQ's defaults.
         assert connection._impl.params.frame_max == 131072

@@ -165,10 +165,13 @@ QUEUE_ARGUMENT_VALIDATORS: dict[str, Any] = {
     "x-queue-master-locator": StringArgument(
         choices=("min-masters", "client-local", "random"), bad_choice="invalid_queue_locator_arg"
     ),
+    # RabbitMQ 3.10 ignores x-consumer-timeout (3.12 added it, unchecked);
+    # Warren honours it and checks it as RabbitMQ 4 does (check_non_neg_int_arg).
+    "x-consumer-timeout": IntArgument(minimum=0),
 }
 
-#: Every queue argument RabbitMQ 3.10 knows. One a queue type does not take
-#: is refused as "invalid arg 'x' for queue 'q' in vhost '/' of queue type
+#: Every queue argument RabbitMQ 3.10 knows (and x-consumer-timeout, 3.12's).
+#: One a queue type does not take is refused as "invalid arg 'x' for queue 'q' in vhost '/' of queue type
 #: rabbit_classic_queue"; one it does not know at all (x-foo) is accepted
 #: and ignored, by RabbitMQ and (logged once) by Warren.
 KNOWN_QUEUE_ARGUMENTS = frozenset(
@@ -190,6 +193,8 @@ _COMMON = frozenset(
         # Quorum queues only in RabbitMQ 3.10; Warren takes it on classic
         # queues too (docs/dead-lettering.md).
         "x-delivery-limit",
+        # RabbitMQ 3.12's, on both types; 3.10 ignores it (see the validator).
+        "x-consumer-timeout",
     )
 )
 

@@ -81,6 +81,8 @@ class DeadLetterTarget(Protocol):
 
     def queue_named(self, name: str) -> DeadLetterQueue | None: ...
 
+    def deliver_replies(self, message: Message) -> None: ...
+
 def _routing_keys(message: Message, headers: dict[str, Any]) -> list[str]:
     """The routing key and the CC keys (BCC was removed at publish)."""
     keys = [message.routing_key]
@@ -193,6 +195,11 @@ def dead_letter(
         letter = dead_lettered_copy(queue, entry.message, reason)
         headers = letter.headers or {}
         names = vhost.route_names(exchange, letter.routing_key, headers)
+        if not exchange:
+            # To the default exchange, as a publish: a direct reply-to name
+            # among its keys reaches that requester (RabbitMQ routes dead
+            # letters through rabbit_exchange:route/2 too).
+            vhost.deliver_replies(letter)
         if reason != "rejected" and names:
             deaths = headers.get("x-death") or []
             cycling = [name for name in names if is_cycle(name, deaths)]

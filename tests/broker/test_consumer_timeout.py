@@ -1,0 +1,209 @@
+"""Consumer acknowledgement timeouts in Warren: the node's `consumer_timeout`,
+a queue's `x-consumer-timeout` and the policy hook (`Queue.policy_consumer_timeout`),
+the check's pacing, and the bookkeeping behind it. The behaviour as clients see
+it against any broker is conformance/tests/test_consumer_timeout.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pika
+import pika.exceptions
+import pytest
+
+from broker.core.queue import Queue
+from broker.session.acks import Acknowledgements
+from broker.settings import Listener, Settings
+from broker.testing import BrokerThread
+
+TEXT = (
+    "PRECONDITION_FAILED - delivery acknowledgement on channel {channel} timed out. "
+    "Timeout value used: {timeout} ms. "
+    "This timeout value can be configured, see consumers doc guide to learn more"
+)
+
+
+def start(consumer_timeout: int) -> BrokerThread:
+    thread = BrokerThread(settings=Settings(
+        listeners_tcp=(Listener("127.0.0.1", 0),), consumer_timeout=consumer_timeout,
+    ))
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def fast() -> Iterator[BrokerThread]:
+    """A broker whose consumer_timeout is 300 ms."""
+    thread = start(300)
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def slow() -> Iterator[BrokerThread]:
+    """A broker whose consumer_timeout is a minute: checked every 6 s."""
+    thread = start(60_000)
+    yield thread
+    thread.stop()
+
+
+def closed_channel(connection, channel, limit: float) -> tuple[float, Exception] | None:
+    """Pump until the broker closes `channel`: (seconds it took, the reason)."""
+    started = time.monotonic()
+    reasons: list[Exception] = []
+    channel._impl.add_on_close_callback(lambda _channel, reason: reasons.append(reason))
+    while not reasons and time.monotonic() - started < limit:
+        connection.process_data_events(time_limit=0.02)
+    return (time.monotonic() - started, reasons[0]) if reasons else None
+
+
+def consume_unacked(url: str, messages: int = 2, arguments=None):
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    queue = channel.queue_declare("", exclusive=True, arguments=arguments).method.queue
+    for i in range(messages):
+        channel.basic_publish("", queue, b"m%d" % i)
+    channel.basic_consume(queue, lambda *args: None)
+    return connection, channel, queue
+
+
+def test_node_timeout_closes_the_channel_and_requeues(fast: BrokerThread) -> None:
+    connection, channel, queue = consume_unacked(fast.url)
+    closed = closed_channel(connection, channel, 5)
+    assert closed is not None
+    took, reason = closed
+    assert isinstance(reason, pika.exceptions.ChannelClosedByBroker)
+    assert (reason.reply_code, reason.reply_text) == (
+        406, TEXT.format(channel=channel.channel_number, timeout=300))
+    # Checked every 30 ms (a tenth), known to within one check: 300 to 360 ms.
+    assert 0.29 <= took < 1.5
+    other = connection.channel()
+    bodies = []
+    while (got := other.basic_get(queue, auto_ack=True))[0] is not None:
+        bodies.append((got[2], got[0].redelivered))
+    assert bodies == [(b"m0", True), (b"m1", True)]
+    connection.close()
+
+
+def test_x_consumer_timeout_shorter_than_the_node_s(slow: BrokerThread) -> None:
+    connection, channel, _ = consume_unacked(slow.url, arguments={"x-consumer-timeout": 300})
+    closed = closed_channel(connection, channel, 5)
+    assert closed is not None
+    took, reason = closed
+    assert reason.reply_text == TEXT.format(channel=channel.channel_number, timeout=300)
+    # The consume woke the checks up: not paced for the node's minute (6 s).
+    assert took < 2
+    connection.close()
+
+
+def test_x_consumer_timeout_longer_than_the_node_s(fast: BrokerThread) -> None:
+    connection, channel, _ = consume_unacked(fast.url, arguments={"x-consumer-timeout": 60_000})
+    assert closed_channel(connection, channel, 1.0) is None
+    connection.close()
+
+
+def test_x_consumer_timeout_zero_times_out_at_the_first_check(slow: BrokerThread) -> None:
+    connection, channel, _ = consume_unacked(slow.url, arguments={"x-consumer-timeout": 0})
+    closed = closed_channel(connection, channel, 5)
+    assert closed is not None
+    assert closed[1].reply_text == TEXT.format(channel=channel.channel_number, timeout=0)
+    connection.close()
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    (-1, "{value_negative,-1}"),
+    ("60000", '"expected integer, got longstr"'),
+])
+def test_invalid_x_consumer_timeout_is_406(fast: BrokerThread, value, why) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(fast.url))
+    channel = connection.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as raised:
+        channel.queue_declare("ct-invalid", arguments={"x-consumer-timeout": value})
+    assert raised.value.reply_code == 406
+    assert raised.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg 'x-consumer-timeout' for queue 'ct-invalid' "
+        f"in vhost '/': {why}"
+    )
+    connection.close()
+
+
+def test_policy_hook_sets_a_queue_s_timeout(slow: BrokerThread) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(slow.url))
+    channel = connection.channel()
+    channel.queue_declare("ct-policy", arguments={"x-consumer-timeout": 30_000})
+    assert slow.broker is not None
+
+    def set_policy(value: int | None) -> None:
+        slow.broker.vhost.queues["ct-policy"].policy_consumer_timeout = value
+
+    slow.run_sync(set_policy, 300)  # what the policy code does for consumer-timeout
+    channel.basic_publish("", "ct-policy", b"m")
+    channel.basic_consume("ct-policy", lambda *args: None)
+    closed = closed_channel(connection, channel, 5)
+    assert closed is not None
+    # The lower of the policy's and the argument's, as RabbitMQ 3.12+.
+    assert closed[1].reply_text == TEXT.format(channel=channel.channel_number, timeout=300)
+    connection.channel().queue_delete("ct-policy")
+    connection.close()
+
+
+def test_queue_timeout_is_the_lower_of_policy_and_argument() -> None:
+    queue = Queue("q", arguments={"x-consumer-timeout": 5000})
+    assert queue.consumer_timeout == 5000
+    queue.policy_consumer_timeout = 1000
+    assert queue.consumer_timeout == 1000
+    queue.policy_consumer_timeout = 9000
+    assert queue.consumer_timeout == 5000
+    bare = Queue("bare")
+    assert bare.consumer_timeout is None
+    bare.policy_consumer_timeout = 7
+    assert bare.consumer_timeout == 7
+
+
+def test_acks_in_time_and_no_ack_keep_the_channel(fast: BrokerThread) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(fast.url))
+    channel, quiet = connection.channel(), connection.channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    quiet_queue = quiet.queue_declare("", exclusive=True).method.queue
+    quiet.basic_publish("", quiet_queue, b"x")
+    quiet.basic_consume(quiet_queue, lambda *args: None, auto_ack=True)
+    channel.basic_qos(prefetch_count=1)
+    channel.basic_consume(queue, lambda ch, method, props, body: ch.basic_ack(method.delivery_tag))
+    deadline = time.monotonic() + 1.0  # three timeouts of steady traffic, each acked at once
+    while time.monotonic() < deadline:
+        channel.basic_publish("", queue, b"m")
+        connection.process_data_events(time_limit=0.05)
+    assert channel.is_open and quiet.is_open
+    connection.close()
+
+
+def test_oldest_outstanding_is_bounded_by_the_first_check_after_it() -> None:
+    acks = Acknowledgements()
+    assert acks.oldest_outstanding(1.0) is None
+    tag = acks.next_delivery_tag()
+    acks.record(tag, Queue("q"), object(), None)  # type: ignore[arg-type]
+    delivery, delivered_by = acks.oldest_outstanding(2.0)
+    assert delivered_by == 2.0  # delivered between the checks at 1.0 and 2.0
+    # Later deliveries do not move the oldest one's time.
+    acks.record(acks.next_delivery_tag(), Queue("q"), object(), None)  # type: ignore[arg-type]
+    assert acks.oldest_outstanding(3.0)[1] == 2.0
+    acks.take(tag, False)
+    assert acks.oldest_outstanding(4.0)[1] == 3.0  # tag 2 came between 2.0 and 3.0
+    acks.take_all()
+    assert acks.oldest_outstanding(5.0) is None
+
+
+def test_settings_file_key_reaches_the_sessions(tmp_path) -> None:
+    """`consumer_timeout` in a settings file is no longer refused at start
+    (it was in server.NOT_YET) and becomes every session's timeout."""
+    from broker.server import Broker, refuse_unbuilt
+    from broker.settings import load_settings
+
+    path = tmp_path / "rabbitmq.conf"
+    path.write_text("consumer_timeout = 2000\n")
+    settings = load_settings(path, environ={})
+    assert settings.origins["consumer_timeout"].endswith("rabbitmq.conf:1")
+    refuse_unbuilt(settings)  # raises StartupError for keys of unbuilt features
+    assert Broker(settings).context.limits.consumer_timeout == 2000
+    assert Broker(Settings()).context.limits.consumer_timeout == 1_800_000

@@ -253,7 +253,7 @@ class Choice:
         )
         return (
             f"consistent hash of {self.hashed}: phash2 {self.hash}, "
-            f"bucket {self.bucket} of {self.buckets} (key '{slot.binding.routing_key}' "
+            f"bucket {self.bucket} of {self.buckets} (binding key '{slot.binding.routing_key}' "
             f"holds {held})"
         )
 

@@ -427,7 +427,7 @@ def test_trace_says_what_was_hashed_and_which_bucket() -> None:
         f"exchange 'x' routing keys ['{key}']: 1 queue(s)\n"
         f"  queue '{queue}'\n"
         f"    exchange 'x' -> queue '{queue}' by consistent hash of routing key '{key}': "
-        f"phash2 {key_hash}, bucket {bucket} of 6 (key '{weight}' holds {held})"
+        f"phash2 {key_hash}, bucket {bucket} of 6 (binding key '{weight}' holds {held})"
     )
 
 

@@ -434,8 +434,8 @@ class ConsistentHashExchange(Exchange):
             hashed = f"{kind} '{name}'"
             if term is UNDEFINED:
                 hashed += " (absent: undefined)"
-            elif kind == "header":
-                hashed += f" = {headers[name]!r}" if headers else ""
+            elif kind == "header" and headers is not None:
+                hashed += f" = {headers[name]!r}"
             else:
                 hashed += f" = {_property(properties, name)!r}"
         return Choice(hashed, term, key_hash, bucket, self._buckets, slot)

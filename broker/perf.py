@@ -35,7 +35,7 @@ from array import array
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["PerfConfig", "add_parser", "main", "run"]
+__all__ = ["PerfConfig", "add_parser", "main", "priority_spread", "queue_argument", "run"]
 
 _TIMESTAMP = struct.Struct(">q")
 _STAMP_SIZE = _TIMESTAMP.size
@@ -64,6 +64,12 @@ class PerfConfig:
     broker_pid: int | None = None
     json: bool = False
     quiet: bool = False
+    #: queue.declare arguments (--queue-arg), e.g. {"x-max-priority": 10}.
+    queue_arguments: dict[str, Any] | None = None
+    #: Message priorities, used in turn (--priority N or LOW-HIGH); None: no property.
+    priorities: list[int] | None = None
+    #: basic.consume x-priority per consumer, in turn (--consumer-priority).
+    consumer_priorities: list[int] | None = None
 
     def queue_names(self) -> list[str]:
         return [f"{self.queue_prefix}-{i}" for i in range(self.queues)]
@@ -130,7 +136,8 @@ async def _declare_topology(cfg: PerfConfig) -> None:
     async with open_connection(cfg.url) as conn, conn.open_channel() as ch:
         await ch.exchange_declare(cfg.exchange, cfg.exchange_type, durable=cfg.persistent)
         for name in cfg.queue_names():
-            await ch.queue_declare(name, durable=cfg.persistent)
+            await ch.queue_declare(name, durable=cfg.persistent,
+                                   arguments=cfg.queue_arguments or None)
             await ch.queue_purge(name)
             await ch.queue_bind(name, cfg.exchange,
                                 "" if cfg.exchange_type == "fanout" else name)
@@ -164,6 +171,15 @@ async def _publisher(cfg: PerfConfig, index: int, counters: Counters, start: flo
     rate = cfg.rate / cfg.publishers if cfg.rate else 0.0
     exchange = cfg.exchange
     persistent = True if cfg.persistent else None
+    # Message priorities in turn, their properties encoded once each.
+    properties = None
+    if cfg.priorities:
+        from protocol.properties import BasicProperties
+
+        mode = 2 if cfg.persistent else None
+        properties = itertools.cycle(
+            [BasicProperties(priority=p, delivery_mode=mode) for p in cfg.priorities]
+        )
     async with open_connection(cfg.url) as conn:
         async with conn.open_channel(confirms=cfg.confirms > 0,
                                      max_in_flight=cfg.confirms or None) as ch:
@@ -185,9 +201,14 @@ async def _publisher(cfg: PerfConfig, index: int, counters: Counters, start: flo
                     batch = min(due, 1000)
                 else:
                     batch = 200
-                for _ in range(batch):
-                    await publish(exchange, next(keys), pack(now_ns()) + padding,
-                                  persistent=persistent, wait=False)
+                if properties is None:
+                    for _ in range(batch):
+                        await publish(exchange, next(keys), pack(now_ns()) + padding,
+                                      persistent=persistent, wait=False)
+                else:
+                    for _ in range(batch):
+                        await publish(exchange, next(keys), pack(now_ns()) + padding,
+                                      properties=next(properties), wait=False)
                 sent += batch
                 counters.sent += batch
             if cfg.confirms:
@@ -199,7 +220,7 @@ async def _publisher(cfg: PerfConfig, index: int, counters: Counters, start: flo
 
 
 async def _consumer(cfg: PerfConfig, queues: list[str], counters: Counters,
-                    deadline: float) -> None:
+                    deadline: float, index: int = 0) -> None:
     import trio
 
     from broker.client import open_connection
@@ -209,7 +230,11 @@ async def _consumer(cfg: PerfConfig, queues: list[str], counters: Counters,
         now_ns = time.monotonic_ns
         record = counters.latencies.append
         multi = cfg.multi_ack
-        async with ch.consume(queue, no_ack=cfg.no_ack) as messages:
+        arguments = None
+        if cfg.consumer_priorities:
+            priorities = cfg.consumer_priorities
+            arguments = {"x-priority": priorities[index % len(priorities)]}
+        async with ch.consume(queue, no_ack=cfg.no_ack, arguments=arguments) as messages:
             n = 0
             async for message in messages:
                 record(now_ns() - unpack(message.body)[0])
@@ -265,8 +290,8 @@ async def _run_role(cfg: PerfConfig, role: str, counters: Counters, start: float
         nursery.start_soon(ticker)
         async with trio.open_nursery() as workers:
             if role in ("consume", "both"):
-                for queues in _consumer_queues(cfg):
-                    workers.start_soon(_consumer, cfg, queues, counters, deadline)
+                for index, queues in enumerate(_consumer_queues(cfg)):
+                    workers.start_soon(_consumer, cfg, queues, counters, deadline, index)
             if role in ("publish", "both"):
                 for index in range(cfg.publishers):
                     workers.start_soon(_publisher, cfg, index, counters, start, deadline)
@@ -489,6 +514,8 @@ def add_parser(subparsers: Any) -> None:
             "  warren perf --url amqp://guest:guest@127.0.0.1:5672/ --duration 10 \\\n"
             "      --size 16 --prefetch 100\n"
             "  warren perf --url ... --queues 10 --exchange-type fanout --json\n"
+            "  warren perf --url ... --queue-arg x-max-priority=10 --priority 0-9\n"
+            "  warren perf --url ... --consumers 2 --consumer-priority 1,5\n"
         ),
     )
     parser.add_argument("--url", default="amqp://guest:guest@localhost:5672/",
@@ -521,7 +548,50 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--broker-pid", type=int, default=None,
                         help="read this broker process's CPU time from /proc before and after")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--queue-arg", action="append", default=[], metavar="KEY=VALUE",
+                        type=queue_argument,
+                        help="declare the queues with this argument (repeatable); VALUE is "
+                        "an integer, true/false, or else a string: x-max-priority=10")
+    parser.add_argument("--priority", type=priority_spread, default=None, metavar="N|LOW-HIGH",
+                        help="publish with message priority N, or LOW..HIGH in turn")
+    parser.add_argument("--consumer-priority", type=int_list, default=None, metavar="P[,P...]",
+                        help="consume with x-priority P (consumer k takes the k-th, in turn)")
     parser.set_defaults(func=main)
+
+
+def queue_argument(text: str) -> tuple[str, Any]:
+    """--queue-arg KEY=VALUE: VALUE as an int, a bool (true/false) or a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    value: Any = raw
+    if raw in ("true", "false"):
+        value = raw == "true"
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            pass
+    return key, value
+
+
+def priority_spread(text: str) -> list[int]:
+    """--priority N or LOW-HIGH: the message priorities used in turn (0..255)."""
+    low, sep, high = text.partition("-")
+    try:
+        values = list(range(int(low), int(high) + 1)) if sep else [int(low)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or LOW-HIGH, got {text!r}") from None
+    if not values or min(values) < 0 or max(values) > 255:
+        raise argparse.ArgumentTypeError(f"priorities are 0..255 (LOW <= HIGH), got {text!r}")
+    return values
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,5, got {text!r}") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -541,6 +611,8 @@ def main(args: argparse.Namespace) -> int:
         persistent=args.persistent, prefetch=args.prefetch, no_ack=args.no_ack,
         multi_ack=max(1, args.multi_ack), rate=args.rate, duration=args.duration,
         processes=args.processes, broker_pid=args.broker_pid, json=args.json,
+        queue_arguments=dict(args.queue_arg) or None, priorities=args.priority,
+        consumer_priorities=args.consumer_priority,
     )
     try:
         result = run(cfg)

@@ -4,12 +4,13 @@ The file is in the binding-configuration language (`routing.config`,
 docs/config-language.md). Its broker-wide statements come first: vhosts,
 users (with their password hashes), permissions, topic permissions and vhost
 limits, through the same access control the HTTP API uses; then the
-topology of the default vhost, through the same `VHost` methods clients
-reach with exchange.declare, queue.declare and queue.bind, so the same rules
-and checks apply: exchanges first, then queues, then bindings, whatever the
-order in the file (a binding may name a queue declared below it). User
-limits (`max-connections`/`max-channels` on a user) are refused: Warren
-does not implement them.
+policies and operator policies of the default vhost, validated as the
+management API validates them (broker.core.policies); then its topology,
+through the same `VHost` methods clients reach with exchange.declare,
+queue.declare and queue.bind, so the same rules and checks apply: exchanges
+first, then queues, then bindings, whatever the order in the file (a binding
+may name a queue declared below it). User limits (`max-connections`/
+`max-channels` on a user) are refused: Warren does not implement them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from broker.auth.access import AccessControl
 from broker.auth.permissions import Permission, TopicPermission
 from broker.auth.users import User
+from broker.core.policies import PolicyInvalid, validate_policy
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
@@ -27,6 +29,7 @@ from routing.model import (
     BindingDecl,
     ExchangeDecl,
     PermissionDecl,
+    PolicyDecl,
     QueueDecl,
     TopicPermissionDecl,
     UserDecl,
@@ -56,7 +59,7 @@ def load_config(
     path = Path(path)
     model = config.parse(path.read_text(encoding="utf-8"), str(path))
     apply_access(vhosts, access, model, str(path))
-    apply_config(vhosts[vhost], model)
+    apply_config(vhosts[vhost], model, str(path))
     log.info("config.loaded", path=str(path), declarations=len(model.declarations))
 
 
@@ -100,9 +103,29 @@ def apply_access(
             target.stored()
 
 
-def apply_config(vhost: VHost, model: config.TopologyConfig) -> None:
-    """Declare every exchange, queue and binding of `model` in `vhost`."""
+def apply_config(vhost: VHost, model: config.TopologyConfig, source: str = "config") -> None:
+    """Set `model`'s policies in `vhost`, then declare its exchanges, queues and bindings.
+
+    Every policy is validated before any is set (`ConfigRefused` names the
+    first one the broker refuses, with its reason).
+    """
     declarations = model.declarations
+    policies = []
+    for decl in declarations:
+        if isinstance(decl, PolicyDecl):
+            try:
+                policies.append(validate_policy(
+                    vhost.name, decl.name, pattern=decl.pattern,
+                    definition=dict(decl.definition), priority=decl.priority,
+                    apply_to=decl.apply_to, operator=decl.operator,
+                ))
+            except PolicyInvalid as invalid:
+                raise ConfigRefused(
+                    f"{source}:{decl.origin.line}: {decl.keyword} {decl.name!r}: "
+                    + "; ".join(invalid.problems)
+                ) from None
+    for policy in policies:
+        vhost.set_policy(policy)
     for decl in declarations:
         if isinstance(decl, ExchangeDecl):
             vhost.declare_exchange(

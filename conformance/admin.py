@@ -1,7 +1,10 @@
-"""A small client for RabbitMQ's management HTTP API, for the access-control area.
+"""A small client for RabbitMQ's management HTTP API, for the access-control and
+policies areas.
 
 The access-control tests need users, virtual hosts, permissions, topic
-permissions and vhost limits set up on the broker under test. AMQP 0-9-1 has no
+permissions and vhost limits set up on the broker under test; the policies
+tests, policies and operator policies (``PUT /api/policies/V/NAME``,
+``PUT /api/operator-policies/V/NAME``). AMQP 0-9-1 has no
 methods for that, so the suite uses the management API as RabbitMQ defines it
 (``PUT /api/users/NAME``, ``PUT /api/vhosts/NAME``, ``PUT /api/permissions/V/U``,
 ``PUT /api/topic-permissions/V/U``, ``PUT /api/vhost-limits/V/NAME``): any
@@ -167,6 +170,27 @@ class Admin:
 
     def clear_vhost_limit(self, vhost: str, name: str) -> None:
         self.delete(f"/vhost-limits/{q(vhost)}/{q(name)}")
+
+    def put_policy(
+        self,
+        vhost: str,
+        name: str,
+        pattern: str,
+        definition: dict,
+        *,
+        priority: int = 0,
+        apply_to: str = "all",
+        operator: bool = False,
+    ) -> Response:
+        """Set a policy (or an operator policy); RabbitMQ's PUT /api/policies/V/NAME."""
+        kind = "operator-policies" if operator else "policies"
+        body = {"pattern": pattern, "definition": definition, "priority": priority,
+                "apply-to": apply_to}
+        return self.put(f"/{kind}/{q(vhost)}/{q(name)}", body)
+
+    def delete_policy(self, vhost: str, name: str, *, operator: bool = False) -> None:
+        kind = "operator-policies" if operator else "policies"
+        self.delete(f"/{kind}/{q(vhost)}/{q(name)}")
 
 
 def q(segment: str) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "BasicProperties",
     "PROPERTY_FLAGS",
     "delivery_mode_of",
+    "priority_of",
     "properties_has_headers",
 ]
 
@@ -274,5 +275,35 @@ def delivery_mode_of(raw: Any) -> int | None:
             off += 4 + ((raw[off] << 24) | (raw[off + 1] << 16) | (raw[off + 2] << 8) | raw[off + 3])
         mode: int = raw[off]
         return mode
+    except IndexError:
+        raise syntax_error("truncated content properties", 60) from None
+
+
+def priority_of(raw: Any) -> int | None:
+    """The priority in raw property bytes, without decoding the rest.
+
+    Like `delivery_mode_of`: skips the properties before it by their
+    lengths. None when the property is absent (or there are no properties);
+    raises 502 on truncated input.
+    """
+    if len(raw) < 2 or not raw[0] & 0x08:
+        return None
+    try:
+        flags = (raw[0] << 8) | raw[1]
+        off = 2
+        word = flags
+        while word & 1:
+            word = (raw[off] << 8) | raw[off + 1]
+            off += 2
+        if flags & 0x8000:
+            off += 1 + raw[off]
+        if flags & 0x4000:
+            off += 1 + raw[off]
+        if flags & 0x2000:
+            off += 4 + ((raw[off] << 24) | (raw[off + 1] << 16) | (raw[off + 2] << 8) | raw[off + 3])
+        if flags & 0x1000:
+            off += 1
+        priority: int = raw[off]
+        return priority
     except IndexError:
         raise syntax_error("truncated content properties", 60) from None

@@ -11,7 +11,9 @@ Besides a vhost's topology (exchanges, queues, bindings), a file may declare
 what RabbitMQ keeps broker-wide and AMQP cannot create: vhosts, users, their
 permissions and topic permissions, and vhost limits. Those name their vhost
 themselves; the topology belongs to the vhost the file is applied to (see
-docs/config-language.md, "Vhosts, users and permissions").
+docs/config-language.md, "Vhosts, users and permissions"), and so do the
+file's policies and operator policies (``PolicyDecl``), which the management
+API sets, not AMQP.
 
 Comments and blank lines ride along for the formatter but take no part in
 equality: two models are equal when they declare the same things in the same
@@ -37,6 +39,7 @@ __all__ = [
     "Declaration",
     "ExchangeDecl",
     "PermissionDecl",
+    "PolicyDecl",
     "QueueDecl",
     "SourceInfo",
     "TopicPermissionDecl",
@@ -209,8 +212,30 @@ class VHostLimitDecl:
         return ("limit", self.vhost, self.name)
 
 
+@dataclass
+class PolicyDecl:
+    """``policy <name> pattern "<regex>" ...`` (or ``operator-policy``): a policy
+    of the file's vhost. ``definition`` holds RabbitMQ's keys and values as a
+    policy's JSON has them (``message-ttl`` in milliseconds...)."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any] = field(default_factory=dict)
+    apply_to: str = "all"
+    priority: int | float = 0
+    operator: bool = False
+    origin: SourceInfo = _info()
+
+    @property
+    def keyword(self) -> str:
+        return "operator-policy" if self.operator else "policy"
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.keyword, self.name)
+
+
 AccessDecl = VHostDecl | UserDecl | PermissionDecl | TopicPermissionDecl | VHostLimitDecl
-Declaration = ExchangeDecl | QueueDecl | BindingDecl | AccessDecl
+Declaration = ExchangeDecl | QueueDecl | BindingDecl | AccessDecl | PolicyDecl
 
 _ACCESS_TYPES = (VHostDecl, UserDecl, PermissionDecl, TopicPermissionDecl, VHostLimitDecl)
 
@@ -260,6 +285,11 @@ class TopologyConfig:
         return [d for d in self.declarations if isinstance(d, VHostLimitDecl)]
 
     @property
+    def policies(self) -> list[PolicyDecl]:
+        """Policies and operator policies (of the vhost the file is applied to)."""
+        return [d for d in self.declarations if isinstance(d, PolicyDecl)]
+
+    @property
     def access(self) -> list[AccessDecl]:
         """The statements AMQP cannot apply (vhosts, users, permissions, limits)."""
         return [d for d in self.declarations if isinstance(d, _ACCESS_TYPES)]
@@ -297,6 +327,12 @@ class TopologyConfig:
                     continue
                 if isinstance(d, VHostLimitDecl):
                     out.append((d.key(), (d.value,), ()))
+                    continue
+                if isinstance(d, PolicyDecl):
+                    definition = tuple(sorted(
+                        (k, type(v).__name__, v) for k, v in d.definition.items()
+                    ))
+                    out.append((d.key(), (d.pattern, d.apply_to, d.priority), definition))
                     continue
                 if isinstance(d, ExchangeDecl):
                     extra: tuple[Any, ...] = (d.type, d.durable, d.auto_delete, d.internal)

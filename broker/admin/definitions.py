@@ -11,11 +11,17 @@ rabbitmq.conf, `POST /api/definitions`):
 
 `export_definitions` writes it; `import_definitions` applies one, item by
 item through the same checks clients meet (so an `amq.` exchange or an
-inequivalent redeclaration is reported, not forced). What Warren cannot
-honour is never dropped quietly: policies and parameters other than vhost
-limits make the import fail before anything is applied, with one line per
-item (`DefinitionsRejected`); the cluster name and internal id RabbitMQ
-always exports are accepted and logged once, since Warren has no cluster.
+inequivalent redeclaration is reported, not forced). Policies are
+`policies` items and operator policies `parameters` of component
+`operator_policy`, as RabbitMQ 3.10 exports them; they are validated as the
+management API validates them (broker.core.policies) and set before the
+queues and exchanges, so those get them when they are declared. What Warren
+cannot honour is never dropped quietly: a policy Warren refuses (a setting
+it does not implement, such as `ha-mode`) and parameters other than vhost
+limits and operator policies make the import fail before anything is
+applied, with one line per item (`DefinitionsRejected`); the cluster name
+and internal id RabbitMQ always exports are accepted and logged once, since
+Warren has no cluster.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 
 from broker import __version__
 from broker.auth.access import AccessControl
+from broker.core.policies import OperatorPolicy, Policy, PolicyInvalid, validate_policy
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
@@ -72,18 +79,66 @@ def _items(document: dict[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _unsupported(document: dict[str, Any]) -> list[str]:
+#: The runtime parameter components Warren imports.
+PARAMETER_COMPONENTS = ("vhost-limits", OperatorPolicy.COMPONENT)
+
+
+def _policies(
+    document: dict[str, Any], vhost: str | None
+) -> tuple[list[Policy], list[str]]:
+    """The document's policies and operator policies, validated; and the problems.
+
+    A policy item holds its fields; an operator policy is a parameter whose
+    `value` holds them (its name and vhost are the parameter's).
+    """
+    entries: list[tuple[str, Any, Any, bool]] = [
+        (f"policies[{index}]", item, item, False)
+        for index, item in enumerate(_items(document, "policies"))
+    ]
+    entries += [
+        (f"parameters[{index}]", item, item.get("value"), True)
+        for index, item in enumerate(_items(document, "parameters"))
+        if isinstance(item, dict) and item.get("component") == OperatorPolicy.COMPONENT
+    ]
+    found: list[Policy] = []
+    problems: list[str] = []
+    for where, outer, fields, operator in entries:
+        if not isinstance(outer, dict) or not isinstance(fields, dict):
+            problems.append(f"{where}: expected an object, got {fields!r}")
+            continue
+        name = outer.get("name")
+        target = vhost if vhost is not None else outer.get("vhost", "/")
+        label = f"{where} ({'operator policy' if operator else 'policy'} {name!r})"
+        if not isinstance(name, str) or not isinstance(target, str):
+            problems.append(f"{label}: a policy needs a name and a vhost")
+            continue
+        missing = [k for k in ("pattern", "definition") if k not in fields]
+        if missing:
+            problems.append(f"{label}: missing {' and '.join(missing)}")
+            continue
+        try:
+            found.append(validate_policy(
+                target, name, pattern=fields["pattern"], definition=fields["definition"],
+                priority=fields.get("priority", 0), apply_to=fields.get("apply-to", "all"),
+                operator=operator,
+            ))
+        except PolicyInvalid as invalid:
+            problems.append(f"{label}: " + "; ".join(invalid.problems))
+    return found, problems
+
+
+def _unsupported(document: dict[str, Any], vhost: str | None = None) -> list[str]:
     """What the document asks for that Warren does not do (the import refuses it)."""
     problems = [f"unknown key {key!r}" for key in document if key not in KNOWN_KEYS]
-    for index, policy in enumerate(_items(document, "policies")):
-        name = policy.get("name") if isinstance(policy, dict) else policy
-        problems.append(f"policies[{index}] ({name!r}): Warren has no policies yet")
+    problems += _policies(document, vhost)[1]
     for index, parameter in enumerate(_items(document, "parameters")):
-        if not isinstance(parameter, dict) or parameter.get("component") != "vhost-limits":
+        if not isinstance(parameter, dict) or parameter.get("component") not in (
+            PARAMETER_COMPONENTS
+        ):
             component = parameter.get("component") if isinstance(parameter, dict) else parameter
             problems.append(
                 f"parameters[{index}]: component {component!r} is not supported "
-                "(only vhost-limits)"
+                "(only vhost-limits and operator_policy)"
             )
     for index, parameter in enumerate(_items(document, "global_parameters")):
         name = parameter.get("name") if isinstance(parameter, dict) else parameter
@@ -104,7 +159,7 @@ def import_definitions(
     applying anything when the document holds what Warren cannot honour."""
     if not isinstance(document, dict):
         raise DefinitionsRejected(["a definitions document is a JSON object"])
-    problems = _unsupported(document)
+    problems = _unsupported(document, vhost)
     if problems:
         raise DefinitionsRejected(problems)
     for parameter in _items(document, "global_parameters"):
@@ -134,6 +189,8 @@ def import_definitions(
     result.counts["users"] = len(_items(document, "users"))
     result.counts["permissions"] = len(_items(document, "permissions"))
     for index, item in enumerate(_items(document, "parameters")):
+        if item.get("component") != "vhost-limits":
+            continue  # operator policies: below, with the policies
         try:
             target = vhosts[where(item)]
             value = item["value"]
@@ -143,6 +200,16 @@ def import_definitions(
             result.add("vhost_limits")
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             result.problems.append(f"parameters[{index}]: {error}")
+    # Policies before the queues and exchanges, as RabbitMQ imports them: each
+    # is declared with the policies that match it.
+    for policy in _policies(document, vhost)[0]:
+        target = vhosts.get(policy.vhost)
+        kind = "operator_policies" if isinstance(policy, OperatorPolicy) else "policies"
+        if target is None:
+            result.problems.append(f"{kind}: {policy.name!r}: no vhost {policy.vhost!r}")
+            continue
+        target.set_policy(policy)
+        result.add(kind)
     for index, item in enumerate(_items(document, "exchanges")):
         _apply(result, f"exchanges[{index}]", "exchanges", lambda i=item: _exchange(
             vhosts[where(i)], i))
@@ -211,6 +278,7 @@ def export_definitions(
     queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []
     parameters: list[dict[str, Any]] = []
+    policies: list[dict[str, Any]] = []
     for v in chosen:
         tag = {} if vhost is not None else {"vhost": v.name}
         for name, x in v.topology.exchanges.items():
@@ -236,6 +304,9 @@ def export_definitions(
         if limits:
             parameters.append({"value": limits, **tag, "component": "vhost-limits",
                                "name": "limits"})
+        # RabbitMQ 3.10 names the vhost of a policy even in a vhost's own export.
+        policies += [p.as_json() for p in v.policies.listing()]
+        parameters += [p.as_parameter() for p in v.policies.listing(operator=True)]
     document: dict[str, Any] = {"rabbit_version": "3.10.8", "rabbitmq_version": "3.10.8",
                                 "product_name": "Warren", "product_version": __version__}
     if vhost is None:
@@ -246,7 +317,7 @@ def export_definitions(
             permissions=auth["permissions"],
             topic_permissions=auth["topic_permissions"],
         )
-    document.update(parameters=parameters, policies=[], queues=queues, exchanges=exchanges,
+    document.update(parameters=parameters, policies=policies, queues=queues, exchanges=exchanges,
                     bindings=bindings)
     if vhost is None:
         document["global_parameters"] = []

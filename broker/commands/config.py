@@ -100,11 +100,12 @@ def add_parser(subparsers: Any) -> None:
         help="RabbitMQ definitions JSON -> configuration language, on stdout",
         description="Convert a RabbitMQ definitions export (GET /api/definitions, or "
         "rabbitmqctl export_definitions) to the configuration language, in canonical form, on "
-        "stdout: the topology of one vhost (--vhost), and every user, vhost, permission, topic "
-        "permission and vhost limit. What the language cannot write (policies, operator "
-        "policies, other parameters, global parameters, items with nested arguments) is left "
-        "out with a line on stderr naming it, and the exit status is 1; the other vhosts' "
-        "topology and the node's cluster id are left out with a note.",
+        "stdout: the topology and the policies of one vhost (--vhost), and every user, vhost, "
+        "permission, topic permission and vhost limit. What the language cannot write (a "
+        "policy with a setting Warren does not implement, other parameters, global "
+        "parameters, items with nested arguments) is left out with a line on stderr naming "
+        "it, and the exit status is 1; the other vhosts' topology and policies and the node's "
+        "cluster id are left out with a note.",
         formatter_class=_RAW,
         epilog="example:\n"
         "  $ curl -su guest:guest http://rabbit:15672/api/definitions > defs.json\n"
@@ -149,6 +150,8 @@ def add_parser(subparsers: Any) -> None:
         "unless --management-url lets apply read the existing bindings. Vhosts, users, "
         "permissions, topic permissions and limits need --management-url (RabbitMQ's HTTP "
         "API): they are applied first, and reported created, present, changed or conflict. "
+        "Policies and operator policies (of the URL's vhost) are applied through the "
+        "management API too, before the topology, and reported created, present or changed. "
         "Exit 1 if anything conflicted or failed.",
         formatter_class=_RAW,
         epilog="example:\n"
@@ -457,6 +460,7 @@ def _apply(args: argparse.Namespace) -> int:
         apply_topology,
         needs_management,
         plan_access,
+        plan_policies,
         summary,
         would_create,
     )
@@ -466,7 +470,7 @@ def _apply(args: argparse.Namespace) -> int:
     # The topology goes to the URL's vhost: the file may name it without a vhost statement.
     model = read_config(args.file, params.vhost)
     name = "<stdin>" if args.file == "-" else args.file
-    if model.access and not args.management_url:
+    if (model.access or model.policies) and not args.management_url:
         raise CommandError(needs_management(name, model))
     management = None
     if args.management_url:
@@ -484,6 +488,11 @@ def _apply(args: argparse.Namespace) -> int:
         creates_vhost = params.vhost not in state.vhosts and any(
             v.name == params.vhost for v in model.vhosts
         )
+    if management is not None and model.policies:
+        # After the access statements (the file may create the vhost), before
+        # the topology: queues and exchanges are declared with their policies.
+        actions += plan_policies(model, management.policy_state(), params.vhost,
+                                 dry_run=args.dry_run)
     topology = bool(model.topology)
     progress = Progress("applying" if not args.dry_run else "checking",
                         len(model.declarations))

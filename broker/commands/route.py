@@ -3,8 +3,10 @@
     warren route FILE EXCHANGE ROUTING_KEY [--header KEY=VALUE]...
 
 Offline: no broker is involved. The file is declared into a
-`routing.topology.Topology` (the same routing code the broker runs), and
-`Topology.trace` gives the queues the message reaches with the chain of
+`routing.topology.Topology` (the same routing code the broker runs), its
+policies give exchanges their alternate exchange as the broker's do (an
+exchange's own `alternate-exchange` argument wins; broker.core.policies),
+and `Topology.trace` gives the queues the message reaches with the chain of
 bindings that led to each. When it reaches nothing, the command says why for
 each exchange the message crossed (no binding matched; the alternate
 exchange it went on to) and what the broker would do with it (mandatory:
@@ -20,7 +22,7 @@ from typing import Any
 
 from ._common import EXIT_NO, EXIT_OK, CommandError, header_argument, run_command
 
-__all__ = ["add_parser", "explain_unroutable"]
+__all__ = ["add_parser", "apply_policies", "explain_unroutable"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -75,6 +77,7 @@ def _route(args: argparse.Namespace) -> int:
         model.apply_to(topology)
     except RoutingError as error:  # a file `check` accepts always applies; be safe
         raise CommandError(f"{args.file}: {error.reply_text}") from None
+    by_policy = apply_policies(model, topology)
     exchange = args.exchange
     if not topology.has_exchange(exchange):
         names = [name for name in topology.exchanges if name]
@@ -92,14 +95,52 @@ def _route(args: argparse.Namespace) -> int:
             f"note: exchange '{exchange}' is internal: a client publishing to it gets 403 "
             "ACCESS_REFUSED; traced as a message that reached it through a binding"
         )
+    notes = [
+        f"note: the alternate-exchange of exchange '{name}' comes from policy "
+        f"'{by_policy[name]}'"
+        for name in trace.exchanges_visited
+        if name in by_policy
+    ]
     if trace.queues:
         print(trace.describe())
+        for note in notes:
+            print(note)
         return EXIT_OK
     print(trace.describe().splitlines()[0])
     for line in explain_unroutable(topology, trace, headers, args.file):
         print(f"  {line}")
+    for note in notes:
+        print(note)
     sys.stdout.flush()
     return EXIT_NO
+
+
+def apply_policies(model: Any, topology: Any) -> dict[str, str]:
+    """Give `topology`'s exchanges the alternate exchanges `model`'s policies give
+    them, as the broker does; {exchange: policy name} for those that took one."""
+    from broker.core.policies import VHostPolicies, alternate_exchange, validate_policy
+
+    policies = VHostPolicies()
+    for decl in model.policies:  # checked with the file: the broker accepts them
+        policies.put(validate_policy(
+            "/", decl.name, pattern=decl.pattern, definition=dict(decl.definition),
+            priority=decl.priority, apply_to=decl.apply_to, operator=decl.operator,
+        ))
+    by_policy: dict[str, str] = {}
+    if not policies:
+        return by_policy
+    for name, exchange in topology.exchanges.items():
+        if not name:
+            continue  # the default exchange never uses an alternate exchange
+        policy, operator = policies.match("exchanges", name)
+        alternate = alternate_exchange(policy, operator)
+        exchange.set_policy_alternate(alternate)
+        if alternate is not None and exchange.alternate_exchange == alternate and (
+            "alternate-exchange" not in exchange.arguments
+        ):
+            assert policy is not None
+            by_policy[name] = policy.name
+    return by_policy
 
 
 def explain_unroutable(topology: Any, trace: Any, headers: Any, filename: str) -> list[str]:

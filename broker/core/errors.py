@@ -9,6 +9,7 @@ class and method id of the offending method.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from protocol.constants import ReplyCode
@@ -114,17 +115,32 @@ def inequivalent_arg(
     """406 for a redeclaration whose properties differ from the existing entity.
 
     `x_arg` marks an entry of the `arguments` table, which RabbitMQ shows
-    with its field type ("the value '5' of type 'signedint'").
+    with its field type ("the value '5' of type 'signedint'") when one side
+    lacks it, and as the bare values when both have it ("received '6' but
+    current is '5'": rabbit_misc:assert_args_equivalence).
     """
+    if x_arg and received is not None and current is not None:
+        x_arg = False
+        received, current = _bare(received), _bare(current)
     return precondition_failed(
         f"inequivalent arg '{arg}' for {kind} '{name}' in vhost '{vhost}': "
         f"received {_show_arg(received, x_arg)} but current is {_show_arg(current, x_arg)}"
     )
 
 
+class _Bare(str):
+    """A value shown as '...' (no type), whatever its type."""
+
+
+def _bare(value: Any) -> _Bare:
+    return _Bare(_show(value))
+
+
 def _show_arg(value: Any, x_arg: bool) -> str:
     if value is None:
         return "none"
+    if isinstance(value, _Bare):
+        return f"'{value}'"
     if not x_arg and isinstance(value, bool | str):
         return f"'{_show(value)}'"
     return f"the value '{_show(value)}' of type '{amqp_type(value)}'"
@@ -146,4 +162,8 @@ def amqp_type(value: Any) -> str:
         return "table"
     if isinstance(value, list):
         return "array"
+    if value is None:
+        return "void"
+    if isinstance(value, Decimal):
+        return "decimal"
     return type(value).__name__

@@ -25,7 +25,12 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - `x-dead-letter-exchange` / `x-dead-letter-routing-key` (broker.core.features.dead_lettering);
 - `x-delivery-limit` (broker.core.features.delivery_limit);
 - `x-expires`: the queue is deleted after that long without consumers and
-  without being used (declared, got from, consumed from).
+  without being used (declared, got from, consumed from);
+- `x-max-priority`: the subclass `PriorityQueue` (broker.core.features.priority)
+  keeps `ready` as one FIFO per level; this class only calls `_put_back`;
+- consumer priorities (`x-priority`) and `x-single-active-consumer`: the
+  consumers dispatch runs over come from `dispatch_groups`
+  (broker.core.features.consumers), None in the common case.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
+from broker.core.features.consumers import ConsumerPriorities, SingleActiveConsumer
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
 from broker.core.message import Message, QueuedMessage
+from broker.core.policies import QUEUE_KEYS, Policy
 from broker.core.snapshots import QueueSnapshot
 from broker.core.timers import Scheduler
 
 __all__ = [
+    "DispatchGroups",
     "MessageStore",
     "OVERFLOW_DROP_HEAD",
     "OVERFLOW_REJECT_PUBLISH",
@@ -52,6 +60,9 @@ __all__ = [
 OVERFLOW_DROP_HEAD = "drop-head"
 OVERFLOW_REJECT_PUBLISH = "reject-publish"
 OVERFLOW_REJECT_PUBLISH_DLX = "reject-publish-dlx"
+
+#: Consumer priorities or a single active consumer (broker.core.features.consumers).
+DispatchGroups = ConsumerPriorities | SingleActiveConsumer
 
 
 class QueueConsumer(Protocol):
@@ -164,6 +175,10 @@ class Queue:
         self.ready_bytes = 0
         self.consumers: deque[QueueConsumer] = deque()
         self.exclusive_consumer: QueueConsumer | None = None
+        #: None while dispatch is plain round robin over `consumers`; else
+        #: consumer priorities or a single active consumer, whose `groups()`
+        #: dispatch runs over instead (broker.core.features.consumers).
+        self.dispatch_groups: DispatchGroups | None = None
         #: Delivered (to a consumer or basic.get) and not yet settled: the
         #: session reports settlements with `settled()`.
         self.unacked_count = 0
@@ -180,11 +195,59 @@ class Queue:
         self.dead_letter_exchange: str | None = args.get("x-dead-letter-exchange")
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
+        #: The policy and operator policy that apply, and the settings in
+        #: effect by policy key ("message-ttl": 30000, ...): the arguments and
+        #: the policies resolved (broker.core.policies). Set by the vhost with
+        #: `configure`; other code reads `effective`, never the arguments.
+        self.policy: Policy | None = None
+        self.operator_policy: Policy | None = None
+        self.effective: dict[str, Any] = {
+            key[2:]: value for key, value in args.items() if key[2:] in QUEUE_KEYS
+        }
+        if args.get("x-single-active-consumer") is True:
+            # RabbitMQ 3.10's quorum queues hand over in registration order,
+            # its classic queues to the highest consumer priority.
+            self.dispatch_groups = SingleActiveConsumer(
+                by_priority=args.get("x-queue-type", "classic") == "classic"
+            )
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
         self.last_used = time.monotonic()
         if self.expires is not None:
             self._schedule(self.last_used + self.expires / 1000)
+
+    # -- policies ---------------------------------------------------------------
+
+    def configure(self, effective: dict[str, Any]) -> None:
+        """Take new effective settings (a policy was set or cleared), with their
+        consequences, as RabbitMQ's process_args_policy does:
+
+        - a lower max-length or max-length-bytes drops (dead-letters as
+          `maxlen`) the oldest messages at once, with overflow drop-head;
+        - a new message TTL applies to messages that arrive from now on: the
+          ones queued keep the expiry they got on arrival (none, or the old
+          TTL's), and expire from the head as before;
+        - a new expires restarts the queue's lease from now;
+        - the dead-letter exchange and routing key, the overflow mode and the
+          delivery limit apply to what happens next.
+        """
+        self.effective = dict(effective)
+        self.message_ttl = effective.get("message-ttl")
+        self.expires = effective.get("expires")
+        self.max_length = effective.get("max-length")
+        self.max_length_bytes = effective.get("max-length-bytes")
+        self.overflow = effective.get("overflow", OVERFLOW_DROP_HEAD)
+        self.dead_letter_exchange = effective.get("dead-letter-exchange")
+        self.dead_letter_routing_key = effective.get("dead-letter-routing-key")
+        self.delivery_limit = effective.get("delivery-limit")
+        if self.message_ttl is not None:
+            self._may_expire = True  # never reset: queued messages keep their expiry
+        if self.expires is not None:
+            self.touch()
+        if self.overflow == OVERFLOW_DROP_HEAD and self.ready and self._over_limit(0, 0):
+            self._drop_head()
+        if self._may_expire:
+            self.expire()
 
     # -- counters (queue.declare-ok, basic.get-ok, management) -------------
 
@@ -334,31 +397,19 @@ class Queue:
             entries, over = returned(self.delivery_limit, entries)
             if over:
                 self.dead_letter(over, DELIVERY_LIMIT)
-        ready = self.ready
         # Delivered entries all have their seq (given when they left).
         for entry in sorted(entries, key=lambda e: e.seq or 0, reverse=True):
             entry.redelivered = True
             self.ready_bytes += len(entry.message.body)
-            seq = entry.seq or 0
-            # An entry that never left (seq None) is newer than this one.
-            head_seq = ready[0].seq if ready else None
-            if head_seq is None or seq < head_seq:
-                ready.appendleft(entry)
-                continue
-            # Rare: older ready messages exist before it (e.g. a message
-            # requeued while others were still waiting). Linear insert.
-            index = 0
-            for index, other in enumerate(ready):  # noqa: B007
-                other_seq = other.seq
-                if other_seq is None or other_seq > seq:
-                    break
-            else:
-                index = len(ready)
-            ready.insert(index, entry)
+            self._put_back(entry)
         if self.consumers:
             self.dispatch()
         if self._may_expire:
             self.expire()
+
+    def _put_back(self, entry: QueuedMessage) -> None:
+        """Requeue one entry at its original place (a priority queue: in its level)."""
+        put_back(self.ready, entry)
 
     def get(self) -> QueuedMessage | None:
         """basic.get: take the head of the queue, or None when empty.
@@ -372,6 +423,10 @@ class Queue:
             return None
         entry = self._popleft()
         self.ready_bytes -= len(entry.message.body)
+        if self._may_expire:
+            # RabbitMQ drops expired heads after a fetch too: get-ok's
+            # message_count counts none that expired behind this one.
+            self.expire()
         return entry
 
     def handed_out(self, entry: QueuedMessage, no_ack: bool) -> None:
@@ -468,12 +523,23 @@ class Queue:
 
     # -- consumers ----------------------------------------------------------
 
-    def add_consumer(self, consumer: QueueConsumer, exclusive: bool) -> None:
+    def add_consumer(self, consumer: QueueConsumer, exclusive: bool, priority: int = 0) -> None:
+        """A new consumer; `priority` is its x-priority (features.consumers)."""
         self.consumers.append(consumer)
         self.had_consumer = True
         self.touch()
         if exclusive:
             self.exclusive_consumer = consumer
+        groups = self.dispatch_groups
+        if groups is None and priority:
+            # The first consumer with a priority: the others (priority 0)
+            # keep their round-robin order in the group of priority 0.
+            groups = self.dispatch_groups = ConsumerPriorities()
+            for other in self.consumers:
+                if other is not consumer:
+                    groups.add(other, 0)
+        if groups is not None:
+            groups.add(consumer, priority)
         self.dispatch()
 
     def remove_consumer(self, consumer: QueueConsumer) -> None:
@@ -483,6 +549,11 @@ class Queue:
             return
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        groups = self.dispatch_groups
+        if groups is not None:
+            groups.remove(consumer)  # a single active consumer hands over here
+            if isinstance(groups, ConsumerPriorities) and groups.only_default:
+                self.dispatch_groups = None  # back to plain round robin
         if not self.consumers:
             self.touch()
 
@@ -504,9 +575,26 @@ class Queue:
             self.expire()
         self._deliver_ready()
 
-    def _deliver_ready(self, now: float | None = None) -> None:
+    def _deliver_ready(
+        self, now: float | None = None, consumers: deque[QueueConsumer] | None = None
+    ) -> None:
+        """Round robin over `consumers` (default: all of them, or each of
+        `dispatch_groups` in turn) until the queue is empty or all refuse."""
+        if consumers is None:
+            groups = self.dispatch_groups
+            if groups is not None:
+                # Highest priority first; a group gets messages only once
+                # every group above it has refused (no credit): credit cannot
+                # come back during a dispatch, so one pass per group is the
+                # same as choosing per message (features.consumers).
+                for group in groups.groups():
+                    if not self.ready:
+                        return
+                    if group:
+                        self._deliver_ready(now, group)
+                return
+            consumers = self.consumers
         ready = self.ready
-        consumers = self.consumers
         refused = 0
         count = len(consumers)
         journal = self.journal
@@ -547,3 +635,27 @@ class Queue:
                 refused = 0
             else:
                 refused += 1
+
+
+def put_back(ready: deque[QueuedMessage | Message], entry: QueuedMessage) -> None:
+    """Insert a requeued `entry` into `ready` (in arrival order) at its original place.
+
+    Entries are ordered by `seq`; one whose `seq` is None never left and is
+    newer than every entry that has one. In the common case all requeued
+    entries are older than every ready one and this is an `appendleft`.
+    """
+    seq = entry.seq or 0
+    head_seq = ready[0].seq if ready else None
+    if head_seq is None or seq < head_seq:
+        ready.appendleft(entry)
+        return
+    # Rare: older ready messages exist before it (e.g. a message
+    # requeued while others were still waiting). Linear insert.
+    index = 0
+    for index, other in enumerate(ready):  # noqa: B007
+        other_seq = other.seq
+        if other_seq is None or other_seq > seq:
+            break
+    else:
+        index = len(ready)
+    ready.insert(index, entry)

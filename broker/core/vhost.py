@@ -21,9 +21,18 @@ from typing import Any, Protocol, TypeVar
 from broker.core import errors
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import validate_queue_arguments
+from broker.core.features.priority import PriorityQueue, max_priority_of
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
+from broker.core.policies import (
+    OperatorPolicy,
+    Policy,
+    VHostPolicies,
+    alternate_exchange,
+    policy_fields,
+    queue_values,
+)
 from broker.core.queue import MessageStore, Queue
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
@@ -31,7 +40,7 @@ from protocol.errors import AMQPError
 from routing.errors import RoutingError
 from routing.topology import Topology
 
-__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached"]
+__all__ = ["ClientRef", "DefinitionsSink", "VHost", "VHostLimits", "limit_reached", "new_queue"]
 
 log = get_logger("warren.vhost")
 
@@ -52,8 +61,14 @@ EQUIVALENCE_ARGS = (
     "x-max-priority",
     "x-overflow",
     "x-queue-mode",
+    "x-queue-version",
+    "x-queue-master-locator",
     "x-queue-type",
     "x-single-active-consumer",
+    # quorum queues' own (RabbitMQ 3.10 compares these too)
+    "x-quorum-initial-group-size",
+    "x-dead-letter-strategy",
+    "x-queue-leader-locator",
 )
 
 
@@ -122,6 +137,9 @@ class VHost:
         self.connection_count = 0
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
+        #: Policies and operator policies (broker.core.policies); change them
+        #: with `set_policy` / `clear_policy`, which apply them.
+        self.policies = VHostPolicies()
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
         #: Set by the broker: told of large frees (broker.core.memory).
@@ -168,6 +186,7 @@ class VHost:
             arguments=arguments or {},
         )
         if not existed:
+            self._apply_exchange_policies(topology.exchanges[name])
             log.info(
                 "exchange.declared",
                 exchange=name,
@@ -312,8 +331,11 @@ class VHost:
             )
         if check_new is not None:
             check_new(name, arguments)
-        validate_queue_arguments(name, arguments, self.name)
-        queue = Queue(
+        validate_queue_arguments(
+            name, arguments, self.name, durable=durable, exclusive=exclusive,
+            auto_delete=auto_delete,
+        )
+        queue = new_queue(
             name,
             durable=durable,
             exclusive_owner=connection if exclusive else None,
@@ -323,6 +345,7 @@ class VHost:
         )
         self.queues[name] = queue
         self.topology.add_queue(name)
+        self._apply_queue_policies(queue)
         log.info(
             "queue.declared",
             queue=name,
@@ -361,8 +384,10 @@ class VHost:
             )
         for key in EQUIVALENCE_ARGS:
             got, had = arguments.get(key), queue.arguments.get(key)
-            if key == "x-queue-type":
-                got, had = got or "classic", had or "classic"
+            if key == "x-queue-type" and (got or "classic") == (had or "classic"):
+                continue  # no x-queue-type is "classic" (RabbitMQ's default type)
+            if isinstance(got, bytes):
+                got = got.decode("utf-8", "replace")
             if got != had or type(got) is not type(had):
                 raise errors.inequivalent_arg(
                     "queue", queue.name, self.name, key, got, had, x_arg=True
@@ -452,6 +477,68 @@ class VHost:
         for queue in owned:
             self._delete_queue(queue, reason="exclusive_owner_closed", peer=_peer(connection))
 
+    # -- policies ---------------------------------------------------------------------
+
+    def set_policy(self, policy: Policy) -> bool:
+        """Set a policy or operator policy (validated: policies.validate_policy) and
+        apply it to every queue and exchange; True if it is new."""
+        created = self.policies.put(policy)
+        log.info(
+            "policy.set",
+            vhost=self.name,
+            policy=policy.name,
+            operator=isinstance(policy, OperatorPolicy),
+            pattern=policy.pattern,
+            apply_to=policy.apply_to,
+            priority=policy.priority,
+            created=created,
+        )
+        self.apply_policies()
+        self.stored()
+        return created
+
+    def clear_policy(self, name: str, *, operator: bool = False) -> bool:
+        """Clear a policy (or operator policy) and apply what is left; False if none."""
+        if self.policies.delete(name, operator=operator) is None:
+            return False
+        log.info("policy.cleared", vhost=self.name, policy=name, operator=operator)
+        self.apply_policies()
+        self.stored()
+        return True
+
+    def apply_policies(self) -> None:
+        """Give every queue and exchange the policies that match it now
+        (RabbitMQ's update_matched_objects, after every set and clear)."""
+        for queue in list(self.queues.values()):
+            if not queue.deleted:
+                self._apply_queue_policies(queue)
+        for exchange in list(self.topology.exchanges.values()):
+            self._apply_exchange_policies(exchange)
+
+    def _apply_queue_policies(self, queue: Queue) -> None:
+        policy, operator = self.policies.match("queues", queue.name)
+        if policy == queue.policy and operator == queue.operator_policy:
+            return  # unchanged: no reconfiguration (RabbitMQ's no_change)
+        queue.policy, queue.operator_policy = policy, operator
+        queue.configure(queue_values(queue.arguments, policy, operator))
+
+    def _apply_exchange_policies(self, exchange: Any) -> None:
+        if not exchange.name:
+            return  # the default exchange never uses an alternate exchange
+        policy, operator = self.policies.match("exchanges", exchange.name)
+        exchange.set_policy_alternate(alternate_exchange(policy, operator))
+
+    def policy_fields(self, kind: str, name: str) -> dict[str, Any]:
+        """`policy`, `operator_policy`, `effective_policy_definition` as the
+        management API shows them for the queue (kind "queues") or exchange
+        ("exchanges") `name` (see policies.policy_fields)."""
+        if kind == "queues":
+            queue = self.queues.get(name)
+            if queue is not None:
+                return policy_fields(queue.policy, queue.operator_policy)
+        policy, operator = self.policies.match(kind, name)
+        return policy_fields(policy, operator, kind)
+
     # -- bindings ---------------------------------------------------------------------
 
     def bind_queue(
@@ -487,3 +574,25 @@ class VHost:
 
 def _peer(connection: ClientRef | None) -> str | None:
     return connection.peer_text if connection is not None else None
+
+
+def new_queue(
+    name: str,
+    *,
+    durable: bool = False,
+    exclusive_owner: object | None = None,
+    auto_delete: bool = False,
+    arguments: dict[str, Any] | None = None,
+    vhost: VHost | None = None,
+) -> Queue:
+    """A queue of the class its (validated) arguments call for: a
+    `PriorityQueue` for `x-max-priority` above 0, else a plain `Queue`."""
+    cls = PriorityQueue if max_priority_of(arguments or {}) else Queue
+    return cls(
+        name,
+        durable=durable,
+        exclusive_owner=exclusive_owner,
+        auto_delete=auto_delete,
+        arguments=arguments,
+        vhost=vhost,
+    )

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from broker.auth.access import UserAccess
 from broker.core import errors
+from broker.core.features import consumers as consumer_rules
+from broker.core.features.arguments import queue_type_of
 from broker.core.message import Envelope, Message, QueuedMessage
 from broker.core.names import new_name
 from broker.core.queue import Queue
@@ -562,10 +564,12 @@ class Channel:
         tag = method.consumer_tag or new_name("amq.ctag-")
         if tag in self.consumers:
             raise errors.not_allowed(f"attempt to reuse consumer tag '{tag}'")
-        if queue.exclusive_consumer is not None or (method.exclusive and queue.consumers):
-            raise errors.access_refused(
-                f"queue '{queue.name}' in vhost '{self.vhost.name}' in exclusive use"
-            )
+        # x-priority and the other consumer arguments; exclusivity (with a
+        # single active consumer: features.consumers).
+        priority = consumer_rules.consumer_priority(
+            queue.name, self.vhost.name, method.arguments or {}, queue_type_of(queue.arguments)
+        )
+        consumer_rules.check_consume(queue, method.exclusive, self.vhost.name)
         consumer = Consumer(
             tag,
             self,
@@ -579,7 +583,7 @@ class Channel:
         # consume-ok goes out before any delivery to the new consumer.
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))
-        queue.add_consumer(consumer, method.exclusive)
+        queue.add_consumer(consumer, method.exclusive, priority)
 
     def on_basic_cancel(self, method: m.BasicCancel) -> None:
         consumer = self.consumers.pop(method.consumer_tag, None)
@@ -590,6 +594,8 @@ class Channel:
             queue.remove_consumer(consumer)
             if queue.should_auto_delete:
                 self.vhost.auto_delete_queue(queue)
+            elif queue.dispatch_groups is not None and queue.dispatch_groups.dispatch_on_cancel:
+                queue.dispatch()  # a single active consumer's successor starts
 
     def cancel_by_server(self, consumer: Consumer) -> None:
         """The queue went away: forget the consumer, tell the client if it can hear it."""
@@ -606,6 +612,7 @@ class Channel:
         name = self._queue_name(method.queue)
         self.access.check("read", "queue", name)
         queue = self.vhost.get_queue(name, self.connection)
+        consumer_rules.check_get(queue, self.vhost.name)
         entry = queue.get()
         if entry is None:
             self._reply(m.BasicGetEmpty())
@@ -716,6 +723,11 @@ class Channel:
             consumer.queue.remove_consumer(consumer)
         self._settle(self.acks.take_all() + held, requeue=True)
         for consumer in consumers:
-            if consumer.queue.should_auto_delete:
-                self.vhost.auto_delete_queue(consumer.queue)
+            queue = consumer.queue
+            if queue.should_auto_delete:
+                self.vhost.auto_delete_queue(queue)
+            elif queue.dispatch_groups is not None:
+                # A single active consumer's successor starts, with the
+                # requeued messages (back in place above) first.
+                queue.dispatch()
         self.confirms.clear()

@@ -15,8 +15,13 @@ table:
 
     {"version": 2,
      "vhosts": [{"name", "description", "tags", "limits",
-                 "exchanges", "queues", "bindings"}, ...],
+                 "exchanges", "queues", "bindings", "policies"}, ...],
      "sections": {"auth": {"users", "permissions", "topic_permissions"}}}
+
+A vhost's `policies` (absent from files written before policies existed) is
+one long string, the JSON list of its policies and operator policies as
+definitions JSON writes them: a policy's values are JSON (a priority of 1.5,
+a max-length beyond 64 bits), which a field table cannot always hold.
 
 A version 1 file (from before vhosts: exchanges, queues and bindings at the
 top) is read as the vhost `/`. The storage layer does not know users: other
@@ -36,14 +41,15 @@ restart, which closes every connection, deletes them.
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from broker.core.queue import Queue
-from broker.core.vhost import VHost
+from broker.core.policies import OperatorPolicy, Policy, PolicyInvalid, validate_policy
+from broker.core.vhost import VHost, new_queue
 from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
 from broker.storage.fsync import write_atomically
@@ -114,7 +120,7 @@ def durable_definitions(vhost: VHost) -> dict[str, Any]:
                 "arguments": dict(binding.arguments),
             }
         )
-    return {
+    stored = {
         "name": vhost.name,
         "description": vhost.description,
         "tags": list(vhost.tags),
@@ -123,6 +129,48 @@ def durable_definitions(vhost: VHost) -> dict[str, Any]:
         "queues": queues,
         "bindings": bindings,
     }
+    if vhost.policies:
+        stored["policies"] = _policies_text(vhost)
+    return stored
+
+
+def _policies_text(vhost: VHost) -> str:
+    policies = vhost.policies
+    items = [
+        {**p.as_json(), "operator": isinstance(p, OperatorPolicy)}
+        for p in (*policies.listing(), *policies.listing(operator=True))
+    ]
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+def _restore_policies(vhost: VHost, text: Any) -> int:
+    """Set a vhost's stored policies (before its queues and exchanges exist)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    count = 0
+    try:
+        items = json.loads(text)
+    except (TypeError, ValueError) as error:
+        log.error("definitions.skipped", kind="policies", vhost=vhost.name, error=str(error))
+        return 0
+    for item in items if isinstance(items, list) else []:
+        try:
+            policy: Policy = validate_policy(
+                vhost.name,
+                str(item["name"]),
+                pattern=item.get("pattern"),
+                definition=item.get("definition"),
+                priority=item.get("priority", 0),
+                apply_to=item.get("apply-to", "all"),
+                operator=bool(item.get("operator")),
+            )
+        except (PolicyInvalid, KeyError, TypeError, AttributeError) as error:
+            log.error("definitions.skipped", kind="policy", name=str(item)[:100],
+                      error=str(error))
+            continue
+        vhost.policies.put(policy)
+        count += 1
+    return count
 
 
 def _encode(definitions: dict[str, Any]) -> bytes:
@@ -147,7 +195,7 @@ def _decode(data: bytes) -> dict[str, Any]:
 
 
 def _restore_queue(vhost: VHost, name: str, auto_delete: bool, arguments: Any) -> None:
-    queue = Queue(
+    queue = new_queue(
         name, durable=True, auto_delete=auto_delete, arguments=arguments or {}, vhost=vhost
     )
     queue.journal = vhost.journal
@@ -210,7 +258,7 @@ class DefinitionsStore:
         client); from then on keep the file equal to `vhosts`. Returns the stored
         sections by name (the caller restores what they hold)."""
         definitions = self.load()
-        counts = {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0}
+        counts = {"vhosts": 0, "exchanges": 0, "queues": 0, "bindings": 0, "policies": 0}
         for stored in definitions.get("vhosts", []):
             try:
                 vhost, _created = vhosts.create(
@@ -226,8 +274,11 @@ class DefinitionsStore:
             limits = stored.get("limits") or {}
             vhost.limits.max_connections = limits.get("max-connections")
             vhost.limits.max_queues = limits.get("max-queues")
+            if "policies" in stored:
+                counts["policies"] += _restore_policies(vhost, stored["policies"])
             for kind, count in _restore_topology(vhost, stored).items():
                 counts[kind] += count
+            vhost.apply_policies()
         self._vhosts = vhosts
         for name in vhosts:
             self._parts[name] = durable_definitions(vhosts[name])

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from broker.core.features.priority import PriorityReady
 from broker.core.features.ttl import expiry_to_wall_clock
 from broker.core.message import Message, QueuedMessage
 from broker.logging import get_logger
@@ -551,6 +552,10 @@ class Journal:
             ready = queue.ready
             seq = queue._next_seq
             size = 0
+            # A priority queue: each message into its level, known from its
+            # record (recovery), so none is read back to learn it.
+            levels = ready if isinstance(ready, PriorityReady) else None
+            priorities = recovered.priorities
             for entry in entries:
                 entry.seq = seq
                 seq += 1
@@ -558,7 +563,10 @@ class Journal:
                 entry._source = self
                 live[entry.segment] += 1
                 size += entry.size
-                ready.append(entry)
+                if levels is not None:
+                    levels.append_at(entry, priorities.get(entry.msg_id, 0))
+                else:
+                    ready.append(entry)
             queue._next_seq = seq
             self._queues.add(queue)
             queue.ready_bytes += size

@@ -45,6 +45,9 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from protocol.errors import AMQPError
+from protocol.properties import priority_of
+
 __all__ = [
     "ACK",
     "DELIVER",
@@ -231,6 +234,22 @@ def publish_summary(
     if off > len(payload):
         raise ValueError("properties run past the record")
     return msg_id, vhost, queue, len(payload) - off, expires
+
+
+def publish_priority(payload: bytes | memoryview, flags: int = 0) -> int | None:
+    """The `priority` property of a PUBLISH payload (None: not set), for
+    recovering a priority queue without reading its messages back."""
+    try:
+        off = 16 if flags & FLAG_EXPIRES else 8
+        if flags & FLAG_VHOST:
+            off += 1 + payload[off]
+        for _ in range(3):  # queue, exchange, routing key
+            off += 1 + payload[off]
+        (plen,) = _U32.unpack_from(payload, off)
+        off += 4
+        return priority_of(payload[off : off + plen])
+    except (IndexError, struct.error, AMQPError) as error:
+        raise ValueError(f"malformed publish record: {error}") from None
 
 
 def encode_ids(ids: Iterable[int]) -> bytes:

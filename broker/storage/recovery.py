@@ -53,6 +53,9 @@ class Recovered:
     published: dict[int, int] = field(default_factory=dict)
     #: (vhost, queue) of queues with at least one recovered message that has an expiry.
     expiring: set[tuple[str, str]] = field(default_factory=set)
+    #: msg_id -> the message's `priority` property, for the recovered
+    #: messages that have one above 0 (a priority queue puts each in its level).
+    priorities: dict[int, int] = field(default_factory=dict)
     next_msg_id: int = 1
     next_seq: int = 1
     bytes_read: int = 0
@@ -73,6 +76,7 @@ def recover(directory: Path) -> Recovered:
     started = time.monotonic()
     result = Recovered()
     messages: dict[int, PagedEntry] = {}
+    priorities = result.priorities
     # One (vhost, queue) tuple per queue, shared by its messages' `_source`.
     keys: dict[tuple[str, str], tuple[str, str]] = {}
     segments = list_segments(directory)
@@ -119,7 +123,7 @@ def recover(directory: Path) -> Recovered:
             if record.type == r.PUBLISH:
                 result.published[number] = result.published.get(number, 0) + 1
             try:
-                max_id = _apply(record, number, messages, keys, max_id, clock)
+                max_id = _apply(record, number, messages, keys, max_id, clock, priorities)
             except ValueError as error:
                 result.records_lost += 1
                 log.error(
@@ -144,6 +148,10 @@ def recover(directory: Path) -> Recovered:
         if message.expires_at is not None:
             expiring.add(message._source)
     messages.clear()
+    if priorities:
+        live = {id_ for entries in result.queues.values() for id_ in (e.msg_id for e in entries)}
+        for msg_id in [i for i in priorities if i not in live]:
+            del priorities[msg_id]
     for queue_messages in result.queues.values():
         queue_messages.sort(key=_by_msg_id)
     result.next_msg_id = max_id + 1
@@ -186,10 +194,16 @@ def _apply(
     keys: dict[tuple[str, str], tuple[str, str]],
     max_id: int,
     clock: float,
+    priorities: dict[int, int],
 ) -> int:
     kind = record.type
     if kind == r.PUBLISH:
         msg_id, vhost, queue, size, expires = r.publish_summary(record.payload, record.flags)
+        priority = r.publish_priority(record.payload, record.flags)
+        if priority:
+            priorities[msg_id] = priority
+        else:
+            priorities.pop(msg_id, None)
         key = keys.setdefault((vhost, queue), (vhost, queue))
         old = messages.get(msg_id)
         expires_at = None if expires is None else expires / 1000 + clock

@@ -15,18 +15,24 @@ The shape is what RabbitMQ 3.10's management API exports from
                     "internal", "arguments"}],
      "queues":    [{"name", "vhost", "durable", "auto_delete", "arguments"}],
      "bindings":  [{"source", "vhost", "destination", "destination_type",
-                    "routing_key", "arguments"}]}
+                    "routing_key", "arguments"}],
+     "policies":  [{"vhost", "name", "pattern", "apply-to", "definition",
+                    "priority"}]}
+
+and an operator policy is a parameter: ``{"value": {"pattern", "definition",
+"priority", "apply-to"}, "vhost", "component": "operator_policy", "name"}``.
 
 (every shape checked against a RabbitMQ 3.10.8 export; user tags may also be a
 comma-separated string, as RabbitMQ's import accepts). A whole-broker export
 holds every vhost's topology; ``from_definitions`` keeps one vhost's (items
 without a ``vhost`` field, as in a per-vhost export, belong to any) and every
 user, vhost, permission, topic permission and vhost limit, which name their
-vhost themselves. It also accepts ``null`` argument values as void, which
-RabbitMQ's import refuses. What the language cannot write is left out and
-reported, never silently: items with nested (table or array) arguments,
-policies, operator policies, other parameters, global parameters (``warn``),
-and the other vhosts' topology (``note``).
+vhost themselves, and the policies and operator policies of that vhost. It
+also accepts ``null`` argument values as void, which RabbitMQ's import
+refuses. What the language cannot write is left out and reported, never
+silently: items with nested (table or array) arguments, policies with a
+setting Warren does not implement (``ha-mode``...), other parameters, global
+parameters (``warn``), and the other vhosts' topology and policies (``note``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from ..model import (
     Declaration,
     ExchangeDecl,
     PermissionDecl,
+    PolicyDecl,
     QueueDecl,
     TopicPermissionDecl,
     TopologyConfig,
@@ -53,7 +60,11 @@ from ..model import (
 from .access import USER_LIMITS, VHOST_LIMITS, algorithm_name
 from .options import (
     CONSISTENT_HASH,
+    OPERATOR_POLICY_OPTIONS,
     OPTION_BY_ARGUMENT,
+    POLICY_APPLY_TO,
+    POLICY_OPTIONS,
+    POLICY_REFUSED,
     ValueProblem,
     check_generic,
     read_value,
@@ -147,7 +158,28 @@ def to_definitions(config: TopologyConfig, vhost: str = "/") -> dict[str, list[d
     ``topic_permissions`` and ``parameters`` (the vhost limits) are there when
     the file has access statements.
     """
-    access = _access_definitions(config) if config.access else {}
+    access: dict[str, list[dict[str, Any]]] = (
+        _access_definitions(config) if config.access else {}
+    )
+    policies = [p for p in config.policies if not p.operator]
+    operator_policies = [p for p in config.policies if p.operator]
+    if operator_policies:
+        access["parameters"] = [*access.get("parameters", []), *(
+            {
+                "value": {"pattern": p.pattern, "definition": dict(p.definition),
+                          "priority": p.priority, "apply-to": p.apply_to},
+                "vhost": vhost,
+                "component": "operator_policy",
+                "name": p.name,
+            }
+            for p in operator_policies
+        )]
+    if policies:
+        access["policies"] = [
+            {"vhost": vhost, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+             "definition": dict(p.definition), "priority": p.priority}
+            for p in policies
+        ]
     return {
         **access,
         "exchanges": [
@@ -435,12 +467,16 @@ def from_definitions(
             ))
     limits_decls: list[Declaration] = []
     other_parameters: dict[str, list[str]] = {}
+    operator_items: list[tuple[str, Any, Any]] = []
     for i, item in enumerate(section("parameters")):
         where = f"parameters[{i}]"
         if not obj(item, where):
             continue
         component = item.get("component")
         owner = item.get("vhost", vhost)
+        if component == "operator_policy":
+            operator_items.append((where, item, item.get("value")))
+            continue
         if component != "vhost-limits":
             other_parameters.setdefault(str(component), []).append(
                 f"{owner}/{item.get('name')}"
@@ -462,22 +498,36 @@ def from_definitions(
             if checked is not None:
                 limits_decls.append(VHostLimitDecl(owner, limit, checked))
 
-    # -- what the language has no statement for ---------------------------------
-    policies = [
-        f"{p.get('vhost')}/{p.get('name')}" if isinstance(p, dict) else repr(p)
-        for p in section("policies")
-    ]
-    if policies:
-        dropped.append(
-            f"policies: left out {_plural(len(policies), 'policy', 'policies')} (the "
-            f"configuration language has no policies): {_names(policies)}"
+    # -- policies and operator policies of ``vhost`` ------------------------------
+    policy_decls: list[Declaration] = []
+    other_policies: dict[str, int] = {}
+    entries = [(f"policies[{i}]", item, item, False) for i, item in enumerate(section("policies"))]
+    entries += [(where, item, value, True) for where, item, value in operator_items]
+    for where, outer, fields, operator in entries:
+        if not obj(outer, where):
+            continue
+        owner = outer.get("vhost", vhost)
+        if owner != vhost:
+            other_policies[str(owner)] = other_policies.get(str(owner), 0) + 1
+            continue
+        if not isinstance(fields, dict):
+            problems.append(f"{where}.value: expected an object, got {fields!r}")
+            continue
+        decl = _policy_decl(where, outer, fields, operator, problems, skip)
+        if decl is not None:
+            policy_decls.append(decl)
+    if other_policies:
+        parts = [f"{name} ({_plural(count, 'policy', 'policies')})"
+                 for name, count in sorted(other_policies.items())]
+        noted.append(
+            f"left out the policies of {_plural(len(other_policies), 'other vhost')} (a file's "
+            f"policies are its own vhost's; convert each with --vhost): {', '.join(parts)}"
         )
+
+    # -- what the language has no statement for ---------------------------------
     for component, names in other_parameters.items():
-        if component == "operator_policy":
-            what = _plural(len(names), "operator policy", "operator policies")
-        else:
-            what = _plural(len(names), f"parameter of component {component!r}",
-                           f"parameters of component {component!r}")
+        what = _plural(len(names), f"parameter of component {component!r}",
+                       f"parameters of component {component!r}")
         dropped.append(
             f"parameters: left out {what} (the configuration language has no runtime "
             f"parameters other than vhost limits): {_names(names)}"
@@ -609,8 +659,66 @@ def from_definitions(
             note(message)
     if problems:
         raise DefinitionsError(problems)
-    return TopologyConfig([*vhosts, *limits_decls, *users, *permissions,
+    return TopologyConfig([*vhosts, *limits_decls, *users, *permissions, *policy_decls,
                            *topology.declarations])
+
+
+def _policy_decl(
+    where: str,
+    outer: dict[str, Any],
+    fields: dict[str, Any],
+    operator: bool,
+    problems: list[str],
+    skip: Callable[[str, str, str], None],
+) -> PolicyDecl | None:
+    """One policy (or operator policy) as a declaration; None if it was skipped."""
+    name = outer.get("name")
+    kind = "operator policy" if operator else "policy"
+    if not isinstance(name, str):
+        problems.append(f"{where}.name: expected a string, got {name!r}")
+        return None
+    pattern = fields.get("pattern")
+    if not isinstance(pattern, str):
+        problems.append(f"{where}: {kind} {name!r}: pattern: expected a string, got {pattern!r}")
+        return None
+    # A pattern Python's re refuses (PCRE reads a few more) is kept, as a
+    # permission's is: checking the converted text names it.
+    apply_to = fields.get("apply-to", "all")
+    if apply_to not in POLICY_APPLY_TO:
+        problems.append(f"{where}: {kind} {name!r}: apply-to {apply_to!r} is not one of "
+                        f"{', '.join(POLICY_APPLY_TO)}")
+        return None
+    priority = fields.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int | float):
+        problems.append(f"{where}: {kind} {name!r}: priority: expected a number, got "
+                        f"{priority!r}")
+        return None
+    definition = fields.get("definition")
+    if not isinstance(definition, dict) or not definition:
+        problems.append(f"{where}: {kind} {name!r}: definition: expected a non-empty object, "
+                        f"got {definition!r}")
+        return None
+    allowed = OPERATOR_POLICY_OPTIONS if operator else tuple(POLICY_OPTIONS)
+    values: dict[str, Any] = {}
+    for key, value in definition.items():
+        if key not in allowed:
+            why = (f"setting {key!r} is a RabbitMQ policy setting Warren does not implement "
+                   f"({POLICY_REFUSED[key]})" if key in POLICY_REFUSED
+                   else f"setting {key!r} is not a setting of {'an operator' if operator else 'a'}"
+                   " policy the language knows")
+            skip(where, f"{kind} {name!r}", why)
+            return None
+        try:
+            values[key] = read_value(POLICY_OPTIONS[key], value)
+        except ValueProblem as trouble:
+            problems.append(f"{where}: {kind} {name!r}: {trouble.message}")
+            return None
+        option = POLICY_OPTIONS[key]
+        if option.kind == "choice" and values[key] not in option.choices:
+            problems.append(f"{where}: {kind} {name!r}: {key} {value!r} is not one of "
+                            f"{', '.join(option.choices)}")
+            return None
+    return PolicyDecl(name, pattern, values, apply_to, priority, operator)
 
 
 def _builtin(name: Any) -> bool:

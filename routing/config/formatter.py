@@ -2,9 +2,11 @@
 
 One statement per declaration; flags on the first line, each valued option on
 an indented line of its own (so a diff shows exactly the option that changed);
-routing keys, password hashes, descriptions and permission patterns always
-quoted; permissions and limits on one line each, like bindings; comments and
-single blank lines kept where they were. ``parse(format(m)) == m`` and
+routing keys, password hashes, descriptions and permission and policy
+patterns always quoted; permissions and limits on one line each, like
+bindings; a policy's pattern, apply-to (unless "all") and priority (unless 0)
+on its first line and each setting on a line of its own; comments and single
+blank lines kept where they were. ``parse(format(m)) == m`` and
 ``format(parse(format(m))) == format(m)``.
 """
 
@@ -20,6 +22,7 @@ from ..model import (
     Declaration,
     ExchangeDecl,
     PermissionDecl,
+    PolicyDecl,
     QueueDecl,
     TopicPermissionDecl,
     TopologyConfig,
@@ -32,6 +35,7 @@ from .options import (
     CONSISTENT_HASH,
     EXCHANGE_OPTIONS,
     HASH_OPTIONS,
+    POLICY_OPTIONS,
     QUEUE_OPTIONS,
     format_duration,
     format_generic,
@@ -215,6 +219,38 @@ def _limit(limit: VHostLimitDecl) -> list[str]:
     return [f"limit {format_text(limit.vhost)} {limit.name} {limit.value}"]
 
 
+def _priority(value: int | float) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text or "inf" in text or "nan" in text:
+            raise ValueError(f"the configuration language cannot write the priority {value!r}")
+        return text
+    return str(value)
+
+
+def _policy(p: PolicyDecl) -> list[str]:
+    head = f"{p.keyword} {format_text(p.name)} pattern {quote(p.pattern)}"
+    if p.apply_to != "all":
+        head += f" apply-to {p.apply_to}"
+    if p.priority != 0 or isinstance(p.priority, float):
+        head += f" priority {_priority(p.priority)}"
+    options: list[tuple[str, str]] = []
+    for option in POLICY_OPTIONS.values():  # in the table's order
+        if option.name in p.definition:
+            written = _option_value(option.kind, p.definition[option.name])
+            if written is None:
+                raise ValueError(
+                    f"{p.keyword} {p.name}: the configuration language cannot write "
+                    f"{option.name} {p.definition[option.name]!r}"
+                )
+            options.append((option.name, f"{option.name} {written}"))
+    unknown = sorted(set(p.definition) - set(POLICY_OPTIONS))
+    if unknown:
+        raise ValueError(f"{p.keyword} {p.name}: the configuration language has no setting "
+                         f"{unknown[0]!r}")
+    return _with_notes(head, options, p.origin.option_comments)
+
+
 def _lines(decl: Declaration, weighted: frozenset[str] = frozenset()) -> list[str]:
     if isinstance(decl, ExchangeDecl):
         return _exchange(decl)
@@ -230,6 +266,8 @@ def _lines(decl: Declaration, weighted: frozenset[str] = frozenset()) -> list[st
         return _permission(decl)
     if isinstance(decl, TopicPermissionDecl):
         return _topic_permission(decl)
+    if isinstance(decl, PolicyDecl):
+        return _policy(decl)
     return _limit(decl)
 
 

@@ -6,7 +6,7 @@ and continues on the indented lines right below it; ``#`` starts a comment
 does not hide errors in the others::
 
     statement := exchange | queue | bind
-               | vhost | user | permission | topic-permission | limit
+               | vhost | user | permission | topic-permission | limit | policy
     exchange  := "exchange" NAME item*
     queue     := "queue" NAME item*
     bind      := "bind" ["queue" | "exchange"] NAME "to" NAME item*
@@ -15,6 +15,7 @@ does not hide errors in the others::
     permission       := "permission" NAME "on" NAME item*
     topic-permission := "topic-permission" NAME "on" NAME item*
     limit     := "limit" NAME item*
+    policy    := ("policy" | "operator-policy") NAME item*
     item      := NAME "=" VALUE | VALUE
     NAME      := WORD | STRING
     VALUE     := WORD | STRING
@@ -207,8 +208,9 @@ def _build() -> pp.ParserElement:
         + items
     )
     limit = _keyword("limit")("keyword") + name("name") + items
+    policy = (_keyword("policy") | _keyword("operator-policy"))("keyword") + name("name") + items
     end = pp.StringEnd().set_name("the end of the statement")
-    statement = (exchange | queue | bind | vhost | user | permission | limit) + end
+    statement = (exchange | queue | bind | vhost | user | permission | limit | policy) + end
     # Comments are not in the grammar: split_statements finds them (it must, to
     # keep them for the formatter) and parse_statement blanks them to spaces,
     # which keeps every offset. Letting pyparsing skip them instead (``ignore``)

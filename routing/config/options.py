@@ -24,7 +24,12 @@ __all__ = [
     "FIELD_INT_MAX",
     "FIELD_INT_MIN",
     "MAX_EXPIRY_MS",
+    "OPERATOR_POLICY_OPTIONS",
     "OPTION_BY_ARGUMENT",
+    "POLICY_APPLY_TO",
+    "POLICY_CLAUSES",
+    "POLICY_OPTIONS",
+    "POLICY_REFUSED",
     "QUEUE_OPTIONS",
     "SIZE_UNITS",
     "Option",
@@ -149,6 +154,61 @@ QUEUE_OPTIONS: dict[str, Option] = {
         Option("max-priority", "count", "x-max-priority", minimum=1, maximum=255),
         Option("delivery-limit", "count", "x-delivery-limit", minimum=0),
     )
+}
+
+#: The settings of a policy, under RabbitMQ's key names (which the language
+#: uses as they are): what Warren's broker implements (broker.core.policies;
+#: a test keeps the two lists equal). Unlike the x-arguments, a policy's
+#: durations have no ten-year ceiling: RabbitMQ 3.10 accepts any integer.
+POLICY_OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("message-ttl", "duration", "message-ttl", minimum=0,
+               doc="messages arriving from now on expire after that long"),
+        Option("expires", "duration", "expires", minimum=1,
+               doc="the queue is deleted after that long unused"),
+        Option("max-length", "count", "max-length", minimum=0),
+        Option("max-length-bytes", "size", "max-length-bytes", minimum=0),
+        Option("overflow", "choice", "overflow",
+               choices=("drop-head", "reject-publish", "reject-publish-dlx")),
+        Option("dead-letter-exchange", "name", "dead-letter-exchange"),
+        Option("dead-letter-routing-key", "text", "dead-letter-routing-key"),
+        Option("delivery-limit", "count", "delivery-limit", minimum=0),
+        Option("alternate-exchange", "name", "alternate-exchange"),
+    )
+}
+#: What an operator policy may set: the numeric limits.
+OPERATOR_POLICY_OPTIONS = ("message-ttl", "expires", "max-length", "max-length-bytes",
+                           "delivery-limit")
+#: The options of the policy statements themselves (before the settings).
+POLICY_CLAUSES = ("pattern", "apply-to", "priority")
+POLICY_APPLY_TO = ("queues", "exchanges", "all")
+_MIRRORING = "classic queue mirroring: Warren is a single node"
+#: RabbitMQ 3.10 policy settings Warren does not implement: refused with the
+#: reason (the same list as broker.core.policies.REFUSED_KEYS).
+POLICY_REFUSED: dict[str, str] = {
+    "ha-mode": _MIRRORING,
+    "ha-params": _MIRRORING,
+    "ha-sync-mode": _MIRRORING,
+    "ha-sync-batch-size": _MIRRORING,
+    "ha-promote-on-shutdown": _MIRRORING,
+    "ha-promote-on-failure": _MIRRORING,
+    "queue-master-locator": "queue placement in a cluster: Warren is a single node",
+    "queue-leader-locator": "queue placement in a cluster: Warren is a single node",
+    "initial-cluster-size": "quorum queues: Warren has classic queues only",
+    "dead-letter-strategy": "at-least-once dead-lettering of quorum queues: Warren has "
+    "classic queues only",
+    "max-in-memory-length": "quorum queues' in-memory limits: Warren has classic queues only",
+    "max-in-memory-bytes": "quorum queues' in-memory limits: Warren has classic queues only",
+    "max-age": "streams: Warren has classic queues only",
+    "stream-max-segment-size-bytes": "streams: Warren has classic queues only",
+    "queue-mode": "lazy classic queues: Warren pages messages to disk on its own",
+    "queue-version": "classic queue storage versions: Warren has its own journal",
+    "federation-upstream": "federation, a plugin Warren does not have",
+    "federation-upstream-pattern": "federation, a plugin Warren does not have",
+    "federation-upstream-set": "federation, a plugin Warren does not have",
+    "shards-per-node": "sharding, a plugin Warren does not have",
+    "routing-key": "sharding, a plugin Warren does not have",
 }
 
 #: Options by their RabbitMQ argument, so "argument x-message-ttl 30000" is checked

@@ -3,8 +3,9 @@
 Two passes. The first parses each statement (``grammar``) and reads its options
 (``options``, ``access``), reporting misspelt options, bad values and syntax
 errors. The second checks the file as a whole: duplicate declarations, bindings
-and dead-letter/alternate exchanges that name something not declared, and
-permissions and limits that name a user or vhost the file does not declare.
+and dead-letter/alternate exchanges (of queues, exchanges and policies) that
+name something not declared, and permissions and limits that name a user or
+vhost the file does not declare.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..model import (
     Declaration,
     ExchangeDecl,
     PermissionDecl,
+    PolicyDecl,
     QueueDecl,
     SourceInfo,
     TopicPermissionDecl,
@@ -62,7 +64,12 @@ from .options import (
     CONSISTENT_HASH,
     EXCHANGE_OPTIONS,
     HASH_OPTIONS,
+    OPERATOR_POLICY_OPTIONS,
     OPTION_BY_ARGUMENT,
+    POLICY_APPLY_TO,
+    POLICY_CLAUSES,
+    POLICY_OPTIONS,
+    POLICY_REFUSED,
     QUEUE_OPTIONS,
     Option,
     ValueProblem,
@@ -73,7 +80,8 @@ from .options import (
 __all__ = ["STATEMENTS", "parse_config"]
 
 STATEMENTS = (
-    "exchange", "queue", "bind", "vhost", "user", "permission", "topic-permission", "limit"
+    "exchange", "queue", "bind", "vhost", "user", "permission", "topic-permission", "limit",
+    "policy", "operator-policy",
 )
 PERMISSION_CLAUSES = ("configure", "write", "read")
 TOPIC_PERMISSION_CLAUSES = ("exchange", "write", "read")
@@ -500,6 +508,114 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
     return decl, where
 
 
+# -- policy and operator-policy ------------------------------------------------------
+
+_POLICY_FORM = 'policy <name> pattern "<regex>" [apply-to queues|exchanges|all] [priority <n>]'
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def _policy(ctx: _Context, stmt: ParsedStatement, keyword: str) -> tuple[PolicyDecl, _Where]:
+    """``policy NAME pattern "RE" [apply-to K] [priority N]`` and its settings,
+    one per indented line (``message-ttl 30s``...), under RabbitMQ's key names."""
+    operator = keyword == "operator-policy"
+    an = "an operator policy" if operator else "a policy"
+    allowed = OPERATOR_POLICY_OPTIONS if operator else tuple(POLICY_OPTIONS)
+    where = _Where(stmt.name)
+    seen: dict[str, Token] = {}
+    definition: dict[str, Any] = {}
+    pattern: str | None = None
+    apply_to = "all"
+    priority: int | float = 0
+    errors_before = len(ctx.errors)
+    items = _Items(stmt.items)
+    for item in items:
+        if isinstance(item, Assignment):
+            ctx.at(
+                item.name,
+                f"'{item.name.value}=...' is not an option of {an}",
+                f"write options as '{item.name.value} {_shown(item.value)}', without '='",
+            )
+            continue
+        if item.quoted:
+            ctx.at(item, f"unexpected {_shown(item)}: expected a setting of {an}",
+                   f"{keyword} settings: {', '.join(allowed)}")
+            continue
+        word = item.value
+        if word in POLICY_CLAUSES:
+            value = items.value()
+            if value is None:
+                hints = {"pattern": 'a regular expression in quotes, e.g. "^orders\\."',
+                         "apply-to": "queues, exchanges or all",
+                         "priority": "a number; the highest priority that matches applies"}
+                ctx.after(item, f"{word} needs a value", hints[word])
+                continue
+            if word in seen:
+                ctx.at(item, f"{word} is given twice", "keep one of them")
+                continue
+            seen[word] = item
+            where.refs[word] = value
+            if word == "pattern":
+                pattern = _read_pattern(ctx, "pattern", value)
+            elif word == "apply-to":
+                if value.value in POLICY_APPLY_TO:
+                    apply_to = value.value
+                else:
+                    ctx.at(value, f"unknown apply-to '{value.value}'"
+                           f"{did_you_mean(value.value, POLICY_APPLY_TO)}",
+                           "apply-to is queues, exchanges or all (the default)")
+            elif _NUMBER.fullmatch(value.value) and not value.quoted:
+                number = float(value.value) if "." in value.value else int(value.value)
+                if isinstance(number, int) and not -(2**63) <= number < 2**63:
+                    ctx.at(value, f"priority {value.value} does not fit 64 bits")
+                else:
+                    priority = number
+            else:
+                ctx.at(value, f"priority takes a number, not {_shown(value)}",
+                       "the highest priority that matches applies; 0 by default")
+        elif word in allowed:
+            _read_option(ctx, POLICY_OPTIONS[word], item, items, definition, where, seen)
+        elif word in POLICY_OPTIONS:
+            ctx.at(item, f"{word} is not a setting of an operator policy",
+                   f"operator policies set the limits only: {', '.join(allowed)}")
+            items.value()
+        elif word in POLICY_REFUSED:
+            ctx.at(item, f"{word} is a RabbitMQ policy setting that Warren does not implement",
+                   POLICY_REFUSED[word])
+            items.value()
+        elif word in STATEMENTS:
+            ctx.at(
+                item,
+                f"unexpected '{word}' inside {an} statement",
+                "a statement starts at the beginning of a line; an indented line "
+                "continues the statement above it",
+            )
+            break
+        else:
+            ctx.at(
+                item,
+                f"unknown {keyword} setting '{word}'"
+                f"{did_you_mean(word, [*POLICY_CLAUSES, *allowed])}",
+                f"{keyword} settings: {', '.join(allowed)}",
+            )
+            nxt = items.items[items.i] if items.i < len(items.items) else None
+            if isinstance(nxt, Token) and (nxt.quoted or nxt.value not in allowed):
+                items.i += 1  # its value: one mistake, one error
+    mistaken = len(ctx.errors) > errors_before
+    if not stmt.name.value:
+        ctx.at(stmt.name, f"{an} needs a name")
+    if "pattern" not in seen and not mistaken:
+        ctx.after(stmt.name, f"{an} needs a pattern", _POLICY_FORM.replace("policy", keyword, 1))
+    elif not definition and not mistaken:
+        ctx.at(
+            stmt.name,
+            f"{an} needs at least one setting",
+            f"on the indented lines below it, e.g. {allowed[0]} "
+            f"{'30s' if allowed[0] == 'message-ttl' else '...'}",
+        )
+    decl = PolicyDecl(stmt.name.value, pattern or "", definition, apply_to, priority, operator)
+    return decl, where
+
+
 # -- access statements: vhost, user, permission, topic-permission, limit -------------
 
 _AN = {"vhost": "a vhost", "user": "a user", "permission": "a permission",
@@ -850,7 +966,7 @@ def _statement_error(ctx: _Context, chunk: Chunk, exc: pp.ParseException) -> Non
     if word not in STATEMENTS:
         hint = (
             "statements start with exchange, queue, bind, vhost, user, permission, "
-            "topic-permission or limit"
+            "topic-permission, limit, policy or operator-policy"
         )
         if chunk.indented:
             hint = "an indented line continues the statement right above it, with no blank line between"
@@ -886,6 +1002,8 @@ def _statement_error(ctx: _Context, chunk: Chunk, exc: pp.ParseException) -> Non
         "permission": _PERMISSION_FORM,
         "topic-permission": _TOPIC_FORM,
         "limit": "limit <vhost> max-connections <n> (or max-queues <n>)",
+        "policy": _POLICY_FORM,
+        "operator-policy": _POLICY_FORM.replace("policy", "operator-policy", 1),
     }
     ctx.error(offset, len(here.group(0)) if here else 1, f"{expected}, found {found}", hints[word])
 
@@ -915,6 +1033,8 @@ def parse_config(
             decl, where = _binding(ctx, stmt)
         elif keyword in ("exchange", "queue"):
             decl, where = _declaration(ctx, stmt, keyword)
+        elif keyword in ("policy", "operator-policy"):
+            decl, where = _policy(ctx, stmt, keyword)
         else:
             decl, where = _access(ctx, stmt, keyword)
         wheres.append(where)
@@ -951,6 +1071,11 @@ def _argument_on_line(ctx: _Context, decl: Declaration, where: _Where, line: int
             if ctx.lines.position(tok.offset)[0] == line:
                 return option
         return None
+    if isinstance(decl, PolicyDecl):
+        for key, tok in where.refs.items():
+            if key in decl.definition and ctx.lines.position(tok.offset)[0] == line:
+                return key
+        return None  # the pattern, apply-to and priority are on the first line
     if not isinstance(decl, ExchangeDecl | QueueDecl):
         return None  # a binding, a permission, a limit: printed on one line
     for arg, tok in where.refs.items():
@@ -990,7 +1115,13 @@ def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) ->
         )
 
     for decl, where in zip(config.declarations, wheres, strict=True):
-        if isinstance(decl, QueueDecl):
+        if isinstance(decl, PolicyDecl):
+            for setting, what in (("dead-letter-exchange", "dead-letter exchange"),
+                                  ("alternate-exchange", "alternate exchange")):
+                named = decl.definition.get(setting)
+                if isinstance(named, str) and named and named not in known_exchanges:
+                    unknown_exchange(where.refs[setting], what)
+        elif isinstance(decl, QueueDecl):
             dlx = decl.arguments.get("x-dead-letter-exchange")
             if isinstance(dlx, str) and dlx and dlx not in known_exchanges:
                 unknown_exchange(where.refs["x-dead-letter-exchange"], "dead-letter exchange")
@@ -1079,6 +1210,8 @@ def _access_label(decl: Declaration) -> str:
             f"the topic permission of '{decl.user}' on vhost '{decl.vhost}' for exchange "
             f"'{decl.exchange}' is declared twice"
         )
+    if isinstance(decl, PolicyDecl):
+        return f"{decl.keyword} '{decl.name}' is declared twice"
     assert isinstance(decl, VHostLimitDecl)
     return f"limit {decl.name} of vhost '{decl.vhost}' is declared twice"
 

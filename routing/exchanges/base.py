@@ -198,17 +198,34 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments: dict[str, Any] = dict(arguments) if arguments else {}
-        ae = self.arguments.get("alternate-exchange")
-        if isinstance(ae, bytes | bytearray):
-            ae = bytes(ae).decode("utf-8", "replace")
-        # RabbitMQ only honours a string alternate-exchange (rabbit_misc:r_arg).
-        self.alternate_exchange: str | None = ae if isinstance(ae, str) else None
+        #: Where a message that matches no binding goes (the argument's, or a
+        #: policy's: ``set_policy_alternate``).
+        self.alternate_exchange: str | None = self._argument_alternate()
         #: Every binding whose source is this exchange, in insertion order.
         self.bindings: dict[Binding, None] = {}
 
     @property
     def type(self) -> str:
         return self.TYPE
+
+    def _argument_alternate(self) -> str | None:
+        ae = self.arguments.get("alternate-exchange")
+        if isinstance(ae, bytes | bytearray):
+            ae = bytes(ae).decode("utf-8", "replace")
+        # RabbitMQ only honours a string alternate-exchange (rabbit_misc:r_arg).
+        return ae if isinstance(ae, str) else None
+
+    def set_policy_alternate(self, alternate: str | None) -> None:
+        """The alternate exchange a policy gives (None: no policy gives one).
+
+        The exchange's own ``alternate-exchange`` argument, when it has one,
+        wins over the policy's, as in RabbitMQ (rabbit_policy:get_arg/3: the
+        argument if present, whatever its type, else the policy's value).
+        """
+        if "alternate-exchange" in self.arguments:
+            self.alternate_exchange = self._argument_alternate()
+        else:
+            self.alternate_exchange = alternate
 
     # -- bindings ---------------------------------------------------------
 

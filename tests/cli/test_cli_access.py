@@ -120,14 +120,9 @@ def test_to_definitions_carries_access(warren, tmp_path) -> None:
 
 def test_from_definitions_of_a_real_export_names_what_it_leaves_out(warren, tmp_path) -> None:
     result = warren("config", "from-definitions", str(EXPORT), "--vhost", "lang-prod")
-    assert result.returncode == 1  # policies and a global parameter could not be carried
+    assert result.returncode == 1  # a global parameter could not be carried
     name = str(EXPORT)
     assert result.stderr.splitlines() == [
-        f"warren config from-definitions: {name}: warning: policies: left out 1 policy (the "
-        "configuration language has no policies): lang-prod/lang-ttl",
-        f"warren config from-definitions: {name}: warning: parameters: left out 1 operator "
-        "policy (the configuration language has no runtime parameters other than vhost "
-        "limits): lang-prod/lang-cap",
         f"warren config from-definitions: {name}: warning: global_parameters: left out 1 "
         "global parameter (the configuration language has no global parameters): lang-owner",
         f"warren config from-definitions: {name}: note: global_parameters: left out "
@@ -150,7 +145,9 @@ def test_from_definitions_of_a_real_export_names_what_it_leaves_out(warren, tmp_
     for kind in ("users", "vhosts", "permissions", "topic_permissions"):
         assert same(again[kind], data[kind]), kind
     assert same(again["parameters"],
-                [p for p in data["parameters"] if p["component"] == "vhost-limits"])
+                [p for p in data["parameters"]
+                 if p["component"] in ("vhost-limits", "operator_policy")])
+    assert again["policies"] == data["policies"]
     for kind in ("exchanges", "queues", "bindings"):
         assert same(again[kind], [i for i in data[kind] if i["vhost"] == "lang-prod"]), kind
 

@@ -152,3 +152,39 @@ def test_a_missing_file_and_a_bad_header_are_one_line_each(warren, topology) -> 
     assert bad.stderr.splitlines()[-1] == (
         "warren route: error: argument --header: expected KEY=VALUE, got 'novalue'"
     )
+
+
+POLICIES = """\
+policy unrouted pattern "^orders" apply-to exchanges
+    alternate-exchange lost
+policy ignored pattern "^orders" apply-to queues
+    alternate-exchange elsewhere
+exchange orders type direct
+exchange orders.own type direct
+    alternate-exchange own
+exchange lost type fanout
+exchange own type fanout
+exchange elsewhere type fanout
+queue lost
+queue own
+bind lost to lost
+bind own to own
+"""
+
+
+def test_an_alternate_exchange_given_by_a_policy(warren, tmp_path) -> None:
+    path = tmp_path / "p.conf"
+    path.write_text(POLICIES)
+    result = warren("route", str(path), "orders", "nobody")
+    assert result.returncode == 0
+    assert result.stdout == (
+        "exchange 'orders' routing keys ['nobody']: 1 queue(s)\n"
+        "  queue 'lost'\n"
+        "    exchange 'orders' matched nothing -> alternate-exchange 'lost'\n"
+        "    exchange 'lost' -> queue 'lost' by key '' matched 'nobody'\n"
+        "note: the alternate-exchange of exchange 'orders' comes from policy 'unrouted'\n"
+    )
+    # The exchange's own argument wins over the policy, as in RabbitMQ.
+    result = warren("route", str(path), "orders.own", "nobody")
+    assert result.returncode == 0
+    assert "  queue 'own'\n" in result.stdout and "policy" not in result.stdout

@@ -150,8 +150,13 @@ def test_definitions_export_import_round_trip(broker, tmp_path) -> None:
         assert [u["name"] for u in again["users"]] == ["guest"]
         # What Warren cannot honour is refused, not dropped.
         status, body, _ = call(other, "POST", "/api/definitions", {
-            "policies": [{"vhost": "/", "name": "p", "pattern": ".*", "definition": {}}]})
-        assert status == 400 and "Warren has no policies yet" in body["reason"]
+            "policies": [{"vhost": "/", "name": "p", "pattern": ".*",
+                          "definition": {"ha-mode": "all"}}]})
+        assert status == 400
+        assert body["reason"] == (
+            "policies[0] (policy 'p'): <<\"ha-mode\">> is a RabbitMQ policy setting that Warren "
+            "does not implement (classic queue mirroring: Warren is a single node)")
+        assert call(other, "GET", "/api/policies")[1] == []
         assert call(other, "POST", "/api/definitions", b"nope".decode())[1] == {
             "error": "bad_request", "reason": "failed_to_parse_json"}
     finally:

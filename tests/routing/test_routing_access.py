@@ -427,20 +427,19 @@ def test_a_rabbitmq_export_through_the_language_and_back() -> None:
     # every user, vhost, permission and topic permission, as exported
     for kind in CARRIED:
         assert _sorted(again[kind]) == _sorted(data[kind]), kind
-    # the vhost limits: the parameters of component vhost-limits
-    limits = [p for p in data["parameters"] if p["component"] == "vhost-limits"]
-    assert len(limits) == 2
-    assert _sorted(again["parameters"]) == _sorted(limits)
+    # the vhost limits and the operator policy: the parameters of those components
+    parameters = [p for p in data["parameters"]
+                  if p["component"] in ("vhost-limits", "operator_policy")]
+    assert len(parameters) == 3
+    assert _sorted(again["parameters"]) == _sorted(parameters)
+    # the vhost's policy, as exported
+    assert again["policies"] == data["policies"]
     # the topology of lang-prod
     for kind in ("exchanges", "queues", "bindings"):
         ours = [i for i in data[kind] if i["vhost"] == "lang-prod"]
         assert ours and _sorted(again[kind]) == _sorted(ours), kind
     # and what could not be carried is named
     assert dropped == [
-        "policies: left out 1 policy (the configuration language has no policies): "
-        "lang-prod/lang-ttl",
-        "parameters: left out 1 operator policy (the configuration language has no runtime "
-        "parameters other than vhost limits): lang-prod/lang-cap",
         "global_parameters: left out 1 global parameter (the configuration language has no "
         "global parameters): lang-owner",
     ]
@@ -481,7 +480,10 @@ def test_a_per_vhost_export() -> None:
         ("lang-prod", "max-queues", 500), ("lang-prod", "max-connections", 100)
     ]
     assert [q.name for q in m.queues] == ["lang-billing"]
-    assert len(dropped) == 2  # the policy and the operator policy
+    assert [(p.keyword, p.name) for p in m.policies] == [
+        ("policy", "lang-ttl"), ("operator-policy", "lang-cap")
+    ]
+    assert dropped == []
     text = config.format(m)
     assert config.check(text, "x.conf", vhost="lang-prod") == []
     assert [e.message for e in config.check(text, "x.conf")] == [

@@ -20,6 +20,7 @@ from routing.model import (
     BindingDecl,
     ExchangeDecl,
     PermissionDecl,
+    PolicyDecl,
     QueueDecl,
     TopicPermissionDecl,
     TopologyConfig,
@@ -266,6 +267,8 @@ def models(draw: st.DrawFn) -> TopologyConfig:
                 decls.append(b)
     if draw(st.booleans()):
         decls.extend(draw(access_declarations()))
+    if draw(st.booleans()):
+        decls.extend(draw(policy_declarations(targets)))
     order = draw(st.permutations(range(len(decls))))
     decls = [decls[i] for i in order]
     for decl in decls:  # comments, which the formatter must keep in place
@@ -283,6 +286,8 @@ def _option_names(decl) -> list[str]:
     """The options of ``decl`` written on lines of their own (comments may follow them)."""
     if isinstance(decl, ExchangeDecl | QueueDecl):
         return sorted(a for a in decl.arguments if a != "x-queue-type")
+    if isinstance(decl, PolicyDecl):
+        return sorted(decl.definition)
     if isinstance(decl, VHostDecl):
         return [o for o, v in (("description", decl.description), ("tags", decl.tags)) if v]
     if isinstance(decl, UserDecl):
@@ -357,6 +362,34 @@ def access_declarations(draw: st.DrawFn) -> list:
                                                                  "max-queues"])),
                                       unique=True, max_size=3)):
         decls.append(VHostLimitDecl(vhost, limit, draw(limits)))
+    return decls
+
+
+@st.composite
+def policy_declarations(draw: st.DrawFn, exchanges: list[str]) -> list:
+    """Policies and operator policies whose exchanges are declared (or built in)."""
+    settings = {
+        "message-ttl": st.integers(0, 10**12),
+        "expires": st.integers(1, 10**12),
+        "max-length": st.integers(0, 10**9),
+        "max-length-bytes": st.integers(0, 2**50),
+        "overflow": st.sampled_from(["drop-head", "reject-publish", "reject-publish-dlx"]),
+        "dead-letter-exchange": st.sampled_from(["", *exchanges]),
+        "dead-letter-routing-key": texts,
+        "delivery-limit": st.integers(0, 100),
+        "alternate-exchange": st.sampled_from(exchanges),
+    }
+    numeric = ("message-ttl", "expires", "max-length", "max-length-bytes", "delivery-limit")
+    decls: list = []
+    for operator in (False, True):
+        for name in draw(st.lists(names, max_size=3, unique=True)):
+            keys = draw(st.lists(st.sampled_from(numeric if operator else sorted(settings)),
+                                 min_size=1, max_size=4, unique=True))
+            decls.append(PolicyDecl(
+                name, draw(patterns), {k: draw(settings[k]) for k in keys},
+                draw(st.sampled_from(["all", "queues", "exchanges"])),
+                draw(st.integers(-5, 10) | st.sampled_from([0.5, -1.25, 2.0])), operator,
+            ))
     return decls
 
 

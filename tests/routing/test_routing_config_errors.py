@@ -110,7 +110,7 @@ def test_misspelt_statement() -> None:
         "    exchnage orders type topic\n"
         "    ^^^^^^^^\n"
         "    hint: statements start with exchange, queue, bind, vhost, user, permission, "
-        "topic-permission or limit"
+        "topic-permission, limit, policy or operator-policy"
     )
 
 

@@ -37,3 +37,25 @@ def test_the_access_example_declares_every_kind_of_statement() -> None:
     model = config.parse(access)
     assert model.vhosts and model.users and model.permissions
     assert model.topic_permissions and model.limits and model.topology
+
+
+POLICIES_DOC = Path(__file__).parents[2] / "docs" / "policies.md"
+
+
+def test_the_policies_page_example_is_valid_and_canonical() -> None:
+    text = POLICIES_DOC.read_text()
+    blocks = re.findall(r"^```conf\n(.*?)^```$", text, re.S | re.M)
+    assert len(blocks) == 1
+    assert config.check(blocks[0], "policies.md") == []
+    model = config.parse(blocks[0])
+    assert config.format(model) == blocks[0]
+    assert [p.keyword for p in model.policies] == ["policy", "policy", "operator-policy"]
+
+
+def test_the_policies_page_lists_every_refused_setting() -> None:
+    from routing.config.options import POLICY_REFUSED
+
+    text = POLICIES_DOC.read_text()
+    table = text[text.index("**Refused settings.**"):text.index("## Precedence")]
+    table = table[:table.index("A setting neither knows")]
+    assert set(re.findall(r"`([a-z-]+)`", table)) == set(POLICY_REFUSED)

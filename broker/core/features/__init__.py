@@ -4,7 +4,9 @@
 - `ttl`: the per-message `expiration` property, parsed as RabbitMQ parses it;
 - `dead_lettering`: the dead-lettered copy (x-death, x-first-death-*), the
   cycle rule, republishing to the dead-letter exchange;
-- `delivery_limit`: x-delivery-limit and the x-delivery-count header.
+- `delivery_limit`: x-delivery-limit and the x-delivery-count header;
+- `priority`: priority queues (x-max-priority), a Queue subclass;
+- `consumers`: consumer priorities (x-priority) and single active consumer.
 
 The queue (broker/queue.py) calls into these at the few points where a
 message can leave it other than by an ack; queues without the arguments pay

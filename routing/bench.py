@@ -1,6 +1,7 @@
-"""Benchmark: topic routing through the trie against a linear scan.
+"""Benchmark: topic routing through the trie against a linear scan; consistent hash.
 
     python -m routing.bench [--bindings 10000] [--keys 100000] [--scan-keys 500]
+    python -m routing.bench --only-consistent-hash [--chash-keys 20000]
 
 Builds a topic exchange with ``--bindings`` random binding keys (3 to 5 words
 from a 40-word vocabulary per level, about 15% ``*`` and 5% ``#``), bound to
@@ -11,6 +12,12 @@ word-by-word match per binding, what LavinMQ's topic exchange does) runs on
 the first ``--scan-keys`` keys only, because it costs about a second per hundred
 keys at this size; its results are checked against the trie's.
 
+Then the ``x-consistent-hash`` exchange next to a direct exchange: the same
+routes through ``Topology.route`` over rings of 10, 100 and 1,000 buckets,
+with random keys (each one hashed: ``erlang:phash2`` and the jump hash, in
+Python), with 1,000 keys reused (the exchange's result cache), by a header,
+and the two hash functions alone.
+
 This is a measurement, not a test: it prints numbers and asserts nothing about
 time.
 """
@@ -20,8 +27,10 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable
 
 from .exchanges import Destination
+from .exchanges.erlang import jump_consistent_hash, phash2
 from .topology import Topology
 
 __all__ = ["linear_scan_match", "main"]
@@ -81,7 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--star", type=float, default=0.15, help="share of '*' words")
     parser.add_argument("--hash", type=float, default=0.05, help="share of '#' words")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling rounds")
+    parser.add_argument("--chash-keys", type=int, default=20_000,
+                        help="keys for the consistent-hash rounds")
+    parser.add_argument("--only-consistent-hash", action="store_true",
+                        help="run the consistent-hash rounds only")
     args = parser.parse_args(argv)
+    if args.only_consistent_hash:
+        consistent_hash(args.chash_keys, args.seed)
+        return
 
     rng = random.Random(args.seed)
     topo = Topology()
@@ -142,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  scan / Topology.route (random keys): {t_scan / s / (t_topology / n):.0f}x")
     if not args.no_scaling:
         scaling(keys[:20_000])
+    consistent_hash(args.chash_keys, args.seed)
 
 
 def scaling(keys: list[str], sizes: tuple[int, ...] = (0, 10_000, 50_000)) -> None:
@@ -167,6 +184,75 @@ def scaling(keys: list[str], sizes: tuple[int, ...] = (0, 10_000, 50_000)) -> No
             walk(k)
         elapsed = time.perf_counter() - t0
         print(f"  {size:>7} extra bindings: {elapsed / len(keys) * 1e6:8.2f} us/route")
+
+
+def _time_routes(
+    route: Callable[..., object],
+    exchange: str,
+    keys: list[str],
+    headers: list[dict[str, str]] | None = None,
+) -> float:
+    """Microseconds per ``route(exchange, key, headers)`` over ``keys``."""
+    if headers is None:
+        t0 = time.perf_counter()
+        for k in keys:
+            route(exchange, k, None)
+    else:
+        t0 = time.perf_counter()
+        for k, h in zip(keys, headers, strict=True):
+            route(exchange, k, h)
+    return (time.perf_counter() - t0) / len(keys) * 1e6
+
+
+def _ring_round(queues: int, keys: list[str], reused: list[str]) -> list[float]:
+    topo = Topology()
+    topo.declare_exchange("d", "direct")
+    topo.declare_exchange("c", "x-consistent-hash")
+    topo.declare_exchange("h", "x-consistent-hash", arguments={"hash-header": "user"})
+    for q in range(queues):
+        topo.add_queue(f"q{q}")
+        for x in ("c", "h"):
+            topo.bind(x, Destination.queue(f"q{q}"), "1")
+    for i, k in enumerate(keys):  # every direct route finds its queue
+        topo.bind("d", Destination.queue(f"q{i % queues}"), k)
+    route = topo.route
+    t_direct = _time_routes(route, "d", keys)
+    t_random = _time_routes(route, "c", keys)
+    route("c", "warm", None)
+    t_reused = _time_routes(route, "c", reused)
+    t_header = _time_routes(route, "h", keys, [{"user": k} for k in keys])
+    bare = topo.get_exchange("c").route_uncached  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for k in keys:
+        bare(k)
+    t_bare = (time.perf_counter() - t0) / len(keys) * 1e6
+    return [t_direct, t_random, t_reused, t_header, t_bare]
+
+
+def consistent_hash(n: int, seed: int = 1) -> None:
+    """x-consistent-hash next to direct, through Topology.route (us per route)."""
+    rng = random.Random(seed)
+    keys = [f"order-{rng.randrange(10**12)}" for _ in range(n)]
+    reused = [keys[i % 1000] for i in range(n)]
+    print(f"x-consistent-hash and direct: {n} routes through Topology.route (us/route)")
+    print(f"  {'queues':>6}  {'direct':>7}  {'chash, random keys':>18}  {'chash, 1,000 reused':>19}"
+          f"  {'chash by header':>15}  {'chash uncached':>14}")
+    for queues in (10, 100, 1000):
+        cells = "  ".join(
+            f"{t:>{w}.2f}" for t, w in zip(_ring_round(queues, keys, reused),
+                                           (7, 18, 19, 15, 14), strict=True)
+        )
+        print(f"  {queues:>6}  {cells}")
+    raw = [k.encode() for k in keys]
+    t0 = time.perf_counter()
+    hashes = [phash2(r) for r in raw]
+    t_phash2 = (time.perf_counter() - t0) / n * 1e6
+    t0 = time.perf_counter()
+    for h in hashes:
+        jump_consistent_hash(h, 100)
+    t_jump = (time.perf_counter() - t0) / n * 1e6
+    print(f"  the parts: phash2 of a {len(raw[0])}-byte key {t_phash2:.2f} us, "
+          f"jump hash over 100 buckets {t_jump:.2f} us")
 
 
 if __name__ == "__main__":

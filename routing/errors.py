@@ -14,9 +14,11 @@ from __future__ import annotations
 __all__ = [
     "ACCESS_REFUSED",
     "COMMAND_INVALID",
+    "INTERNAL_ERROR",
     "NOT_FOUND",
     "PRECONDITION_FAILED",
     "AccessRefused",
+    "InternalError",
     "InvalidBinding",
     "PreconditionFailed",
     "RoutingError",
@@ -30,6 +32,7 @@ ACCESS_REFUSED = 403
 NOT_FOUND = 404
 PRECONDITION_FAILED = 406
 COMMAND_INVALID = 503
+INTERNAL_ERROR = 541
 
 
 class RoutingError(Exception):
@@ -46,7 +49,7 @@ class RoutingError(Exception):
 
     @property
     def closes_connection(self) -> bool:
-        """True for the hard (connection) errors: 503 COMMAND_INVALID here."""
+        """True for the hard (connection) errors: 503 COMMAND_INVALID and 541 here."""
         return self.reply_code >= 500
 
 
@@ -104,3 +107,16 @@ class UnknownExchangeType(RoutingError):
     def __init__(self, type_name: str) -> None:
         super().__init__(f"unknown exchange type '{type_name}'")
         self.type_name = type_name
+
+
+class InternalError(RoutingError):
+    """541 INTERNAL_ERROR (a connection error): where RabbitMQ itself crashes.
+
+    RabbitMQ answers 541 when the code handling a method fails unexpectedly.
+    Where that is what a client reliably gets (the consistent-hash plugin given
+    a ``hash-header`` that is not a string), routing raises this, so the client
+    sees the same code; the text says what was wrong (RabbitMQ's is just
+    ``INTERNAL_ERROR``).
+    """
+
+    reply_code = INTERNAL_ERROR

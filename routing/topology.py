@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import AccessRefused, PreconditionFailed, UnknownExchange, UnknownQueue
 from .exchanges import BUILTIN_EXCHANGES, Binding, Destination, Exchange, make_exchange
+from .exchanges.consistent_hash import ConsistentHashExchange
 from .exchanges.headers import HeadersExchange, field_type_name
 
 __all__ = [
@@ -71,7 +72,9 @@ class Hop:
     (the source matched nothing) or ``"default-exchange"`` (the implicit
     binding of every queue to ``""``). ``matched_key`` is the message routing
     key (the publish key or a CC/BCC entry) that the step used; ``None`` for
-    headers exchanges and alternate-exchange steps.
+    headers exchanges and alternate-exchange steps. ``note`` says how a
+    binding was chosen when its key alone does not (a consistent-hash
+    exchange: what was hashed, the hash, the bucket).
     """
 
     source: str
@@ -79,9 +82,12 @@ class Hop:
     via: str
     binding: Binding | None = None
     matched_key: str | None = None
+    note: str | None = None
 
     def describe(self) -> str:
         src = f"exchange '{self.source}'" if self.source else "the default exchange"
+        if self.note is not None:
+            return f"{src} -> {self.destination} by {self.note}"
         if self.via == "alternate-exchange":
             return f"{src} matched nothing -> alternate-exchange '{self.destination.name}'"
         if self.via == "default-exchange":
@@ -164,6 +170,9 @@ class Topology:
         self._incoming: dict[Destination, dict[Binding, None]] = {}
         #: How many bindings lead to an exchange; zero enables route's fast path.
         self._e2e = 0
+        #: How many exchanges route by a message property (consistent-hash
+        #: exchanges with hash-property): zero means ``route`` needs none.
+        self._property_exchanges = 0
         if builtin_exchanges:
             for name, type_, internal in BUILTIN_EXCHANGES:
                 self.declare_exchange(name, type_, durable=True, internal=internal, system=True)
@@ -183,6 +192,12 @@ class Topology:
 
     def has_exchange(self, name: str) -> bool:
         return name in self._exchanges
+
+    @property
+    def uses_properties(self) -> bool:
+        """Whether some exchange routes by a message property (``hash-property``):
+        only then does ``route`` need its ``properties`` argument."""
+        return self._property_exchanges > 0
 
     def has_queue(self, name: str) -> bool:
         return name in self._queues
@@ -236,7 +251,9 @@ class Topology:
 
         Raises ``UnknownExchangeType`` (503) for an unknown type,
         ``AccessRefused`` (403) for ``""`` or a new name starting with ``amq.``
-        (unless ``system``), ``PreconditionFailed`` (406) if the exchange exists
+        (unless ``system``), the type's own error for arguments it refuses in
+        a new exchange (``x-consistent-hash``: 406, or 541 for a ``hash-header``
+        that is not a string), ``PreconditionFailed`` (406) if the exchange exists
         with a different type, durable, auto-delete, internal or
         alternate-exchange (the only argument RabbitMQ compares).
         Passive declares are the broker's: use ``get_exchange``.
@@ -248,7 +265,10 @@ class Topology:
         if existing is None:
             if name.startswith("amq.") and not system:
                 raise AccessRefused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            new.validate_declaration()
             self._exchanges[name] = new
+            if new.uses_properties:
+                self._property_exchanges += 1
             return new
         self._assert_equivalent(existing, new)
         return existing
@@ -306,6 +326,8 @@ class Topology:
 
     def _delete(self, x: Exchange, changes: Changes) -> None:
         del self._exchanges[x.name]
+        if x.uses_properties:
+            self._property_exchanges -= 1
         changes.exchanges_deleted.append(x.name)
         for b in list(x.bindings):
             self._remove_binding(x, b, changes, auto_delete=False)
@@ -342,8 +364,8 @@ class Topology:
         """Bind ``destination`` to exchange ``source``; False if it already was.
 
         403 for the default exchange on either side, 404 for a missing source
-        (checked first) or destination, 406 for arguments the exchange type
-        refuses (headers ``x-match``).
+        (checked first) or destination, 406 for a key or arguments the
+        exchange type refuses (headers ``x-match``, a consistent-hash weight).
         """
         dest = destination if isinstance(destination, Destination) else Destination(*destination)
         if source == DEFAULT_EXCHANGE or (dest.kind == "exchange" and dest.name == ""):
@@ -407,6 +429,7 @@ class Topology:
         exchange: str,
         routing_key: str = "",
         headers: Mapping[str, Any] | None = None,
+        properties: Any = None,
     ) -> list[str]:
         """The names of the queues a message published to ``exchange`` reaches.
 
@@ -414,6 +437,12 @@ class Topology:
         ``AccessRefused`` (403) for an internal exchange, ``PreconditionFailed``
         (406) for a CC/BCC header that is not an array. The broker strips
         ``BCC`` from the message it delivers.
+
+        ``properties`` (a mapping, or an object with attributes, of the content
+        properties by their AMQP names: ``message_id``, ``correlation_id``,
+        ``timestamp``) is read only by consistent-hash exchanges that hash a
+        property; callers need to pass it only when ``uses_properties`` is true
+        (without it such an exchange hashes the property as absent).
         """
         x = self._exchanges.get(exchange)
         if x is None:
@@ -423,28 +452,37 @@ class Topology:
         if headers and ("CC" in headers or "BCC" in headers):
             keys = _cc_keys(routing_key, headers)
             assert keys is not None
-            return self._walk(x, keys, headers)
+            return self._walk(x, keys, headers, properties)
         if x is self._default:
             return [routing_key] if routing_key in self._queues else []
-        dests = x.route(routing_key, headers)
+        if properties is not None and x.uses_properties:
+            dests = x.route_with_properties(routing_key, headers, properties)
+        else:
+            dests = x.route(routing_key, headers)
         if dests:
             if not self._e2e:  # no exchange-to-exchange binding anywhere: all queues
                 return [d[1] for d in dests]
         elif x.alternate_exchange is None:
             return []
-        return self._walk(x, [routing_key], headers)
+        return self._walk(x, [routing_key], headers, properties)
 
     def _route_one(
-        self, x: Exchange, keys: list[str], headers: Mapping[str, Any] | None
+        self, x: Exchange, keys: list[str], headers: Mapping[str, Any] | None, properties: Any
     ) -> Iterable[Destination]:
         if x is self._default:
             return [Destination("queue", k) for k in keys if k in self._queues]
+        if properties is not None and x.uses_properties:
+            return x.route_with_properties(keys[0], headers, properties)
         if len(keys) == 1:
             return x.route(keys[0], headers)
         return x.route_keys(keys, headers)
 
     def _walk(
-        self, start: Exchange, keys: list[str], headers: Mapping[str, Any] | None
+        self,
+        start: Exchange,
+        keys: list[str],
+        headers: Mapping[str, Any] | None,
+        properties: Any = None,
     ) -> list[str]:
         # rabbit_exchange:route1/3: a work list of exchanges and a seen set, so
         # each exchange routes at most once however the bindings loop.
@@ -454,7 +492,7 @@ class Topology:
         work = [start]
         while work:
             x = work.pop(0)
-            dests = self._route_one(x, keys, headers)
+            dests = self._route_one(x, keys, headers, properties)
             if not dests:
                 ae = x.alternate_exchange
                 if ae is not None and ae not in seen:
@@ -478,13 +516,16 @@ class Topology:
         exchange: str,
         routing_key: str = "",
         headers: Mapping[str, Any] | None = None,
+        properties: Any = None,
         *,
         allow_internal: bool = False,
     ) -> RouteTrace:
         """Like ``route``, with the chain of hops that reached each queue.
 
         The walk is breadth-first, so each queue's chain is a shortest one.
-        ``allow_internal`` lets operators trace an internal exchange.
+        ``allow_internal`` lets operators trace an internal exchange. A hop
+        through a consistent-hash exchange says what was hashed, the hash and
+        the bucket (``Hop.note``).
         """
         x = self.get_exchange(exchange)
         if x.internal and not allow_internal:
@@ -505,6 +546,13 @@ class Topology:
             elif isinstance(x, HeadersExchange):
                 for b in x.matching_bindings(keys[0], headers):
                     hops.append(Hop(x.name, b.destination, "binding", b, None))
+            elif isinstance(x, ConsistentHashExchange):
+                choice = x.choose(keys[0], headers, properties)
+                if choice is not None:
+                    b = choice.slot.binding
+                    hops.append(
+                        Hop(x.name, b.destination, "binding", b, keys[0], choice.describe())
+                    )
             else:
                 for k in keys:
                     for b in x.matching_bindings(k, headers):

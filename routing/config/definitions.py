@@ -41,6 +41,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from ..exchanges import EXCHANGE_TYPES
+from ..exchanges.consistent_hash import argument_problems, binding_key_problem
 from ..model import (
     DEFAULT_HASHING_ALGORITHM,
     BindingDecl,
@@ -57,6 +59,7 @@ from ..model import (
 )
 from .access import USER_LIMITS, VHOST_LIMITS, algorithm_name
 from .options import (
+    CONSISTENT_HASH,
     OPERATOR_POLICY_OPTIONS,
     OPTION_BY_ARGUMENT,
     POLICY_APPLY_TO,
@@ -289,6 +292,8 @@ def from_definitions(
     noted: list[str] = []
     topology = TopologyConfig()
     skipped_exchanges: set[str] = set()
+    #: The x-consistent-hash exchanges read: their bindings' keys are weights.
+    weighted: set[str] = set()
     skipped_queues: set[str] = set()
     #: Other vhosts' topology: vhost -> kind -> count.
     elsewhere: dict[str, dict[str, int]] = {}
@@ -564,18 +569,22 @@ def from_definitions(
             skipped_exchanges.add(name)
             continue
         type_ = text(item, "type", where)
-        if type_ not in ("direct", "fanout", "topic", "headers"):
+        if type_ not in EXCHANGE_TYPES:
             problems.append(f"{where}.type: unknown exchange type {type_!r}")
-        topology.declarations.append(
-            ExchangeDecl(
-                name,
-                type_,
-                durable=flag(item, "durable", where),
-                auto_delete=flag(item, "auto_delete", where),
-                internal=flag(item, "internal", where),
-                arguments=arguments(item, where),
-            )
+        exchange = ExchangeDecl(
+            name,
+            type_,
+            durable=flag(item, "durable", where),
+            auto_delete=flag(item, "auto_delete", where),
+            internal=flag(item, "internal", where),
+            arguments=arguments(item, where),
         )
+        if type_ == CONSISTENT_HASH:
+            # What RabbitMQ's plugin refuses when it declares the exchange.
+            for _, problem in argument_problems(exchange.arguments)[:1]:
+                problems.append(f"{where}.arguments: {problem}")
+            weighted.add(name)
+        topology.declarations.append(exchange)
     for i, item in enumerate(section("queues")):
         where = f"queues[{i}]"
         if not mine(item, where, "queue"):
@@ -616,12 +625,17 @@ def from_definitions(
         if destination in skipped_ends:
             skip(where, what, f"{dest_type} {destination!r} was skipped")
             continue
+        routing_key = text(item, "routing_key", where, "")
+        if source in weighted:
+            weight_problem = binding_key_problem(routing_key)
+            if weight_problem is not None:  # RabbitMQ's 406 text
+                problems.append(f"{where}.routing_key: {weight_problem}")
         topology.declarations.append(
             BindingDecl(
                 source=source,
                 destination=destination,
                 destination_type=dest_type,
-                routing_key=text(item, "routing_key", where, ""),
+                routing_key=routing_key,
                 arguments=arguments(item, where),
             )
         )

@@ -12,6 +12,7 @@ blank lines kept where they were. ``parse(format(m)) == m`` and
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..exchanges.headers import X_MATCH_MODES
@@ -31,7 +32,9 @@ from ..model import (
 )
 from .access import USER_LIMITS, USER_OPTIONS, VHOST_OPTIONS, short_algorithm, tag_needs_quotes
 from .options import (
+    CONSISTENT_HASH,
     EXCHANGE_OPTIONS,
+    HASH_OPTIONS,
     POLICY_OPTIONS,
     QUEUE_OPTIONS,
     format_duration,
@@ -45,7 +48,12 @@ __all__ = ["INDENT", "format_config"]
 
 INDENT = "    "
 _BIND_RESERVED = frozenset({"to", "queue", "exchange"})
-_CLAUSES = frozenset({"key", "headers", "argument"})
+_CLAUSES = frozenset({"key", "weight", "headers", "argument"})
+#: The exchange options of every type but x-consistent-hash: on other types a
+#: hash-header or hash-property argument is written as "argument ...".
+_PLAIN_EXCHANGE_OPTIONS = {k: v for k, v in EXCHANGE_OPTIONS.items() if k not in HASH_OPTIONS}
+#: A binding key the formatter writes as "weight N" (others stay key "...").
+_WEIGHT = re.compile(r"[1-9][0-9]*")
 
 
 def _comment(text: str) -> str:
@@ -107,7 +115,8 @@ def _exchange(x: ExchangeDecl) -> list[str]:
     ):
         if on:
             head += f" {flag}"
-    return _option_block(head, x, EXCHANGE_OPTIONS)
+    table = EXCHANGE_OPTIONS if x.type == CONSISTENT_HASH else _PLAIN_EXCHANGE_OPTIONS
+    return _option_block(head, x, table)
 
 
 def _queue(q: QueueDecl) -> list[str]:
@@ -121,13 +130,16 @@ def _queue(q: QueueDecl) -> list[str]:
     return _option_block(head, q, QUEUE_OPTIONS)
 
 
-def _binding(b: BindingDecl) -> list[str]:
+def _binding(b: BindingDecl, weighted: bool = False) -> list[str]:
+    """``weighted``: the source is an x-consistent-hash exchange (key = weight)."""
     dest = format_text(b.destination, _BIND_RESERVED)
     line = "bind "
     if b.destination_type == "exchange":
         line += "exchange "
     line += f"{dest} to {format_text(b.source)}"
-    if b.routing_key:
+    if weighted and _WEIGHT.fullmatch(b.routing_key):
+        line += f" weight {b.routing_key}"
+    elif b.routing_key:
         line += f" key {quote(b.routing_key)}"
     args = dict(b.arguments)
     mode = args.pop("x-match", None)
@@ -239,13 +251,13 @@ def _policy(p: PolicyDecl) -> list[str]:
     return _with_notes(head, options, p.origin.option_comments)
 
 
-def _lines(decl: Declaration) -> list[str]:
+def _lines(decl: Declaration, weighted: frozenset[str] = frozenset()) -> list[str]:
     if isinstance(decl, ExchangeDecl):
         return _exchange(decl)
     if isinstance(decl, QueueDecl):
         return _queue(decl)
     if isinstance(decl, BindingDecl):
-        return _binding(decl)
+        return _binding(decl, decl.source in weighted)
     if isinstance(decl, VHostDecl):
         return _vhost(decl)
     if isinstance(decl, UserDecl):
@@ -263,6 +275,7 @@ def format_config(config: TopologyConfig) -> str:
     """The canonical text of ``config`` (ends with a newline unless empty)."""
     out: list[str] = []
     previous: Declaration | None = None
+    weighted = frozenset(x.name for x in config.exchanges if x.type == CONSISTENT_HASH)
     for decl in config.declarations:
         info = decl.origin
         if previous is not None and (
@@ -270,7 +283,7 @@ def format_config(config: TopologyConfig) -> str:
         ):
             out.append("")
         out.extend(_comment(c) for c in info.comments)
-        lines = _lines(decl)
+        lines = _lines(decl, weighted)
         if info.trailing_comment is not None:
             lines[0] += f"  {_comment(info.trailing_comment)}"
         out.extend(lines)

@@ -13,9 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..exchanges import EXCHANGE_TYPES
+from ..exchanges.consistent_hash import HASH_HEADER, HASH_PROPERTY, PROPERTIES
+
 __all__ = [
+    "CONSISTENT_HASH",
     "DURATION_UNITS",
     "EXCHANGE_OPTIONS",
+    "HASH_OPTIONS",
     "FIELD_INT_MAX",
     "FIELD_INT_MIN",
     "MAX_EXPIRY_MS",
@@ -101,16 +106,32 @@ class Option:
     doc: str = ""
 
 
+#: RabbitMQ's consistent-hash plugin's exchange type (``routing.exchanges.consistent_hash``).
+CONSISTENT_HASH = "x-consistent-hash"
+
 EXCHANGE_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (
-        Option("type", "type", choices=("direct", "fanout", "topic", "headers")),
+        Option("type", "type", choices=tuple(EXCHANGE_TYPES)),
         Option("durable", "flag", doc="survives a broker restart"),
         Option("auto-delete", "flag", doc="deleted when its last binding goes"),
         Option("internal", "flag", doc="clients cannot publish to it"),
         Option("alternate-exchange", "name", "alternate-exchange"),
+        Option(
+            HASH_HEADER, "text", HASH_HEADER, doc="x-consistent-hash: hash this header"
+        ),
+        Option(
+            HASH_PROPERTY,
+            "choice",
+            HASH_PROPERTY,
+            choices=PROPERTIES,
+            doc="x-consistent-hash: hash this property",
+        ),
     )
 }
+
+#: The options only an ``x-consistent-hash`` exchange takes.
+HASH_OPTIONS = (HASH_HEADER, HASH_PROPERTY)
 
 QUEUE_OPTIONS: dict[str, Option] = {
     o.name: o
@@ -190,8 +211,13 @@ POLICY_REFUSED: dict[str, str] = {
     "routing-key": "sharding, a plugin Warren does not have",
 }
 
+#: Options by their RabbitMQ argument, so "argument x-message-ttl 30000" is checked
+#: like "message-ttl 30s". Not the consistent-hash ones: other exchange types take
+#: any value there, so "argument hash-header ..." is a plain argument everywhere.
 OPTION_BY_ARGUMENT: dict[str, Option] = {
-    o.argument: o for o in (*EXCHANGE_OPTIONS.values(), *QUEUE_OPTIONS.values()) if o.argument
+    o.argument: o
+    for o in (*EXCHANGE_OPTIONS.values(), *QUEUE_OPTIONS.values())
+    if o.argument and o.name not in HASH_OPTIONS
 }
 
 

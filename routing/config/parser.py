@@ -18,6 +18,7 @@ from typing import Any
 import pyparsing as pp
 
 from ..exchanges import BUILTIN_EXCHANGES
+from ..exchanges.consistent_hash import argument_problems, binding_key_problem
 from ..exchanges.headers import X_MATCH_MODES
 from ..model import (
     DEFAULT_HASHING_ALGORITHM,
@@ -60,7 +61,9 @@ from .grammar import (
     split_statements,
 )
 from .options import (
+    CONSISTENT_HASH,
     EXCHANGE_OPTIONS,
+    HASH_OPTIONS,
     OPERATOR_POLICY_OPTIONS,
     OPTION_BY_ARGUMENT,
     POLICY_APPLY_TO,
@@ -82,10 +85,13 @@ STATEMENTS = (
 )
 PERMISSION_CLAUSES = ("configure", "write", "read")
 TOPIC_PERMISSION_CLAUSES = ("exchange", "write", "read")
-BIND_CLAUSES = ("key", "headers", "argument")
+BIND_CLAUSES = ("key", "weight", "headers", "argument")
 BUILTIN_NAMES = frozenset(name for name, _, _ in BUILTIN_EXCHANGES)
 
 _FIRST_WORD = re.compile(r'[^\s"=#]+')
+#: A weight as the ``weight`` clause takes it (RabbitMQ also accepts "+5", "05").
+_WEIGHT = re.compile(r"[1-9][0-9]*")
+_TYPES = ", ".join(EXCHANGE_OPTIONS["type"].choices)
 
 
 @dataclass
@@ -239,6 +245,8 @@ def _declaration(
     arguments: dict[str, Any] = {}
     seen: dict[str, Token] = {}
     type_value: str | None = None
+    #: hash-header / hash-property written as options (x-consistent-hash only).
+    hash_options: dict[str, Token] = {}
     items = _Items(stmt.items)
     for item in items:
         if isinstance(item, Assignment):
@@ -261,7 +269,7 @@ def _declaration(
         elif option is not None and option.kind == "type" and kind == "exchange":
             value = items.value()
             if value is None:
-                ctx.after(item, "type needs a value", "direct, fanout, topic or headers")
+                ctx.after(item, "type needs a value", _TYPES)
             elif "type" in seen:
                 ctx.at(item, "type is given twice", "keep one of them")
             else:
@@ -269,6 +277,8 @@ def _declaration(
                 type_value = value.value
                 where.refs["type"] = value
         elif option is not None:
+            if kind == "exchange" and word in HASH_OPTIONS:
+                hash_options[word] = item
             _read_option(ctx, option, item, items, arguments, where, seen)
         elif word == "argument":
             arg_name = items.value()
@@ -331,8 +341,19 @@ def _declaration(
                 f"{did_you_mean(type_value, EXCHANGE_OPTIONS['type'].choices)}",
                 None
                 if did_you_mean(type_value, EXCHANGE_OPTIONS["type"].choices)
-                else "exchange types: direct, fanout, topic, headers",
+                else f"exchange types: {_TYPES}",
             )
+        if type_value == CONSISTENT_HASH:
+            _check_hash_arguments(ctx, arguments, where)
+        else:
+            for word, tok in hash_options.items():
+                ctx.at(
+                    tok,
+                    f"{word} is an option of {CONSISTENT_HASH} exchanges, and '{name}' is "
+                    f"type {type_value}",
+                    f"write type {CONSISTENT_HASH}, or 'argument {word} ...' to set the "
+                    "argument anyway",
+                )
         decl: ExchangeDecl | QueueDecl = ExchangeDecl(
             name,
             type_value,
@@ -349,6 +370,30 @@ def _declaration(
             arguments=arguments,
         )
     return decl, where
+
+
+def _check_hash_arguments(ctx: _Context, arguments: dict[str, Any], where: _Where) -> None:
+    """What RabbitMQ's consistent-hash plugin refuses when the exchange is declared."""
+    problems = argument_problems(arguments)
+    if not problems:
+        return
+    _, text = problems[0]
+    if text.startswith("Unsupported property"):
+        # Written as "argument hash-property ..." (the option form checks its choices).
+        ctx.at(
+            where.refs["hash-property"],
+            f"unknown hash-property '{arguments['hash-property']}'",
+            "hash-property is one of: " + ", ".join(EXCHANGE_OPTIONS["hash-property"].choices),
+        )
+    elif "mutually exclusive" in text:
+        ctx.at(
+            where.refs["hash-property"],
+            "hash-header and hash-property cannot both be given",
+            "an x-consistent-hash exchange hashes one header, or one property, or the "
+            "routing key",
+        )
+    else:  # only a definitions file can carry a value that is not a string
+        ctx.at(where.name, text)
 
 
 def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]:
@@ -396,11 +441,32 @@ def _binding(ctx: _Context, stmt: ParsedStatement) -> tuple[BindingDecl, _Where]
             value = items.value()
             if value is None:
                 ctx.after(item, "key needs a routing key", 'e.g. key "order.*.created"')
+            elif "weight" in where.refs:
+                ctx.at(item, "a binding has a weight or a key, not both",
+                       "the weight is the binding key of an x-consistent-hash binding")
             elif routing_key is not None:
                 ctx.at(item, "key is given twice", "bind twice to bind with two keys")
             else:
                 routing_key = value.value
+                where.refs["key"] = value
                 _check_short(ctx, value, "routing key")
+        elif word == "weight":
+            value = items.value()
+            if "weight" in where.refs:
+                ctx.at(item, "weight is given twice", "keep one of them")
+                continue
+            where.refs["weight"] = item
+            if value is None:
+                ctx.after(item, "weight needs a whole number", "e.g. weight 1")
+            elif "key" in where.refs:
+                ctx.at(item, "a binding has a weight or a key, not both",
+                       "the weight is the binding key of an x-consistent-hash binding")
+            elif value.quoted or not _WEIGHT.fullmatch(value.value):
+                ctx.at(value, f"weight takes a whole number of 1 or more, not {_shown(value)}",
+                       "e.g. weight 1 (the share of keys grows with it)")
+            else:
+                routing_key = value.value
+                _check_short(ctx, value, "weight")
         elif word == "headers":
             value = items.value()
             if value is None:
@@ -1087,6 +1153,7 @@ def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) ->
                 )
             elif decl.destination_type == "exchange" and decl.destination not in known_exchanges:
                 unknown_exchange(where.name, "exchange")
+            _check_weight(ctx, decl, where, exchanges.get(decl.source))
             key = decl.key()
             if key in seen_bindings:
                 ctx.at(
@@ -1096,6 +1163,38 @@ def _check_whole(ctx: _Context, config: TopologyConfig, wheres: list[_Where]) ->
                 )
             else:
                 seen_bindings[key] = decl
+
+
+def _check_weight(
+    ctx: _Context, decl: BindingDecl, where: _Where, source: ExchangeDecl | None
+) -> None:
+    """A binding to an x-consistent-hash exchange has a weight for its key;
+    ``weight`` is for those bindings only."""
+    chx = source is not None and source.type == CONSISTENT_HASH
+    if source is None and decl.source not in BUILTIN_NAMES:
+        return  # reported as not declared
+    if "weight" in where.refs and not chx:
+        if source is not None:
+            what = f"type {source.type}"
+        else:
+            what = "built in"
+        ctx.at(
+            where.refs["weight"],
+            f"weight is for bindings to {CONSISTENT_HASH} exchanges; '{decl.source}' is {what}",
+            f'write key "{decl.routing_key}" for a routing key',
+        )
+    if not chx or "weight" in where.refs:
+        return
+    if binding_key_problem(decl.routing_key) is None:
+        return
+    tok = where.refs.get("key", where.name)
+    ctx.at(
+        tok,
+        f"a binding to {CONSISTENT_HASH} exchange '{decl.source}' needs a weight, a whole "
+        f"number of 1 or more, as its key, not {decl.routing_key!r}",
+        "write weight 1 (more takes a larger share of the keys); RabbitMQ refuses it with "
+        "406 PRECONDITION_FAILED",
+    )
 
 
 def _access_label(decl: Declaration) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import UnknownExchangeType
 from .base import Binding, Destination, Exchange, freeze_arguments
+from .consistent_hash import ConsistentHashExchange
 from .direct import DirectExchange
 from .fanout import FanoutExchange
 from .headers import HeadersExchange, headers_match
@@ -21,6 +22,7 @@ __all__ = [
     "BUILTIN_EXCHANGES",
     "EXCHANGE_TYPES",
     "Binding",
+    "ConsistentHashExchange",
     "Destination",
     "DirectExchange",
     "Exchange",
@@ -43,8 +45,17 @@ BUILTIN_EXCHANGES: tuple[tuple[str, str, bool], ...] = (
     ("amq.rabbitmq.trace", "topic", True),
 )
 
+#: The types an exchange.declare may name: AMQP's four, and RabbitMQ's
+#: consistent-hash plugin (``x-consistent-hash``, always enabled here).
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
-    cls.TYPE: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
+    cls.TYPE: cls
+    for cls in (
+        DirectExchange,
+        FanoutExchange,
+        TopicExchange,
+        HeadersExchange,
+        ConsistentHashExchange,
+    )
 }
 
 

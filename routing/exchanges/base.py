@@ -229,6 +229,13 @@ class Exchange:
 
     # -- bindings ---------------------------------------------------------
 
+    def validate_declaration(self) -> None:
+        """Raise a ``RoutingError`` for arguments this type refuses (default: none).
+
+        Called for a new exchange only: RabbitMQ validates an exchange's
+        arguments when it creates it, not when it is redeclared.
+        """
+
     def validate_binding(self, routing_key: str, arguments: Mapping[str, Any]) -> None:
         """Raise ``InvalidBinding`` for arguments this type refuses (default: none)."""
 
@@ -262,6 +269,21 @@ class Exchange:
         The result may be a shared set: do not mutate it.
         """
         raise NotImplementedError
+
+    @property
+    def uses_properties(self) -> bool:
+        """Whether routing reads the message's properties (``route_with_properties``).
+
+        Only a consistent-hash exchange with ``hash-property`` does; for the
+        others the topology never builds or passes the properties.
+        """
+        return False
+
+    def route_with_properties(
+        self, routing_key: str, headers: Mapping[str, Any] | None, properties: Any
+    ) -> frozenset[Destination]:
+        """``route`` for a type that also reads properties (see ``uses_properties``)."""
+        return self.route(routing_key, headers)
 
     def route_keys(
         self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None

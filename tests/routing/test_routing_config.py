@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from routing import config
 from routing.config.options import MAX_EXPIRY_MS, QUEUE_OPTIONS
 from routing.exchanges import Destination
+from routing.exchanges.consistent_hash import PROPERTIES
 from routing.model import (
     BindingDecl,
     ExchangeDecl,
@@ -186,6 +187,8 @@ generic_values = st.one_of(
     st.booleans(),
     texts,
 )
+#: Binding keys of an x-consistent-hash exchange: weights, as RabbitMQ reads them.
+weights = st.integers(1, 10**6).map(str) | st.sampled_from(["+3", "007", "1"])
 x_names = st.from_regex(r"x-[a-z]{1,6}", fullmatch=True).filter(
     lambda n: n not in {o.argument for o in QUEUE_OPTIONS.values()}
 )
@@ -197,16 +200,30 @@ def models(draw: st.DrawFn) -> TopologyConfig:
     queue_names = draw(st.lists(names, max_size=4, unique=True))
     targets = [*exchange_names, "amq.direct"]
     decls: list = []
+    weighted = set()  # x-consistent-hash exchanges: their bindings' keys are weights
     for name in exchange_names:
         args = draw(st.dictionaries(x_names, generic_values, max_size=2))
         if draw(st.booleans()):
             args["alternate-exchange"] = draw(st.sampled_from(targets))
+        plain = names.filter(lambda n: n not in ("alternate-exchange", "hash-header",
+                                                 "hash-property"))
         if draw(st.booleans()):
-            args[draw(names.filter(lambda n: n != "alternate-exchange"))] = draw(generic_values)
+            args[draw(plain)] = draw(generic_values)
+        type_ = draw(st.sampled_from(["direct", "fanout", "topic", "headers",
+                                      "x-consistent-hash"]))
+        hashing = draw(st.integers(0, 3))
+        if type_ == "x-consistent-hash":
+            weighted.add(name)
+            if hashing == 1:
+                args["hash-header"] = draw(texts)
+            elif hashing == 2:
+                args["hash-property"] = draw(st.sampled_from(PROPERTIES))
+        elif hashing == 1:  # any value on other types, written as "argument ..."
+            args[draw(st.sampled_from(["hash-header", "hash-property"]))] = draw(generic_values)
         decls.append(
             ExchangeDecl(
                 name,
-                draw(st.sampled_from(["direct", "fanout", "topic", "headers"])),
+                type_,
                 draw(st.booleans()),
                 draw(st.booleans()),
                 draw(st.booleans()),
@@ -242,7 +259,9 @@ def models(draw: st.DrawFn) -> TopologyConfig:
                 args["x-match"] = draw(st.sampled_from(["all", "any", "all-with-x", "any-with-x"]))
                 for void in draw(st.lists(names, max_size=2)):
                     args.setdefault(void, None)
-            b = BindingDecl(draw(st.sampled_from(exchange_names)), dest, kind, draw(texts), args)
+            source = draw(st.sampled_from(exchange_names))
+            key = draw(weights if source in weighted else texts)
+            b = BindingDecl(source, dest, kind, key, args)
             if b.key() not in seen:
                 seen.add(b.key())
                 decls.append(b)

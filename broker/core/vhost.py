@@ -277,8 +277,11 @@ class VHost:
             if replies and key.startswith(REPLY_TO_PREFIX):
                 self.deliver_replies(message)
             return []
+        # Only a consistent-hash exchange with `hash-property` reads the
+        # properties: decode them for no other (the publish path's fast case).
+        properties = message.decoded_properties if self.topology.uses_properties else None
         try:
-            names = self.topology.route(exchange, message.routing_key, headers)
+            names = self.topology.route(exchange, message.routing_key, headers, properties)
         except RoutingError as error:
             raise _amqp(error) from None
         if not exchange and replies:
@@ -298,14 +301,22 @@ class VHost:
             replies.deliver(keys, message.without_bcc() if headers is not None else message)
 
     def route_names(
-        self, exchange: str, routing_key: str, headers: dict[str, Any] | None
+        self,
+        exchange: str,
+        routing_key: str,
+        headers: dict[str, Any] | None,
+        message: Message | None = None,
     ) -> list[str]:
         """Queue names for a message the broker itself publishes (dead-lettering).
 
         Nothing to answer to here, so a routing error just means "nowhere".
+        `message` gives its properties to an exchange that hashes one.
         """
+        properties = None
+        if message is not None and self.topology.uses_properties:
+            properties = message.decoded_properties
         try:
-            return self.topology.route(exchange, routing_key, headers)
+            return self.topology.route(exchange, routing_key, headers, properties)
         except RoutingError:
             return []
 

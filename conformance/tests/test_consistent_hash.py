@@ -210,6 +210,22 @@ def test_hash_property_may_name_three_properties(channel, names, has_consistent_
     channel.exchange_declare(names.exchange(), CHX, arguments={"hash-property": prop})
 
 
+def test_hash_property_picks_by_the_property(channel, ring):
+    # The routing key takes no part: each message_id always reaches one queue,
+    # and different ids spread over the ring.
+    exchange, queues = ring({"a": "1", "b": "1", "c": "1"}, **{"hash-property": "message_id"})
+    placed: dict[str, str] = {}
+    for i in range(60):
+        message_id = f"id-{i}"
+        for key in ("k1", "k2", message_id):
+            publish(channel, exchange, key, b"", message_id=message_id)
+        sync(channel)
+        reached = {label: len(get_all(channel, queue)) for label, queue in queues.items()}
+        assert sorted(reached.values()) == [0, 0, 3], (message_id, reached)
+        placed[message_id] = max(reached, key=reached.__getitem__)
+    assert len(set(placed.values())) > 1, placed
+
+
 # -- errors -------------------------------------------------------------------------------
 
 

@@ -125,11 +125,6 @@ class Ring:
             self.channel.exchange_delete(name)
 
 
-def _product(connection: pika.BlockingConnection) -> str:
-    product = connection._impl.server_properties.get("product", b"")
-    return product.decode() if isinstance(product, bytes) else str(product)
-
-
 @pytest.fixture
 def broker(warren_url: str) -> Iterator[tuple[pika.BlockingConnection, BlockingChannel]]:
     connection = pika.BlockingConnection(pika.URLParameters(warren_url))
@@ -240,17 +235,8 @@ def test_hash_header_matches(broker) -> None:
 
 
 @pytest.mark.parametrize("prop", ["message_id", "correlation_id", "timestamp"])
-def test_hash_property_matches(broker, prop: str, request: pytest.FixtureRequest) -> None:
+def test_hash_property_matches(broker, prop: str) -> None:
     connection, channel = broker
-    if "warren" in _product(connection).lower():
-        # Strict: once the broker passes them, this starts passing and says so.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Warren's broker does not pass message properties to "
-                "Topology.route yet (broker/core/vhost.py; see Topology.uses_properties)",
-            )
-        )
     rng = random.Random(13)
     ring = Ring(channel, {"hash-property": prop})
     try:

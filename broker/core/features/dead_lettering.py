@@ -76,7 +76,11 @@ class DeadLetterTarget(Protocol):
     def has_exchange(self, name: str) -> bool: ...
 
     def route_names(
-        self, exchange: str, routing_key: str, headers: dict[str, Any] | None
+        self,
+        exchange: str,
+        routing_key: str,
+        headers: dict[str, Any] | None,
+        message: Message | None = None,
     ) -> list[str]: ...
 
     def queue_named(self, name: str) -> DeadLetterQueue | None: ...
@@ -194,7 +198,7 @@ def dead_letter(
     for entry in entries:
         letter = dead_lettered_copy(queue, entry.message, reason)
         headers = letter.headers or {}
-        names = vhost.route_names(exchange, letter.routing_key, headers)
+        names = vhost.route_names(exchange, letter.routing_key, headers, letter)
         if not exchange:
             # To the default exchange, as a publish: a direct reply-to name
             # among its keys reaches that requester (RabbitMQ routes dead

@@ -10,7 +10,7 @@ the broker's users, the loopback rule, the management tags).
 
 from __future__ import annotations
 
-from broker.management.api import admin
+from broker.management.api import admin, trace
 from broker.management.authz import authenticator
 from broker.management.context import ManagementContext
 from broker.management.http import HttpApp
@@ -28,5 +28,7 @@ def management_app(context: ManagementContext) -> HttpApp:
     @router.route("/api", auth=False, produces=None)
     def api_root(request: Request) -> Response:
         return Response(301, [("location", "/api/index.html"), ("content-length", "0")])
+
+    trace.add_routes(router, context)
 
     return HttpApp(router, authenticate=authenticator(context.access))

@@ -122,13 +122,22 @@ class Browser:
             "Browser.setDownloadBehavior",
             {"behavior": "allow", "downloadPath": str(download_dir)},
         )
-        # Unhandled promise rejections and errors, counted in the page too (a
-        # second witness besides the browser log).
+        # In every page: errors and unhandled promise rejections (a second
+        # witness besides the browser log), and each fetch's path, to check
+        # what the polling asks for.
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
             window.__warrenErrors = [];
+            window.__warrenFetches = [];
             window.addEventListener('error', e => window.__warrenErrors.push('error: ' + e.message));
             window.addEventListener('unhandledrejection',
                 e => window.__warrenErrors.push('unhandled rejection: ' + (e.reason && e.reason.message || e.reason)));
+            (() => {  // a function scope: a global `const fetch` would shadow window.fetch
+                const original = window.fetch.bind(window);
+                window.fetch = (input, init) => {
+                    window.__warrenFetches.push(((init && init.method) || 'GET') + ' ' + String(input));
+                    return original(input, init);
+                };
+            })();
         """})
         self.log: list[dict[str, Any]] = []
 
@@ -157,3 +166,128 @@ class Browser:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+class Dashboard:
+    """The dashboard in `browser`, served by the Warren at `base_url`."""
+
+    def __init__(self, browser: Browser, base_url: str, screenshots: Path) -> None:
+        self.browser = browser
+        self.driver = browser.driver
+        self.base_url = base_url
+        self.screenshots = screenshots
+        #: Browser log entries a test expects (a refused login's 401...).
+        self.allowed: list[Callable[[dict[str, Any]], bool]] = []
+
+    # -- navigation --------------------------------------------------------------
+
+    def open(self, hash_: str = "") -> None:
+        """Load the dashboard afresh at `hash_` ("#/queues")."""
+        self.driver.get(f"{self.base_url}/{hash_}")
+        self.wait_script("return document.readyState === 'complete'")
+
+    def go(self, hash_: str) -> None:
+        """Go to another page of the loaded dashboard, as a click on a link does."""
+        self.driver.execute_script("location.hash = arguments[0]", hash_)
+
+    def reset(self, refresh_ms: int = 1000) -> None:
+        """A clean tab: no stored credentials nor list settings; polls every `refresh_ms`."""
+        self.open()
+        self.driver.execute_script(
+            "sessionStorage.clear(); localStorage.clear();"
+            "localStorage.setItem('warren.refresh', arguments[0]);", str(refresh_ms))
+        self.driver.refresh()  # the header's refresh menu shows the setting
+
+    def login(self, username: str = "guest", password: str = "guest", hash_: str = "#/admin") -> None:
+        self.open(hash_)
+        self.fill("#login-username", username)
+        self.fill("#login-password", password)
+        self.click("#login-submit")
+        self.wait_visible("#shell")
+
+    # -- finding and acting ---------------------------------------------------------
+
+    def find(self, css: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def wait_visible(self, css: str, timeout: float = 10.0) -> Any:
+        return wait_for(lambda: (e := self.find(css)).is_displayed() and e, timeout)
+
+    def wait_text(self, css: str, expected: str | Callable[[str], bool], timeout: float = 10.0) -> str:
+        """The text of `css` once it contains `expected` (or `expected(text)` is true)."""
+        def check() -> str | None:
+            text = self.find(css).text
+            ok = expected(text) if callable(expected) else expected in text
+            return text if ok else None
+
+        try:
+            return wait_for(check, timeout)
+        except AssertionError:
+            shown = self.find_all(css)
+            raise AssertionError(
+                f"{css} never showed {expected!r}; it shows "
+                f"{shown[0].text if shown else '(nothing)'!r}") from None
+
+    def wait_script(self, script: str, *args: Any, timeout: float = 10.0) -> Any:
+        return wait_for(lambda: self.driver.execute_script(script, *args), timeout)
+
+    def fill(self, css: str, text: str) -> None:
+        element = self.find(css)
+        element.clear()
+        element.send_keys(text)
+
+    def select(self, css: str, value: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.find(css)).select_by_value(value)
+
+    def click(self, css: str) -> None:
+        self.find(css).click()
+
+    def cell(self, table_id: str, row: str, column: str) -> str:
+        """The text of one cell: the table's row whose data-row is `row`, column `column`."""
+        return self.driver.execute_script(
+            "const row = [...document.querySelectorAll(`#${arguments[0]} tr[data-row]`)]"
+            ".find(r => r.dataset.row === arguments[1]);"
+            "const cell = row && row.querySelector(`td[data-col=\"${arguments[2]}\"]`);"
+            "return cell ? cell.textContent : null;", table_id, row, column)
+
+    def rows(self, table_id: str) -> list[str]:
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll(`#${arguments[0]} tr[data-row]`)]"
+            ".map(r => r.dataset.row);", table_id)
+
+    def fetches(self) -> list[str]:
+        return self.driver.execute_script("return window.__warrenFetches || []")
+
+    # -- screenshots ------------------------------------------------------------------
+
+    def screenshot(self, name: str) -> Path:
+        """The whole page as `name`.png in the screenshots folder (and in
+        $WARREN_DASHBOARD_SCREENSHOTS when set, e.g. docs/images for the docs)."""
+        # Let the last render and any transition settle.
+        self.driver.execute_script("return new Promise(r => requestAnimationFrame(() => r()))")
+        # The whole height, laid out without the vertical scrollbar (as the
+        # capture lays the page out), so the width is the window's.
+        width, height = self.driver.execute_script(
+            "return [window.innerWidth, document.documentElement.scrollHeight]")
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        })
+        data = base64.b64decode(shot["data"])
+        path = self.screenshots / f"{name}.png"
+        path.write_bytes(data)
+        extra = os.environ.get("WARREN_DASHBOARD_SCREENSHOTS")
+        if extra:
+            Path(extra).mkdir(parents=True, exist_ok=True)
+            (Path(extra) / f"dashboard-{name}.png").write_bytes(data)
+        assert data.startswith(b"\x89PNG") and len(data) > 5000, "an empty screenshot"
+        return path

@@ -60,9 +60,10 @@ export function lineChart(samples, series, { format = String, id, title } = {}) 
   const root = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": title || "chart" });
   const plotW = WIDTH - PAD.left - PAD.right;
   const plotH = HEIGHT - PAD.top - PAD.bottom;
-  let top = 0;
-  for (const s of series) for (const v of samples.values[s.name]) top = Math.max(top, v);
-  top = niceCeiling(top);
+  let highest = 0;
+  for (const s of series) for (const v of samples.values[s.name]) highest = Math.max(highest, v);
+  // Four steps of a round size (1, 2, 2.5 or 5 times a power of ten) above the highest value.
+  const top = niceCeiling(highest / 4) * 4;
   for (let i = 0; i <= 4; i += 1) {
     const y = PAD.top + plotH - (plotH * i) / 4;
     root.append(svg("line", { class: "axis", x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y }));

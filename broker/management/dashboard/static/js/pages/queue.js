@@ -84,9 +84,9 @@ export default function queue(ctx) {
     };
     try {
       const got = await api("POST", `${base}/get`, body);
-      clear(messages).append(got.length
-        ? got.map(messageCard)
-        : h("p", { class: "muted", id: "get-empty" }, "Queue is empty."));
+      clear(messages).append(...(got.length
+        ? got.map((message, index) => messageCard(message, index))
+        : [h("p", { class: "muted", id: "get-empty" }, "Queue is empty.")]));
       notice(result, "ok", got.length ? `Got ${got.length} message${got.length === 1 ? "" : "s"}.` : "");
       controller.refresh().catch(() => {});
     } catch (error) {

@@ -82,7 +82,7 @@ export default function trace(ctx) {
     // Only for suggestions in the exchange field: the tracer works without them.
     try {
       const list = await get(`${path`/api/exchanges/${vhostSelect.value}`}?columns=name,type`);
-      clear(exchangeList).append(list.map((x) => h("option", { value: x.name }, `${exchangeLabel(x.name)} (${x.type})`)));
+      clear(exchangeList).append(...list.map((x) => h("option", { value: x.name }, `${exchangeLabel(x.name)} (${x.type})`)));
     } catch (failure) {
       clear(exchangeList);
       if (!(failure instanceof ApiError)) throw failure;

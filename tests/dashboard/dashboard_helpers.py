@@ -238,18 +238,36 @@ class Dashboard:
     def wait_script(self, script: str, *args: Any, timeout: float = 10.0) -> Any:
         return wait_for(lambda: self.driver.execute_script(script, *args), timeout)
 
+    def _again(self, action: Callable[[], Any]) -> Any:
+        """Run `action`, again if a refresh replaced the element under it meanwhile
+        (the polled pages re-render their tables every refresh)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(50):
+            try:
+                return action()
+            except StaleElementReferenceException:
+                time.sleep(0.02)
+        return action()
+
     def fill(self, css: str, text: str) -> None:
-        element = self.find(css)
-        element.clear()
-        element.send_keys(text)
+        def fill() -> None:
+            element = self.find(css)
+            element.clear()
+            element.send_keys(text)
+
+        self._again(fill)
 
     def select(self, css: str, value: str) -> None:
         from selenium.webdriver.support.ui import Select
 
-        Select(self.find(css)).select_by_value(value)
+        self._again(lambda: Select(self.find(css)).select_by_value(value))
 
     def click(self, css: str) -> None:
-        self.find(css).click()
+        self._again(lambda: self.find(css).click())
+
+    def text(self, css: str) -> str:
+        return str(self._again(lambda: self.find(css).text))
 
     def cell(self, table_id: str, row: str, column: str) -> str:
         """The text of one cell: the table's row whose data-row is `row`, column `column`."""

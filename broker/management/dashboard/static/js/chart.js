@@ -49,7 +49,7 @@ function niceCeiling(value) {
 function shortNumber(value) {
   if (value >= 1e6) return `${+(value / 1e6).toFixed(1)}M`;
   if (value >= 1e3) return `${+(value / 1e3).toFixed(1)}k`;
-  return `${+value.toFixed(value < 10 && value % 1 ? 1 : 0)}`;
+  return `${+value.toFixed(value < 10 ? 2 : 0)}`;
 }
 
 /**

@@ -5,19 +5,27 @@
 
 The endpoints live in `broker.management.api.*`, one module per area; this
 module only puts them together with the authentication (HTTP Basic against
-the broker's users, the loopback rule, the management tags).
+the broker's users, the loopback rule, the management tags), and serves the
+dashboard's files (`broker/management/dashboard/`, docs/management.md) at `/`
+and `/static/...`, without credentials: the dashboard logs in to the API itself.
 """
 
 from __future__ import annotations
 
-from broker.management.api import admin, policies
+from pathlib import Path
+
+from broker.management.api import admin, policies, trace
 from broker.management.authz import authenticator
 from broker.management.context import ManagementContext
 from broker.management.http import HttpApp
 from broker.management.messages import Request, Response
 from broker.management.router import Router
+from broker.management.static import StaticFiles
 
-__all__ = ["management_app"]
+__all__ = ["DASHBOARD_ROOT", "management_app"]
+
+#: The dashboard: index.html, and static/ with the styles and the JS modules.
+DASHBOARD_ROOT = Path(__file__).parent / "dashboard"
 
 
 def management_app(context: ManagementContext) -> HttpApp:
@@ -29,5 +37,9 @@ def management_app(context: ManagementContext) -> HttpApp:
     @router.route("/api", auth=False, produces=None)
     def api_root(request: Request) -> Response:
         return Response(301, [("location", "/api/index.html"), ("content-length", "0")])
+
+    trace.add_routes(router, context)
+    router.add("/", StaticFiles(DASHBOARD_ROOT), auth=False, produces=None)
+    router.add("/static/{path*}", StaticFiles(DASHBOARD_ROOT / "static"), auth=False, produces=None)
 
     return HttpApp(router, authenticate=authenticator(context.access))

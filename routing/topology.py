@@ -410,7 +410,9 @@ class Topology:
     ) -> list[str]:
         """The names of the queues a message published to ``exchange`` reaches.
 
-        Each queue appears once. Raises ``UnknownExchange`` (404),
+        Each queue appears once. Counts the message in the exchange's
+        ``publish_in`` and its queue copies in ``publish_out`` (statistics).
+        Raises ``UnknownExchange`` (404),
         ``AccessRefused`` (403) for an internal exchange, ``PreconditionFailed``
         (406) for a CC/BCC header that is not an array. The broker strips
         ``BCC`` from the message it delivers.
@@ -420,19 +422,29 @@ class Topology:
             raise UnknownExchange(exchange, self.vhost)
         if x.internal:
             raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
+        # Statistics: one message in, one copy out per queue reached.
+        x.publish_in += 1
         if headers and ("CC" in headers or "BCC" in headers):
             keys = _cc_keys(routing_key, headers)
             assert keys is not None
-            return self._walk(x, keys, headers)
+            queues = self._walk(x, keys, headers)
+            x.publish_out += len(queues)
+            return queues
         if x is self._default:
-            return [routing_key] if routing_key in self._queues else []
+            if routing_key in self._queues:
+                x.publish_out += 1
+                return [routing_key]
+            return []
         dests = x.route(routing_key, headers)
         if dests:
             if not self._e2e:  # no exchange-to-exchange binding anywhere: all queues
+                x.publish_out += len(dests)
                 return [d[1] for d in dests]
         elif x.alternate_exchange is None:
             return []
-        return self._walk(x, [routing_key], headers)
+        queues = self._walk(x, [routing_key], headers)
+        x.publish_out += len(queues)
+        return queues
 
     def _route_one(
         self, x: Exchange, keys: list[str], headers: Mapping[str, Any] | None

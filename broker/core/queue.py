@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
 from broker.core.message import Message, QueuedMessage
 from broker.core.snapshots import QueueSnapshot
+from broker.core.stats import QueueCounters
 from broker.core.timers import Scheduler
 
 __all__ = [
@@ -66,6 +67,11 @@ class QueueConsumer(Protocol):
     no_ack: bool
     #: basic.consume's consumer tag, for logs and snapshots.
     tag: str
+    #: Messages the queue handed this consumer, and how many of them were
+    #: redeliveries: counted by the queue (statistics; folded into the
+    #: queue's own counts when the consumer goes).
+    delivered: int
+    redelivered: int
 
     def has_credit(self) -> bool:
         """May the queue hand this consumer one more message now?
@@ -167,7 +173,23 @@ class Queue:
         self.unacked_count = 0
         self.had_consumer = False
         self.deleted = False
+        #: The arrival sequence: every message that joined the queue took one.
         self._next_seq = 0
+        # -- statistics (broker.core.stats): what cannot be derived ----------------
+        #: Arrivals that were not publishes (recovered from the journal,
+        #: dead-lettered in): publishes are `_next_seq` minus these.
+        self.arrivals_not_published = 0
+        #: Deliveries of the consumers that have gone (the live ones count their own).
+        self.delivered_base = 0
+        self.delivered_no_ack_base = 0
+        self.redelivered_base = 0
+        #: basic.get: handed out with and without ack, found empty.
+        self.got = 0
+        self.got_no_ack = 0
+        self.get_empty = 0
+        #: Deliveries settled otherwise than by an ack (requeued, rejected):
+        #: acks are deliveries minus these minus the unacknowledged.
+        self.settled_without_ack = 0
         # Arguments are validated by the vhost before the queue is made.
         args = self.arguments
         self.max_length: int | None = args.get("x-max-length")
@@ -218,6 +240,33 @@ class Queue:
             message_bytes_ready=self.ready_bytes,
             consumers=len(self.consumers),
             last_used=self.last_used,
+            counters=self.counters(),
+            exclusive_consumer_tag=(
+                self.exclusive_consumer.tag if self.exclusive_consumer is not None else None
+            ),
+        )
+
+    def counters(self) -> QueueCounters:
+        """The queue's message counts now (RabbitMQ's `message_stats`), changing nothing."""
+        delivered = self.delivered_base
+        no_ack = self.delivered_no_ack_base
+        redelivered = self.redelivered_base
+        for consumer in self.consumers:
+            if consumer.no_ack:
+                no_ack += consumer.delivered
+            else:
+                delivered += consumer.delivered
+            redelivered += consumer.redelivered
+        return QueueCounters(
+            publish=self._next_seq - self.arrivals_not_published,
+            deliver=delivered,
+            deliver_no_ack=no_ack,
+            get=self.got,
+            get_no_ack=self.got_no_ack,
+            get_empty=self.get_empty,
+            redeliver=redelivered,
+            # Every delivery needing an ack is acked, returned or still out.
+            ack=delivered + self.got - self.settled_without_ack - self.unacked_count,
         )
 
     # -- messages in ------------------------------------------------------
@@ -303,6 +352,7 @@ class Queue:
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""
         self.unacked_count -= len(entries)
+        self.settled_without_ack += len(entries)
         if self.deleted:
             if self.journal is not None:
                 for entry in entries:
@@ -342,6 +392,7 @@ class Queue:
         if self._may_expire:
             self.expire()
         if not self.ready:
+            self.get_empty += 1
             return None
         entry = self.ready.popleft()
         self.ready_bytes -= len(entry.message.body)
@@ -350,8 +401,13 @@ class Queue:
     def handed_out(self, entry: QueuedMessage, no_ack: bool) -> None:
         """`entry`, taken by `get`, went to a client (basic.get-ok): count it
         as unacknowledged unless no_ack, and tell the journal."""
-        if not no_ack:
+        if no_ack:
+            self.got_no_ack += 1
+        else:
+            self.got += 1
             self.unacked_count += 1
+        if entry.redelivered:
+            self.redelivered_base += 1
         if self.journal is not None:
             self.journal.delivered(entry, no_ack)
 
@@ -366,6 +422,7 @@ class Queue:
     def reject(self, entries: list[QueuedMessage]) -> None:
         """Deliveries rejected without requeue: dead-lettered as `rejected`, or dropped."""
         self.unacked_count -= len(entries)
+        self.settled_without_ack += len(entries)
         self.dead_letter(entries, "rejected")
 
     def purge(self) -> int:
@@ -455,6 +512,12 @@ class Queue:
             return
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        # Its deliveries are final: the queue keeps counting them.
+        if consumer.no_ack:
+            self.delivered_no_ack_base += consumer.delivered
+        else:
+            self.delivered_base += consumer.delivered
+        self.redelivered_base += consumer.redelivered
         if not self.consumers:
             self.touch()
 
@@ -507,6 +570,9 @@ class Queue:
                     if journal is not None:
                         journal.delivered(entry, False)
                 consumer.deliver(self, entry)
+                consumer.delivered += 1
+                if entry.redelivered:
+                    consumer.redelivered += 1
                 refused = 0
             else:
                 refused += 1

@@ -24,6 +24,7 @@ from broker.core.features.arguments import validate_queue_arguments
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
 from broker.core.queue import MessageStore, Queue
+from broker.core.stats import BrokerCounters, MessageTotals
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
 from protocol.errors import AMQPError
@@ -121,6 +122,15 @@ class VHost:
         self.connection_count = 0
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
+        # The default exchange, for the routing fast path's statistics.
+        self._default_exchange = self.topology.exchanges[""]
+        #: The broker's churn and dead-letter counts: the registry shares one
+        #: object among its vhosts (`broker.core.stats`).
+        self.counters = BrokerCounters()
+        #: The message counts and connection bytes of the channels and
+        #: connections on this vhost that have closed (the open ones count
+        #: their own; a vhost's totals are the sum).
+        self.retired = MessageTotals()
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
         # Durability (the storage layer); None without --data-dir.
@@ -228,6 +238,8 @@ class VHost:
 
     def dead_letter(self, queue: Queue, entries: list[QueuedMessage], reason: str) -> None:
         """Republish messages that died in `queue` to its dead-letter exchange."""
+        dead_lettered = self.counters.dead_lettered
+        dead_lettered[reason] = dead_lettered.get(reason, 0) + len(entries)
         dead_lettering.dead_letter(self, queue, entries, reason)
 
     def route(self, exchange: str, message: Message) -> list[Queue]:
@@ -236,7 +248,12 @@ class VHost:
         if not exchange and headers is None:
             # The default exchange without CC/BCC: the queue named by the key.
             queue = self.queues.get(message.routing_key)
-            return [queue] if queue is not None else []
+            default = self._default_exchange
+            default.publish_in += 1
+            if queue is None:
+                return []
+            default.publish_out += 1
+            return [queue]
         try:
             names = self.topology.route(exchange, message.routing_key, headers)
         except RoutingError as error:
@@ -301,6 +318,7 @@ class VHost:
         if existing is not None:
             self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
             existing.touch()
+            self.counters.queue_declared += 1
             return existing
         if limit_reached(self.limits.max_queues, len(self.queues)):
             raise errors.precondition_failed(
@@ -320,6 +338,8 @@ class VHost:
         )
         self.queues[name] = queue
         self.topology.add_queue(name)
+        self.counters.queue_declared += 1
+        self.counters.queue_created += 1
         log.info(
             "queue.declared",
             queue=name,
@@ -403,6 +423,7 @@ class VHost:
 
     def _delete_queue(self, queue: Queue, *, reason: str, peer: str | None = None) -> int:
         queue.deleted = True
+        self.counters.queue_deleted += 1
         del self.queues[queue.name]
         changes = self.topology.remove_queue(queue.name)
         count = queue.purge()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.core.queue import MessageStore
+from broker.core.stats import BrokerCounters
 from broker.core.timers import Scheduler
 from broker.core.vhost import DefinitionsSink, VHost
 from broker.logging import get_logger
@@ -34,6 +35,8 @@ class VHostRegistry(Mapping[str, VHost]):
     journal: MessageStore | None = None
     #: Called with the name of each vhost deleted.
     on_deleted: list[Callable[[str], None]] = field(default_factory=list)
+    #: The broker's churn and dead-letter counts, shared by every vhost.
+    counters: BrokerCounters = field(default_factory=BrokerCounters)
     _vhosts: dict[str, VHost] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> VHost:
@@ -61,6 +64,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost = VHost(name)
         vhost.description, vhost.tags = description, tags
         vhost.timers = self.timers
+        vhost.counters = self.counters
         vhost.definitions = self.definitions
         vhost.journal = self.journal
         self._vhosts[name] = vhost

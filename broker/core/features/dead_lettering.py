@@ -67,6 +67,9 @@ class DeadLetterSource(Protocol):
 
 
 class DeadLetterQueue(Protocol):
+    #: Statistics: arrivals that were not publishes (`broker.core.stats`).
+    arrivals_not_published: int
+
     def enqueue(self, message: Message) -> bool: ...
 
 
@@ -202,6 +205,7 @@ def dead_letter(
         for name in names:
             destination = vhost.queue_named(name)
             if destination is not None:
+                destination.arrivals_not_published += 1  # statistics: not a publish
                 destination.enqueue(letter)
 
 

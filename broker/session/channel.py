@@ -31,6 +31,7 @@ from broker.session import authorization
 from broker.session.acks import Acknowledgements, Taken
 from broker.session.confirms import PublisherConfirms, confirm_methods
 from broker.session.consumers import Consumer, Delivery
+from broker.session.counters import ChannelCounters, QueueUse
 from broker.session.output import Output
 from broker.session.transactions import Transaction
 from broker.storage.journal import Journal
@@ -102,6 +103,23 @@ class Channel:
         self.acks = Acknowledgements()
         self.consumers: dict[str, Consumer] = {}
         self.last_queue_name: str | None = None
+        # -- statistics (broker.core.stats; read by `counters()`) -------------------
+        # Publishes are counted in runs per exchange: one compare and one
+        # increment per message, and per-exchange counts without a lookup.
+        self.publish_exchange = ""
+        self.publish_run = 0
+        self.published: dict[str, int] = {}
+        #: Confirms sent (basic.ack), counted per batch.
+        self.confirmed = 0
+        #: Unroutable messages returned (mandatory) or dropped, by exchange.
+        self.returned_unroutable: dict[str, int] = {}
+        self.dropped_unroutable: dict[str, int] = {}
+        #: Consumers cancelled while deliveries of theirs wait for an ack:
+        #: they still count here until those are settled.
+        self.retired_consumers: list[Consumer] = []
+        #: Counts per queue that outlive consumers, and basic.get's.
+        self.queue_use: dict[Queue, QueueUse] = {}
+        vhost.counters.channel_created += 1
 
     @property
     def unacked_count(self) -> int:
@@ -344,7 +362,11 @@ class Channel:
 
     def _route(self, method: m.BasicPublish, message: Message) -> None:
         """Route once, enqueue everywhere, owe a confirm: the publish hot path."""
-        queues = self.vhost.route(method.exchange, message)
+        exchange = method.exchange
+        queues = self.vhost.route(exchange, message)
+        if exchange != self.publish_exchange:
+            self._publish_run_ends(exchange)
+        self.publish_run += 1
         accepted = True
         if queues:
             if message.headers is not None:
@@ -367,6 +389,9 @@ class Channel:
                     self.connection.frame_max,
                 )
             )
+            self.returned_unroutable[exchange] = self.returned_unroutable.get(exchange, 0) + 1
+        else:
+            self.dropped_unroutable[exchange] = self.dropped_unroutable.get(exchange, 0) + 1
         confirms = self.confirms
         if confirms.enabled:
             # With a journal, the confirm waits until everything journalled so
@@ -374,6 +399,14 @@ class Channel:
             journal = self.journal
             if confirms.owe(accepted, journal.appended if journal else 0):
                 self.connection.owe_confirms(self)
+
+    def _publish_run_ends(self, exchange: str) -> None:
+        """Publishes go to another exchange now: file the run that ended."""
+        if self.publish_run:
+            previous = self.publish_exchange
+            self.published[previous] = self.published.get(previous, 0) + self.publish_run
+        self.publish_exchange = exchange
+        self.publish_run = 0
 
     def flush_confirms(self) -> None:
         """Send the confirms owed that may go now (coalesced; see `confirms`).
@@ -392,8 +425,12 @@ class Channel:
         else:
             ready = owed
             self.confirms.owed = []
+        nacked = 0
         for method in confirm_methods(ready):
+            if type(method) is m.BasicNack:
+                nacked += 1
             self._reply(method)
+        self.confirmed += len(ready) - nacked
 
     # -- confirm and tx classes -----------------------------------------------------------
 
@@ -535,6 +572,7 @@ class Channel:
         if consumer is not None:
             queue = consumer.queue
             queue.remove_consumer(consumer)
+            self._retire(consumer)
             if queue.should_auto_delete:
                 self.vhost.auto_delete_queue(queue)
 
@@ -542,6 +580,7 @@ class Channel:
         """The queue went away: forget the consumer, tell the client if it can hear it."""
         if self.consumers.pop(consumer.tag, None) is None:
             return
+        self._retire(consumer)
         if self.connection.consumer_cancel_notify and not self.closing:
             cancel = m.BasicCancel(consumer_tag=consumer.tag, nowait=True)
             if self.paused and self.transaction is not None:
@@ -554,10 +593,18 @@ class Channel:
         self.access.check("read", "queue", name)
         queue = self.vhost.get_queue(name, self.connection)
         entry = queue.get()
+        use = self._queue_use(queue)
         if entry is None:
+            use.get_empty += 1
             self._reply(m.BasicGetEmpty())
             return
         queue.handed_out(entry, method.no_ack)
+        if method.no_ack:
+            use.get_no_ack += 1
+        else:
+            use.get += 1
+        if entry.redelivered:
+            use.redeliver += 1
         tag = self.acks.next_delivery_tag()
         if not method.no_ack:
             self.acks.record(tag, queue, entry, None)
@@ -594,6 +641,8 @@ class Channel:
                     self.dispatch_all()
                 else:
                     consumer.queue.dispatch()
+            else:
+                self.acks.count_get_ack(delivery.queue)
         else:
             self._settle(taken, requeue=None)
 
@@ -663,6 +712,56 @@ class Channel:
             consumer.queue.remove_consumer(consumer)
         self._settle(self.acks.take_all() + held, requeue=True)
         for consumer in consumers:
+            self._retire(consumer)  # nothing is unacknowledged any more
             if consumer.queue.should_auto_delete:
                 self.vhost.auto_delete_queue(consumer.queue)
         self.confirms.clear()
+        # Statistics: the vhost and the broker keep what this channel counted.
+        totals = self.counters().totals
+        self.vhost.retired.add(totals)
+        counters = self.vhost.counters
+        counters.retired.add(totals)
+        counters.channel_closed += 1
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def _queue_use(self, queue: Queue) -> QueueUse:
+        use = self.queue_use.get(queue)
+        if use is None:
+            use = self.queue_use[queue] = QueueUse()
+        return use
+
+    def _retire(self, consumer: Consumer) -> None:
+        """A consumer went: keep its counts (it may still have deliveries to settle)."""
+        self.retired_consumers.append(consumer)
+        still: list[Consumer] = []
+        for old in self.retired_consumers:
+            if old.unacked_count:
+                still.append(old)
+            else:
+                self._queue_use(old.queue).add_consumer(old)
+        self.retired_consumers = still
+
+    def counters(self) -> ChannelCounters:
+        """What this channel has done so far, by exchange and by queue; changes nothing."""
+        published = dict(self.published)
+        if self.publish_run:
+            exchange = self.publish_exchange
+            published[exchange] = published.get(exchange, 0) + self.publish_run
+        by_queue: dict[Queue, QueueUse] = {}
+        for queue, use in self.queue_use.items():
+            by_queue[queue] = use.copy()
+        for consumer in (*self.consumers.values(), *self.retired_consumers):
+            use = by_queue.get(consumer.queue)
+            if use is None:
+                use = by_queue[consumer.queue] = QueueUse()
+            use.add_consumer(consumer)
+        for queue, count in self.acks.get_acked.items():
+            use = by_queue.get(queue)
+            if use is None:
+                use = by_queue[queue] = QueueUse()
+            use.ack += count
+        return ChannelCounters.build(
+            published, self.confirmed, self.publish_exchange,
+            self.returned_unroutable, self.dropped_unroutable, by_queue,
+        )

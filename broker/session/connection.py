@@ -150,6 +150,11 @@ class ClientConnection:
         self._to_release: list[Channel] = []
         self._release_due = trio.Event()
         self._released = trio.Event()
+        #: Statistics: bytes read, and how many reads (RabbitMQ's recv_oct, recv_cnt).
+        self.recv_oct = 0
+        self.recv_cnt = 0
+        #: When the connection was accepted (ms since the epoch, RabbitMQ's connected_at).
+        self.connected_at = int(time.time() * 1000)
 
     # -- what channels and the vhost read ------------------------------------------
 
@@ -351,6 +356,8 @@ class ClientConnection:
             return False
         if not data:
             return False
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         ok = self._receive(amqp, data)
         # During the handshake the machine hands out one handshake method at a
         # time (what follows connection.open depends on our answer to it).
@@ -598,6 +605,7 @@ class ClientConnection:
             self.access = self.handshake.access
             self.opened = True
             self.vhost.connection_count += 1
+            self.vhost.counters.connection_created += 1
             self.context.open_connections += 1
             self.send_method(0, m.ConnectionOpenOk())
             log.info(
@@ -662,6 +670,12 @@ class ClientConnection:
             if self.opened:
                 self.vhost.connection_count -= 1
                 self.context.open_connections -= 1
+                # Statistics: the vhost and the broker keep this connection's bytes.
+                counters = self.vhost.counters
+                counters.connection_closed += 1
+                for totals in (self.vhost.retired, counters.retired):
+                    totals.recv_oct += self.recv_oct
+                    totals.send_oct += self.output.send_oct
 
     async def force_close(self, reply_code: int, reply_text: str) -> None:
         """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""

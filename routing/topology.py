@@ -164,6 +164,9 @@ class Topology:
         self._incoming: dict[Destination, dict[Binding, None]] = {}
         #: How many bindings lead to an exchange; zero enables route's fast path.
         self._e2e = 0
+        #: Statistics: queue copies routed by exchanges since deleted (the
+        #: live ones count their own, ``Exchange.publish_out``).
+        self.retired_publish_out = 0
         if builtin_exchanges:
             for name, type_, internal in BUILTIN_EXCHANGES:
                 self.declare_exchange(name, type_, durable=True, internal=internal, system=True)
@@ -306,6 +309,7 @@ class Topology:
 
     def _delete(self, x: Exchange, changes: Changes) -> None:
         del self._exchanges[x.name]
+        self.retired_publish_out += x.publish_out
         changes.exchanges_deleted.append(x.name)
         for b in list(x.bindings):
             self._remove_binding(x, b, changes, auto_delete=False)

@@ -218,6 +218,11 @@ class Queue:
         return len(self.ready)
 
     @property
+    def published(self) -> int:
+        """Messages published to this queue so far (statistics)."""
+        return self._next_seq - self.arrivals_not_published
+
+    @property
     def consumer_count(self) -> int:
         return len(self.consumers)
 
@@ -258,7 +263,7 @@ class Queue:
                 delivered += consumer.delivered
             redelivered += consumer.redelivered
         return QueueCounters(
-            publish=self._next_seq - self.arrivals_not_published,
+            publish=self.published,
             deliver=delivered,
             deliver_no_ack=no_ack,
             get=self.got,
@@ -466,9 +471,9 @@ class Queue:
             self._schedule(ready[0].expires_at)
 
     def touch(self, now: float | None = None) -> None:
-        """The queue was used: renew its `x-expires` lease."""
+        """The queue was used: renew its `x-expires` lease (and note when, for `idle_since`)."""
+        self.last_used = time.monotonic() if now is None else now
         if self.expires is not None:
-            self.last_used = time.monotonic() if now is None else now
             if not self.consumers:
                 self._schedule(self.last_used + self.expires / 1000)
 

@@ -54,7 +54,7 @@ MESSAGE_FIELDS: Final = (
 class MessageTotals:
     """Message counts summed over channels (`MESSAGE_FIELDS`), plus the bytes of connections."""
 
-    __slots__ = (*MESSAGE_FIELDS, "recv_oct", "send_oct")
+    __slots__ = (*MESSAGE_FIELDS, "received_confirm", "recv_oct", "send_oct")
 
     def __init__(self) -> None:
         self.ack = 0
@@ -68,6 +68,8 @@ class MessageTotals:
         self.publish = 0
         self.redeliver = 0
         self.return_unroutable = 0
+        #: Publishes on channels in confirm mode.
+        self.received_confirm = 0
         self.recv_oct = 0
         self.send_oct = 0
 
@@ -156,6 +158,7 @@ class BrokerCounters:
         "queue_deleted",
         "dead_lettered",
         "retired",
+        "routed_retired",
     )
 
     def __init__(self) -> None:
@@ -172,6 +175,8 @@ class BrokerCounters:
         #: (deleted ones included): the broker's totals are these plus the
         #: open channels'.
         self.retired = MessageTotals()
+        #: Queue copies routed in vhosts since deleted.
+        self.routed_retired = 0
 
     def churn(self) -> dict[str, int]:
         """RabbitMQ's `churn_rates` counters."""

@@ -131,6 +131,8 @@ class VHost:
         #: connections on this vhost that have closed (the open ones count
         #: their own; a vhost's totals are the sum).
         self.retired = MessageTotals()
+        #: Who declared each exchange (RabbitMQ's `user_who_performed_action`).
+        self.exchange_users: dict[str, str] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
         # Durability (the storage layer); None without --data-dir.
@@ -155,6 +157,7 @@ class VHost:
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
         peer: str | None = None,
+        user: str | None = None,
     ) -> None:
         topology = self.topology
         if not name:
@@ -175,6 +178,8 @@ class VHost:
             arguments=arguments or {},
         )
         if not existed:
+            if user is not None:
+                self.exchange_users[name] = user
             log.info(
                 "exchange.declared",
                 exchange=name,
@@ -215,6 +220,7 @@ class VHost:
 
     def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
         for name in getattr(changes, "exchanges_deleted", ()):
+            self.exchange_users.pop(name, None)
             if name != skip:
                 log.info("exchange.deleted", exchange=name, reason="auto_delete")
 
@@ -232,6 +238,13 @@ class VHost:
 
     def has_exchange(self, name: str) -> bool:
         return self.topology.has_exchange(name)
+
+    def routed(self) -> int:
+        """Queue copies routed in this vhost so far (statistics), deleted exchanges' included."""
+        topology = self.topology
+        return topology.retired_publish_out + sum(
+            x.publish_out for x in topology.exchanges.values()
+        )
 
     def queue_named(self, name: str) -> Queue | None:
         return self.queues.get(name)

@@ -183,6 +183,7 @@ class Channel:
             internal=method.internal,
             arguments=method.arguments or {},
             peer=self.connection.peer_text,
+            user=self.connection.user,
         )
         if not method.nowait:
             self._reply(m.ExchangeDeclareOk())
@@ -764,4 +765,5 @@ class Channel:
         return ChannelCounters.build(
             published, self.confirmed, self.publish_exchange,
             self.returned_unroutable, self.dropped_unroutable, by_queue,
+            received_confirm=self.confirms.next_seq - 1,
         )

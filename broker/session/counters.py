@@ -92,8 +92,10 @@ class ChannelCounters:
         returned: dict[str, int],
         dropped: dict[str, int],
         by_queue: dict[Queue, QueueUse],
+        received_confirm: int = 0,
     ) -> ChannelCounters:
         totals = MessageTotals()
+        totals.received_confirm = received_confirm
         totals.publish = sum(published.values())
         totals.confirm = confirmed
         totals.return_unroutable = sum(returned.values())

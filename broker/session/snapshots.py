@@ -138,7 +138,7 @@ class ConsumerSnapshot:
     prefetch_count: int
     arguments: dict[str, Any] = field(default_factory=dict)
     #: Could it take a message now (credit, no backpressure)?
-    active: bool = True
+    has_credit: bool = True
 
 
 def _state(connection: ClientConnection) -> str:
@@ -247,5 +247,5 @@ def snapshot_consumers(connection: ClientConnection) -> Iterator[ConsumerSnapsho
                 exclusive=consumer.exclusive,
                 prefetch_count=consumer.prefetch_count,
                 arguments=dict(consumer.arguments),
-                active=consumer.has_credit(),
+                has_credit=consumer.has_credit(),
             )

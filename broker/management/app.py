@@ -10,7 +10,7 @@ the broker's users, the loopback rule, the management tags).
 
 from __future__ import annotations
 
-from broker.management.api import admin
+from broker.management.api import admin, bindings, connections, exchanges, overview, queues
 from broker.management.authz import authenticator
 from broker.management.context import ManagementContext
 from broker.management.http import HttpApp
@@ -24,6 +24,11 @@ def management_app(context: ManagementContext) -> HttpApp:
     """The HTTP application of the management plane for one broker."""
     router = Router()
     admin.add_routes(router, context)
+    overview.add_routes(router, context)
+    queues.add_routes(router, context)
+    exchanges.add_routes(router, context)
+    bindings.add_routes(router, context)
+    connections.add_routes(router, context)
 
     @router.route("/api", auth=False, produces=None)
     def api_root(request: Request) -> Response:

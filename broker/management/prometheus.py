@@ -217,7 +217,7 @@ async def render(context: ManagementContext, per_object: bool) -> str:
     """The exposition text of /metrics (aggregated) or /metrics/per-object."""
     out = _Output()
     counters = context.counters
-    connections = [c for c in context.connections() if c.opened]
+    connections = [c for c in context.connections() if c.live]
     vhosts = [context.vhosts[name] for name in context.vhosts]
     totals = Totals.now(context.vhosts, connections)
     broker_totals = totals.broker

@@ -36,7 +36,14 @@ from broker.management.messages import (
     json_body,
 )
 
-__all__ = ["build_items", "columns_of", "reply_item", "reply_list", "reply_list_async"]
+__all__ = [
+    "build_items",
+    "columns_of",
+    "reply_item",
+    "reply_list",
+    "reply_list_async",
+    "reply_objects",
+]
 
 T = TypeVar("T")
 
@@ -101,27 +108,24 @@ def reply_item(request: Request, item: dict[str, Any]) -> Response:
     return Response.json(columns_of(item, columns) if columns else item)
 
 
-def _select(
-    request: Request,
-    items: list[dict[str, Any]],
-    default_sort: Sequence[str],
-    presorted: bool,
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """(the items to answer, the pagination fields or None), as the query asks."""
-    query = request.query
-    sort = query.get("sort")
-    if sort != "" and not (presorted and sort is None):
-        keys = ([sort.split(".")] if sort else []) + [key.split(".") for key in default_sort]
-        items = sorted(items, key=lambda item: [_sort_key(_get(item, k)) for k in keys])
-    reverse = query.get("sort_reverse")
+def _reverse(request: Request) -> bool:
+    reverse = request.query.get("sort_reverse")
+    if reverse in (None, "false"):
+        return False
     if reverse == "true":
-        items = list(reversed(items))
-    elif reverse not in (None, "false"):
-        # RabbitMQ crashes into an empty 500 here; a clear 400 is kinder.
-        raise HttpError.bad_request("sort_reverse must be true or false")
-    columns = _columns(request)
+        return True
+    # RabbitMQ crashes into an empty 500 here; a clear 400 is kinder.
+    raise HttpError.bad_request("sort_reverse must be true or false")
+
+
+def _paginate(
+    request: Request, objects: list[T], name_of: Callable[[T], str]
+) -> tuple[list[T], dict[str, Any] | None]:
+    """The page of `objects` the query asks for (all of them without `page`),
+    filtered by `name`, and the pagination fields (None without `page`)."""
+    query = request.query
     if "page" not in query:
-        return [columns_of(i, columns) if columns else i for i in items], None
+        return objects, None
     try:
         page = int(query["page"])
         page_size = int(query.get("page_size", DEFAULT_PAGE_SIZE))
@@ -131,7 +135,7 @@ def _select(
         shown = query.get("page_size", "undefined")
         raise HttpError(400, "invalid_pagination_parameters",
                         f"Invalid pagination parameters: page number {page}, page size {shown}")
-    total = len(items)
+    total = len(objects)
     name = query.get("name")
     if name:
         if query.get("use_regex") == "true":
@@ -139,17 +143,17 @@ def _select(
                 pattern = re.compile(name, re.IGNORECASE)
             except re.error:
                 raise HttpError.bad_request("Pagination parameters are invalid") from None
-            items = [i for i in items if pattern.search(str(i.get("name", "")))]
+            objects = [o for o in objects if pattern.search(name_of(o))]
         else:
             needle = name.lower()
-            items = [i for i in items if needle in str(i.get("name", "")).lower()]
-    filtered = len(items)
+            objects = [o for o in objects if needle in name_of(o).lower()]
+    filtered = len(objects)
     page_count = math.ceil(filtered / page_size) if filtered else 0
     if page > page_count + 1:
         raise HttpError(400, "page_out_of_range",
                         f"Page out of range, page: {page} page size: {page_size}, len: {filtered}")
-    chosen = items[(page - 1) * page_size : page * page_size]
-    return [columns_of(i, columns) if columns else i for i in chosen], {
+    chosen = objects[(page - 1) * page_size : page * page_size]
+    return chosen, {
         "filtered_count": filtered,
         "item_count": len(chosen),
         "page": page,
@@ -157,6 +161,28 @@ def _select(
         "page_size": page_size,
         "total_count": total,
     }
+
+
+def _item_name(item: dict[str, Any]) -> str:
+    return str(item.get("name", ""))
+
+
+def _select(
+    request: Request,
+    items: list[dict[str, Any]],
+    default_sort: Sequence[str],
+    presorted: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """(the items to answer, the pagination fields or None), as the query asks."""
+    sort = request.query.get("sort")
+    if sort != "" and not (presorted and sort is None):
+        keys = ([sort.split(".")] if sort else []) + [key.split(".") for key in default_sort]
+        items = sorted(items, key=lambda item: [_sort_key(_get(item, k)) for k in keys])
+    if _reverse(request):
+        items = list(reversed(items))
+    chosen, page = _paginate(request, items, _item_name)
+    columns = _columns(request)
+    return [columns_of(i, columns) if columns else i for i in chosen], page
 
 
 def reply_list(
@@ -190,32 +216,71 @@ def _paged(page: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+async def _encoded(
+    chosen: list[dict[str, Any]], page: dict[str, Any] | None, chunk: int
+) -> Response:
+    """The JSON answer in parts, `chunk` items each, a checkpoint after each
+    part; never joined: the server sends the parts in turn."""
+    parts: list[bytes] = [b"["]
+    for start in range(0, len(chosen), chunk):
+        encoded = json_body(chosen[start : start + chunk])
+        if start:
+            parts.append(b",")
+        parts.append(encoded[1:-1])  # without its brackets
+        await trio.sleep(0)
+    parts.append(b"]")
+    if page is not None:
+        head, _marker, tail = json_body(_paged(page, [])).partition(b'"items":[]')
+        parts = [head, b'"items":', *parts, tail]
+    return Response(200, [("content-type", JSON_CONTENT_TYPE), *JSON_HEADERS],
+                    compress=True, chunks=parts)
+
+
 async def reply_list_async(
     request: Request,
     items: list[dict[str, Any]],
     default_sort: Sequence[str] = ("vhost", "name"),
     *,
     presorted: bool = False,
-    chunk: int = 500,
+    chunk: int = 100,
 ) -> Response:
     """`reply_list` for long lists: the JSON is encoded `chunk` items at a
     time with a checkpoint between, so other tasks (deliveries) run meanwhile."""
     chosen, page = _select(request, items, default_sort, presorted)
-    parts: list[bytes] = []
-    for start in range(0, len(chosen), chunk):
-        encoded = json_body(chosen[start : start + chunk])
-        parts.append(encoded[1:-1])  # without the brackets: joined below
-        await trio.sleep(0)
-    array = b"[" + b",".join(parts) + b"]"
-    if page is not None:
-        head = json_body(_paged(page, []))
-        marker = b'"items":[]'
-        array = head.replace(marker, b'"items":' + array, 1)
-    return Response(200, [("content-type", JSON_CONTENT_TYPE), *JSON_HEADERS], array, compress=True)
+    return await _encoded(chosen, page, chunk)
+
+
+async def reply_objects(
+    request: Request,
+    objects: list[T],
+    make: Callable[[T], dict[str, Any]],
+    name_of: Callable[[T], str],
+    default_sort: Sequence[str] = ("vhost", "name"),
+    *,
+    chunk: int = 100,
+) -> Response:
+    """A list of model objects (in the default order) as the query asks,
+    building the JSON of only the objects answered.
+
+    Without `sort`, the page and the `name` filter are chosen among the
+    objects themselves, so `?page=1&page_size=100` of 10,000 queues builds
+    100 items, not 10,000. With `sort`, every item is built and sorted.
+    """
+    if request.query.get("sort"):
+        items = await build_items(objects, make, chunk)
+        return await reply_list_async(request, items, default_sort, chunk=chunk)
+    if _reverse(request):
+        objects = objects[::-1]
+    chosen, page = _paginate(request, objects, name_of)
+    items = await build_items(chosen, make, chunk)
+    columns = _columns(request)
+    if columns:
+        items = [columns_of(i, columns) for i in items]
+    return await _encoded(items, page, chunk)
 
 
 async def build_items(
-    objects: Iterable[T], make: Callable[[T], dict[str, Any]], chunk: int = 200
+    objects: Iterable[T], make: Callable[[T], dict[str, Any]], chunk: int = 100
 ) -> list[dict[str, Any]]:
     """`[make(o) for o in objects]`, with a checkpoint every `chunk` objects."""
     out: list[dict[str, Any]] = []

@@ -111,14 +111,15 @@ class Totals:
         broker = vhosts.counters.retired.copy()
         for connection in connections:
             open_vhost = connection.vhost
-            if open_vhost is None or not connection.opened:
-                continue
+            if open_vhost is None or not connection.live:
+                continue  # a torn-down connection's counts are the vhost's already
             totals = per.get(open_vhost)
             live = MessageTotals()
             live.recv_oct = connection.recv_oct
             live.send_oct = connection.output.send_oct
             for channel in list(connection.channels.values()):
-                live.add(channel.counters().totals)
+                if not channel.closing:  # a closing channel's counts are the vhost's already
+                    live.add(channel.counters().totals)
             if totals is not None:
                 totals.add(live)
             broker.add(live)
@@ -253,7 +254,7 @@ class Statistics:
                     await trio.sleep(0)
         connections = list(self.connections())
         for connection in connections:
-            if not connection.opened:
+            if not connection.live:
                 continue
             self.connection_table.record(
                 connection, clock(), (connection.recv_oct, connection.output.send_oct)

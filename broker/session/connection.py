@@ -155,12 +155,20 @@ class ClientConnection:
         self.recv_cnt = 0
         #: When the connection was accepted (ms since the epoch, RabbitMQ's connected_at).
         self.connected_at = int(time.time() * 1000)
+        #: Torn down: its channels closed and its counts handed to the vhost
+        #: (the server forgets it a moment later).
+        self.torn_down = False
 
     # -- what channels and the vhost read ------------------------------------------
 
     @property
     def peer_text(self) -> str:
         return self.info.peer_text
+
+    @property
+    def live(self) -> bool:
+        """Open (past connection.open-ok) and not yet torn down: what statistics list."""
+        return self.opened and not self.torn_down
 
     @property
     def user(self) -> str | None:
@@ -676,6 +684,7 @@ class ClientConnection:
                 for totals in (self.vhost.retired, counters.retired):
                     totals.recv_oct += self.recv_oct
                     totals.send_oct += self.output.send_oct
+        self.torn_down = True
 
     async def force_close(self, reply_code: int, reply_text: str) -> None:
         """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""

@@ -54,7 +54,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     node = context.node_name
 
     def open_connections() -> list[ClientConnection]:
-        return [c for c in context.connections() if c.opened and not c.closing]
+        return [c for c in context.connections() if c.live and not c.closing]
 
     def visible(user: ApiUser) -> Iterable[ClientConnection]:
         for connection in open_connections():

@@ -33,7 +33,7 @@ from broker.management.api.common import (
 from broker.management.authz import require_vhost, user_of
 from broker.management.context import ManagementContext
 from broker.management.messages import HttpError, Request, Response
-from broker.management.query import build_items, reply_item, reply_list, reply_list_async
+from broker.management.query import reply_item, reply_list, reply_objects
 from broker.management.router import Router
 from broker.management.views import binding_item, exchange_item
 from broker.session import authorization
@@ -99,8 +99,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
             for vhost in sorted(vhosts, key=lambda v: v.name)
             for name in sorted(vhost.topology.exchanges)
         ]
-        items = await build_items(pairs, lambda pair: item(*pair))
-        return await reply_list_async(request, items, presorted=True)
+        return await reply_objects(request, pairs, lambda pair: item(*pair), lambda p: p[1].name)
 
     @router.route("/api/exchanges")
     async def list_exchanges(request: Request) -> Response:

@@ -146,7 +146,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         names = {vhost.name for vhost in vhosts}
         connections = [
             c for c in context.connections()
-            if c.opened and c.vhost is not None and c.vhost.name in names
+            if c.live and c.vhost is not None and c.vhost.name in names
             and (everything or c.user == user.name)
         ]
         channels = sum(len(c.channels) for c in connections)

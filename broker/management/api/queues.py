@@ -35,7 +35,7 @@ from broker.management.api.common import (
 from broker.management.authz import ApiUser, require_vhost, user_of
 from broker.management.context import ManagementContext
 from broker.management.messages import HttpError, Request, Response
-from broker.management.query import build_items, reply_item, reply_list, reply_list_async
+from broker.management.query import reply_item, reply_list, reply_objects
 from broker.management.router import Router
 from broker.management.views import (
     binding_item,
@@ -147,8 +147,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         return out
 
     async def reply_queues(request: Request, vhosts: list[VHost]) -> Response:
-        items = await build_items(queues_of(vhosts), item)
-        return await reply_list_async(request, items, presorted=True)
+        return await reply_objects(request, queues_of(vhosts), item, lambda q: q.name)
 
     @router.route("/api/queues")
     async def list_queues(request: Request) -> Response:
@@ -300,11 +299,11 @@ def _get(
         queue.handed_out(entry, False)
         taken.append(entry)
         items.append(message_item(entry.message, entry.redelivered, len(queue.ready), encoding, truncate))
-    if not taken:
-        vhost.retired.get_empty += 1
-        vhost.counters.retired.get_empty += 1
-    # The vhost and the broker count these gets as a channel would have.
+    # The vhost and the broker count these gets as a channel would have
+    # (one basic.get-empty when the queue ran out before `count`).
     for totals in (vhost.retired, vhost.counters.retired):
+        if len(taken) < count:
+            totals.get_empty += 1
         totals.get += len(taken)
         totals.redeliver += sum(1 for entry in taken if entry.redelivered)
         if ackmode == "ack_requeue_false":

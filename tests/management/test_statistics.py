@@ -110,7 +110,8 @@ def test_the_overview_counts_everything_and_keeps_closed_channels_counts(broker,
     with Traffic(broker) as traffic:
         wait_for(lambda: traffic.published >= 200)
     total = traffic.published
-    overview = wait_for(lambda: (o := api.get("/api/overview"))["message_stats"]["ack"] == total and o)
+    overview = wait_for(lambda: (o := api.get("/api/overview"))["message_stats"]["ack"] == total
+                        and o["churn_rates"]["connection_closed"] == 2 and o)
     stats = overview["message_stats"]
     assert (stats["publish"], stats["confirm"], stats["deliver"], stats["deliver_get"]) == (
         total, total, total, total)

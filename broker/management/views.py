@@ -51,8 +51,13 @@ _DELIVER_SIDE: Final = (
 
 
 def json_value(value: Any) -> Any:
-    """An AMQP field value (table, array, bytes, decimal, timestamp) as JSON."""
-    if isinstance(value, bool) or value is None or isinstance(value, int | float | str):
+    """An AMQP field value (table, array, bytes, decimal, timestamp) as JSON.
+
+    A void value is the string "undefined", as rabbit_mgmt_format writes it.
+    """
+    if value is None:
+        return "undefined"
+    if isinstance(value, bool) or isinstance(value, int | float | str):
         return value
     if isinstance(value, Mapping):
         return {str(k): json_value(v) for k, v in value.items()}

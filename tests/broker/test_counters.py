@@ -1,0 +1,138 @@
+"""The model's statistics counters, without a server: what is counted, what is derived.
+
+The hot path counts with integer increments only where it must (a
+consumer's deliveries, an exchange's messages, a channel's publishes) and
+derives the rest (a queue's publishes from its arrival sequence, acks from
+what is unacknowledged and what was returned); these tests pin the
+derivations down at the queue, where every settling path meets.
+"""
+
+from __future__ import annotations
+
+from broker.core.message import Message, QueuedMessage
+from broker.core.queue import Queue
+from broker.core.stats import QueueCounters
+from broker.core.vhost import VHost
+from broker.core.vhosts import VHostRegistry
+from protocol.properties import BasicProperties
+
+
+class StubConsumer:
+    """A consumer with unlimited credit that keeps what it is handed."""
+
+    def __init__(self, tag: str, no_ack: bool = False) -> None:
+        self.tag = tag
+        self.no_ack = no_ack
+        self.delivered = 0
+        self.redelivered = 0
+        self.got: list[QueuedMessage] = []
+
+    def has_credit(self) -> bool:
+        return True
+
+    def deliver(self, queue: Queue, entry: QueuedMessage) -> None:
+        self.got.append(entry)
+
+    def cancelled_by_queue(self) -> None:
+        pass
+
+
+def _message(routing_key: str = "q") -> Message:
+    return Message("", routing_key, BasicProperties().encode(), b"x")
+
+
+def test_deliveries_acks_requeues_and_rejects_add_up() -> None:
+    vhost = VHost("/")
+    queue = vhost.declare_queue(None, "q")
+    for _ in range(5):
+        queue.enqueue(_message())
+    consumer = StubConsumer("c")
+    queue.add_consumer(consumer, exclusive=False)
+    assert (consumer.delivered, queue.unacked_count) == (5, 5)
+    a, b, c, d, e = consumer.got
+    queue.ack(a)
+    queue.requeue([b])            # redelivered at once to the consumer
+    queue.reject([c])             # dropped (no dead-letter exchange)
+    assert consumer.delivered == 6 and consumer.redelivered == 1
+    assert queue.counters() == QueueCounters(publish=5, deliver=6, redeliver=1, ack=1)
+    for entry in (d, e, consumer.got[-1]):
+        queue.ack(entry)
+    assert queue.counters().ack == 4
+    # The consumer goes: its deliveries stay the queue's.
+    queue.remove_consumer(consumer)
+    assert queue.counters() == QueueCounters(publish=5, deliver=6, redeliver=1, ack=4)
+
+
+def test_gets_and_no_ack_consumers_are_counted_apart() -> None:
+    vhost = VHost("/")
+    queue = vhost.declare_queue(None, "q")
+    for _ in range(4):
+        queue.enqueue(_message())
+    entry = queue.get()
+    assert entry is not None
+    queue.handed_out(entry, no_ack=False)
+    auto = queue.get()
+    assert auto is not None
+    queue.handed_out(auto, no_ack=True)
+    queue.requeue([entry])
+    again = queue.get()
+    assert again is entry and again.redelivered
+    queue.handed_out(again, no_ack=False)
+    queue.ack(again)
+    fast = StubConsumer("fast", no_ack=True)
+    queue.add_consumer(fast, exclusive=False)
+    assert queue.get() is None
+    assert queue.counters() == QueueCounters(
+        publish=4, get=2, get_no_ack=1, get_empty=1, deliver_no_ack=2, redeliver=1, ack=1
+    )
+    assert queue.counters().deliver_get == 5
+
+
+def test_dead_letters_and_recovered_messages_are_not_publishes() -> None:
+    registry = VHostRegistry()
+    vhost, _ = registry.create("/")
+    vhost.declare_queue(None, "dlq")
+    queue = vhost.declare_queue(None, "q", arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlq"})
+    queue.enqueue(_message())
+    entry = queue.get()
+    assert entry is not None
+    queue.handed_out(entry, no_ack=False)
+    queue.reject([entry])
+    dlq = vhost.queues["dlq"]
+    assert dlq.message_count == 1 and dlq.counters().publish == 0
+    assert queue.counters().publish == 1
+    assert registry.counters.dead_lettered["rejected"] == 1
+
+
+def test_exchanges_count_messages_in_and_copies_out() -> None:
+    vhost = VHost("/")
+    for name in ("a", "b", "c"):
+        vhost.declare_queue(None, name)
+    vhost.declare_exchange("fan", "fanout")
+    for name in ("a", "b"):
+        vhost.bind_queue(None, name, "fan", "", {})
+    vhost.route("fan", _message(""))
+    vhost.route("", _message("c"))
+    vhost.route("", _message("nowhere"))
+    fan = vhost.topology.exchanges["fan"]
+    default = vhost.topology.exchanges[""]
+    assert (fan.publish_in, fan.publish_out) == (1, 2)
+    assert (default.publish_in, default.publish_out) == (2, 1)
+    assert vhost.routed() == 3
+    vhost.delete_exchange("fan")
+    assert vhost.routed() == 3  # a deleted exchange's copies stay counted
+
+
+def test_churn_is_counted_for_the_whole_broker() -> None:
+    registry = VHostRegistry()
+    one, _ = registry.create("one")
+    two, _ = registry.create("two")
+    one.declare_queue(None, "q")
+    one.declare_queue(None, "q")  # declared again: declared, not created
+    two.declare_queue(None, "r")
+    two.delete_queue(None, "r")
+    assert registry.counters.churn()["queue_declared"] == 3
+    assert registry.counters.churn()["queue_created"] == 2
+    assert registry.counters.churn()["queue_deleted"] == 1
+    assert one.counters is two.counters is registry.counters

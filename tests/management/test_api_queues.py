@@ -271,3 +271,31 @@ def test_two_thousand_queues_are_listed_sorted_and_paginated(broker, api) -> Non
     assert page["items"][0] == {"name": "bulk-01500"}
     reverse = api.get("/api/queues/%2F?sort=name&sort_reverse=true&columns=name")
     assert reverse[0] == {"name": "bulk-01999"}
+
+
+def test_a_long_list_is_sent_in_parts_gzipped_or_not_and_answers_head(broker, api) -> None:
+    import gzip
+    import http.client
+    import json
+
+    broker.run_sync(lambda: [broker.broker.vhost.declare_queue(None, f"p-{n:04d}") for n in range(300)])
+    port = int(api.base.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    auth = {"authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="}
+    connection.request("GET", "/api/queues/%2F", headers=auth)
+    plain = connection.getresponse()
+    body = plain.read()
+    assert plain.status == 200 and int(plain.headers["content-length"]) == len(body)
+    assert [q["name"] for q in json.loads(body)][:2] == ["p-0000", "p-0001"]
+    # the same keep-alive connection: HEAD, then gzip
+    connection.request("HEAD", "/api/queues/%2F", headers=auth)
+    head = connection.getresponse()
+    assert head.read() == b"" and int(head.headers["content-length"]) == len(body)
+    connection.request("GET", "/api/queues/%2F", headers={**auth, "accept-encoding": "gzip"})
+    zipped = connection.getresponse()
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(zipped.read())) == json.loads(body)
+    connection.request("GET", "/api/queues/%2F?page=3&page_size=100&columns=name", headers=auth)
+    page = json.loads(connection.getresponse().read())
+    assert page["items"][0] == {"name": "p-0200"} and page["page_count"] == 3
+    connection.close()

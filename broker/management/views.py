@@ -60,6 +60,8 @@ def json_value(value: Any) -> Any:
     if isinstance(value, bool) or isinstance(value, int | float | str):
         return value
     if isinstance(value, Mapping):
+        if not value:
+            return {}
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_value(v) for v in value]
@@ -110,8 +112,9 @@ def message_stats(
 
 def iso_time(wall: float) -> str:
     """RabbitMQ's timestamps in JSON: "2026-12-04T17:43:27.456+00:00"."""
-    moment = datetime.datetime.fromtimestamp(wall, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+00:00"
+    seconds = int(wall)
+    millis = int((wall - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}+00:00"
 
 
 def wall_of(monotonic: float) -> float:
@@ -161,11 +164,12 @@ def queue_item(
         QUEUE_OVERHEAD + snap.message_bytes_ready + MESSAGE_OVERHEAD * snap.messages
     )
     item["message_bytes_ready"] = snap.message_bytes_ready
-    values = counters.as_dict()
-    values["deliver_get"] = counters.deliver_get
-    stats = message_stats(values, rates, publish_side=("publish",))
-    if stats is not None:
-        item["message_stats"] = stats
+    if counters.publish or counters.deliver_get or counters.get_empty:
+        values = counters.as_dict()
+        values["deliver_get"] = counters.deliver_get
+        stats = message_stats(values, rates, publish_side=("publish",))
+        if stats is not None:
+            item["message_stats"] = stats
     with_details(item, "messages", snap.messages, rates)
     with_details(item, "messages_ready", snap.messages_ready, rates)
     with_details(item, "messages_unacknowledged", snap.messages_unacknowledged, rates)

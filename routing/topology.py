@@ -164,9 +164,6 @@ class Topology:
         self._incoming: dict[Destination, dict[Binding, None]] = {}
         #: How many bindings lead to an exchange; zero enables route's fast path.
         self._e2e = 0
-        #: Statistics: queue copies routed by exchanges since deleted (the
-        #: live ones count their own, ``Exchange.publish_out``).
-        self.retired_publish_out = 0
         if builtin_exchanges:
             for name, type_, internal in BUILTIN_EXCHANGES:
                 self.declare_exchange(name, type_, durable=True, internal=internal, system=True)
@@ -309,7 +306,6 @@ class Topology:
 
     def _delete(self, x: Exchange, changes: Changes) -> None:
         del self._exchanges[x.name]
-        self.retired_publish_out += x.publish_out
         changes.exchanges_deleted.append(x.name)
         for b in list(x.bindings):
             self._remove_binding(x, b, changes, auto_delete=False)
@@ -414,9 +410,7 @@ class Topology:
     ) -> list[str]:
         """The names of the queues a message published to ``exchange`` reaches.
 
-        Each queue appears once. Counts the message in the exchange's
-        ``publish_in`` and its queue copies in ``publish_out`` (statistics).
-        Raises ``UnknownExchange`` (404),
+        Each queue appears once. Raises ``UnknownExchange`` (404),
         ``AccessRefused`` (403) for an internal exchange, ``PreconditionFailed``
         (406) for a CC/BCC header that is not an array. The broker strips
         ``BCC`` from the message it delivers.
@@ -426,29 +420,19 @@ class Topology:
             raise UnknownExchange(exchange, self.vhost)
         if x.internal:
             raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
-        # Statistics: one message in, one copy out per queue reached.
-        x.publish_in += 1
         if headers and ("CC" in headers or "BCC" in headers):
             keys = _cc_keys(routing_key, headers)
             assert keys is not None
-            queues = self._walk(x, keys, headers)
-            x.publish_out += len(queues)
-            return queues
+            return self._walk(x, keys, headers)
         if x is self._default:
-            if routing_key in self._queues:
-                x.publish_out += 1
-                return [routing_key]
-            return []
+            return [routing_key] if routing_key in self._queues else []
         dests = x.route(routing_key, headers)
         if dests:
             if not self._e2e:  # no exchange-to-exchange binding anywhere: all queues
-                x.publish_out += len(dests)
                 return [d[1] for d in dests]
         elif x.alternate_exchange is None:
             return []
-        queues = self._walk(x, [routing_key], headers)
-        x.publish_out += len(queues)
-        return queues
+        return self._walk(x, [routing_key], headers)
 
     def _route_one(
         self, x: Exchange, keys: list[str], headers: Mapping[str, Any] | None

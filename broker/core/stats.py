@@ -12,8 +12,10 @@ derived from state that exists anyway:
 - acknowledgements are derived: delivered (with acks) minus still
   unacknowledged minus returned (requeued, rejected), so `basic.ack` costs
   nothing more;
-- an exchange counts its messages in and out where routing already holds it
-  (`routing.exchanges.Exchange.publish_in`, `.publish_out`).
+- a channel counts its publishes, and the queue copies they became, in runs
+  per exchange (one compare and two increments per message); an exchange's
+  `publish_in`/`publish_out` are the sums over channels (the closed ones'
+  kept by the vhost, `VHost.retired_exchanges`).
 
 Everything else (totals per vhost and for the broker, rates) is computed by
 the management plane when it samples, off the hot path. This module holds
@@ -54,7 +56,7 @@ MESSAGE_FIELDS: Final = (
 class MessageTotals:
     """Message counts summed over channels (`MESSAGE_FIELDS`), plus the bytes of connections."""
 
-    __slots__ = (*MESSAGE_FIELDS, "received_confirm", "recv_oct", "send_oct")
+    __slots__ = (*MESSAGE_FIELDS, "received_confirm", "routed", "recv_oct", "send_oct")
 
     def __init__(self) -> None:
         self.ack = 0
@@ -70,6 +72,8 @@ class MessageTotals:
         self.return_unroutable = 0
         #: Publishes on channels in confirm mode.
         self.received_confirm = 0
+        #: The queue copies publishes became.
+        self.routed = 0
         self.recv_oct = 0
         self.send_oct = 0
 
@@ -158,7 +162,6 @@ class BrokerCounters:
         "queue_deleted",
         "dead_lettered",
         "retired",
-        "routed_retired",
     )
 
     def __init__(self) -> None:
@@ -175,8 +178,6 @@ class BrokerCounters:
         #: (deleted ones included): the broker's totals are these plus the
         #: open channels'.
         self.retired = MessageTotals()
-        #: Queue copies routed in vhosts since deleted.
-        self.routed_retired = 0
 
     def churn(self) -> dict[str, int]:
         """RabbitMQ's `churn_rates` counters."""

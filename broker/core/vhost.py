@@ -122,8 +122,6 @@ class VHost:
         self.connection_count = 0
         self.topology = Topology(name)
         self.queues: dict[str, Queue] = {}
-        # The default exchange, for the routing fast path's statistics.
-        self._default_exchange = self.topology.exchanges[""]
         #: The broker's churn and dead-letter counts: the registry shares one
         #: object among its vhosts (`broker.core.stats`).
         self.counters = BrokerCounters()
@@ -133,6 +131,9 @@ class VHost:
         self.retired = MessageTotals()
         #: Who declared each exchange (RabbitMQ's `user_who_performed_action`).
         self.exchange_users: dict[str, str] = {}
+        #: Messages published to each exchange and the queue copies they
+        #: became, by channels since closed: [publish_in, publish_out].
+        self.retired_exchanges: dict[str, list[int]] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
         # Durability (the storage layer); None without --data-dir.
@@ -221,6 +222,7 @@ class VHost:
     def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
         for name in getattr(changes, "exchanges_deleted", ()):
             self.exchange_users.pop(name, None)
+            self.retired_exchanges.pop(name, None)
             if name != skip:
                 log.info("exchange.deleted", exchange=name, reason="auto_delete")
 
@@ -239,12 +241,13 @@ class VHost:
     def has_exchange(self, name: str) -> bool:
         return self.topology.has_exchange(name)
 
-    def routed(self) -> int:
-        """Queue copies routed in this vhost so far (statistics), deleted exchanges' included."""
-        topology = self.topology
-        return topology.retired_publish_out + sum(
-            x.publish_out for x in topology.exchanges.values()
-        )
+    def retire_exchange_counts(self, exchange: str, publish_in: int, publish_out: int) -> None:
+        """A closed channel's messages to `exchange` (statistics: the open
+        channels count their own)."""
+        if exchange in self.topology.exchanges:
+            counts = self.retired_exchanges.setdefault(exchange, [0, 0])
+            counts[0] += publish_in
+            counts[1] += publish_out
 
     def queue_named(self, name: str) -> Queue | None:
         return self.queues.get(name)
@@ -261,12 +264,7 @@ class VHost:
         if not exchange and headers is None:
             # The default exchange without CC/BCC: the queue named by the key.
             queue = self.queues.get(message.routing_key)
-            default = self._default_exchange
-            default.publish_in += 1
-            if queue is None:
-                return []
-            default.publish_out += 1
-            return [queue]
+            return [queue] if queue is not None else []
         try:
             names = self.topology.route(exchange, message.routing_key, headers)
         except RoutingError as error:

@@ -79,7 +79,6 @@ class VHostRegistry(Mapping[str, VHost]):
             return False
         messages = vhost.delete_contents()
         del self._vhosts[name]
-        self.counters.routed_retired += vhost.routed()
         log.info("vhost.deleted", vhost=name, messages=messages)
         if self.definitions is not None:
             self.definitions.changed(vhost)

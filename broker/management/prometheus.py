@@ -366,7 +366,7 @@ async def render(context: ManagementContext, per_object: bool) -> str:
     # -- global counters: monotonic, closed channels and deleted vhosts included ------------------
     t = broker_totals
     dead = counters.dead_lettered
-    routed = counters.routed_retired + sum(v.routed() for v in vhosts)
+    routed = t.routed
     out.one("rabbitmq_global_consumers", consumers, PROTOCOL)
     out.one("rabbitmq_global_messages_acknowledged_total", t.ack, CLASSIC)
     out.one("rabbitmq_global_messages_confirmed_total", t.confirm, PROTOCOL)

@@ -35,7 +35,9 @@ from broker.core.queue import Queue
 from broker.core.stats import MESSAGE_FIELDS, BrokerCounters, MessageTotals, QueueCounters
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
+from broker.session.channel import Channel
 from broker.session.connection import ClientConnection
+from broker.session.counters import ChannelCounters
 
 __all__ = [
     "CHANNEL_FIELDS",
@@ -99,31 +101,51 @@ class Totals:
     vhosts: dict[VHost, MessageTotals] = field(default_factory=dict)
     #: The same for the broker (deleted vhosts included).
     broker: MessageTotals = field(default_factory=MessageTotals)
+    #: Per vhost, per exchange name: [publish_in, publish_out].
+    exchanges: dict[VHost, dict[str, list[int]]] = field(default_factory=dict)
+    #: Each open channel's counts, as summed here.
+    channels: dict[Channel, ChannelCounters] = field(default_factory=dict)
 
     @classmethod
     def now(
         cls, vhosts: VHostRegistry, connections: Iterable[ClientConnection]
     ) -> Totals:
         per: dict[VHost, MessageTotals] = {}
+        exchanges: dict[VHost, dict[str, list[int]]] = {}
+        channels: dict[Channel, ChannelCounters] = {}
         for name in vhosts:
             vhost = vhosts[name]
             per[vhost] = vhost.retired.copy()
+            exchanges[vhost] = {x: list(c) for x, c in vhost.retired_exchanges.items()}
         broker = vhosts.counters.retired.copy()
         for connection in connections:
             open_vhost = connection.vhost
             if open_vhost is None or not connection.live:
                 continue  # a torn-down connection's counts are the vhost's already
             totals = per.get(open_vhost)
+            by_exchange = exchanges.get(open_vhost)
             live = MessageTotals()
             live.recv_oct = connection.recv_oct
             live.send_oct = connection.output.send_oct
             for channel in list(connection.channels.values()):
-                if not channel.closing:  # a closing channel's counts are the vhost's already
-                    live.add(channel.counters().totals)
+                if channel.closing:  # a closing channel's counts are the vhost's already
+                    continue
+                counted = channels[channel] = channel.counters()
+                live.add(counted.totals)
+                if by_exchange is not None:
+                    for exchange, use in counted.by_exchange.items():
+                        counts = by_exchange.setdefault(exchange, [0, 0])
+                        counts[0] += use.publish
+                        counts[1] += use.publish_out
             if totals is not None:
                 totals.add(live)
             broker.add(live)
-        return cls(per, broker)
+        return cls(per, broker, exchanges, channels)
+
+    def exchange(self, vhost: VHost, name: str) -> tuple[int, int]:
+        """(publish_in, publish_out) of an exchange."""
+        counts = self.exchanges.get(vhost, {}).get(name)
+        return (counts[0], counts[1]) if counts is not None else (0, 0)
 
 
 def _rates(
@@ -230,6 +252,8 @@ class Statistics:
                   self.vhost_table, self.overview)
         for table in tables:
             table.begin()
+        connections = list(self.connections())
+        totals = Totals.now(self.vhosts, connections)
         vhosts = [self.vhosts[name] for name in self.vhosts]
         done = 0
         queue_sums: dict[VHost, list[int]] = {}
@@ -247,23 +271,18 @@ class Statistics:
                 if done % chunk == 0:
                     await trio.sleep(0)
             for exchange in list(vhost.topology.exchanges.values()):
-                self.exchanges.record(exchange, clock(), (exchange.publish_in, exchange.publish_out))
+                self.exchanges.record(exchange, clock(), totals.exchange(vhost, exchange.name))
                 done += 1
                 if done % chunk == 0:
                     await trio.sleep(0)
-        connections = list(self.connections())
         for connection in connections:
             if not connection.live:
                 continue
             self.connection_table.record(
                 connection, clock(), (connection.recv_oct, connection.output.send_oct)
             )
-            for channel in list(connection.channels.values()):
-                self.channels.record(channel, clock(), _message_values(channel.counters().totals))
-                done += 1
-                if done % chunk == 0:
-                    await trio.sleep(0)
-        totals = Totals.now(self.vhosts, connections)
+        for channel, counted in totals.channels.items():
+            self.channels.record(channel, clock(), _message_values(counted.totals))
         overall = [0, 0, 0]
         for vhost in vhosts:
             if vhost.name not in self.vhosts:

@@ -191,18 +191,23 @@ def queue_item(
 
 
 def exchange_item(
-    vhost: str, exchange: Exchange, rates: Mapping[str, float], user: str
+    vhost: str,
+    exchange: Exchange,
+    counts: tuple[int, int],
+    rates: Mapping[str, float],
+    user: str,
 ) -> dict[str, Any]:
-    """One exchange as /api/exchanges lists it."""
+    """One exchange as /api/exchanges lists it; `counts` are (publish_in, publish_out)."""
     item: dict[str, Any] = {
         "arguments": json_value(exchange.arguments),
         "auto_delete": exchange.auto_delete,
         "durable": exchange.durable,
         "internal": exchange.internal,
     }
-    if exchange.publish_in or exchange.publish_out:
+    publish_in, publish_out = counts
+    if publish_in or publish_out:
         item["message_stats"] = _stats(
-            {"publish_in": exchange.publish_in, "publish_out": exchange.publish_out},
+            {"publish_in": publish_in, "publish_out": publish_out},
             ("publish_in", "publish_out"), rates,
         )
     item.update({

@@ -104,11 +104,15 @@ class Channel:
         self.consumers: dict[str, Consumer] = {}
         self.last_queue_name: str | None = None
         # -- statistics (broker.core.stats; read by `counters()`) -------------------
-        # Publishes are counted in runs per exchange: one compare and one
-        # increment per message, and per-exchange counts without a lookup.
+        # Publishes (and the queue copies they became) are counted in runs
+        # per exchange: one compare and two increments per message, and
+        # per-exchange counts without a lookup. An exchange's statistics are
+        # the sums over channels (broker.core.stats).
         self.publish_exchange = ""
         self.publish_run = 0
+        self.publish_run_out = 0
         self.published: dict[str, int] = {}
+        self.routed: dict[str, int] = {}
         #: Confirms sent (basic.ack), counted per batch.
         self.confirmed = 0
         #: Unroutable messages returned (mandatory) or dropped, by exchange.
@@ -370,6 +374,7 @@ class Channel:
         self.publish_run += 1
         accepted = True
         if queues:
+            self.publish_run_out += len(queues)
             if message.headers is not None:
                 message = message.without_bcc()
             for queue in queues:
@@ -406,8 +411,9 @@ class Channel:
         if self.publish_run:
             previous = self.publish_exchange
             self.published[previous] = self.published.get(previous, 0) + self.publish_run
+            self.routed[previous] = self.routed.get(previous, 0) + self.publish_run_out
         self.publish_exchange = exchange
-        self.publish_run = 0
+        self.publish_run = self.publish_run_out = 0
 
     def flush_confirms(self) -> None:
         """Send the confirms owed that may go now (coalesced; see `confirms`).
@@ -718,7 +724,10 @@ class Channel:
                 self.vhost.auto_delete_queue(consumer.queue)
         self.confirms.clear()
         # Statistics: the vhost and the broker keep what this channel counted.
-        totals = self.counters().totals
+        counted = self.counters()
+        totals = counted.totals
+        for exchange, use in counted.by_exchange.items():
+            self.vhost.retire_exchange_counts(exchange, use.publish, use.publish_out)
         self.vhost.retired.add(totals)
         counters = self.vhost.counters
         counters.retired.add(totals)
@@ -746,9 +755,11 @@ class Channel:
     def counters(self) -> ChannelCounters:
         """What this channel has done so far, by exchange and by queue; changes nothing."""
         published = dict(self.published)
+        routed = dict(self.routed)
         if self.publish_run:
             exchange = self.publish_exchange
             published[exchange] = published.get(exchange, 0) + self.publish_run
+            routed[exchange] = routed.get(exchange, 0) + self.publish_run_out
         by_queue: dict[Queue, QueueUse] = {}
         for queue, use in self.queue_use.items():
             by_queue[queue] = use.copy()
@@ -763,7 +774,7 @@ class Channel:
                 use = by_queue[queue] = QueueUse()
             use.ack += count
         return ChannelCounters.build(
-            published, self.confirmed, self.publish_exchange,
+            published, routed, self.confirmed, self.publish_exchange,
             self.returned_unroutable, self.dropped_unroutable, by_queue,
             received_confirm=self.confirms.next_seq - 1,
         )

@@ -67,6 +67,8 @@ class ExchangeUse:
     """One channel's counts for one exchange it published to (channel_exchange_stats)."""
 
     publish: int = 0
+    #: The queue copies those publishes became (the exchange's publish_out).
+    publish_out: int = 0
     confirm: int = 0
     return_unroutable: int = 0
     drop_unroutable: int = 0
@@ -87,6 +89,7 @@ class ChannelCounters:
     def build(
         cls,
         published: dict[str, int],
+        routed: dict[str, int],
         confirmed: int,
         last_exchange: str,
         returned: dict[str, int],
@@ -97,6 +100,7 @@ class ChannelCounters:
         totals = MessageTotals()
         totals.received_confirm = received_confirm
         totals.publish = sum(published.values())
+        totals.routed = sum(routed.values())
         totals.confirm = confirmed
         totals.return_unroutable = sum(returned.values())
         totals.drop_unroutable = sum(dropped.values())
@@ -114,6 +118,7 @@ class ChannelCounters:
         by_exchange = {
             name: ExchangeUse(
                 publish=published.get(name, 0),
+                publish_out=routed.get(name, 0),
                 confirm=confirmed if name == last_exchange else 0,
                 return_unroutable=returned.get(name, 0),
                 drop_unroutable=dropped.get(name, 0),

@@ -183,8 +183,6 @@ class Exchange:
         "arguments",
         "alternate_exchange",
         "bindings",
-        "publish_in",
-        "publish_out",
     )
 
     def __init__(
@@ -207,11 +205,6 @@ class Exchange:
         self.alternate_exchange: str | None = ae if isinstance(ae, str) else None
         #: Every binding whose source is this exchange, in insertion order.
         self.bindings: dict[Binding, None] = {}
-        #: Statistics (RabbitMQ's exchange `message_stats`): messages published
-        #: to this exchange, and the queue copies they became
-        #: (`Topology.route` counts them; plain integers, nothing else).
-        self.publish_in = 0
-        self.publish_out = 0
 
     @property
     def type(self) -> str:

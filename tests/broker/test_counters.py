@@ -105,23 +105,15 @@ def test_dead_letters_and_recovered_messages_are_not_publishes() -> None:
     assert registry.counters.dead_lettered["rejected"] == 1
 
 
-def test_exchanges_count_messages_in_and_copies_out() -> None:
+def test_a_vhost_keeps_closed_channels_exchange_counts_while_the_exchange_lives() -> None:
     vhost = VHost("/")
-    for name in ("a", "b", "c"):
-        vhost.declare_queue(None, name)
-    vhost.declare_exchange("fan", "fanout")
-    for name in ("a", "b"):
-        vhost.bind_queue(None, name, "fan", "", {})
-    vhost.route("fan", _message(""))
-    vhost.route("", _message("c"))
-    vhost.route("", _message("nowhere"))
-    fan = vhost.topology.exchanges["fan"]
-    default = vhost.topology.exchanges[""]
-    assert (fan.publish_in, fan.publish_out) == (1, 2)
-    assert (default.publish_in, default.publish_out) == (2, 1)
-    assert vhost.routed() == 3
-    vhost.delete_exchange("fan")
-    assert vhost.routed() == 3  # a deleted exchange's copies stay counted
+    vhost.declare_exchange("x", "fanout")
+    vhost.retire_exchange_counts("x", 3, 6)
+    vhost.retire_exchange_counts("x", 1, 2)
+    vhost.retire_exchange_counts("gone", 1, 1)  # no such exchange: nothing kept
+    assert vhost.retired_exchanges == {"x": [4, 8]}
+    vhost.delete_exchange("x")
+    assert vhost.retired_exchanges == {}
 
 
 def test_churn_is_counted_for_the_whole_broker() -> None:

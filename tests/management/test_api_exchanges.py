@@ -177,3 +177,24 @@ def test_bindings_are_listed_created_read_and_deleted(broker, api) -> None:
         "error": "not_authorised", "reason": "Access refused."}
     assert api.get("/api/bindings/%2F/e/nope/q/q") == []
     connection.close()
+
+
+def test_dead_letters_are_not_publishes_to_the_dead_letter_exchange(broker, api) -> None:
+    connection = amqp(broker)
+    channel = connection.channel()
+    channel.exchange_declare("dlx", "fanout")
+    channel.queue_declare("dlq")
+    channel.queue_bind("dlq", "dlx")
+    channel.queue_declare("work", arguments={"x-dead-letter-exchange": "dlx"})
+    channel.basic_publish("", "work", b"x")
+    method, _props, _body = channel.basic_get("work")
+    channel.basic_reject(method.delivery_tag, requeue=False)
+    wait_for(lambda: api.get("/api/queues/%2F/dlq")["messages"] == 1)
+    # As in RabbitMQ: the dead-letter exchange counts no publish for it.
+    assert "message_stats" not in api.get("/api/exchanges/%2F/dlx")
+    default = wait_for(lambda: api.get("/api/exchanges/%2F/amq.default").get("message_stats"))
+    assert (default["publish_in"], default["publish_out"]) == (1, 1)
+    connection.close()
+    # Counts of a closed channel stay with the exchange.
+    wait_for(lambda: api.get("/api/connections") == [])
+    assert api.get("/api/exchanges/%2F/amq.default")["message_stats"]["publish_in"] == 1

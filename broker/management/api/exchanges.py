@@ -35,6 +35,7 @@ from broker.management.context import ManagementContext
 from broker.management.messages import HttpError, Request, Response
 from broker.management.query import reply_item, reply_list, reply_objects
 from broker.management.router import Router
+from broker.management.stats import Totals
 from broker.management.views import binding_item, exchange_item
 from broker.session import authorization
 from protocol.errors import AMQPError
@@ -88,18 +89,24 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     access = context.access
     stats = context.statistics
 
-    def item(vhost: VHost, exchange: Exchange) -> dict[str, Any]:
+    def item(vhost: VHost, exchange: Exchange, totals: Totals) -> dict[str, Any]:
         builtin = exchange.name == "" or exchange.name.startswith("amq.")
         user = INTERNAL_USER if builtin else vhost.exchange_users.get(exchange.name, "")
-        return exchange_item(vhost.name, exchange, stats.exchanges.rates(exchange), user)
+        return exchange_item(
+            vhost.name, exchange, totals.exchange(vhost, exchange.name),
+            stats.exchanges.rates(exchange), user,
+        )
 
     async def reply_exchanges(request: Request, vhosts: list[VHost]) -> Response:
+        totals = Totals.now(context.vhosts, context.connections())
         pairs = [
             (vhost, vhost.topology.exchanges[name])
             for vhost in sorted(vhosts, key=lambda v: v.name)
             for name in sorted(vhost.topology.exchanges)
         ]
-        return await reply_objects(request, pairs, lambda pair: item(*pair), lambda p: p[1].name)
+        return await reply_objects(
+            request, pairs, lambda pair: item(*pair, totals), lambda p: p[1].name
+        )
 
     @router.route("/api/exchanges")
     async def list_exchanges(request: Request) -> Response:
@@ -121,7 +128,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     def get_exchange(request: Request) -> Response:
         require_vhost(access, request, request.params["vhost"])
         vhost, exchange = exchange_or_404(request)
-        shown = item(vhost, exchange)
+        shown = item(vhost, exchange, Totals.now(context.vhosts, context.connections()))
         shown["incoming"] = []
         shown["outgoing"] = []
         return reply_item(request, dict(sorted(shown.items())))
@@ -247,8 +254,10 @@ def add_routes(router: Router, context: ManagementContext) -> None:
             queue.enqueue(message)
         # The vhost and the broker count it as RabbitMQ's API channel would
         # (mandatory: an unroutable message is returned).
+        vhost.retire_exchange_counts(name, 1, len(queues))
         for totals in (vhost.retired, vhost.counters.retired):
             totals.publish += 1
+            totals.routed += len(queues)
             if not queues:
                 totals.return_unroutable += 1
         return Response.json({"routed": bool(queues)})

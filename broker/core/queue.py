@@ -231,6 +231,20 @@ class Queue:
         """The name of the vhost the queue is in ("/" for a queue outside any)."""
         return self.vhost.name if self.vhost is not None else "/"
 
+    def state_key(self) -> tuple[Any, ...]:
+        """A value that changes whenever anything `snapshot()` reports does
+        (a cache of the queue's statistics can compare it, cheaply)."""
+        consumers = self.consumers
+        return (
+            self._next_seq, self.arrivals_not_published, len(self.ready), self.ready_bytes,
+            self.unacked_count, self.last_used, self.got, self.got_no_ack, self.get_empty,
+            self.settled_without_ack, self.delivered_base, self.delivered_no_ack_base,
+            self.redelivered_base,
+            self.exclusive_consumer.tag if self.exclusive_consumer is not None else None,
+            tuple((c.delivered, c.redelivered, c.has_credit()) for c in consumers)
+            if consumers else (),
+        )
+
     def snapshot(self) -> QueueSnapshot:
         """The queue's state now, changing nothing (see `broker.core.snapshots`)."""
         return QueueSnapshot(

@@ -218,6 +218,7 @@ def loop_stalls(queues: int) -> dict[str, float]:
         await measure("sampling round", statistics_.sample)
         await measure("sampling round 2", statistics_.sample)
         await measure("GET /api/queues", list_queues)
+        await measure("GET /api/queues again", list_queues)
 
     trio.run(main)
     return results

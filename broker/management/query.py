@@ -243,6 +243,7 @@ async def _encoded(
     chunk: int,
     make: Callable[[T], dict[str, Any]] | None = None,
     columns: list[list[str]] | None = None,
+    encode: Callable[[T], bytes] | None = None,
 ) -> Response:
     """The JSON answer in parts, `chunk` items each, a checkpoint after each
     part; never joined: the server sends the parts in turn.
@@ -253,6 +254,17 @@ async def _encoded(
     walk, holding the event loop for tens of milliseconds).
     """
     parts: list[bytes] = [b"["]
+    if encode is not None and not columns:
+        # Each object's JSON on its own (it may come from a cache).
+        for start in range(0, len(chosen), chunk):
+            with _no_collection():
+                encoded = b",".join([encode(obj) for obj in chosen[start : start + chunk]])
+            if start:
+                parts.append(b",")
+            parts.append(encoded)
+            await trio.sleep(0)
+        parts.append(b"]")
+        return _response(parts, page)
     for start in range(0, len(chosen), chunk):
         with _no_collection():
             items: list[Any] = list(chosen[start : start + chunk])
@@ -267,6 +279,10 @@ async def _encoded(
         parts.append(encoded[1:-1])  # without its brackets
         await trio.sleep(0)
     parts.append(b"]")
+    return _response(parts, page)
+
+
+def _response(parts: list[bytes], page: dict[str, Any] | None) -> Response:
     if page is not None:
         head, _marker, tail = json_body(_paged(page, [])).partition(b'"items":[]')
         parts = [head, b'"items":', *parts, tail]
@@ -296,9 +312,11 @@ async def reply_objects(
     default_sort: Sequence[str] = ("vhost", "name"),
     *,
     chunk: int = 25,
+    encode: Callable[[T], bytes] | None = None,
 ) -> Response:
     """A list of model objects (in the default order) as the query asks,
-    building the JSON of only the objects answered.
+    building the JSON of only the objects answered (with `encode`, each
+    object's whole JSON when no `columns` are asked for).
 
     Without `sort`, the page and the `name` filter are chosen among the
     objects themselves, so `?page=1&page_size=100` of 10,000 queues builds
@@ -310,7 +328,7 @@ async def reply_objects(
     if _reverse(request):
         objects = objects[::-1]
     chosen, page = _paginate(request, objects, name_of)
-    return await _encoded(chosen, page, chunk, make, _columns(request))
+    return await _encoded(chosen, page, chunk, make, _columns(request), encode)
 
 
 async def build_items(

@@ -148,15 +148,25 @@ class Totals:
         return (counts[0], counts[1]) if counts is not None else (0, 0)
 
 
+_ZEROS: dict[int, tuple[float, ...]] = {}
+
+
+def _zeros(count: int) -> tuple[float, ...]:
+    zeros = _ZEROS.get(count)
+    if zeros is None:
+        zeros = _ZEROS[count] = (0.0,) * count
+    return zeros
+
+
 def _rates(
     old: tuple[float, tuple[int, ...]] | None, now: float, values: tuple[int, ...]
 ) -> tuple[float, ...]:
     if old is None:
-        return (0.0,) * len(values)
+        return _zeros(len(values))
     then, before = old
     elapsed = now - then
-    if elapsed <= 0:
-        return (0.0,) * len(values)
+    if elapsed <= 0 or values == before:  # most objects, most of the time
+        return _zeros(len(values))
     # One decimal, as the management API shows rates.
     return tuple(round((v - b) / elapsed, 1) + 0.0 for v, b in zip(values, before, strict=True))
 
@@ -186,6 +196,11 @@ class _Table:
     def end(self) -> None:
         # Objects not seen this round are gone: forgotten with the old table.
         self.samples, self._next = self._next, {}
+
+    def rate_values(self, key: Hashable) -> tuple[float, ...] | None:
+        """The rates of `key` as a tuple in `fields` order (None: not sampled yet)."""
+        sample = self.samples.get(key)
+        return sample[2] if sample is not None else None
 
     def rates(self, key: Hashable) -> dict[str, float]:
         sample = self.samples.get(key)

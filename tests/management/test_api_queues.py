@@ -299,3 +299,30 @@ def test_a_long_list_is_sent_in_parts_gzipped_or_not_and_answers_head(broker, ap
     page = json.loads(connection.getresponse().read())
     assert page["items"][0] == {"name": "p-0200"} and page["page_count"] == 3
     connection.close()
+
+
+def test_a_listed_queue_shows_every_change_at_once(broker, api) -> None:
+    """Lists reuse each queue's JSON while the queue has not changed: any
+    change shows at the next call, without waiting for a sampling round."""
+    connection = amqp(broker)
+    channel = connection.channel()
+    channel.queue_declare("watched")
+
+    def listed() -> dict:
+        (item,) = [q for q in api.get("/api/queues") if q["name"] == "watched"]
+        return item
+
+    assert listed()["messages"] == 0
+    assert listed()["messages"] == 0  # the same JSON, from the cache
+    channel.basic_publish("", "watched", b"x")
+    wait_for(lambda: listed()["messages"] == 1)
+    channel.basic_consume("watched", lambda *a: None, consumer_tag="only", exclusive=True)
+    wait_for(lambda: listed()["exclusive_consumer_tag"] == "only")
+    item = listed()
+    assert (item["consumers"], item["messages_unacknowledged"], item["messages_ready"]) == (1, 1, 0)
+    assert "idle_since" not in item
+    channel.basic_cancel("only")
+    channel.basic_consume("watched", lambda *a: None, consumer_tag="other", exclusive=True)
+    wait_for(lambda: listed()["exclusive_consumer_tag"] == "other")
+    connection.close()
+    wait_for(lambda: listed()["consumers"] == 0 and listed()["messages_ready"] == 1)

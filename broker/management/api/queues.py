@@ -34,7 +34,7 @@ from broker.management.api.common import (
 )
 from broker.management.authz import ApiUser, require_vhost, user_of
 from broker.management.context import ManagementContext
-from broker.management.messages import HttpError, Request, Response
+from broker.management.messages import HttpError, Request, Response, json_body
 from broker.management.query import reply_item, reply_list, reply_objects
 from broker.management.router import Router
 from broker.management.views import (
@@ -139,6 +139,20 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     def item(queue: Queue) -> dict[str, Any]:
         return queue_item(queue, context.node_name, stats.queues.rates(queue))
 
+    # Each queue's JSON as last listed, with the state it showed: a queue
+    # that has not changed since (most of 10,000, between two samples) is
+    # not built again. Entries of deleted queues go at the next full list.
+    encoded_cache: dict[Queue, tuple[tuple[Any, ...], bytes]] = {}
+
+    def encoded(queue: Queue) -> bytes:
+        key = (stats.queues.rate_values(queue), queue.state_key())
+        cached = encoded_cache.get(queue)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = json_body(item(queue))
+        encoded_cache[queue] = (key, data)
+        return data
+
     def queues_of(vhosts: list[VHost]) -> list[Queue]:
         # Sorted by (vhost, name) here, cheaply, so the list needs no sort of its dicts.
         out: list[Queue] = []
@@ -147,7 +161,11 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         return out
 
     async def reply_queues(request: Request, vhosts: list[VHost]) -> Response:
-        return await reply_objects(request, queues_of(vhosts), item, lambda q: q.name)
+        for queue in [q for q in encoded_cache if q.deleted]:
+            del encoded_cache[queue]
+        return await reply_objects(
+            request, queues_of(vhosts), item, lambda q: q.name, encode=encoded
+        )
 
     @router.route("/api/queues")
     async def list_queues(request: Request) -> Response:

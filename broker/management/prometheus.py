@@ -44,7 +44,7 @@ __all__ = ["CONTENT_TYPE", "FAMILIES", "prometheus_app", "render"]
 CONTENT_TYPE: Final = "text/plain; version=0.0.4"
 API_VERSION: Final = "3.10.8"
 #: Queues rendered between two checkpoints.
-CHUNK: Final = 500
+CHUNK: Final = 200
 
 PROTOCOL: Final = {"protocol": "amqp091"}
 CLASSIC: Final = {"protocol": "amqp091", "queue_type": "rabbit_classic_queue"}

@@ -5,7 +5,8 @@ topic exchange, a queue bound with arguments, a consumer with a prefetch,
 an unroutable mandatory message); then the items of /api/overview,
 /api/queues, /api/exchanges, /api/connections, /api/channels,
 /api/consumers, /api/bindings (and the single-object GETs) are compared:
-the same keys, and the same JSON types for the keys both have. The keys
+the same keys, and the same JSON types for the keys both have, and the
+same counts for the scenario's queue, exchange and channels. The keys
 Warren leaves out are listed below with the reason (docs/compatibility.md).
 The Prometheus endpoints are compared the same way: every family Warren
 emits exists in rabbitmq_prometheus with the same TYPE, HELP and labels.
@@ -394,3 +395,38 @@ def test_prometheus_per_object_matches_rabbitmq_prometheus(scraped) -> None:
                if n in ref_per_object and ref_per_object[n]["samples"]
                and warren_per_object[n]["samples"]]
     assert len(checked) > 30
+
+
+@needs_api
+def test_the_same_traffic_gives_the_same_counts(pair: Pair) -> None:
+    """Not only the shapes: the counters of the scenario's queue, exchange and
+    channels are RabbitMQ's numbers for the same frames."""
+    def counts(api: Api, scenario: Scenario) -> dict[str, Any]:
+        queue = api.get(f"/api/queues/%2F/{quote(scenario.queue)}")["message_stats"]
+        exchange = api.get(f"/api/exchanges/%2F/{quote(scenario.exchange)}")["message_stats"]
+        names = {c["user_provided_name"]: c["name"] for c in api.get("/api/connections")
+                 if str(c.get("user_provided_name", "")).startswith(scenario.prefix)}
+        channels = {c["connection_details"]["name"]: c.get("message_stats", {})
+                    for c in api.get("/api/channels")}
+        publisher = channels.get(names.get(f"{scenario.prefix}-pub"), {})
+        consumer = channels.get(names.get(f"{scenario.prefix}-con"), {})
+        return {
+            "queue": {k: queue.get(k) for k in ("publish", "deliver", "deliver_get", "ack",
+                                                 "redeliver", "get")},
+            "exchange": {k: exchange.get(k) for k in ("publish_in", "publish_out")},
+            "publisher": {k: publisher.get(k) for k in ("publish", "confirm",
+                                                         "return_unroutable", "drop_unroutable")},
+            "consumer": {k: consumer.get(k) for k in ("deliver", "ack", "redeliver")},
+        }
+
+    expected = {
+        "queue": {"publish": 21, "deliver": 21, "deliver_get": 21, "ack": 21, "redeliver": 0,
+                  "get": 0},
+        "exchange": {"publish_in": 21, "publish_out": 20},
+        "publisher": {"publish": 22, "confirm": 22, "return_unroutable": 1, "drop_unroutable": 0},
+        "consumer": {"deliver": 21, "ack": 21, "redeliver": 0},
+    }
+    # The reference's numbers settle with its 5 s statistics interval.
+    reference = wait_for(lambda: (c := counts(pair.reference, pair.ref_scenario)) == expected and c,
+                         timeout=20, step=0.5)
+    assert counts(pair.warren, pair.warren_scenario) == reference

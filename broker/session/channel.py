@@ -48,6 +48,10 @@ _NO_PROPERTIES = b"\x00\x00"
 #: connections publishing to it (see ClientConnection._flow_control).
 FLOW_BACKLOG = 2000
 
+#: Queues a channel keeps per-queue counts for before it merges those of the
+#: deleted ones (statistics; see Channel._forget_deleted_queues).
+QUEUE_USE_LIMIT = 256
+
 
 class ChannelOwner(Protocol):
     """What a channel needs from its connection (`ClientConnection`)."""
@@ -121,8 +125,10 @@ class Channel:
         #: Consumers cancelled while deliveries of theirs wait for an ack:
         #: they still count here until those are settled.
         self.retired_consumers: list[Consumer] = []
-        #: Counts per queue that outlive consumers, and basic.get's.
+        #: Counts per queue that outlive consumers, and basic.get's; those of
+        #: deleted queues are merged into `gone_queues` past QUEUE_USE_LIMIT.
         self.queue_use: dict[Queue, QueueUse] = {}
+        self.gone_queues = QueueUse()
         vhost.counters.channel_created += 1
 
     @property
@@ -738,8 +744,20 @@ class Channel:
     def _queue_use(self, queue: Queue) -> QueueUse:
         use = self.queue_use.get(queue)
         if use is None:
+            if len(self.queue_use) >= QUEUE_USE_LIMIT:
+                self._forget_deleted_queues()
             use = self.queue_use[queue] = QueueUse()
         return use
+
+    def _forget_deleted_queues(self) -> None:
+        """Merge the counts of queues since deleted into one: a long-lived
+        channel that gets from many short-lived queues stays small."""
+        gone = self.gone_queues
+        for queue in [q for q in self.queue_use if q.deleted]:
+            gone.add(self.queue_use.pop(queue))
+        get_acked = self.acks.get_acked
+        for queue in [q for q in get_acked if q.deleted]:
+            gone.ack += get_acked.pop(queue)
 
     def _retire(self, consumer: Consumer) -> None:
         """A consumer went: keep its counts (it may still have deliveries to settle)."""
@@ -776,5 +794,5 @@ class Channel:
         return ChannelCounters.build(
             published, routed, self.confirmed, self.publish_exchange,
             self.returned_unroutable, self.dropped_unroutable, by_queue,
-            received_confirm=self.confirms.next_seq - 1,
+            received_confirm=self.confirms.next_seq - 1, elsewhere=self.gone_queues,
         )

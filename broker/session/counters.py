@@ -52,6 +52,10 @@ class QueueUse:
             self.ack += consumer.acked
         self.redeliver += consumer.redelivered
 
+    def add(self, other: QueueUse) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def copy(self) -> QueueUse:
         out = QueueUse()
         for name in self.__slots__:
@@ -96,7 +100,9 @@ class ChannelCounters:
         dropped: dict[str, int],
         by_queue: dict[Queue, QueueUse],
         received_confirm: int = 0,
+        elsewhere: QueueUse | None = None,
     ) -> ChannelCounters:
+        """`elsewhere`: counts of queues no longer listed one by one (deleted)."""
         totals = MessageTotals()
         totals.received_confirm = received_confirm
         totals.publish = sum(published.values())
@@ -104,7 +110,8 @@ class ChannelCounters:
         totals.confirm = confirmed
         totals.return_unroutable = sum(returned.values())
         totals.drop_unroutable = sum(dropped.values())
-        for use in by_queue.values():
+        uses = [*by_queue.values(), elsewhere] if elsewhere is not None else by_queue.values()
+        for use in uses:
             totals.deliver += use.deliver
             totals.deliver_no_ack += use.deliver_no_ack
             totals.redeliver += use.redeliver

@@ -128,3 +128,41 @@ def test_churn_is_counted_for_the_whole_broker() -> None:
     assert registry.counters.churn()["queue_created"] == 2
     assert registry.counters.churn()["queue_deleted"] == 1
     assert one.counters is two.counters is registry.counters
+
+
+def test_a_channel_forgets_deleted_queues_one_by_one_but_not_their_counts() -> None:
+    """A long-lived channel getting from many short-lived queues stays small."""
+    import trio
+
+    from broker.auth.access import AccessControl
+    from broker.session.channel import QUEUE_USE_LIMIT, Channel
+    from broker.session.output import Output
+
+    class Owner:
+        output = Output(trio.testing.MemorySendStream())
+        frame_max = 131072
+        user = "guest"
+        consumer_cancel_notify = True
+        held_bytes = 0
+        peer_text = "test"
+
+        def send_method(self, channel: int, method: object) -> None: ...
+
+        def note_backlog(self, queue: Queue) -> None: ...
+
+        def owe_confirms(self, channel: Channel) -> None: ...
+
+        def release_soon(self, channel: Channel) -> None: ...
+
+    from protocol import methods as m
+
+    vhost = VHost("/")
+    access = AccessControl.with_default_user().access("guest", "/")
+    channel = Channel(1, Owner(), vhost, access, None)
+    for n in range(QUEUE_USE_LIMIT * 2):
+        queue = vhost.declare_queue(None, f"temp-{n}")
+        queue.enqueue(_message(f"temp-{n}"))
+        channel.on_basic_get(m.BasicGet(queue=f"temp-{n}", no_ack=True))
+        vhost.delete_queue(None, f"temp-{n}")
+    assert len(channel.queue_use) <= QUEUE_USE_LIMIT
+    assert channel.counters().totals.get_no_ack == QUEUE_USE_LIMIT * 2

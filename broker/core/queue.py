@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
 from broker.core.message import Message, QueuedMessage
 from broker.core.snapshots import QueueSnapshot
-from broker.core.stats import QueueCounters
+from broker.core.stats import QueueCounters, QueueStats
 from broker.core.timers import Scheduler
 
 __all__ = [
@@ -175,21 +175,9 @@ class Queue:
         self.deleted = False
         #: The arrival sequence: every message that joined the queue took one.
         self._next_seq = 0
-        # -- statistics (broker.core.stats): what cannot be derived ----------------
-        #: Arrivals that were not publishes (recovered from the journal,
-        #: dead-lettered in): publishes are `_next_seq` minus these.
-        self.arrivals_not_published = 0
-        #: Deliveries of the consumers that have gone (the live ones count their own).
-        self.delivered_base = 0
-        self.delivered_no_ack_base = 0
-        self.redelivered_base = 0
-        #: basic.get: handed out with and without ack, found empty.
-        self.got = 0
-        self.got_no_ack = 0
-        self.get_empty = 0
-        #: Deliveries settled otherwise than by an ack (requeued, rejected):
-        #: acks are deliveries minus these minus the unacknowledged.
-        self.settled_without_ack = 0
+        #: Statistics that cannot be derived (broker.core.stats), in one
+        #: object of their own: the queue's hot attributes stay few.
+        self.stats = QueueStats()
         # Arguments are validated by the vhost before the queue is made.
         args = self.arguments
         self.max_length: int | None = args.get("x-max-length")
@@ -217,10 +205,15 @@ class Queue:
         """
         return len(self.ready)
 
+    def arrived_not_published(self, count: int = 1) -> None:
+        """`count` messages joined the queue otherwise than by a publish
+        (recovered, dead-lettered in): statistics do not count them as publishes."""
+        self.stats.arrivals_not_published += count
+
     @property
     def published(self) -> int:
         """Messages published to this queue so far (statistics)."""
-        return self._next_seq - self.arrivals_not_published
+        return self._next_seq - self.stats.arrivals_not_published
 
     @property
     def consumer_count(self) -> int:
@@ -235,11 +228,12 @@ class Queue:
         """A value that changes whenever anything `snapshot()` reports does
         (a cache of the queue's statistics can compare it, cheaply)."""
         consumers = self.consumers
+        stats = self.stats
         return (
-            self._next_seq, self.arrivals_not_published, len(self.ready), self.ready_bytes,
-            self.unacked_count, self.last_used, self.got, self.got_no_ack, self.get_empty,
-            self.settled_without_ack, self.delivered_base, self.delivered_no_ack_base,
-            self.redelivered_base,
+            self._next_seq, stats.arrivals_not_published, len(self.ready), self.ready_bytes,
+            self.unacked_count, self.last_used, stats.got, stats.got_no_ack, stats.get_empty,
+            stats.settled_without_ack, stats.delivered_base, stats.delivered_no_ack_base,
+            stats.redelivered_base,
             self.exclusive_consumer.tag if self.exclusive_consumer is not None else None,
             tuple((c.delivered, c.redelivered, c.has_credit()) for c in consumers)
             if consumers else (),
@@ -267,9 +261,10 @@ class Queue:
 
     def counters(self) -> QueueCounters:
         """The queue's message counts now (RabbitMQ's `message_stats`), changing nothing."""
-        delivered = self.delivered_base
-        no_ack = self.delivered_no_ack_base
-        redelivered = self.redelivered_base
+        stats = self.stats
+        delivered = stats.delivered_base
+        no_ack = stats.delivered_no_ack_base
+        redelivered = stats.redelivered_base
         for consumer in self.consumers:
             if consumer.no_ack:
                 no_ack += consumer.delivered
@@ -280,12 +275,12 @@ class Queue:
             publish=self.published,
             deliver=delivered,
             deliver_no_ack=no_ack,
-            get=self.got,
-            get_no_ack=self.got_no_ack,
-            get_empty=self.get_empty,
+            get=stats.got,
+            get_no_ack=stats.got_no_ack,
+            get_empty=stats.get_empty,
             redeliver=redelivered,
             # Every delivery needing an ack is acked, returned or still out.
-            ack=delivered + self.got - self.settled_without_ack - self.unacked_count,
+            ack=delivered + stats.got - stats.settled_without_ack - self.unacked_count,
         )
 
     # -- messages in ------------------------------------------------------
@@ -371,7 +366,7 @@ class Queue:
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""
         self.unacked_count -= len(entries)
-        self.settled_without_ack += len(entries)
+        self.stats.settled_without_ack += len(entries)
         if self.deleted:
             if self.journal is not None:
                 for entry in entries:
@@ -411,7 +406,7 @@ class Queue:
         if self._may_expire:
             self.expire()
         if not self.ready:
-            self.get_empty += 1
+            self.stats.get_empty += 1
             return None
         entry = self.ready.popleft()
         self.ready_bytes -= len(entry.message.body)
@@ -421,12 +416,12 @@ class Queue:
         """`entry`, taken by `get`, went to a client (basic.get-ok): count it
         as unacknowledged unless no_ack, and tell the journal."""
         if no_ack:
-            self.got_no_ack += 1
+            self.stats.got_no_ack += 1
         else:
-            self.got += 1
+            self.stats.got += 1
             self.unacked_count += 1
         if entry.redelivered:
-            self.redelivered_base += 1
+            self.stats.redelivered_base += 1
         if self.journal is not None:
             self.journal.delivered(entry, no_ack)
 
@@ -441,7 +436,7 @@ class Queue:
     def reject(self, entries: list[QueuedMessage]) -> None:
         """Deliveries rejected without requeue: dead-lettered as `rejected`, or dropped."""
         self.unacked_count -= len(entries)
-        self.settled_without_ack += len(entries)
+        self.stats.settled_without_ack += len(entries)
         self.dead_letter(entries, "rejected")
 
     def purge(self) -> int:
@@ -533,10 +528,10 @@ class Queue:
             self.exclusive_consumer = None
         # Its deliveries are final: the queue keeps counting them.
         if consumer.no_ack:
-            self.delivered_no_ack_base += consumer.delivered
+            self.stats.delivered_no_ack_base += consumer.delivered
         else:
-            self.delivered_base += consumer.delivered
-        self.redelivered_base += consumer.redelivered
+            self.stats.delivered_base += consumer.delivered
+        self.stats.redelivered_base += consumer.redelivered
         if not self.consumers:
             self.touch()
 

@@ -34,6 +34,7 @@ __all__ = [
     "MESSAGE_FIELDS",
     "MessageTotals",
     "QueueCounters",
+    "QueueStats",
 ]
 
 #: RabbitMQ's `message_stats` counters of a channel, a vhost and the broker
@@ -93,6 +94,29 @@ class MessageTotals:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.as_dict().items() if v)
         return f"MessageTotals({shown})"
+
+
+class QueueStats:
+    """A queue's statistics that cannot be derived: not touched per message."""
+
+    __slots__ = ("arrivals_not_published", "delivered_base", "delivered_no_ack_base",
+                 "redelivered_base", "got", "got_no_ack", "get_empty", "settled_without_ack")
+
+    def __init__(self) -> None:
+        #: Arrivals that were not publishes (recovered from the journal,
+        #: dead-lettered in): publishes are the arrival sequence minus these.
+        self.arrivals_not_published = 0
+        #: Deliveries of the consumers that have gone (the live ones count their own).
+        self.delivered_base = 0
+        self.delivered_no_ack_base = 0
+        self.redelivered_base = 0
+        #: basic.get: handed out with and without ack, found empty.
+        self.got = 0
+        self.got_no_ack = 0
+        self.get_empty = 0
+        #: Deliveries settled otherwise than by an ack (requeued, rejected):
+        #: acks are deliveries minus these minus the unacknowledged.
+        self.settled_without_ack = 0
 
 
 class QueueCounters:

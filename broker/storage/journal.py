@@ -536,7 +536,7 @@ class Journal:
                 size += entry.size
                 ready.append(entry)
             queue._next_seq = seq
-            queue.arrivals_not_published += len(entries)  # statistics: not publishes
+            queue.arrived_not_published(len(entries))  # statistics: not publishes
             self._queues.add(queue)
             queue.ready_bytes += size
             restored += len(entries)

@@ -67,8 +67,9 @@ class DeadLetterSource(Protocol):
 
 
 class DeadLetterQueue(Protocol):
-    #: Statistics: arrivals that were not publishes (`broker.core.stats`).
-    arrivals_not_published: int
+    def arrived_not_published(self, count: int = 1) -> None:
+        """Statistics: an arrival that is not a publish (`broker.core.stats`)."""
+        ...
 
     def enqueue(self, message: Message) -> bool: ...
 
@@ -205,7 +206,7 @@ def dead_letter(
         for name in names:
             destination = vhost.queue_named(name)
             if destination is not None:
-                destination.arrivals_not_published += 1  # statistics: not a publish
+                destination.arrived_not_published()  # statistics: not a publish
                 destination.enqueue(letter)
 
 

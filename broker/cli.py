@@ -66,6 +66,13 @@ def add_serve_parser(subparsers: Any) -> None:
         "on --host's address when there is no --settings)",
     )
     parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=None,
+        help="port of the Prometheus endpoint (replaces prometheus.tcp.port; default 15692, "
+        "on --host's address when there is no --settings)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=None,
         help="data directory: durable definitions, users and the message journal "
@@ -115,6 +122,10 @@ def _serve_settings(args: argparse.Namespace) -> Any:
         port = args.management_port if args.management_port is not None else 15672
         ip = settings.management_tcp.ip if args.settings else host
         overrides["management_tcp"] = HTTPListener(port, ip)
+    if args.prometheus_port is not None or not args.settings:
+        port = args.prometheus_port if args.prometheus_port is not None else 15692
+        ip = settings.prometheus_tcp.ip if args.settings else host
+        overrides["prometheus_tcp"] = HTTPListener(port, ip)
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     return settings.with_overrides(**overrides) if overrides else settings

@@ -46,6 +46,8 @@ from broker.logging import get_logger
 from broker.management.app import management_app
 from broker.management.context import Listening, ManagementContext
 from broker.management.http import serve_http_listeners
+from broker.management.prometheus import prometheus_app
+from broker.management.stats import Statistics
 from broker.session.connection import ClientConnection
 from broker.session.context import SessionContext
 from broker.session.handshake import SessionLimits
@@ -83,7 +85,6 @@ class StartupError(Exception):
 #: Settings keys Warren reads but whose feature is not built yet: a file that
 #: sets one is refused at start rather than accepted and ignored.
 NOT_YET = {
-    "prometheus.": "the Prometheus endpoint is not built yet",
     "vm_memory_high_watermark.": "the memory alarm is not built yet",
 }
 
@@ -151,11 +152,24 @@ class Broker:
             ),
         )
         self.listeners: list[ListenerInfo] = []
+        #: Samples the statistics every collect_statistics_interval (started with the listeners).
+        self.statistics = Statistics(
+            self.vhosts,
+            lambda: self.connections,
+            interval=settings.collect_statistics_interval / 1000,
+        )
+        memory = settings.vm_memory_high_watermark
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self.management = ManagementContext(
             vhosts=self.vhosts,
             access=self.access,
             alarms=self.alarms,
             connections=lambda: self.connections,
+            stats=self.statistics,
+            data_dir=self.data_dir,
+            memory_limit=(
+                memory.bytes if isinstance(memory, AbsoluteLimit) else int(memory.fraction * ram)
+            ),
         )
         self.vhosts.on_deleted.append(self._vhost_deleted)
         self.access.on_user_deleted.append(self._user_deleted)
@@ -189,6 +203,13 @@ class Broker:
     def _ready_bytes(self) -> int:
         """Bytes of all ready messages, for the memory releaser."""
         return sum(q.ready_bytes for v in self.vhosts.values() for q in v.queues.values())
+
+    @property
+    def prometheus_url(self) -> str:
+        """http://host:port of the first Prometheus listener."""
+        listener = self._first_plain("http/prometheus")
+        host = f"[{listener.host}]" if ":" in listener.host else listener.host
+        return f"http://{host}:{listener.port}"
 
     @property
     def url(self) -> str:
@@ -483,6 +504,8 @@ async def _open_listeners(
         https = settings.management_ssl
         if https is not None:
             await open_one(Listener(https.ip, https.port), "https")
+        prometheus = settings.prometheus_tcp
+        await open_one(Listener(prometheus.ip, prometheus.port), "http/prometheus")
     except BaseException:
         for _kind, listener in opened:
             await listener.aclose()
@@ -517,6 +540,7 @@ async def open_broker(
         settings = Settings(
             listeners_tcp=(Listener(host or "127.0.0.1", port or 0),),
             management_tcp=HTTPListener(0, host or "127.0.0.1"),
+            prometheus_tcp=HTTPListener(0, host or "127.0.0.1"),
         )
     elif host is not None or port is not None:
         settings = settings.with_overrides(
@@ -557,6 +581,7 @@ async def open_broker(
             broker.alarms, broker.data_dir, _disk_free_limit(settings, disk_free_limit)
         )
         broker.disk_monitor.attach(journal)
+        broker.management.disk_free_limit = broker.disk_monitor.limit
     else:
         log.warning("broker.no_data_dir",
                     note="no data directory: nothing (messages, queues, users) survives a restart")
@@ -585,7 +610,8 @@ async def open_broker(
     broker.management.listeners = [
         Listening(listener.kind, listener.host, listener.port) for listener in broker.listeners
     ]
-    http_listeners = [listener for kind, listener in listeners if kind.startswith("http")]
+    http_listeners = [listener for kind, listener in listeners if kind in ("http", "https")]
+    prometheus_listeners = [listener for kind, listener in listeners if kind == "http/prometheus"]
     accept_scope = trio.CancelScope()
 
     async def accept(kind: str, listener: trio.abc.Listener[Any]) -> None:
@@ -612,10 +638,15 @@ async def open_broker(
             await nursery.start(journal.run)  # group commit
         if broker.disk_monitor is not None:
             await nursery.start(broker.disk_monitor.run)
+        # Statistics are sampled off the hot path, next to the API that reads them.
+        await nursery.start(broker.statistics.run)
         nursery.start_soon(accept_all)
         if http_listeners:
             nursery.start_soon(serve_http_listeners, management_app(broker.management),
                                http_listeners)
+        if prometheus_listeners:
+            nursery.start_soon(serve_http_listeners, prometheus_app(broker.management),
+                               prometheus_listeners)
         log.info(
             "broker.started",
             listeners=[str(listener) for listener in broker.listeners],

@@ -41,6 +41,9 @@ class BrokerThread:
             # A test's broker never takes the well-known management port:
             # many run at once. (Set management_tcp to choose one.)
             settings = settings.with_overrides(management_tcp=HTTPListener(0, "127.0.0.1"))
+        if settings is not None and settings.prometheus_tcp == HTTPListener(15692):
+            # Nor the Prometheus one.
+            settings = settings.with_overrides(prometheus_tcp=HTTPListener(0, "127.0.0.1"))
         self._settings = settings
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None

@@ -47,6 +47,7 @@ from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returne
 from broker.core.message import Message, QueuedMessage
 from broker.core.policies import QUEUE_KEYS, Policy
 from broker.core.snapshots import QueueSnapshot
+from broker.core.stats import QueueCounters, QueueStats
 from broker.core.timers import Scheduler
 
 __all__ = [
@@ -80,6 +81,11 @@ class QueueConsumer(Protocol):
     no_ack: bool
     #: basic.consume's consumer tag, for logs and snapshots.
     tag: str
+    #: Messages the queue handed this consumer, and how many of them were
+    #: redeliveries: counted by the queue (statistics; folded into the
+    #: queue's own counts when the consumer goes).
+    delivered: int
+    redelivered: int
 
     def has_credit(self) -> bool:
         """May the queue hand this consumer one more message now?
@@ -154,6 +160,20 @@ class Queue:
     asks for a count (`expire()` before queue.declare-ok).
     """
 
+    # Slots: the publish-deliver-ack path reads a dozen of these per message,
+    # and a queue has more attributes than CPython 3.11 shares keys for (30),
+    # past which instance dicts are not split and attribute reads are slower.
+    __slots__ = (
+        "name", "durable", "exclusive_owner", "auto_delete", "arguments", "vhost",
+        "journal", "ready", "ready_bytes", "consumers", "exclusive_consumer",
+        "dispatch_groups", "unacked_count", "had_consumer", "deleted", "_next_seq",
+        "arrived", "stats", "max_length", "max_length_bytes", "overflow",
+        "message_ttl", "expires", "dead_letter_exchange", "dead_letter_routing_key",
+        "delivery_limit", "policy", "operator_policy", "effective",
+        "argument_consumer_timeout", "policy_consumer_timeout", "_may_expire",
+        "_timer_at", "last_used", "__weakref__",
+    )  # fmt: skip
+
     def __init__(
         self,
         name: str,
@@ -188,6 +208,13 @@ class Queue:
         self.had_consumer = False
         self.deleted = False
         self._next_seq = 0  # the next `seq` handed out (see QueuedMessage)
+        #: Messages that joined the queue through `enqueue` (statistics: the
+        #: publishes, with the dead letters among them subtracted). Not
+        #: `_next_seq`: a seq is handed out when a message leaves `ready`.
+        self.arrived = 0
+        #: Statistics that cannot be derived (broker.core.stats), in one
+        #: object of their own: the queue's hot attributes stay few.
+        self.stats = QueueStats()
         # Arguments are validated by the vhost before the queue is made.
         args = self.arguments
         self.max_length: int | None = args.get("x-max-length")
@@ -273,6 +300,16 @@ class Queue:
         """
         return len(self.ready)
 
+    def arrived_not_published(self, count: int = 1) -> None:
+        """`count` messages that `enqueue` takes next are not publishes (dead
+        letters): statistics do not count them as publishes."""
+        self.stats.arrivals_not_published += count
+
+    @property
+    def published(self) -> int:
+        """Messages published to this queue so far (statistics)."""
+        return self.arrived - self.stats.arrivals_not_published
+
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
@@ -300,6 +337,21 @@ class Queue:
         """The name of the vhost the queue is in ("/" for a queue outside any)."""
         return self.vhost.name if self.vhost is not None else "/"
 
+    def state_key(self) -> tuple[Any, ...]:
+        """A value that changes whenever anything `snapshot()` reports does
+        (a cache of the queue's statistics can compare it, cheaply)."""
+        consumers = self.consumers
+        stats = self.stats
+        return (
+            self.arrived, stats.arrivals_not_published, len(self.ready), self.ready_bytes,
+            self.unacked_count, self.last_used, stats.got, stats.got_no_ack, stats.get_empty,
+            stats.settled_without_ack, stats.delivered_base, stats.delivered_no_ack_base,
+            stats.redelivered_base,
+            self.exclusive_consumer.tag if self.exclusive_consumer is not None else None,
+            tuple((c.delivered, c.redelivered, c.has_credit()) for c in consumers)
+            if consumers else (),
+        )
+
     def snapshot(self) -> QueueSnapshot:
         """The queue's state now, changing nothing (see `broker.core.snapshots`)."""
         return QueueSnapshot(
@@ -314,6 +366,34 @@ class Queue:
             message_bytes_ready=self.ready_bytes,
             consumers=len(self.consumers),
             last_used=self.last_used,
+            counters=self.counters(),
+            exclusive_consumer_tag=(
+                self.exclusive_consumer.tag if self.exclusive_consumer is not None else None
+            ),
+        )
+
+    def counters(self) -> QueueCounters:
+        """The queue's message counts now (RabbitMQ's `message_stats`), changing nothing."""
+        stats = self.stats
+        delivered = stats.delivered_base
+        no_ack = stats.delivered_no_ack_base
+        redelivered = stats.redelivered_base
+        for consumer in self.consumers:
+            if consumer.no_ack:
+                no_ack += consumer.delivered
+            else:
+                delivered += consumer.delivered
+            redelivered += consumer.redelivered
+        return QueueCounters(
+            publish=self.published,
+            deliver=delivered,
+            deliver_no_ack=no_ack,
+            get=stats.got,
+            get_no_ack=stats.got_no_ack,
+            get_empty=stats.get_empty,
+            redeliver=redelivered,
+            # Every delivery needing an ack is acked, returned or still out.
+            ack=delivered + stats.got - stats.settled_without_ack - self.unacked_count,
         )
 
     # -- messages in ------------------------------------------------------
@@ -385,6 +465,7 @@ class Queue:
             entry = wrapped
         self.ready.append(entry)
         self.ready_bytes += size
+        self.arrived += 1
         if self.consumers:
             self._deliver_ready(now if ttl is not None else None)
             if passing and self.ready and self._over_limit(0, 0):
@@ -419,6 +500,7 @@ class Queue:
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put delivered-but-unacked entries back at their original place."""
         self.unacked_count -= len(entries)
+        self.stats.settled_without_ack += len(entries)
         if self.deleted:
             if self.journal is not None:
                 for entry in entries:
@@ -451,6 +533,7 @@ class Queue:
         if self._may_expire:
             self.expire()
         if not self.ready:
+            self.stats.get_empty += 1
             return None
         entry = self._popleft()
         self.ready_bytes -= len(entry.message.body)
@@ -463,8 +546,13 @@ class Queue:
     def handed_out(self, entry: QueuedMessage, no_ack: bool) -> None:
         """`entry`, taken by `get`, went to a client (basic.get-ok): count it
         as unacknowledged unless no_ack, and tell the journal."""
-        if not no_ack:
+        if no_ack:
+            self.stats.got_no_ack += 1
+        else:
+            self.stats.got += 1
             self.unacked_count += 1
+        if entry.redelivered:
+            self.stats.redelivered_base += 1
         if self.journal is not None:
             self.journal.delivered(entry, no_ack)
 
@@ -479,6 +567,7 @@ class Queue:
     def reject(self, entries: list[QueuedMessage]) -> None:
         """Deliveries rejected without requeue: dead-lettered as `rejected`, or dropped."""
         self.unacked_count -= len(entries)
+        self.stats.settled_without_ack += len(entries)
         self.dead_letter(entries, "rejected")
 
     def purge(self) -> int:
@@ -523,9 +612,9 @@ class Queue:
             self._schedule(ready[0].expires_at)
 
     def touch(self, now: float | None = None) -> None:
-        """The queue was used: renew its `x-expires` lease."""
+        """The queue was used: renew its `x-expires` lease (and note when, for `idle_since`)."""
+        self.last_used = time.monotonic() if now is None else now
         if self.expires is not None:
-            self.last_used = time.monotonic() if now is None else now
             if not self.consumers:
                 self._schedule(self.last_used + self.expires / 1000)
 
@@ -580,6 +669,12 @@ class Queue:
             return
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        # Its deliveries are final: the queue keeps counting them.
+        if consumer.no_ack:
+            self.stats.delivered_no_ack_base += consumer.delivered
+        else:
+            self.stats.delivered_base += consumer.delivered
+        self.stats.redelivered_base += consumer.redelivered
         groups = self.dispatch_groups
         if groups is not None:
             groups.remove(consumer)  # a single active consumer hands over here
@@ -663,6 +758,9 @@ class Queue:
                     if journal is not None:
                         journal.delivered(entry, False)
                 consumer.deliver(self, entry)
+                consumer.delivered += 1
+                if entry.redelivered:
+                    consumer.redelivered += 1
                 refused = 0
             else:
                 refused += 1

@@ -8,8 +8,10 @@ into JSON and rates; the model only keeps the counts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from broker.core.stats import QueueCounters
 
 __all__ = ["QueueSnapshot"]
 
@@ -33,6 +35,10 @@ class QueueSnapshot:
     consumers: int
     #: `time.monotonic()` of the last use (declare, get, consume), for `idle_since`.
     last_used: float
+    #: Message counts since the queue was made (`message_stats`).
+    counters: QueueCounters = field(default_factory=QueueCounters)
+    #: The tag of the exclusive consumer, if one holds the queue.
+    exclusive_consumer_tag: str | None = None
 
     @property
     def messages(self) -> int:

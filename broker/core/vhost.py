@@ -35,6 +35,7 @@ from broker.core.policies import (
     queue_values,
 )
 from broker.core.queue import MessageStore, Queue
+from broker.core.stats import BrokerCounters, MessageTotals
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
 from protocol.errors import AMQPError
@@ -141,6 +142,18 @@ class VHost:
         #: Policies and operator policies (broker.core.policies); change them
         #: with `set_policy` / `clear_policy`, which apply them.
         self.policies = VHostPolicies()
+        #: The broker's churn and dead-letter counts: the registry shares one
+        #: object among its vhosts (`broker.core.stats`).
+        self.counters = BrokerCounters()
+        #: The message counts and connection bytes of the channels and
+        #: connections on this vhost that have closed (the open ones count
+        #: their own; a vhost's totals are the sum).
+        self.retired = MessageTotals()
+        #: Who declared each exchange (RabbitMQ's `user_who_performed_action`).
+        self.exchange_users: dict[str, str] = {}
+        #: Messages published to each exchange and the queue copies they
+        #: became, by channels since closed: [publish_in, publish_out].
+        self.retired_exchanges: dict[str, list[int]] = {}
         #: Set by the broker: runs TTL and x-expires deadlines.
         self.timers: Scheduler | None = None
         #: Set by the broker: told of large frees (broker.core.memory).
@@ -171,6 +184,7 @@ class VHost:
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
         peer: str | None = None,
+        user: str | None = None,
     ) -> None:
         topology = self.topology
         if not name:
@@ -192,6 +206,8 @@ class VHost:
         )
         if not existed:
             self._apply_exchange_policies(topology.exchanges[name])
+            if user is not None:
+                self.exchange_users[name] = user
             log.info(
                 "exchange.declared",
                 exchange=name,
@@ -232,6 +248,8 @@ class VHost:
 
     def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
         for name in getattr(changes, "exchanges_deleted", ()):
+            self.exchange_users.pop(name, None)
+            self.retired_exchanges.pop(name, None)
             if name != skip:
                 log.info("exchange.deleted", exchange=name, reason="auto_delete")
 
@@ -250,11 +268,21 @@ class VHost:
     def has_exchange(self, name: str) -> bool:
         return self.topology.has_exchange(name)
 
+    def retire_exchange_counts(self, exchange: str, publish_in: int, publish_out: int) -> None:
+        """A closed channel's messages to `exchange` (statistics: the open
+        channels count their own)."""
+        if exchange in self.topology.exchanges:
+            counts = self.retired_exchanges.setdefault(exchange, [0, 0])
+            counts[0] += publish_in
+            counts[1] += publish_out
+
     def queue_named(self, name: str) -> Queue | None:
         return self.queues.get(name)
 
     def dead_letter(self, queue: Queue, entries: list[QueuedMessage], reason: str) -> None:
         """Republish messages that died in `queue` to its dead-letter exchange."""
+        dead_lettered = self.counters.dead_lettered
+        dead_lettered[reason] = dead_lettered.get(reason, 0) + len(entries)
         dead_lettering.dead_letter(self, queue, entries, reason)
 
     def route(self, exchange: str, message: Message, replies: bool = True) -> list[Queue]:
@@ -365,6 +393,7 @@ class VHost:
         if existing is not None:
             self._assert_equivalent(existing, connection, durable, exclusive, auto_delete, arguments)
             existing.touch()
+            self.counters.queue_declared += 1
             return existing
         if limit_reached(self.limits.max_queues, len(self.queues)):
             raise errors.precondition_failed(
@@ -388,6 +417,8 @@ class VHost:
         self.queues[name] = queue
         self.topology.add_queue(name)
         self._apply_queue_policies(queue)
+        self.counters.queue_declared += 1
+        self.counters.queue_created += 1
         log.info(
             "queue.declared",
             queue=name,
@@ -482,6 +513,7 @@ class VHost:
 
     def _delete_queue(self, queue: Queue, *, reason: str, peer: str | None = None) -> int:
         queue.deleted = True
+        self.counters.queue_deleted += 1
         del self.queues[queue.name]
         changes = self.topology.remove_queue(queue.name)
         freed = queue.ready_bytes

@@ -17,6 +17,7 @@ from typing import Any
 from broker.core.direct_reply_to import DirectReplyTo
 from broker.core.memory import MemoryReleaser
 from broker.core.queue import MessageStore
+from broker.core.stats import BrokerCounters
 from broker.core.timers import Scheduler
 from broker.core.vhost import DefinitionsSink, VHost
 from broker.logging import get_logger
@@ -41,6 +42,8 @@ class VHostRegistry(Mapping[str, VHost]):
     replies: DirectReplyTo = field(default_factory=DirectReplyTo)
     #: Called with the name of each vhost deleted.
     on_deleted: list[Callable[[str], None]] = field(default_factory=list)
+    #: The broker's churn and dead-letter counts, shared by every vhost.
+    counters: BrokerCounters = field(default_factory=BrokerCounters)
     _vhosts: dict[str, VHost] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> VHost:
@@ -70,6 +73,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost.timers = self.timers
         vhost.replies = self.replies
         vhost.memory = self.memory
+        vhost.counters = self.counters
         vhost.definitions = self.definitions
         vhost.journal = self.journal
         self._vhosts[name] = vhost

@@ -20,7 +20,14 @@ nothing else from `broker/`. On top of them:
 - `broker.management.context`: `ManagementContext`, what the server hands
   the management plane (vhosts, users, connections, alarms, listeners);
 - `broker.management.authz`: management tags and RabbitMQ's check families;
-- `broker.management.query`: sort, columns and pagination of lists;
+- `broker.management.query`: sort, columns and pagination of lists (long
+  lists built, encoded and sent a chunk at a time);
+- `broker.management.stats`: `Totals` (the model's counters summed) and
+  `Statistics` (the sampler the server runs: rates over the last interval);
+- `broker.management.views`: RabbitMQ's JSON shapes from snapshots;
 - `broker.management.api.*`: the endpoints, one module per area;
-- `broker.management.app`: all of it as one `HttpApp`.
+- `broker.management.app`: all of it as one `HttpApp`;
+- `broker.management.prometheus`: /metrics and /metrics/per-object, a
+  second `HttpApp` (`process` reads memory, descriptors and disk);
+- `broker.management.bench`: what statistics and the API cost (prints numbers).
 """

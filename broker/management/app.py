@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.management.api import admin, policies, trace
+from broker.management.api import (
+    admin,
+    bindings,
+    connections,
+    exchanges,
+    overview,
+    policies,
+    queues,
+    trace,
+)
 from broker.management.authz import authenticator
 from broker.management.context import ManagementContext
 from broker.management.http import HttpApp
@@ -33,6 +42,11 @@ def management_app(context: ManagementContext) -> HttpApp:
     router = Router()
     admin.add_routes(router, context)
     policies.add_routes(router, context)
+    overview.add_routes(router, context)
+    queues.add_routes(router, context)
+    exchanges.add_routes(router, context)
+    bindings.add_routes(router, context)
+    connections.add_routes(router, context)
 
     @router.route("/api", auth=False, produces=None)
     def api_root(request: Request) -> Response:

@@ -7,12 +7,16 @@ methods AMQP clients reach, so every rule holds for both.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from broker.alarms import ResourceAlarms
 from broker.auth.access import AccessControl
+from broker.core.stats import BrokerCounters
 from broker.core.vhosts import VHostRegistry
+from broker.management.stats import Statistics
 from broker.session.connection import ClientConnection
 
 __all__ = ["Listening", "ManagementContext"]
@@ -38,5 +42,30 @@ class ManagementContext:
     connections: Callable[[], Iterable[ClientConnection]] = lambda: ()
     #: What listens, filled in by the server once the sockets are open.
     listeners: list[Listening] = field(default_factory=list)
-    #: The name /api/overview shows as cluster_name and node.
+    #: The name /api/overview shows as node, and as cluster_name.
     node_name: str = "warren@localhost"
+    cluster_name: str = "warren@localhost"
+    #: Samples the counters for rates (started by the server next to the
+    #: listeners); made here when the server does not give one.
+    stats: Statistics | None = None
+    #: When the broker started (time.time()), for uptime.
+    started_at: float = field(default_factory=time.time)
+    #: Where the journal lives (disk space is measured there), and the disk
+    #: and memory limits (alarms).
+    data_dir: Path | None = None
+    disk_free_limit: int = 50_000_000
+    memory_limit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stats is None:
+            self.stats = Statistics(self.vhosts, lambda: self.connections())
+
+    @property
+    def statistics(self) -> Statistics:
+        assert self.stats is not None  # made in __post_init__
+        return self.stats
+
+    @property
+    def counters(self) -> BrokerCounters:
+        """The broker's churn and dead-letter counts."""
+        return self.vhosts.counters

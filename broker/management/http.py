@@ -63,6 +63,7 @@ import gzip
 import http
 import inspect
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
@@ -313,6 +314,15 @@ def _head_size(request: h11.Request) -> int:
 def _gzip(body: bytes) -> bytes:
     # Level 6, zlib's default, as cowboy_compress_h; mtime 0 for stable bytes.
     return gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def _gzip_chunks(chunks: Sequence[bytes]) -> bytes:
+    """`_gzip` of the chunks joined, without joining them (zlib lets other
+    threads run while it compresses)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    out = [compressor.compress(chunk) for chunk in chunks]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 def _wants_gzip(accept_encoding: str | None) -> bool:
@@ -628,6 +638,13 @@ class _Connection:
 
     def _serialize(self, response: Response, *, head_only: bool, close: bool) -> bytes:
         """The answer's bytes through h11: status line, headers, body."""
+        return b"".join(self._serialize_parts(response, head_only=head_only, close=close))
+
+    def _serialize_parts(
+        self, response: Response, *, head_only: bool, close: bool
+    ) -> list[bytes]:
+        """The answer through h11 as pieces to send in turn: the head, each
+        part of the body (never copied into one), the end."""
         status = response.status
         bodiless = status < 200 or status in (204, 304)
         headers: list[tuple[str, str]] = [("server", self.app.server), ("date", _http_date())]
@@ -635,30 +652,34 @@ class _Connection:
         # The framing is ours: a handler's own content-length could only disagree.
         headers += [h for h in response.headers if h[0].lower() not in _FRAMING_HEADERS]
         if not bodiless:
-            headers.append(("content-length", str(len(response.body))))
+            headers.append(("content-length", str(response.length)))
         if close:
             headers.append(("connection", "close"))
-        data = self.h11.send(
+        parts = [self.h11.send(
             h11.Response(
                 status_code=status,
                 headers=[(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers],
                 reason=_phrase(status),
             )
-        )
-        if response.body and not bodiless and not head_only:
-            data += self.h11.send(h11.Data(data=response.body))
-        data += self.h11.send(h11.EndOfMessage())
-        return data
+        )]
+        if response.length and not bodiless and not head_only:
+            for chunk in response.chunks or (response.body,):
+                if chunk:
+                    parts += self.h11.send_with_data_passthrough(h11.Data(data=chunk)) or ()
+        parts.append(self.h11.send(h11.EndOfMessage()))
+        return parts
 
     async def _respond(self, request: Request, response: Response) -> None:
         limits = self.limits
         if (
             response.compress
-            and len(response.body) >= limits.gzip_min_bytes
+            and response.length >= limits.gzip_min_bytes
             and response.header("content-encoding") is None
             and _wants_gzip(request.header("accept-encoding"))
         ):
-            if len(response.body) > limits.gzip_thread_bytes:
+            if response.chunks:
+                body = await trio.to_thread.run_sync(_gzip_chunks, response.chunks)
+            elif len(response.body) > limits.gzip_thread_bytes:
                 body = await trio.to_thread.run_sync(_gzip, response.body)
             else:
                 body = _gzip(response.body)
@@ -682,8 +703,13 @@ class _Connection:
                 skip_body = True
             else:
                 close = True
-        data = self._serialize(response, head_only=request.method == "HEAD", close=close)
-        await self._send(data)
+        parts = self._serialize_parts(response, head_only=request.method == "HEAD", close=close)
+        if len(parts) <= 3:
+            await self._send(b"".join(parts))
+        else:
+            # A long body in parts: other tasks run between the sends.
+            for part in parts:
+                await self._send(part)
         if skip_body:
             await self._skip_body()
 

@@ -21,7 +21,7 @@ observed on a reference node (the notes are in /work/notes/management-api.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -127,6 +127,16 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     compress: bool = False
+    #: A long body in parts (a list of 10,000 queues): the server sends them
+    #: one after the other, never copying them into one `body`.
+    chunks: Sequence[bytes] = ()
+
+    @property
+    def length(self) -> int:
+        """The body's length in bytes."""
+        if self.chunks:
+            return sum(len(chunk) for chunk in self.chunks)
+        return len(self.body)
 
     @classmethod
     def json(

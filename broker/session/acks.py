@@ -35,7 +35,7 @@ Taken = list[tuple[int, Delivery]]
 class Acknowledgements:
     """The deliveries of one channel that wait for an acknowledgement."""
 
-    __slots__ = ("next_tag", "unacked", "consumer_unacked", "_marks")
+    __slots__ = ("next_tag", "unacked", "consumer_unacked", "_marks", "get_acked")
 
     def __init__(self) -> None:
         self.next_tag = 1
@@ -45,6 +45,9 @@ class Acknowledgements:
         self.consumer_unacked = 0
         # (monotonic time, next_tag then), oldest first; see oldest_outstanding.
         self._marks: deque[tuple[float, int]] = deque()
+        #: Statistics: basic.get deliveries acknowledged, by queue (acks of
+        #: consumers' deliveries are derived, see `Consumer.acked`).
+        self.get_acked: dict[Queue, int] = {}
 
     def next_delivery_tag(self) -> int:
         tag = self.next_tag
@@ -114,6 +117,10 @@ class Acknowledgements:
             raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
         return [(delivery_tag, delivery)]
 
+    def count_get_ack(self, queue: Queue) -> None:
+        """A basic.get delivery from `queue` was acknowledged (statistics)."""
+        self.get_acked[queue] = self.get_acked.get(queue, 0) + 1
+
     def take_all(self) -> Taken:
         """Every outstanding delivery (basic.recover, channel close)."""
         taken = list(self.unacked.items())
@@ -139,6 +146,10 @@ class Acknowledgements:
                 consumer.unacked_count -= 1
                 self.consumer_unacked -= 1
                 credited.add(consumer.queue)
+                if requeue is not None:
+                    consumer.not_acked += 1
+            elif requeue is None:
+                self.count_get_ack(delivery.queue)
             if requeue is None:
                 delivery.queue.ack(delivery.entry)
             elif requeue:

@@ -36,6 +36,7 @@ from broker.session import authorization
 from broker.session.acks import Acknowledgements, Taken
 from broker.session.confirms import PublisherConfirms, confirm_methods
 from broker.session.consumers import Consumer, Delivery
+from broker.session.counters import ChannelCounters, QueueUse
 from broker.session.output import Output
 from broker.session.transactions import Transaction
 from broker.storage.journal import Journal
@@ -57,6 +58,10 @@ _new_message = object.__new__
 #: A queue with consumers and more ready messages than this slows down the
 #: connections publishing to it (see ClientConnection._flow_control).
 FLOW_BACKLOG = 2000
+
+#: Queues a channel keeps per-queue counts for before it merges those of the
+#: deleted ones (statistics; see Channel._forget_deleted_queues).
+QUEUE_USE_LIMIT = 256
 
 
 class ChannelOwner(Protocol):
@@ -123,6 +128,29 @@ class Channel:
         #: replies are addressed to), or None.
         self.reply_consumer: tuple[str, str] | None = None
         self.last_queue_name: str | None = None
+        # -- statistics (broker.core.stats; read by `counters()`) -------------------
+        # Publishes (and the queue copies they became) are counted in runs
+        # per exchange: one compare and two increments per message, and
+        # per-exchange counts without a lookup. An exchange's statistics are
+        # the sums over channels (broker.core.stats).
+        self.publish_exchange = ""
+        self.publish_run = 0
+        self.publish_run_out = 0
+        self.published: dict[str, int] = {}
+        self.routed: dict[str, int] = {}
+        #: Confirms sent (basic.ack), counted per batch.
+        self.confirmed = 0
+        #: Unroutable messages returned (mandatory) or dropped, by exchange.
+        self.returned_unroutable: dict[str, int] = {}
+        self.dropped_unroutable: dict[str, int] = {}
+        #: Consumers cancelled while deliveries of theirs wait for an ack:
+        #: they still count here until those are settled.
+        self.retired_consumers: list[Consumer] = []
+        #: Counts per queue that outlive consumers, and basic.get's; those of
+        #: deleted queues are merged into `gone_queues` past QUEUE_USE_LIMIT.
+        self.queue_use: dict[Queue, QueueUse] = {}
+        self.gone_queues = QueueUse()
+        vhost.counters.channel_created += 1
 
     @property
     def unacked_count(self) -> int:
@@ -213,6 +241,7 @@ class Channel:
             internal=method.internal,
             arguments=method.arguments or {},
             peer=self.connection.peer_text,
+            user=self.connection.user,
         )
         if not method.nowait:
             self._reply(m.ExchangeDeclareOk())
@@ -478,9 +507,14 @@ class Channel:
 
         `replies` false: direct replies were delivered already (a transaction's).
         """
-        queues = self.vhost.route(method.exchange, message, replies)
+        exchange = method.exchange
+        queues = self.vhost.route(exchange, message, replies)
+        if exchange != self.publish_exchange:
+            self._publish_run_ends(exchange)
+        self.publish_run += 1
         accepted = True
         if queues:
+            self.publish_run_out += len(queues)
             if message.headers is not None:
                 message = message.without_bcc()
             for queue in queues:
@@ -501,6 +535,9 @@ class Channel:
                     self.connection.frame_max,
                 )
             )
+            self.returned_unroutable[exchange] = self.returned_unroutable.get(exchange, 0) + 1
+        else:
+            self.dropped_unroutable[exchange] = self.dropped_unroutable.get(exchange, 0) + 1
         confirms = self.confirms
         if confirms.enabled:
             # With a journal, the confirm waits until everything journalled so
@@ -508,6 +545,15 @@ class Channel:
             journal = self.journal
             if confirms.owe(accepted, journal.appended if journal else 0):
                 self.connection.owe_confirms(self)
+
+    def _publish_run_ends(self, exchange: str) -> None:
+        """Publishes go to another exchange now: file the run that ended."""
+        if self.publish_run:
+            previous = self.publish_exchange
+            self.published[previous] = self.published.get(previous, 0) + self.publish_run
+            self.routed[previous] = self.routed.get(previous, 0) + self.publish_run_out
+        self.publish_exchange = exchange
+        self.publish_run = self.publish_run_out = 0
 
     def flush_confirms(self) -> None:
         """Send the confirms owed that may go now (coalesced; see `confirms`).
@@ -526,8 +572,12 @@ class Channel:
         else:
             ready = owed
             self.confirms.owed = []
+        nacked = 0
         for method in confirm_methods(ready):
+            if type(method) is m.BasicNack:
+                nacked += 1
             self._reply(method)
+        self.confirmed += len(ready) - nacked
 
     # -- confirm and tx classes -----------------------------------------------------------
 
@@ -706,6 +756,7 @@ class Channel:
         if consumer is not None:
             queue = consumer.queue
             queue.remove_consumer(consumer)
+            self._retire(consumer)
             if queue.should_auto_delete:
                 self.vhost.auto_delete_queue(queue)
             elif queue.dispatch_groups is not None and queue.dispatch_groups.dispatch_on_cancel:
@@ -715,6 +766,7 @@ class Channel:
         """The queue went away: forget the consumer, tell the client if it can hear it."""
         if self.consumers.pop(consumer.tag, None) is None:
             return
+        self._retire(consumer)
         if self.connection.consumer_cancel_notify and not self.closing:
             cancel = m.BasicCancel(consumer_tag=consumer.tag, nowait=True)
             if self.paused and self.transaction is not None:
@@ -728,10 +780,18 @@ class Channel:
         queue = self.vhost.get_queue(name, self.connection)
         consumer_rules.check_get(queue, self.vhost.name)
         entry = queue.get()
+        use = self._queue_use(queue)
         if entry is None:
+            use.get_empty += 1
             self._reply(m.BasicGetEmpty())
             return
         queue.handed_out(entry, method.no_ack)
+        if method.no_ack:
+            use.get_no_ack += 1
+        else:
+            use.get += 1
+        if entry.redelivered:
+            use.redeliver += 1
         tag = self.acks.next_delivery_tag()
         if not method.no_ack:
             self.acks.record(tag, queue, entry, None)
@@ -769,6 +829,8 @@ class Channel:
                     self.dispatch_all()
                 else:
                     consumer.queue.dispatch()
+            else:
+                self.acks.count_get_ack(delivery.queue)
         else:
             self._settle(taken, requeue=None)
 
@@ -875,6 +937,7 @@ class Channel:
             consumer.queue.remove_consumer(consumer)
         self._settle(self.acks.take_all() + held, requeue=True)
         for consumer in consumers:
+            self._retire(consumer)  # nothing is unacknowledged any more
             queue = consumer.queue
             if queue.should_auto_delete:
                 self.vhost.auto_delete_queue(queue)
@@ -883,3 +946,70 @@ class Channel:
                 # requeued messages (back in place above) first.
                 queue.dispatch()
         self.confirms.clear()
+        # Statistics: the vhost and the broker keep what this channel counted.
+        counted = self.counters()
+        totals = counted.totals
+        for exchange, use in counted.by_exchange.items():
+            self.vhost.retire_exchange_counts(exchange, use.publish, use.publish_out)
+        self.vhost.retired.add(totals)
+        counters = self.vhost.counters
+        counters.retired.add(totals)
+        counters.channel_closed += 1
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def _queue_use(self, queue: Queue) -> QueueUse:
+        use = self.queue_use.get(queue)
+        if use is None:
+            if len(self.queue_use) >= QUEUE_USE_LIMIT:
+                self._forget_deleted_queues()
+            use = self.queue_use[queue] = QueueUse()
+        return use
+
+    def _forget_deleted_queues(self) -> None:
+        """Merge the counts of queues since deleted into one: a long-lived
+        channel that gets from many short-lived queues stays small."""
+        gone = self.gone_queues
+        for queue in [q for q in self.queue_use if q.deleted]:
+            gone.add(self.queue_use.pop(queue))
+        get_acked = self.acks.get_acked
+        for queue in [q for q in get_acked if q.deleted]:
+            gone.ack += get_acked.pop(queue)
+
+    def _retire(self, consumer: Consumer) -> None:
+        """A consumer went: keep its counts (it may still have deliveries to settle)."""
+        self.retired_consumers.append(consumer)
+        still: list[Consumer] = []
+        for old in self.retired_consumers:
+            if old.unacked_count:
+                still.append(old)
+            else:
+                self._queue_use(old.queue).add_consumer(old)
+        self.retired_consumers = still
+
+    def counters(self) -> ChannelCounters:
+        """What this channel has done so far, by exchange and by queue; changes nothing."""
+        published = dict(self.published)
+        routed = dict(self.routed)
+        if self.publish_run:
+            exchange = self.publish_exchange
+            published[exchange] = published.get(exchange, 0) + self.publish_run
+            routed[exchange] = routed.get(exchange, 0) + self.publish_run_out
+        by_queue: dict[Queue, QueueUse] = {}
+        for queue, use in self.queue_use.items():
+            by_queue[queue] = use.copy()
+        for consumer in (*self.consumers.values(), *self.retired_consumers):
+            use = by_queue.get(consumer.queue)
+            if use is None:
+                use = by_queue[consumer.queue] = QueueUse()
+            use.add_consumer(consumer)
+        for queue, count in self.acks.get_acked.items():
+            use = by_queue.get(queue)
+            if use is None:
+                use = by_queue[queue] = QueueUse()
+            use.ack += count
+        return ChannelCounters.build(
+            published, routed, self.confirmed, self.publish_exchange,
+            self.returned_unroutable, self.dropped_unroutable, by_queue,
+            received_confirm=self.confirms.next_seq - 1, elsewhere=self.gone_queues,
+        )

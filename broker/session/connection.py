@@ -156,8 +156,6 @@ class ClientConnection:
         self.channels: dict[int, Channel] = {}
         self.opened = False
         self.closing = False  # connection.close sent or received
-        #: Bytes read from the peer so far (heartbeats: is it alive?).
-        self.bytes_received = 0
         self._tuned = trio.Event()
         self.publisher = False  # has published: resource alarms block it
         self._owed_confirms: list[Channel] = []
@@ -176,12 +174,26 @@ class ClientConnection:
         # (ms), and an event that wakes them up for a shorter one.
         self._timeout_basis: int | None = None
         self._timeouts_changed = trio.Event()
+        #: Bytes read, and how many reads (RabbitMQ's recv_oct, recv_cnt): for
+        #: statistics, and for heartbeats (is the peer alive?).
+        self.recv_oct = 0
+        self.recv_cnt = 0
+        #: When the connection was accepted (ms since the epoch, RabbitMQ's connected_at).
+        self.connected_at = int(time.time() * 1000)
+        #: Torn down: its channels closed and its counts handed to the vhost
+        #: (the server forgets it a moment later).
+        self.torn_down = False
 
     # -- what channels and the vhost read ------------------------------------------
 
     @property
     def peer_text(self) -> str:
         return self.info.peer_text
+
+    @property
+    def live(self) -> bool:
+        """Open (past connection.open-ok) and not yet torn down: what statistics list."""
+        return self.opened and not self.torn_down
 
     @property
     def user(self) -> str | None:
@@ -450,7 +462,8 @@ class ClientConnection:
             return False
         if not data:
             return False
-        self.bytes_received += len(data)
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         ok = self._receive(amqp, data)
         # During the handshake the machine hands out one handshake method at a
         # time (what follows connection.open depends on our answer to it).
@@ -702,6 +715,7 @@ class ClientConnection:
                 # Not before: a socket that never opens costs no task for it.
                 self._nursery.start_soon(self._consumer_timeouts)
             self.vhost.connection_count += 1
+            self.vhost.counters.connection_created += 1
             self.context.open_connections += 1
             self.send_method(0, m.ConnectionOpenOk())
             log.info(
@@ -765,7 +779,7 @@ class ClientConnection:
             sent_at_last_look = output.bytes_sent
             if ticks % 2:
                 continue
-            received = self.bytes_received
+            received = self.recv_oct
             silent_looks = silent_looks + 1 if received == received_at_last_look else 0
             received_at_last_look = received
             if silent_looks >= 2:
@@ -793,6 +807,13 @@ class ClientConnection:
             if self.opened:
                 self.vhost.connection_count -= 1
                 self.context.open_connections -= 1
+                # Statistics: the vhost and the broker keep this connection's bytes.
+                counters = self.vhost.counters
+                counters.connection_closed += 1
+                for totals in (self.vhost.retired, counters.retired):
+                    totals.recv_oct += self.recv_oct
+                    totals.send_oct += self.output.send_oct
+        self.torn_down = True
 
     async def force_close(self, reply_code: int, reply_text: str) -> None:
         """Broker shutdown: connection.close with `reply_code` (320), wait for close-ok."""

@@ -44,6 +44,9 @@ class Consumer:
         "prefetch_count",
         "unacked_count",
         "arguments",
+        "delivered",
+        "redelivered",
+        "not_acked",
     )
 
     def __init__(
@@ -65,6 +68,19 @@ class Consumer:
         self.prefetch_count = prefetch_count
         self.unacked_count = 0
         self.arguments = arguments
+        # Statistics: the queue counts deliveries (`QueueConsumer.delivered`);
+        # the channel counts deliveries settled otherwise than by an ack
+        # (requeued, rejected), so acks are delivered - unacked - not_acked.
+        self.delivered = 0
+        self.redelivered = 0
+        self.not_acked = 0
+
+    @property
+    def acked(self) -> int:
+        """Deliveries to this consumer acknowledged so far (0 with no_ack)."""
+        if self.no_ack:
+            return 0
+        return self.delivered - self.unacked_count - self.not_acked
 
     def has_credit(self) -> bool:
         """May the queue hand this consumer one more message now?"""

@@ -47,6 +47,9 @@ class Output:
         self.on_resume: Callable[[], None] | None = None
         #: Called once when the stream breaks.
         self.on_broken: Callable[[], None] | None = None
+        #: Statistics: bytes handed to the stream, and how many sends.
+        self.send_oct = 0
+        self.send_cnt = 0
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the writer (never blocks, never awaits)."""
@@ -89,6 +92,8 @@ class Output:
                         self.on_broken()
                     return
                 self._in_flight = 0
+                self.send_oct += len(data)
+                self.send_cnt += 1
             self._drained.set()
             self._drained = trio.Event()
             if self._dispatch_paused:

@@ -262,6 +262,8 @@ class Settings:
     management_tcp: HTTPListener = HTTPListener(15672)
     management_ssl: HTTPSListener | None = None
     prometheus_tcp: HTTPListener = HTTPListener(15692)
+    #: Milliseconds between two samples of the statistics (message rates).
+    collect_statistics_interval: int = 5000
     log_console_level: LogLevel = "info"
     # Warren's own keys (warren.*)
     data_dir: str | None = None
@@ -310,6 +312,7 @@ class Settings:
         if self.management_ssl is not None:
             _check_type("management_ssl", self.management_ssl, HTTPSListener)
         _check_type("prometheus_tcp", self.prometheus_tcp, HTTPListener)
+        _check_int("collect_statistics_interval", self.collect_statistics_interval, 1)
         _check_choice("log_console_level", self.log_console_level, LOG_LEVELS)
         _check_optional_path("data_dir", self.data_dir)
         if not isinstance(self.origins, MappingProxyType):

@@ -160,6 +160,7 @@ KEYS: Final[tuple[Key, ...]] = (
     Key("management.ssl.keyfile", _text, "path of a readable file", "none", path=True),
     Key("prometheus.tcp.port", lambda t: parse_int(t, 0, 65535), "0 to 65535", "15692"),
     Key("prometheus.tcp.ip", parse_ip, "an IP address", "every interface"),
+    Key("collect_statistics_interval", lambda t: parse_int(t, 1), "milliseconds >= 1", "5000"),
     Key("log.console.level", lambda t: parse_enum(t, LOG_LEVELS), ", ".join(LOG_LEVELS), "info"),
     # Warren's own
     Key("warren.data_dir", _text, "a directory (created if missing)", "none: nothing persists", directory=True),
@@ -477,6 +478,7 @@ def build(entries: Sequence[Entry]) -> tuple[Settings | None, list[Problem]]:
             made = _construct(c, HTTPSListener, first_key, **{k: v for k, v in https.items() if v is not None})
             if _valid(made):
                 fields["management_ssl"] = made
+    scalar("collect_statistics_interval", "collect_statistics_interval")
     scalar("log_console_level", "log.console.level")
     scalar("data_dir", "warren.data_dir")
 

@@ -567,7 +567,7 @@ class Journal:
                     levels.append_at(entry, priorities.get(entry.msg_id, 0))
                 else:
                     ready.append(entry)
-            queue._next_seq = seq
+            queue._next_seq = seq  # (recovery does not enqueue: no publishes counted)
             self._queues.add(queue)
             queue.ready_bytes += size
             restored += len(entries)

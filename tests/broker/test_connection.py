@@ -268,8 +268,10 @@ def test_warren_serve_cli_logs_json_and_exits_0_on_sigterm(tmp_path) -> None:
     port = _free_port()
     data_dir = tmp_path / "data"
     process = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--management-port", "0",
-         "--data-dir", str(data_dir)],
+        # Port 0 for the HTTP listeners: other brokers on this machine may
+        # hold the well-known 15672 and 15692.
+        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--data-dir", str(data_dir),
+         "--management-port", "0", "--prometheus-port", "0"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -1,6 +1,6 @@
 """Fixtures of the CLI tests: `warren(*args)` runs the console script (cli_helpers);
 `target` is a broker with a management API, Warren then the reference RabbitMQ
-(api_helpers)."""
+(cli_api_helpers)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from api_helpers import NO_REFERENCE, REFERENCE_MANAGEMENT_URL, REFERENCE_URL, Target, with_userinfo
+from cli_api_helpers import (
+    NO_REFERENCE,
+    REFERENCE_MANAGEMENT_URL,
+    REFERENCE_URL,
+    Target,
+    with_userinfo,
+)
 from cli_helpers import WARREN, run_warren
 
 from broker.testing import BrokerThread

@@ -17,7 +17,7 @@ import time
 
 import pika
 import pytest
-from api_helpers import Target, eventually, q
+from cli_api_helpers import Target, eventually, q
 
 from broker.auth.passwords import verify_password
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from api_helpers import closed_port, q, with_userinfo
+from cli_api_helpers import closed_port, q, with_userinfo
 from cli_helpers import run_warren
 
 from broker.settings import HTTPListener, HTTPSListener, Listener, Settings

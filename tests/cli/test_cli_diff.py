@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from api_helpers import Target, q, run_on_a_terminal
+from cli_api_helpers import Target, q, run_on_a_terminal
 
 
 def lines(stdout: str) -> list[str]:

@@ -64,6 +64,11 @@ def start_broker(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], st
                 str(data_dir),
                 "--log-format",
                 "json",
+                # Other brokers on this machine may hold 15672 and 15692.
+                "--management-port",
+                "0",
+                "--prometheus-port",
+                "0",
             ],
             cwd=ROOT,
             stdout=out,

@@ -38,6 +38,9 @@ class FakeConsumer:
         self.prefetch = prefetch
         self.unacked: list[QueuedMessage] = []
         self.got: list[bytes] = []
+        # What the queue counts on a consumer for statistics (QueueConsumer).
+        self.delivered = 0
+        self.redelivered = 0
 
     def has_credit(self) -> bool:
         return not self.prefetch or len(self.unacked) < self.prefetch

@@ -524,6 +524,7 @@ def test_every_key_has_a_setting_that_reads_it():
         "management.tcp.ip": "127.0.0.1",
         "prometheus.tcp.port": "1",
         "prometheus.tcp.ip": "127.0.0.1",
+        "collect_statistics_interval": "250",
         "log.console.level": "debug",
         "ssl_options.verify": "verify_none",  # defaults: checked below as origins only
         "ssl_options.fail_if_no_peer_cert": "false",

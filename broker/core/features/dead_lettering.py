@@ -67,6 +67,13 @@ class DeadLetterSource(Protocol):
 
 
 class DeadLetterQueue(Protocol):
+    #: Messages `enqueue` has taken (statistics).
+    arrived: int
+
+    def arrived_not_published(self, count: int = 1) -> None:
+        """Statistics: an arrival that is not a publish (`broker.core.stats`)."""
+        ...
+
     def enqueue(self, message: Message) -> bool: ...
 
 
@@ -213,7 +220,10 @@ def dead_letter(
         for name in names:
             destination = vhost.queue_named(name)
             if destination is not None:
+                arrived = destination.arrived
                 destination.enqueue(letter)
+                if destination.arrived != arrived:  # taken (not refused, not dropped)
+                    destination.arrived_not_published()  # statistics: not a publish
 
 
 _cycles_logged: set[tuple[str, ...]] = set()

@@ -177,6 +177,8 @@ class PriorityQueue(Queue):
     limits, TTL, dead-lettering, the delivery limit, consumers.
     """
 
+    __slots__ = ("max_priority", "_levels")
+
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self.max_priority = max_priority_of(self.arguments)

@@ -18,12 +18,14 @@ existed; a DELETE 204, or 404 when there was nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from broker.admin.definitions import DefinitionsRejected, export_definitions, import_definitions
 from broker.auth.passwords import DEFAULT_ALGORITHM, hash_password
 from broker.auth.permissions import Permission, TopicPermission
 from broker.auth.users import User, parse_tags
+from broker.core.stats import MESSAGE_FIELDS, MessageTotals
 from broker.core.vhost import VHost
 from broker.management.authz import (
     require_admin,
@@ -34,6 +36,8 @@ from broker.management.context import ManagementContext
 from broker.management.messages import HttpError, Request, Response
 from broker.management.query import reply_item, reply_list
 from broker.management.router import Router
+from broker.management.stats import Totals, deliver_get
+from broker.management.views import message_stats, with_details
 
 __all__ = ["add_routes"]
 
@@ -51,22 +55,38 @@ def _missing_keys(body: dict[str, Any], keys: tuple[str, ...]) -> None:
         raise HttpError.bad_request("[" + ",".join(f"{{key_missing,{k}}}" for k in missing) + "]")
 
 
-def vhost_item(vhost: VHost) -> dict[str, Any]:
-    """A vhost as /api/vhosts lists it (the counts and rates come with statistics)."""
+def vhost_item(
+    vhost: VHost,
+    node: str = "warren@localhost",
+    totals: MessageTotals | None = None,
+    rates: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """A vhost as /api/vhosts lists it, with its message totals and rates."""
+    rates = rates or {}
     messages_ready = sum(q.message_count for q in vhost.queues.values())
     unacked = sum(q.unacked_count for q in vhost.queues.values())
-    return {
-        "cluster_state": {"warren": "running"},
+    item: dict[str, Any] = {
+        "cluster_state": {node: "running"},
         "default_queue_type": "undefined",
         "description": vhost.description,
-        "messages": messages_ready + unacked,
-        "messages_ready": messages_ready,
-        "messages_unacknowledged": unacked,
-        "metadata": {"description": vhost.description, "tags": list(vhost.tags)},
-        "name": vhost.name,
-        "tags": list(vhost.tags),
-        "tracing": False,
     }
+    if totals is not None:
+        values = {name: getattr(totals, name) for name in MESSAGE_FIELDS}
+        values["deliver_get"] = deliver_get(totals)
+        stats = message_stats(values, rates)
+        if stats is not None:
+            item["message_stats"] = stats
+    with_details(item, "messages", messages_ready + unacked, rates)
+    with_details(item, "messages_ready", messages_ready, rates)
+    with_details(item, "messages_unacknowledged", unacked, rates)
+    item["metadata"] = {"description": vhost.description, "tags": list(vhost.tags)}
+    item["name"] = vhost.name
+    if totals is not None:
+        with_details(item, "recv_oct", totals.recv_oct, rates)
+        with_details(item, "send_oct", totals.send_oct, rates)
+    item["tags"] = list(vhost.tags)
+    item["tracing"] = False
+    return item
 
 
 def add_routes(router: Router, context: ManagementContext) -> None:
@@ -93,11 +113,18 @@ def add_routes(router: Router, context: ManagementContext) -> None:
 
     # -- vhosts --------------------------------------------------------------------
 
+    def vhost_json(vhost: VHost, totals: Totals) -> dict[str, Any]:
+        return vhost_item(
+            vhost, context.node_name, totals.vhosts.get(vhost, MessageTotals()),
+            context.statistics.vhost_table.rates(vhost),
+        )
+
     @router.route("/api/vhosts")
     def list_vhosts(request: Request) -> Response:
         user = user_of(request)
+        totals = Totals.now(vhosts, context.connections())
         items = [
-            vhost_item(vhosts[name]) for name in vhosts
+            vhost_json(vhosts[name], totals) for name in vhosts
             if user.is_monitor or sees_vhost(access, user, name)
         ]
         return reply_list(request, items, default_sort=("name",))
@@ -105,7 +132,8 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     @router.route("/api/vhosts/{vhost}")
     def get_vhost(request: Request) -> Response:
         require_admin(request)
-        return reply_item(request, vhost_item(vhost_or_404(request.params["vhost"])))
+        vhost = vhost_or_404(request.params["vhost"])
+        return reply_item(request, vhost_json(vhost, Totals.now(vhosts, context.connections())))
 
     @router.route("/api/vhosts/{vhost}", "PUT")
     def put_vhost(request: Request) -> Response:

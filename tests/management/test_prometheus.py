@@ -1,0 +1,168 @@
+"""The Prometheus endpoint of a real Warren: rabbitmq_prometheus' families, labels and values."""
+
+from __future__ import annotations
+
+import gzip
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pika
+import pytest
+from api_helpers import amqp, metrics, parse_metrics, start_broker, wait_for
+
+from broker.management.prometheus import AGGREGATED_ONLY, FAMILIES
+from broker.testing import BrokerThread
+
+#: The labels of each family on /metrics/per-object (notes section 6).
+PER_OBJECT_LABELS = {
+    "rabbitmq_queue_messages_ready": {"vhost", "queue"},
+    "rabbitmq_queue_messages_unacked": {"vhost", "queue"},
+    "rabbitmq_queue_messages": {"vhost", "queue"},
+    "rabbitmq_queue_consumers": {"vhost", "queue"},
+    "rabbitmq_queue_messages_ready_bytes": {"vhost", "queue"},
+    "rabbitmq_channel_consumers": {"channel"},
+    "rabbitmq_channel_messages_unacked": {"channel"},
+    "rabbitmq_consumer_prefetch": {"channel"},
+    "rabbitmq_channel_messages_published_total": {"channel", "vhost", "exchange"},
+    "rabbitmq_channel_messages_confirmed_total": {"channel", "vhost", "exchange"},
+    "rabbitmq_channel_messages_delivered_ack_total": {"channel", "vhost", "queue"},
+    "rabbitmq_channel_messages_acked_total": {"channel", "vhost", "queue"},
+    "rabbitmq_channel_get_empty_total": {"channel", "vhost", "queue"},
+    "rabbitmq_connection_incoming_bytes_total": {"channel"},
+    "rabbitmq_connection_channels": {"channel"},
+    "rabbitmq_global_messages_received_total": {"protocol"},
+    "rabbitmq_global_messages_delivered_total": {"protocol", "queue_type"},
+    "rabbitmq_global_messages_dead_lettered_expired_total": {"queue_type", "dead_letter_strategy"},
+    "rabbitmq_build_info": {"rabbitmq_version", "prometheus_plugin_version",
+                            "prometheus_client_version", "erlang_version"},
+    "rabbitmq_identity_info": {"rabbitmq_node", "rabbitmq_cluster",
+                               "rabbitmq_cluster_permanent_id"},
+}
+
+
+@pytest.fixture
+def broker() -> Iterator[BrokerThread]:
+    thread = start_broker()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+def traffic(broker: BrokerThread) -> tuple[pika.BlockingConnection, pika.BlockingConnection]:
+    publisher = amqp(broker)
+    channel = publisher.channel()
+    channel.confirm_delivery()
+    channel.exchange_declare("prom-x", "direct")
+    channel.queue_declare("prom-q")
+    channel.queue_bind("prom-q", "prom-x", "k")
+    for _ in range(10):
+        channel.basic_publish("prom-x", "k", b"0123456789")
+    consumer = amqp(broker)
+    cchannel = consumer.channel()
+    cchannel.basic_qos(prefetch_count=4)
+    cchannel.basic_consume("prom-q", lambda *a: None)  # takes 4, never acks
+    consumer.process_data_events(0.2)
+    return publisher, consumer
+
+
+def value(families: dict, name: str, **labels: str) -> float:
+    samples = [v for got, v in families[name]["samples"]
+               if all(got.get(k) == x for k, x in labels.items())]
+    assert len(samples) == 1, (name, labels, families[name]["samples"])
+    return samples[0]
+
+
+def test_metrics_aggregated(broker) -> None:
+    publisher, consumer = traffic(broker)
+    url = broker.broker.prometheus_url
+    families = wait_for(lambda: (f := parse_metrics(metrics(url)))
+                        and value(f, "rabbitmq_queue_messages_unacked") == 4 and f)
+    emitted = set(families)
+    assert emitted == set(FAMILIES), emitted ^ set(FAMILIES)
+    assert not any(name.startswith("erlang_") for name in emitted)
+    for name, family in FAMILIES.items():
+        assert (families[name]["type"], families[name]["help"]) == (family.type, family.help)
+        assert families[name]["samples"], name
+        if name.startswith(("rabbitmq_queue_", "rabbitmq_channel_", "rabbitmq_connection_")):
+            assert all(labels == {} for labels, _ in families[name]["samples"]), name
+    assert value(families, "rabbitmq_queue_messages_ready") == 6
+    assert value(families, "rabbitmq_queue_messages") == 10
+    assert value(families, "rabbitmq_queue_messages_ready_bytes") == 60
+    assert value(families, "rabbitmq_queues") == 1
+    assert value(families, "rabbitmq_connections") == 2
+    assert value(families, "rabbitmq_channels") == 2
+    assert value(families, "rabbitmq_consumers") == 1
+    assert value(families, "rabbitmq_channel_messages_published_total") == 10
+    assert value(families, "rabbitmq_channel_messages_confirmed_total") == 10
+    assert value(families, "rabbitmq_channel_messages_delivered_ack_total") == 4
+    assert value(families, "rabbitmq_queue_messages_published_total") == 10
+    assert value(families, "rabbitmq_global_messages_received_total", protocol="amqp091") == 10
+    assert value(families, "rabbitmq_global_messages_received_confirm_total") == 10
+    assert value(families, "rabbitmq_global_messages_routed_total") == 10
+    assert value(families, "rabbitmq_connections_opened_total") == 2
+    assert value(families, "rabbitmq_queues_created_total") == 1
+    assert value(families, "rabbitmq_process_resident_memory_bytes") > 0
+    assert value(families, "rabbitmq_process_open_fds") > 0
+    assert value(families, "rabbitmq_process_max_fds") > 0
+    assert value(families, "rabbitmq_disk_space_available_bytes") > 0
+    assert value(families, "rabbitmq_alarms_free_disk_space_watermark") == 0
+    assert value(families, "rabbitmq_build_info", rabbitmq_version="3.10.8") == 1
+    assert value(families, "process_start_time_seconds") > 1_600_000_000
+    consumer.close()
+    publisher.close()
+    # Counters of closed channels stay in the global families (monotonic).
+    families = wait_for(lambda: (f := parse_metrics(metrics(url)))
+                        and value(f, "rabbitmq_channels") == 0 and f)
+    assert value(families, "rabbitmq_global_messages_received_total") == 10
+    assert value(families, "rabbitmq_global_messages_delivered_consume_manual_ack_total") == 4
+    assert value(families, "rabbitmq_channels_closed_total") == 2
+
+
+def test_metrics_per_object(broker) -> None:
+    publisher, consumer = traffic(broker)
+    url = broker.broker.prometheus_url
+    families = wait_for(lambda: (f := parse_metrics(metrics(url, "/metrics/per-object")))
+                        and f["rabbitmq_queue_messages_unacked"]["samples"]
+                        and value(f, "rabbitmq_queue_messages_unacked", queue="prom-q") == 4 and f)
+    assert set(families) == set(FAMILIES) - AGGREGATED_ONLY
+    for name, labels in PER_OBJECT_LABELS.items():
+        assert families[name]["samples"], name
+        for got, _value in families[name]["samples"]:
+            assert set(got) == labels, (name, got)
+    assert value(families, "rabbitmq_queue_messages_ready", vhost="/", queue="prom-q") == 6
+    assert value(families, "rabbitmq_channel_messages_published_total", exchange="prom-x") == 10
+    assert value(families, "rabbitmq_channel_messages_delivered_ack_total", queue="prom-q") == 4
+    channels = {labels["channel"] for labels, _ in families["rabbitmq_channel_consumers"]["samples"]}
+    assert len(channels) == 2
+    consumer.close()
+    publisher.close()
+
+
+def test_the_endpoint_is_open_gzips_and_refuses_the_rest(broker) -> None:
+    url = broker.broker.prometheus_url
+    request = urllib.request.Request(url + "/metrics", headers={"accept-encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        assert b"rabbitmq_queues" in gzip.decompress(response.read())
+        assert "content-security-policy" not in response.headers
+    for path in ("/", "/api/overview", "/metrics/nope"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + path, timeout=10)
+        assert refused.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url + "/metrics", method="POST", data=b""))
+    assert refused.value.code == 405
+
+
+def test_many_queues_per_object(broker) -> None:
+    def make() -> None:
+        for n in range(1500):
+            broker.broker.vhost.declare_queue(None, f"q{n}")
+
+    broker.run_sync(make)
+    families = parse_metrics(metrics(broker.broker.prometheus_url, "/metrics/per-object"))
+    assert len(families["rabbitmq_queue_messages"]["samples"]) == 1500
+    aggregated = parse_metrics(metrics(broker.broker.prometheus_url))
+    assert value(aggregated, "rabbitmq_queues") == 1500

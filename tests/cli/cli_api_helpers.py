@@ -6,9 +6,7 @@ reference RabbitMQ (when WARREN_REFERENCE_URL and WARREN_REFERENCE_MANAGEMENT_UR
 are set). The `target` fixture (conftest.py) runs a test on each.
 
 Everything a test makes is named `acli-<random>-...` and deleted afterwards
-(`Target.cleanup`); a test that needs an endpoint Warren does not have yet
-calls `target.needs("/api/queues")`, which skips it while GET answers 404 and
-lets it run by itself once the endpoint exists.
+(`Target.cleanup`).
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pika
-import pytest
 
 REFERENCE_URL = os.environ.get("WARREN_REFERENCE_URL")
 REFERENCE_MANAGEMENT_URL = os.environ.get("WARREN_REFERENCE_MANAGEMENT_URL")
@@ -122,12 +119,6 @@ class Target:
                 return False
             raise
         return True
-
-    def needs(self, path: str) -> None:
-        """Skip unless the API has `path` (Warren's statistics endpoints are on their way)."""
-        if not self.exists(path):
-            pytest.skip(f"{self.kind}'s management API has no {path} yet (GET answers 404); "
-                        "this test runs by itself once it does")
 
     # -- things to clean up -----------------------------------------------------------------
 

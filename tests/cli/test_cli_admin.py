@@ -219,7 +219,6 @@ def test_definitions_export_and_import(warren, target: Target, tmp_path) -> None
 
 
 def test_list_queues(warren, target: Target) -> None:
-    target.needs("/api/queues")
     vhost = target.new_vhost()
     full, empty = target.name("full"), target.name("empty")
     target.declare(vhost, queues=(full, empty), messages={full: 3})
@@ -253,8 +252,6 @@ def test_list_queues(warren, target: Target) -> None:
 
 
 def test_list_exchanges_and_bindings(warren, target: Target) -> None:
-    target.needs("/api/exchanges")
-    target.needs("/api/bindings")
     vhost = target.new_vhost()
     exchange, queue = target.name("orders"), target.name("billing")
     target.declare(vhost, queues=(queue,), exchanges=((exchange, "topic"),),
@@ -271,8 +268,6 @@ def test_list_exchanges_and_bindings(warren, target: Target) -> None:
 
 
 def test_connections_channels_consumers_and_close_connection(warren, target: Target) -> None:
-    target.needs("/api/connections")
-    target.needs("/api/consumers")
     vhost = target.new_vhost()
     queue = target.name("work")
     target.declare(vhost, queues=(queue,))
@@ -332,7 +327,6 @@ def test_connections_channels_consumers_and_close_connection(warren, target: Tar
 
 
 def test_purge(warren, target: Target) -> None:
-    target.needs("/api/queues")
     vhost = target.new_vhost()
     queue = target.name("full")
     target.declare(vhost, queues=(queue,), messages={queue: 5})
@@ -351,8 +345,6 @@ def test_purge(warren, target: Target) -> None:
 
 
 def test_delete_queue_and_exchange(warren, target: Target) -> None:
-    target.needs("/api/queues")
-    target.needs("/api/exchanges")
     vhost = target.new_vhost()
     queue, exchange = target.name("full"), target.name("orders")
     target.declare(vhost, queues=(queue,), exchanges=((exchange, "topic"),),

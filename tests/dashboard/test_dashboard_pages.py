@@ -4,10 +4,6 @@ Each test logs in, opens a page, checks that what it shows is the broker's
 state (declared with pika, changed by publishing), performs the page's
 actions and checks the broker changed, takes a screenshot, and fails on any
 console error, uncaught exception or failed request in the page.
-
-The pages over the statistics endpoints (overview, queues, exchanges,
-connections, channels, consumers) skip while this Warren answers 404 to
-GET /api/queues; they run by themselves once those endpoints are merged.
 """
 
 from __future__ import annotations
@@ -38,21 +34,6 @@ def dash(browser: Browser, management_url: str, screenshot_dir: Path) -> Iterato
     # Log out, so the next test's reset starts from the login form.
     page.driver.execute_script("sessionStorage.clear()")
     assert errors == [], "console errors in the dashboard"
-
-
-@pytest.fixture(scope="module")
-def statistics(api: Api) -> None:
-    """Skip unless this Warren serves the statistics endpoints (checked at run time)."""
-    status, _ = api("GET", "/api/queues")
-    if status == 404:
-        pytest.skip("GET /api/queues answers 404 on this Warren: the statistics endpoints "
-                    "(overview, queues, exchanges, connections, channels, consumers) are not "
-                    "merged yet; these pages' tests run by themselves once they are")
-
-
-@pytest.fixture(scope="module")
-def exchanges_missing(api: Api) -> bool:
-    return api("GET", "/api/exchanges/%2F")[0] == 404
 
 
 @pytest.fixture
@@ -233,11 +214,7 @@ def test_definitions_export_and_import(
     dash.screenshot("definitions")
 
 
-def test_route_tracer(dash: Dashboard, channel: Any, exchanges_missing: bool) -> None:
-    if exchanges_missing:
-        # The exchange field's suggestions come from GET /api/exchanges/V, not
-        # on this Warren yet: its 404 is expected until then.
-        dash.allowed.append(lambda e: "/api/exchanges/" in e["message"] and "404" in e["message"])
+def test_route_tracer(dash: Dashboard, channel: Any) -> None:
     channel.exchange_declare("dash-orders", "topic")
     channel.exchange_declare("dash-orders.audit", "headers")
     channel.exchange_declare("dash-unrouted", "fanout")
@@ -265,9 +242,9 @@ def test_route_tracer(dash: Dashboard, channel: Any, exchanges_missing: bool) ->
         "exchange dash-orders.audit", "headers x-match=any priority=high urgent=true",
         "queue dash-audit"]
     assert dash.rows("trace-exchange-table") == ["dash-orders", "dash-orders.audit"]
-    if not exchanges_missing:  # the exchange field suggests the vhost's exchanges
-        dash.wait_script("return [...document.querySelectorAll('#trace-exchanges option')]"
-                         ".some(o => o.value === 'dash-orders.audit')")
+    # The exchange field suggests the vhost's exchanges (GET /api/exchanges/V).
+    dash.wait_script("return [...document.querySelectorAll('#trace-exchanges option')]"
+                     ".some(o => o.value === 'dash-orders.audit')")
     dash.screenshot("trace")
 
     # The alternate exchange takes what the direct exchange does not match.
@@ -345,7 +322,6 @@ def test_polling_is_the_visible_page_only_and_stops_while_hidden(dash: Dashboard
 # -- pages on the statistics endpoints ---------------------------------------------------
 
 
-@pytest.mark.usefixtures("statistics")
 def test_overview(dash: Dashboard, api: Api, channel: Any) -> None:
     channel.queue_declare("dash-ov")
     for _ in range(5):
@@ -367,7 +343,6 @@ def test_overview(dash: Dashboard, api: Api, channel: Any) -> None:
     dash.screenshot("overview")
 
 
-@pytest.mark.usefixtures("statistics")
 def test_queues_table_is_live(dash: Dashboard, channel: Any) -> None:
     for index in range(3):
         channel.queue_declare(f"dash-list-{index}")
@@ -392,7 +367,6 @@ def test_queues_table_is_live(dash: Dashboard, channel: Any) -> None:
     dash.screenshot("queues")
 
 
-@pytest.mark.usefixtures("statistics")
 def test_queue_page_get_and_purge(dash: Dashboard, api: Api, channel: Any, warren: BrokerThread) -> None:
     channel.exchange_declare("dash-qx", "direct")
     channel.queue_declare("dash-work")
@@ -436,7 +410,6 @@ def test_queue_page_get_and_purge(dash: Dashboard, api: Api, channel: Any, warre
         consumer.close()
 
 
-@pytest.mark.usefixtures("statistics")
 def test_exchanges_and_publish(dash: Dashboard, channel: Any) -> None:
     channel.exchange_declare("dash-pub", "topic", arguments={"alternate-exchange": "amq.fanout"})
     channel.queue_declare("dash-pub-q")
@@ -467,7 +440,6 @@ def test_exchanges_and_publish(dash: Dashboard, channel: Any) -> None:
     assert dash.find("#trace-exchange").get_attribute("value") == "dash-pub"
 
 
-@pytest.mark.usefixtures("statistics")
 def test_connections_channels_consumers(dash: Dashboard, warren: BrokerThread) -> None:
     parameters = pika.URLParameters(warren.url)
     parameters.client_properties = {"connection_name": "dash-billing-service"}

@@ -54,8 +54,9 @@ def test_the_pika_example_prints_hello(broker: BrokerThread) -> None:
     code = re.search(r"```python\n(.*?)```", _first_screen(), re.S)
     assert code is not None, "no python block on the README's first screen"
     script = code.group(1).replace("127.0.0.1:5672/", f"127.0.0.1:{amqp_port}/")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Hello, Warren!\n"
 
@@ -76,8 +77,9 @@ def test_the_dashboard_and_the_api_answer_where_the_readme_says(broker: BrokerTh
 
 def test_the_commands_for_another_user_let_it_in(broker: BrokerThread) -> None:
     amqp_port, management_port = _ports(broker)
-    commands = re.findall(r"^    (printf .*|\.venv/bin/warren permissions .*)$", _first_screen(),
-                          re.M)
+    commands = re.findall(
+        r"^    (printf .*|\.venv/bin/warren permissions .*)$", _first_screen(), re.M
+    )
     assert len(commands) == 2, commands
     env_url = f"http://guest:guest@127.0.0.1:{management_port}/"
     for command in commands:
@@ -85,7 +87,8 @@ def test_the_commands_for_another_user_let_it_in(broker: BrokerThread) -> None:
         # The management URL goes after the subcommand, where warren takes it.
         command = re.sub(
             rf"{re.escape(str(WARREN))} --management-url (\S+) (users add|permissions set)",
-            rf"{WARREN} \2 --management-url \1", command,
+            rf"{WARREN} \2 --management-url \1",
+            command,
         )
         result = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, (command, result.stderr)

@@ -34,11 +34,17 @@ from typing import Any
 import trio
 
 from broker.admin.definitions import DefinitionsRejected, import_definitions
-from broker.alarms import DiskMonitor, ResourceAlarms
+from broker.alarms import (
+    DiskMonitor,
+    MemoryMonitor,
+    ResourceAlarms,
+    memory_available,
+    watermark_bytes,
+)
 from broker.auth.access import AccessControl
 from broker.auth.permissions import Permission
 from broker.auth.users import User
-from broker.core.memory import MemoryReleaser
+from broker.core.memory import MemoryReleaser, malloc_trim
 from broker.core.timers import Timers
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
@@ -84,7 +90,6 @@ class StartupError(Exception):
 #: sets one is refused at start rather than accepted and ignored.
 NOT_YET = {
     "prometheus.": "the Prometheus endpoint is not built yet",
-    "vm_memory_high_watermark.": "the memory alarm is not built yet",
     "consumer_timeout": "consumer acknowledgement timeouts are not built yet",
 }
 
@@ -132,6 +137,8 @@ class Broker:
         self.definitions: DefinitionsStore | None = None
         #: Watches the data directory's free space (None without a data dir).
         self.disk_monitor: DiskMonitor | None = None
+        #: Watches the broker's RSS against vm_memory_high_watermark.
+        self.memory_monitor = _memory_monitor(settings, self.alarms)
         handshake_timeout = settings.handshake_timeout
         self.context = SessionContext(
             vhosts=self.vhosts,
@@ -435,6 +442,19 @@ def _ssl_reason(error: BaseException) -> str:
     return str(reason or error)
 
 
+def _memory_monitor(settings: Settings, alarms: ResourceAlarms) -> MemoryMonitor:
+    """The memory alarm of `vm_memory_high_watermark` (docs/durability.md, "Memory")."""
+    available, source = memory_available()
+    watermark = settings.vm_memory_high_watermark
+    if isinstance(watermark, AbsoluteLimit):
+        limit = watermark_bytes(absolute=watermark.bytes, available=available)
+    else:
+        limit = watermark_bytes(relative=watermark.fraction, available=available)
+    log.info("memory.watermark", limit_bytes=limit, watermark=str(watermark),
+             available_bytes=available, available_from=source)
+    return MemoryMonitor(alarms, limit, trim=malloc_trim)
+
+
 def _disk_free_limit(settings: Settings, override: int | None) -> int:
     if override is not None:
         return override
@@ -612,6 +632,7 @@ async def open_broker(
             await nursery.start(journal.run)  # group commit
         if broker.disk_monitor is not None:
             await nursery.start(broker.disk_monitor.run)
+        await nursery.start(broker.memory_monitor.run)
         nursery.start_soon(accept_all)
         if http_listeners:
             nursery.start_soon(serve_http_listeners, management_app(broker.management),

@@ -60,6 +60,7 @@ from broker.settings import AbsoluteLimit, HTTPListener, Listener, Settings, TLS
 from broker.storage import open_durability
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal
+from broker.storage.paging import PagingStore
 from broker.topology_config import ConfigRefused, load_config
 from protocol.constants import ReplyCode
 
@@ -126,7 +127,13 @@ class Broker:
         self.settings = settings = settings if settings is not None else Settings()
         self.timers = Timers()
         self.memory = MemoryReleaser(self.timers, self._ready_bytes)
-        self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory)
+        #: Bodies of long queues wait on disk (DATA_DIR/paging, else a temporary directory).
+        self.paging = PagingStore(
+            Path(settings.data_dir) / "paging" if settings.data_dir is not None else None,
+            queue_bytes=settings.paging_queue_bytes,
+            on_freed=self.memory.freed,
+        )
+        self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory, paging=self.paging)
         self.access = AccessControl(settings.loopback_users)
         self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
@@ -139,6 +146,7 @@ class Broker:
         self.disk_monitor: DiskMonitor | None = None
         #: Watches the broker's RSS against vm_memory_high_watermark.
         self.memory_monitor = _memory_monitor(settings, self.alarms)
+        self.memory_monitor.on_paging = self.paging.set_pressure
         handshake_timeout = settings.handshake_timeout
         self.context = SessionContext(
             vhosts=self.vhosts,
@@ -450,9 +458,22 @@ def _memory_monitor(settings: Settings, alarms: ResourceAlarms) -> MemoryMonitor
         limit = watermark_bytes(absolute=watermark.bytes, available=available)
     else:
         limit = watermark_bytes(relative=watermark.fraction, available=available)
+    ratio = settings.vm_memory_high_watermark_paging_ratio
     log.info("memory.watermark", limit_bytes=limit, watermark=str(watermark),
-             available_bytes=available, available_from=source)
-    return MemoryMonitor(alarms, limit, trim=malloc_trim)
+             available_bytes=available, available_from=source,
+             paging_threshold_bytes=int(ratio * limit))
+    return MemoryMonitor(alarms, limit, paging_ratio=ratio, trim=malloc_trim)
+
+
+def _prepare_paging(broker: Broker) -> None:
+    """Empty the paging directory: messages paged out before a restart are gone
+    (transient), and recovery may page again (dead letters)."""
+    try:
+        broker.paging.prepare()
+    except OSError as error:
+        raise StartupError(
+            f"paging directory {broker.paging.directory}: {error.strerror or error}"
+        ) from None
 
 
 def _disk_free_limit(settings: Settings, override: int | None) -> int:
@@ -561,6 +582,7 @@ async def open_broker(
             raise StartupError(
                 f"data directory {broker.data_dir}: {error.strerror or error}"
             ) from None
+        _prepare_paging(broker)
         durability = open_durability(broker.vhosts, broker.data_dir)
         journal = broker.journal = durability.journal
         broker.definitions = durability.definitions
@@ -578,6 +600,7 @@ async def open_broker(
         )
         broker.disk_monitor.attach(journal)
     else:
+        _prepare_paging(broker)
         log.warning("broker.no_data_dir",
                     note="no data directory: nothing (messages, queues, users) survives a restart")
     if fresh:
@@ -628,6 +651,7 @@ async def open_broker(
     # One nursery owns every connection task and the accept loops.
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_timers, broker.timers)
+        await nursery.start(broker.paging.run)
         if journal is not None:
             await nursery.start(journal.run)  # group commit
         if broker.disk_monitor is not None:
@@ -654,6 +678,7 @@ async def open_broker(
                 await broker.close_connections(ReplyCode.CONNECTION_FORCED, SHUTDOWN_TEXT)
                 if journal is not None:
                     await journal.close()  # the last acks reach the disk
+                await broker.paging.close()  # page files removed
             nursery.cancel_scope.cancel()
         for _kind, listener in listeners:
             await listener.aclose()

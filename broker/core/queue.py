@@ -26,6 +26,18 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - `x-delivery-limit` (broker.core.features.delivery_limit);
 - `x-expires`: the queue is deleted after that long without consumers and
   without being used (declared, got from, consumed from).
+
+Paging. A queue whose ready messages cost more memory than its
+`page_limit` (broker.storage.paging sets it: `warren.paging.queue_bytes`,
+lower under memory pressure) hands each new bare message to its `pager`,
+which writes it to disk, and keeps the shared `PAGED` marker in its place;
+while any message is paged out, every new bare message is (so that the
+paged-out ones stay a run at the end: only bare messages, the ones without a
+deadline or a journal record, are paged). The pager reads them back in
+order ahead of delivery (`refill`, asynchronous: the queue asks when its
+departures reach `refill_at`); a consumer that reaches a PAGED entry
+before it is read back waits for that read (dispatch stops there), and
+basic.get, drop-head and the like read it at once (`take`).
 """
 
 from __future__ import annotations
@@ -35,11 +47,12 @@ from collections import deque
 from typing import Any, Protocol
 
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
-from broker.core.message import Message, QueuedMessage
+from broker.core.message import PAGED, Message, QueuedMessage
 from broker.core.snapshots import QueueSnapshot
 from broker.core.timers import Scheduler
 
 __all__ = [
+    "MESSAGE_COST",
     "MessageStore",
     "OVERFLOW_DROP_HEAD",
     "OVERFLOW_REJECT_PUBLISH",
@@ -47,11 +60,17 @@ __all__ = [
     "Queue",
     "QueueConsumer",
     "QueueOwner",
+    "QueuePager",
+    "QueuePaging",
 ]
 
 OVERFLOW_DROP_HEAD = "drop-head"
 OVERFLOW_REJECT_PUBLISH = "reject-publish"
 OVERFLOW_REJECT_PUBLISH_DLX = "reject-publish-dlx"
+#: What a ready message costs in memory besides its body, for paging: the
+#: Message object, the body's bytes header, the deque slot (measured:
+#: about 90 bytes with CPython 3.11).
+MESSAGE_COST = 96
 
 
 class QueueConsumer(Protocol):
@@ -107,6 +126,47 @@ class MessageStore(Protocol):
         ...
 
 
+class QueuePager(Protocol):
+    """Where a queue's paged-out messages wait (broker.storage.paging).
+
+    The queue keeps `PAGED` in `ready` for each; the pager knows them in
+    that order.
+    """
+
+    def page(self, message: Message) -> None:
+        """Write `message` out; the queue appends `PAGED` for it."""
+        ...
+
+    def take(self) -> Message:
+        """The message of the first `PAGED` entry, read now (it is leaving the queue)."""
+        ...
+
+    def refill(self, stalled: bool = False) -> None:
+        """Read the next paged-out messages back, soon (not now: no I/O here);
+        `stalled`: a consumer is waiting for them."""
+        ...
+
+    def requeued(self, count: int) -> None:
+        """`count` entries went back in front of the paged-out ones."""
+        ...
+
+    def purged(self) -> None:
+        """Every ready message is gone (purge, delete): forget the paged-out ones."""
+        ...
+
+
+class QueuePaging(Protocol):
+    """The broker's paging store as a queue sees it."""
+
+    def register(self, queue: Queue) -> None:
+        """A new queue: set its `page_limit`."""
+        ...
+
+    def pager_for(self, queue: Queue) -> QueuePager:
+        """The pager of `queue` (made on first use)."""
+        ...
+
+
 class QueueOwner(Protocol):
     """What a queue needs from its vhost: deadlines, its own expiry, dead letters."""
 
@@ -115,6 +175,8 @@ class QueueOwner(Protocol):
     #: Runs TTL and x-expires deadlines; None where nothing drives timers
     #: (a vhost used without a running broker, as in benchmarks).
     timers: Scheduler | None
+    #: Moves bodies of long queues to disk; None: every message stays in memory.
+    paging: QueuePaging | None
 
     def expire_queue(self, queue: Queue) -> None:
         """`x-expires` ran out: delete the queue."""
@@ -182,6 +244,16 @@ class Queue:
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
+        #: Paging (see the module docstring): new bare messages are paged
+        #: out while `ready_bytes + MESSAGE_COST * len(ready)` is above
+        #: `page_limit`; `refill` is asked for once `_next_seq` reaches
+        #: `refill_at`. Both are kept by the pager and the paging store.
+        self.pager: QueuePager | None = None
+        self.page_limit: float = float("inf")
+        self.refill_at: float = float("inf")
+        paging = vhost.paging if vhost is not None else None
+        if paging is not None:
+            paging.register(self)
         self.last_used = time.monotonic()
         if self.expires is not None:
             self._schedule(self.last_used + self.expires / 1000)
@@ -276,6 +348,8 @@ class Queue:
             journal is None or not message.persistent
         ):
             entry = message  # the common case: no wrapper (see QueuedMessage)
+            if self.ready_bytes + MESSAGE_COST * len(self.ready) > self.page_limit:
+                entry = self._page(message)
         else:
             wrapped = QueuedMessage(None, message)
             if ttl is not None:
@@ -301,16 +375,31 @@ class Queue:
             self.expire(now)
         return True
 
+    def _page(self, message: Message) -> QueuedMessage:
+        """Page `message` out: the entry the queue keeps for it (`PAGED`)."""
+        pager = self.pager
+        if pager is None:
+            assert self.vhost is not None and self.vhost.paging is not None
+            pager = self.pager = self.vhost.paging.pager_for(self)
+        pager.page(message)
+        return PAGED
+
     def _popleft(self) -> QueuedMessage:
         """Take the oldest ready entry, as a `QueuedMessage` with its `seq`."""
         entry = self.ready.popleft()
         if isinstance(entry, QueuedMessage):
-            if entry.seq is None:
-                entry.seq = self._next_seq
-                self._next_seq += 1
-            return entry
+            if entry is not PAGED:
+                if entry.seq is None:
+                    entry.seq = self._next_seq
+                    self._next_seq += 1
+                return entry
+            assert self.pager is not None
+            entry = self.pager.take()
         seq = self._next_seq
         self._next_seq = seq + 1
+        if seq >= self.refill_at:
+            assert self.pager is not None
+            self.pager.refill()
         return QueuedMessage(seq, entry)
 
     def _drop_head(self) -> None:
@@ -355,6 +444,8 @@ class Queue:
             else:
                 index = len(ready)
             ready.insert(index, entry)
+        if self.pager is not None:
+            self.pager.requeued(len(entries))
         if self.consumers:
             self.dispatch()
         if self._may_expire:
@@ -404,6 +495,8 @@ class Queue:
                     self.journal.forget(entry)
         self.ready.clear()
         self.ready_bytes = 0
+        if self.pager is not None:
+            self.pager.purged()
         return count
 
     # -- dead-lettering and expiry ------------------------------------------------
@@ -524,6 +617,13 @@ class Queue:
             if consumer.has_credit():
                 item = ready.popleft()  # Queue._popleft, inlined
                 if isinstance(item, QueuedMessage):
+                    if item is PAGED:
+                        # Not read back yet: the consumers wait for the pager,
+                        # which dispatches again once it is.
+                        ready.appendleft(item)
+                        assert self.pager is not None
+                        self.pager.refill(stalled=True)
+                        break
                     entry = item
                     if entry.seq is None:
                         entry.seq = self._next_seq
@@ -547,3 +647,6 @@ class Queue:
                 refused = 0
             else:
                 refused += 1
+        if self._next_seq >= self.refill_at:
+            assert self.pager is not None
+            self.pager.refill()

@@ -24,7 +24,7 @@ from broker.core.features.arguments import validate_queue_arguments
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
 from broker.core.names import new_name
-from broker.core.queue import MessageStore, Queue
+from broker.core.queue import MessageStore, Queue, QueuePaging
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
 from protocol.errors import AMQPError
@@ -126,6 +126,8 @@ class VHost:
         self.timers: Scheduler | None = None
         #: Set by the broker: told of large frees (broker.core.memory).
         self.memory: MemoryReleaser | None = None
+        #: Set by the broker: pages bodies of long queues out (broker.storage.paging).
+        self.paging: QueuePaging | None = None
         # Durability (the storage layer); None without --data-dir.
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None

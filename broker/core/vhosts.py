@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.core.memory import MemoryReleaser
-from broker.core.queue import MessageStore
+from broker.core.queue import MessageStore, QueuePaging
 from broker.core.timers import Scheduler
 from broker.core.vhost import DefinitionsSink, VHost
 from broker.logging import get_logger
@@ -32,6 +32,8 @@ class VHostRegistry(Mapping[str, VHost]):
     timers: Scheduler | None = None
     #: Told of large frees (broker.core.memory); set by the server.
     memory: MemoryReleaser | None = None
+    #: Pages bodies of long queues out (broker.storage.paging); set by the server.
+    paging: QueuePaging | None = None
     #: Set by the server when there is a data directory.
     definitions: DefinitionsSink | None = None
     journal: MessageStore | None = None
@@ -65,6 +67,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost.description, vhost.tags = description, tags
         vhost.timers = self.timers
         vhost.memory = self.memory
+        vhost.paging = self.paging
         vhost.definitions = self.definitions
         vhost.journal = self.journal
         self._vhosts[name] = vhost

@@ -202,8 +202,9 @@ class Broker:
         return f"http://{host}:{listener.port}"
 
     def _ready_bytes(self) -> int:
-        """Bytes of all ready messages, for the memory releaser."""
-        return sum(q.ready_bytes for v in self.vhosts.values() for q in v.queues.values())
+        """Bytes of all ready messages in memory (not paged out), for the memory releaser."""
+        total = sum(q.ready_bytes for v in self.vhosts.values() for q in v.queues.values())
+        return total - self.paging.paged_bytes
 
     @property
     def url(self) -> str:

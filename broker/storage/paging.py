@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from broker.core.message import PAGED, Envelope, Message
-from broker.core.queue import MESSAGE_COST
+from broker.core.queue import MESSAGE_COST, NEVER
 from broker.logging import get_logger
 
 if TYPE_CHECKING:
@@ -87,11 +87,11 @@ PRESSURE_QUEUE_BYTES = 4 * 1024 * 1024
 FILE_SIZE = 64 * 1024 * 1024
 #: Messages kept read back ahead of the first paged-out one while the
 #: queue is being consumed (a refill is asked for when fewer are left).
-READ_AHEAD = 2048
+READ_AHEAD = 4096
 #: ... but no more refills once this many body bytes are read ahead.
-READ_AHEAD_BYTES = 8 * 1024 * 1024
+READ_AHEAD_BYTES = 16 * 1024 * 1024
 #: Bytes read at a time (at least one whole record).
-READ_BYTES = 1024 * 1024
+READ_BYTES = 2 * 1024 * 1024
 #: Messages looked at per page-out step under pressure (one slice of one queue).
 PAGE_OUT_SLICE = 4096
 #: After a failed write (disk full), the next try.
@@ -100,8 +100,6 @@ RETRY_DELAY = 1.0
 IOV_MAX = 1024
 SUFFIX = ".wp"
 TEMP_PREFIX = "warren-paging-"
-
-_INF = float("inf")
 
 
 class PageFile:
@@ -189,6 +187,8 @@ class Pager:
         self.file: PageFile | None = None  # the one new records go to
         self._files_made = 0
         self.wanted = False  # a refill is asked for
+        #: The queue asks for a refill once its `_next_seq` reaches this.
+        self.refill_at = NEVER
         self._stalled = False  # a consumer waits for a refill
         self.requeued_total = 0
         # Where page-out under pressure continues (see `_frontier`).
@@ -257,8 +257,8 @@ class Pager:
     def _started(self, first_paged: int) -> None:
         """The queue has paged-out messages from now on, the first at `first_paged`."""
         queue = self.queue
-        queue.page_limit = -1.0  # every new bare message is paged out
-        queue.refill_at = queue._next_seq + max(0, first_paged - READ_AHEAD)
+        queue.page_limit = -1  # every new bare message is paged out
+        self.refill_at = queue._next_seq + max(0, first_paged - READ_AHEAD)
         self.store._active[self] = None
 
     # -- reading back ----------------------------------------------------------------
@@ -277,7 +277,7 @@ class Pager:
         `stalled`: a consumer reached a message not read back yet (counted:
         read-ahead exists so that this is rare).
         """
-        self.queue.refill_at = _INF  # until this refill is done
+        self.refill_at = NEVER  # until this refill is done
         if stalled and not self._stalled:
             self._stalled = True
             self.store.stalls += 1
@@ -304,8 +304,8 @@ class Pager:
     def _drained(self) -> None:
         """Nothing paged out any more: new messages stay in memory again."""
         queue = self.queue
-        queue.page_limit = self.store.queue_limit
-        queue.refill_at = _INF
+        self.store._limit(queue)
+        self.refill_at = NEVER
         self._front = None
         file, self.file = self.file, None
         if file is not None and not file.live:
@@ -345,7 +345,7 @@ class Pager:
             queue = self.queue
             # No bare message in memory is behind `ahead` (page-out's bound).
             self._set_frontier(ahead if self._front is None else max(self._frontier(), ahead))
-            queue.refill_at = queue._next_seq + max(0, ahead - READ_AHEAD)
+            self.refill_at = queue._next_seq + max(0, ahead - READ_AHEAD)
         return ahead, ahead_bytes
 
     def requeued(self, count: int) -> None:
@@ -424,7 +424,7 @@ class Pager:
             if not self.paged:
                 self._started(low)
             else:
-                queue.refill_at = min(queue.refill_at,
+                self.refill_at = min(self.refill_at,
                                       queue._next_seq + max(0, low - READ_AHEAD))
             self.paged += count
             self.paged_bytes += body_bytes
@@ -451,7 +451,7 @@ class PagingStore:
         on_freed: Callable[[int], None] | None = None,
     ) -> None:
         self.directory = Path(directory) if directory is not None else None
-        self.queue_bytes: float = float(queue_bytes) if queue_bytes is not None else _INF
+        self.queue_bytes = queue_bytes if queue_bytes is not None else NEVER
         self.on_freed = on_freed
         self.pressure = False
         self._path: Path | None = self.directory
@@ -485,27 +485,36 @@ class PagingStore:
     # -- what queues call (core's QueuePaging) --------------------------------------------
 
     @property
-    def queue_limit(self) -> float:
-        """The `page_limit` of a queue with nothing paged out, now."""
+    def queue_limit(self) -> int:
+        """The memory a queue with nothing paged out may use, now."""
         if self.pressure:
             return min(self.queue_bytes, PRESSURE_QUEUE_BYTES)
         return self.queue_bytes
 
+    def _limit(self, queue: Queue) -> None:
+        """Set the limit of `queue`, which has nothing paged out."""
+        queue.page_limit = self.queue_limit
+
     def register(self, queue: Queue) -> None:
         self._queues.add(queue)
-        queue.page_limit = self.queue_limit
+        self._limit(queue)
 
     def pager_for(self, queue: Queue) -> Pager:
         self._pagers += 1
         log.info("paging.queue_started", vhost=queue.vhost_name, queue=queue.name,
                  ready=len(queue.ready), ready_bytes=queue.ready_bytes,
-                 limit_bytes=int(min(queue.page_limit, 2**62)), directory=str(self.path))
+                 limit_bytes=queue.page_limit, directory=str(self.path))
         return Pager(self, queue, self._pagers)
 
     @property
     def paged(self) -> int:
         """Messages paged out now, all queues."""
         return sum(pager.paged for pager in self._active)
+
+    @property
+    def paged_bytes(self) -> int:
+        """The body bytes of the messages paged out now, all queues."""
+        return sum(pager.paged_bytes for pager in self._active)
 
     @property
     def path(self) -> Path:
@@ -519,11 +528,10 @@ class PagingStore:
         if on == self.pressure:
             return
         self.pressure = on
-        limit = self.queue_limit
         for queue in list(self._queues):
             pager = queue.pager
             if not isinstance(pager, Pager) or not pager.paged:
-                queue.page_limit = limit
+                self._limit(queue)
         if on:
             # One pass pages out what is in memory; meanwhile no queue grows
             # past the lower limit (its new messages are paged out).
@@ -571,6 +579,11 @@ class PagingStore:
             if self._running:
                 await self._stopped.wait()
             await trio.to_thread.run_sync(self._remove_all)
+        if self.records_written:
+            log.info("paging.stopped", records_written=self.records_written,
+                     bytes_written=self.bytes_written, reads=self.reads,
+                     records_read=self.records_read, takes=self.takes, stalls=self.stalls,
+                     paged_out_under_pressure=self.paged_out)
 
     def _remove_all(self) -> None:
         for file in self._files:

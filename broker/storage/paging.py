@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from broker.core.memory import RELEASE_AFTER
 from broker.core.message import PAGED, Envelope, Message
 from broker.core.queue import MESSAGE_COST, NEVER
 from broker.logging import get_logger
@@ -472,6 +473,7 @@ class PagingStore:
         self._write_failing = False
         # Under pressure: queues over PRESSURE_QUEUE_BYTES may be left to page out.
         self._page_out_due = False
+        self._freed = 0  # bytes page-out freed, not told to `on_freed` yet
         # Counters (tests, logs).
         self.records_written = 0
         self.bytes_written = 0
@@ -674,6 +676,7 @@ class PagingStore:
                 over.append((cost, queue))
         if not over:
             self._page_out_due = False
+            self._tell_freed()
             return
         over.sort(key=lambda item: item[0], reverse=True)
         total = freed = 0
@@ -685,11 +688,19 @@ class PagingStore:
             total += count
             freed += nbytes + MESSAGE_COST * count
         self.paged_out += total
+        self._freed += freed
+        if self._freed >= RELEASE_AFTER:
+            self._tell_freed()
         if total:
             log.debug("paging.paged_out", messages=total, bytes=freed, queues=len(over))
-            if self.on_freed is not None:
-                self.on_freed(freed)
             self._wake.set()  # the next slice after this batch is written
+
+    def _tell_freed(self) -> None:
+        """Let the memory releaser give what page-out freed back to the OS (in
+        amounts it acts on: a slice alone is too small)."""
+        freed, self._freed = self._freed, 0
+        if freed and self.on_freed is not None:
+            self.on_freed(freed)
 
     # -- reading one record now (event loop) ----------------------------------------------
 

@@ -165,10 +165,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             return 2
     log = get_logger("warren.server")
     for line in settings.to_lines():
-        # Until the Prometheus endpoint exists (refuse_unbuilt refuses its
-        # keys), its default listener is not announced.
-        if not line.startswith("prometheus"):
-            log.info("settings", line=line)
+        log.info("settings", line=line)
     try:
         trio.run(
             partial(

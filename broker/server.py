@@ -34,11 +34,17 @@ from typing import Any
 import trio
 
 from broker.admin.definitions import DefinitionsRejected, import_definitions
-from broker.alarms import DiskMonitor, ResourceAlarms
+from broker.alarms import (
+    DiskMonitor,
+    MemoryMonitor,
+    ResourceAlarms,
+    memory_available,
+    watermark_bytes,
+)
 from broker.auth.access import AccessControl
 from broker.auth.permissions import Permission
 from broker.auth.users import User
-from broker.core.memory import MemoryReleaser
+from broker.core.memory import MemoryReleaser, malloc_trim
 from broker.core.timers import Timers
 from broker.core.vhost import VHost
 from broker.core.vhosts import VHostRegistry
@@ -56,6 +62,7 @@ from broker.settings import AbsoluteLimit, HTTPListener, Listener, Settings, TLS
 from broker.storage import open_durability
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal
+from broker.storage.paging import PagingStore
 from broker.topology_config import ConfigRefused, load_config
 from protocol.constants import ReplyCode
 
@@ -82,25 +89,6 @@ class StartupError(Exception):
     """The broker cannot start as configured (the message says why, for the operator)."""
 
 
-#: Settings keys Warren reads but whose feature is not built yet: a file that
-#: sets one is refused at start rather than accepted and ignored.
-NOT_YET = {
-    "vm_memory_high_watermark.": "the memory alarm is not built yet",
-}
-
-
-def refuse_unbuilt(settings: Settings) -> None:
-    """StartupError naming each key (file:line) set for a feature Warren lacks."""
-    problems = [
-        f"{where}: {key}: {why}"
-        for key, where in sorted(settings.origins.items())
-        for prefix, why in NOT_YET.items()
-        if key == prefix.rstrip(".") or key.startswith(prefix)
-    ]
-    if problems:
-        raise StartupError("settings not supported yet:\n  " + "\n  ".join(problems))
-
-
 @dataclass(frozen=True)
 class ListenerInfo:
     """One listening socket: its kind ("amqp" or "amqp/ssl") and address."""
@@ -121,7 +109,13 @@ class Broker:
         self.settings = settings = settings if settings is not None else Settings()
         self.timers = Timers()
         self.memory = MemoryReleaser(self.timers, self._ready_bytes)
-        self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory)
+        #: Bodies of long queues wait on disk (DATA_DIR/paging, else a temporary directory).
+        self.paging = PagingStore(
+            Path(settings.data_dir) / "paging" if settings.data_dir is not None else None,
+            queue_bytes=settings.paging_queue_bytes,
+            on_freed=self.memory.freed,
+        )
+        self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory, paging=self.paging)
         self.access = AccessControl(settings.loopback_users)
         self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
@@ -132,6 +126,9 @@ class Broker:
         self.definitions: DefinitionsStore | None = None
         #: Watches the data directory's free space (None without a data dir).
         self.disk_monitor: DiskMonitor | None = None
+        #: Watches the broker's RSS against vm_memory_high_watermark.
+        self.memory_monitor = _memory_monitor(settings, self.alarms)
+        self.memory_monitor.on_paging = self.paging.set_pressure
         handshake_timeout = settings.handshake_timeout
         self.context = SessionContext(
             vhosts=self.vhosts,
@@ -201,8 +198,9 @@ class Broker:
         return f"http://{host}:{listener.port}"
 
     def _ready_bytes(self) -> int:
-        """Bytes of all ready messages, for the memory releaser."""
-        return sum(q.ready_bytes for v in self.vhosts.values() for q in v.queues.values())
+        """Bytes of all ready messages in memory (not paged out), for the memory releaser."""
+        total = sum(q.ready_bytes for v in self.vhosts.values() for q in v.queues.values())
+        return total - self.paging.paged_bytes
 
     @property
     def prometheus_url(self) -> str:
@@ -456,6 +454,32 @@ def _ssl_reason(error: BaseException) -> str:
     return str(reason or error)
 
 
+def _memory_monitor(settings: Settings, alarms: ResourceAlarms) -> MemoryMonitor:
+    """The memory alarm of `vm_memory_high_watermark` (docs/durability.md, "Memory")."""
+    available, source = memory_available()
+    watermark = settings.vm_memory_high_watermark
+    if isinstance(watermark, AbsoluteLimit):
+        limit = watermark_bytes(absolute=watermark.bytes, available=available)
+    else:
+        limit = watermark_bytes(relative=watermark.fraction, available=available)
+    ratio = settings.vm_memory_high_watermark_paging_ratio
+    log.info("memory.watermark", limit_bytes=limit, watermark=str(watermark),
+             available_bytes=available, available_from=source,
+             paging_threshold_bytes=int(ratio * limit))
+    return MemoryMonitor(alarms, limit, paging_ratio=ratio, trim=malloc_trim)
+
+
+def _prepare_paging(broker: Broker) -> None:
+    """Empty the paging directory: messages paged out before a restart are gone
+    (transient), and recovery may page again (dead letters)."""
+    try:
+        broker.paging.prepare()
+    except OSError as error:
+        raise StartupError(
+            f"paging directory {broker.paging.directory}: {error.strerror or error}"
+        ) from None
+
+
 def _disk_free_limit(settings: Settings, override: int | None) -> int:
     if override is not None:
         return override
@@ -548,7 +572,6 @@ async def open_broker(
         )
     if data_dir is not None:
         settings = settings.with_overrides(data_dir=str(data_dir))
-    refuse_unbuilt(settings)
     # Certificates are checked before anything is opened or written.
     context = (
         tls_context(settings.ssl_options, settings.origins) if settings.listeners_ssl else None
@@ -565,6 +588,7 @@ async def open_broker(
             raise StartupError(
                 f"data directory {broker.data_dir}: {error.strerror or error}"
             ) from None
+        _prepare_paging(broker)
         durability = open_durability(broker.vhosts, broker.data_dir)
         journal = broker.journal = durability.journal
         broker.definitions = durability.definitions
@@ -583,6 +607,7 @@ async def open_broker(
         broker.disk_monitor.attach(journal)
         broker.management.disk_free_limit = broker.disk_monitor.limit
     else:
+        _prepare_paging(broker)
         log.warning("broker.no_data_dir",
                     note="no data directory: nothing (messages, queues, users) survives a restart")
     if fresh:
@@ -634,12 +659,14 @@ async def open_broker(
     # One nursery owns every connection task and the accept loops.
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_timers, broker.timers)
+        await nursery.start(broker.paging.run)
         if journal is not None:
             await nursery.start(journal.run)  # group commit
         if broker.disk_monitor is not None:
             await nursery.start(broker.disk_monitor.run)
         # Statistics are sampled off the hot path, next to the API that reads them.
         await nursery.start(broker.statistics.run)
+        await nursery.start(broker.memory_monitor.run)
         nursery.start_soon(accept_all)
         if http_listeners:
             nursery.start_soon(serve_http_listeners, management_app(broker.management),
@@ -664,6 +691,7 @@ async def open_broker(
                 await broker.close_connections(ReplyCode.CONNECTION_FORCED, SHUTDOWN_TEXT)
                 if journal is not None:
                     await journal.close()  # the last acks reach the disk
+                await broker.paging.close()  # page files removed
             nursery.cancel_scope.cancel()
         for _kind, listener in listeners:
             await listener.aclose()

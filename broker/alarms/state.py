@@ -39,8 +39,11 @@ class ResourceAlarms:
 
     def reason(self) -> str:
         """connection.blocked's reason, in RabbitMQ's words: "low on disk",
-        "low on memory", or both joined with " & "."""
-        return " & ".join(f"low on {resource}" for resource in sorted(self._on))
+        "low on memory", and "low on disk & memory" with both (RabbitMQ
+        3.10.8 says exactly that whichever alarm went off first, checked on
+        a private node: rabbit_reader's blocked_by_message joins the
+        resources after one "low on")."""
+        return "low on " + " & ".join(sorted(self._on))
 
     def set(self, resource: str) -> None:
         """Turn `resource`'s alarm on (no-op if it is on)."""

@@ -17,7 +17,15 @@ from typing import Any
 from broker.core.features.ttl import parse_expiration_ms
 from protocol.properties import BasicProperties, delivery_mode_of, properties_has_headers
 
-__all__ = ["Envelope", "Message", "QueuedMessage", "copy_properties", "parse_expiration"]
+__all__ = [
+    "Envelope",
+    "Message",
+    "PAGED",
+    "PagedOut",
+    "QueuedMessage",
+    "copy_properties",
+    "parse_expiration",
+]
 
 # Property flags in the first octet of the property list (spec 4.2.6.1: bit
 # 15 is content-type, then in declaration order): headers is bit 13,
@@ -199,6 +207,32 @@ class QueuedMessage:
         self.message = message
         self.redelivered = redelivered
         self.expires_at = expires_at
+
+
+class PagedOut(QueuedMessage):
+    """The class of `PAGED` (one instance): see there."""
+
+    __slots__ = ()
+
+    @property
+    def message(self) -> Message:
+        raise RuntimeError("a paged-out message is read back by its queue's pager, never here")
+
+    @message.setter
+    def message(self, value: Message) -> None:
+        raise RuntimeError("PAGED is immutable")
+
+
+#: Stands in a queue's `ready` for a message whose body (and envelope) waits
+#: on disk (broker.storage.paging). One shared object, so that a paged-out
+#: message costs the queue one pointer: the queue's pager knows where the
+#: paged-out messages are, in the order of the PAGED entries. It reads as an
+#: entry that has never left the queue, without a deadline (only bare
+#: messages are paged out: no TTL, no delivery count, not journalled).
+PAGED: PagedOut = PagedOut.__new__(PagedOut)
+PAGED.seq = None
+PAGED.redelivered = False
+PAGED.expires_at = None
 
 
 _PROPERTY_NAMES = (

@@ -34,36 +34,61 @@ Queue features (RabbitMQ's `x-` arguments), each kept small:
 - `x-consumer-timeout` and the policy key `consumer-timeout`: how long a
   delivery from this queue may stay unacknowledged before its channel is
   closed (`consumer_timeout`; the session enforces it).
+
+Paging. A queue whose ready messages cost more memory than its
+`page_limit` (broker.storage.paging sets it: `warren.paging.queue_bytes`,
+lower under memory pressure) hands each new bare message to its `pager`,
+which writes it to disk, and keeps the shared `PAGED` marker in its place;
+while any message is paged out, every new bare message is (so that the
+paged-out ones stay a run at the end: only bare messages, the ones without a
+deadline or a journal record, are paged). The pager reads them back in
+order ahead of delivery (`refill`, asynchronous: the queue asks when its
+departures reach the pager's `refill_at`); a consumer that reaches a PAGED entry
+before it is read back waits for that read (dispatch stops there), and
+basic.get, drop-head and the like read it at once (`take`).
+Priority queues do not page (`pageable`): their ready messages are in one
+FIFO per level, and a paged-out run is read back in arrival order.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from broker.core.features.consumers import ConsumerPriorities, SingleActiveConsumer
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
-from broker.core.message import Message, QueuedMessage
+from broker.core.message import PAGED, Message, QueuedMessage
 from broker.core.policies import QUEUE_KEYS, Policy
 from broker.core.snapshots import QueueSnapshot
 from broker.core.stats import QueueCounters, QueueStats
 from broker.core.timers import Scheduler
 
 __all__ = [
+    "MESSAGE_COST",
     "DispatchGroups",
     "MessageStore",
+    "NEVER",
     "OVERFLOW_DROP_HEAD",
     "OVERFLOW_REJECT_PUBLISH",
     "OVERFLOW_REJECT_PUBLISH_DLX",
     "Queue",
     "QueueConsumer",
     "QueueOwner",
+    "QueuePager",
+    "QueuePaging",
 ]
 
 OVERFLOW_DROP_HEAD = "drop-head"
 OVERFLOW_REJECT_PUBLISH = "reject-publish"
 OVERFLOW_REJECT_PUBLISH_DLX = "reject-publish-dlx"
+#: What a ready message costs in memory besides its body, for paging: the
+#: Message object, the body's bytes header, the deque slot (measured:
+#: about 90 bytes with CPython 3.11).
+MESSAGE_COST = 96
+#: A `page_limit` or `refill_at` never reached (an int: an int compared
+#: with a float costs the hot path twice as much).
+NEVER = 1 << 62
 
 #: Consumer priorities or a single active consumer (broker.core.features.consumers).
 DispatchGroups = ConsumerPriorities | SingleActiveConsumer
@@ -127,6 +152,50 @@ class MessageStore(Protocol):
         ...
 
 
+class QueuePager(Protocol):
+    """Where a queue's paged-out messages wait (broker.storage.paging).
+
+    The queue keeps `PAGED` in `ready` for each; the pager knows them in
+    that order.
+    """
+
+    #: `refill` is asked for once the queue's `_next_seq` reaches this.
+    refill_at: int
+
+    def page(self, message: Message) -> None:
+        """Write `message` out; the queue appends `PAGED` for it."""
+        ...
+
+    def take(self) -> Message:
+        """The message of the first `PAGED` entry, read now (it is leaving the queue)."""
+        ...
+
+    def refill(self, stalled: bool = False) -> None:
+        """Read the next paged-out messages back, soon (not now: no I/O here);
+        `stalled`: a consumer is waiting for them."""
+        ...
+
+    def requeued(self, count: int) -> None:
+        """`count` entries went back in front of the paged-out ones."""
+        ...
+
+    def purged(self) -> None:
+        """Every ready message is gone (purge, delete): forget the paged-out ones."""
+        ...
+
+
+class QueuePaging(Protocol):
+    """The broker's paging store as a queue sees it."""
+
+    def register(self, queue: Queue) -> None:
+        """A new queue: set its `page_limit`."""
+        ...
+
+    def pager_for(self, queue: Queue) -> QueuePager:
+        """The pager of `queue` (made on first use)."""
+        ...
+
+
 class QueueOwner(Protocol):
     """What a queue needs from its vhost: deadlines, its own expiry, dead letters."""
 
@@ -135,6 +204,8 @@ class QueueOwner(Protocol):
     #: Runs TTL and x-expires deadlines; None where nothing drives timers
     #: (a vhost used without a running broker, as in benchmarks).
     timers: Scheduler | None
+    #: Moves bodies of long queues to disk; None: every message stays in memory.
+    paging: QueuePaging | None
 
     def expire_queue(self, queue: Queue) -> None:
         """`x-expires` ran out: delete the queue."""
@@ -171,8 +242,12 @@ class Queue:
         "message_ttl", "expires", "dead_letter_exchange", "dead_letter_routing_key",
         "delivery_limit", "policy", "operator_policy", "effective",
         "argument_consumer_timeout", "policy_consumer_timeout", "_may_expire",
-        "_timer_at", "last_used", "__weakref__",
+        "_timer_at", "last_used", "pager", "page_limit", "__weakref__",
     )  # fmt: skip
+
+    #: Whether the broker may page this queue's ready messages out to disk
+    #: (PriorityQueue: no; see the module docstring).
+    pageable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -251,6 +326,15 @@ class Queue:
         self.policy_consumer_timeout: int | None = None
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
+        #: Paging (see the module docstring): new bare messages are paged
+        #: out while `ready_bytes + MESSAGE_COST * len(ready)` is above
+        #: `page_limit` (kept by the pager and the paging store; an int:
+        #: an int compared with a float costs the hot path twice as much).
+        self.pager: QueuePager | None = None
+        self.page_limit = NEVER
+        paging = vhost.paging if vhost is not None else None
+        if paging is not None and self.pageable:
+            paging.register(self)
         self.last_used = time.monotonic()
         if self.expires is not None:
             self._schedule(self.last_used + self.expires / 1000)
@@ -450,6 +534,8 @@ class Queue:
             journal is None or not message.persistent
         ):
             entry = message  # the common case: no wrapper (see QueuedMessage)
+            if self.ready_bytes + MESSAGE_COST * len(self.ready) > self.page_limit:
+                entry = self._page(message)
         else:
             wrapped = QueuedMessage(None, message)
             if ttl is not None:
@@ -476,16 +562,31 @@ class Queue:
             self.expire(now)
         return True
 
+    def _page(self, message: Message) -> QueuedMessage:
+        """Page `message` out: the entry the queue keeps for it (`PAGED`)."""
+        pager = self.pager
+        if pager is None:
+            assert self.vhost is not None and self.vhost.paging is not None
+            pager = self.pager = self.vhost.paging.pager_for(self)
+        pager.page(message)
+        return PAGED
+
     def _popleft(self) -> QueuedMessage:
         """Take the oldest ready entry, as a `QueuedMessage` with its `seq`."""
         entry = self.ready.popleft()
         if isinstance(entry, QueuedMessage):
-            if entry.seq is None:
-                entry.seq = self._next_seq
-                self._next_seq += 1
-            return entry
+            if entry is not PAGED:
+                if entry.seq is None:
+                    entry.seq = self._next_seq
+                    self._next_seq += 1
+                return entry
+            assert self.pager is not None
+            entry = self.pager.take()
         seq = self._next_seq
         self._next_seq = seq + 1
+        pager = self.pager
+        if pager is not None and seq >= pager.refill_at:
+            pager.refill()
         return QueuedMessage(seq, entry)
 
     def _drop_head(self) -> None:
@@ -515,6 +616,8 @@ class Queue:
             entry.redelivered = True
             self.ready_bytes += len(entry.message.body)
             self._put_back(entry)
+        if self.pager is not None:
+            self.pager.requeued(len(entries))
         if self.consumers:
             self.dispatch()
         if self._may_expire:
@@ -579,6 +682,8 @@ class Queue:
                     self.journal.forget(entry)
         self.ready.clear()
         self.ready_bytes = 0
+        if self.pager is not None:
+            self.pager.purged()
         return count
 
     # -- dead-lettering and expiry ------------------------------------------------
@@ -738,6 +843,13 @@ class Queue:
             if consumer.has_credit():
                 item = ready.popleft()  # Queue._popleft, inlined
                 if isinstance(item, QueuedMessage):
+                    if item is PAGED:
+                        # Not read back yet: the consumers wait for the pager,
+                        # which dispatches again once it is.
+                        ready.appendleft(item)
+                        assert self.pager is not None
+                        self.pager.refill(stalled=True)
+                        break
                     entry = item
                     if entry.seq is None:
                         entry.seq = self._next_seq
@@ -764,6 +876,9 @@ class Queue:
                 refused = 0
             else:
                 refused += 1
+        pager = self.pager
+        if pager is not None and self._next_seq >= pager.refill_at:
+            pager.refill()
 
 
 def put_back(ready: deque[QueuedMessage | Message], entry: QueuedMessage) -> None:

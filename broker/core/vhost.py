@@ -34,7 +34,7 @@ from broker.core.policies import (
     policy_fields,
     queue_values,
 )
-from broker.core.queue import MessageStore, Queue
+from broker.core.queue import MessageStore, Queue, QueuePaging
 from broker.core.stats import BrokerCounters, MessageTotals
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
@@ -158,6 +158,8 @@ class VHost:
         self.timers: Scheduler | None = None
         #: Set by the broker: told of large frees (broker.core.memory).
         self.memory: MemoryReleaser | None = None
+        #: Set by the broker: pages bodies of long queues out (broker.storage.paging).
+        self.paging: QueuePaging | None = None
         # Durability (the storage layer); None without --data-dir.
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None

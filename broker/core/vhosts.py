@@ -16,7 +16,7 @@ from typing import Any
 
 from broker.core.direct_reply_to import DirectReplyTo
 from broker.core.memory import MemoryReleaser
-from broker.core.queue import MessageStore
+from broker.core.queue import MessageStore, QueuePaging
 from broker.core.stats import BrokerCounters
 from broker.core.timers import Scheduler
 from broker.core.vhost import DefinitionsSink, VHost
@@ -34,6 +34,8 @@ class VHostRegistry(Mapping[str, VHost]):
     timers: Scheduler | None = None
     #: Told of large frees (broker.core.memory); set by the server.
     memory: MemoryReleaser | None = None
+    #: Pages bodies of long queues out (broker.storage.paging); set by the server.
+    paging: QueuePaging | None = None
     #: Set by the server when there is a data directory.
     definitions: DefinitionsSink | None = None
     journal: MessageStore | None = None
@@ -74,6 +76,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost.replies = self.replies
         vhost.memory = self.memory
         vhost.counters = self.counters
+        vhost.paging = self.paging
         vhost.definitions = self.definitions
         vhost.journal = self.journal
         self._vhosts[name] = vhost

@@ -58,6 +58,7 @@ CAPABILITIES: dict[str, bool] = {
     "per_consumer_qos": True,  # basic.qos global=false (session.consumers)
     "connection.blocked": True,  # ClientConnection._block (broker.alarms)
     "direct_reply_to": True,  # amq.rabbitmq.reply-to (broker.core.direct_reply_to)
+    "consumer_priorities": True,  # x-priority (broker.core.features.consumers)
 }
 
 #: SASL mechanisms Warren implements. EXTERNAL (a TLS client certificate

@@ -257,6 +257,7 @@ class Settings:
     # resources
     disk_free_limit: Limit = AbsoluteLimit(50_000_000)
     vm_memory_high_watermark: Limit = RelativeLimit(0.4)
+    vm_memory_high_watermark_paging_ratio: float = 0.5
     # definitions, HTTP, logs
     load_definitions: str | None = None
     management_tcp: HTTPListener = HTTPListener(15672)
@@ -267,6 +268,9 @@ class Settings:
     log_console_level: LogLevel = "info"
     # Warren's own keys (warren.*)
     data_dir: str | None = None
+    #: Memory a queue's ready messages may use before new ones are paged
+    #: out to disk (None: only under memory pressure).
+    paging_queue_bytes: int | None = 64 * 1024 * 1024
     origins: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False
     )
@@ -307,6 +311,13 @@ class Settings:
         _check_int("consumer_timeout", self.consumer_timeout, 1)
         _check_type("disk_free_limit", self.disk_free_limit, AbsoluteLimit, RelativeLimit)
         _check_type("vm_memory_high_watermark", self.vm_memory_high_watermark, AbsoluteLimit, RelativeLimit)
+        ratio = self.vm_memory_high_watermark_paging_ratio
+        if isinstance(ratio, int) and not isinstance(ratio, bool):
+            object.__setattr__(self, "vm_memory_high_watermark_paging_ratio", float(ratio))
+        _check_type("vm_memory_high_watermark_paging_ratio", self.vm_memory_high_watermark_paging_ratio, float)
+        if not 0.0 < self.vm_memory_high_watermark_paging_ratio < 1.0:
+            _fail("vm_memory_high_watermark_paging_ratio",
+                  f"expected a number above 0 and below 1, got {self.vm_memory_high_watermark_paging_ratio!r}")
         _check_optional_path("load_definitions", self.load_definitions)
         _check_type("management_tcp", self.management_tcp, HTTPListener)
         if self.management_ssl is not None:
@@ -315,6 +326,8 @@ class Settings:
         _check_int("collect_statistics_interval", self.collect_statistics_interval, 1)
         _check_choice("log_console_level", self.log_console_level, LOG_LEVELS)
         _check_optional_path("data_dir", self.data_dir)
+        if self.paging_queue_bytes is not None:
+            _check_int("paging_queue_bytes", self.paging_queue_bytes, 0)
         if not isinstance(self.origins, MappingProxyType):
             object.__setattr__(self, "origins", MappingProxyType(dict(self.origins)))
 
@@ -390,4 +403,5 @@ _KEY_PREFIXES: Final = {
     "prometheus_tcp": "prometheus.tcp",
     "log_console_level": "log.console.level",
     "data_dir": "warren.data_dir",
+    "paging_queue_bytes": "warren.paging.queue_bytes",
 }

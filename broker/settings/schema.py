@@ -112,6 +112,18 @@ def _size_or_bytes(text: str) -> int:
     return parse_size(text)
 
 
+def _paging_ratio(text: str) -> float:
+    # RabbitMQ's schema: a float with its "less_than_1" validator (0 < x < 1).
+    value = parse_float(text, 0.0, 1.0)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"expected a number above 0 and below 1, got {text!r}")
+    return value
+
+
+def _size_or_infinity(text: str) -> int | None:
+    return None if text == "infinity" else parse_size(text)
+
+
 KEYS: Final[tuple[Key, ...]] = (
     # AMQP listeners and TLS
     Key("listeners.tcp", _none, "none: no plain AMQP listener", "-"),
@@ -149,6 +161,7 @@ KEYS: Final[tuple[Key, ...]] = (
     Key("disk_free_limit.relative", lambda t: parse_float(t, 0.0), "a number >= 0: that many times the RAM", "-"),
     Key("vm_memory_high_watermark.relative", lambda t: parse_float(t, 0.0), "a number >= 0: that fraction of the RAM", "0.4"),
     Key("vm_memory_high_watermark.absolute", _size_or_bytes, "bytes, or a size as disk_free_limit.absolute", "-"),
+    Key("vm_memory_high_watermark_paging_ratio", _paging_ratio, "a number above 0 and below 1: queues page to disk above that fraction of the watermark", "0.5"),
     # definitions, HTTP, logs
     Key("load_definitions", _text, "path of a readable file or directory (definitions JSON)", "none", path=True),
     Key("management.tcp.port", lambda t: parse_int(t, 0, 65535), "0 to 65535", "15672"),
@@ -164,6 +177,7 @@ KEYS: Final[tuple[Key, ...]] = (
     Key("log.console.level", lambda t: parse_enum(t, LOG_LEVELS), ", ".join(LOG_LEVELS), "info"),
     # Warren's own
     Key("warren.data_dir", _text, "a directory (created if missing)", "none: nothing persists", directory=True),
+    Key("warren.paging.queue_bytes", _size_or_infinity, "bytes, a size as disk_free_limit.absolute, or infinity: a queue pages new messages to disk above that much memory", "64MiB"),
 )
 
 _WARREN_KEYS: Final = tuple(k.pattern for k in KEYS if k.pattern.startswith("warren."))
@@ -456,6 +470,7 @@ def build(entries: Sequence[Entry]) -> tuple[Settings | None, list[Problem]]:
         limit = _limit(c, prefix)
         if limit is not None:
             fields[prefix] = limit
+    scalar("vm_memory_high_watermark_paging_ratio", "vm_memory_high_watermark_paging_ratio")
 
     # definitions, HTTP, logs, Warren's
     scalar("load_definitions", "load_definitions")
@@ -481,6 +496,8 @@ def build(entries: Sequence[Entry]) -> tuple[Settings | None, list[Problem]]:
     scalar("collect_statistics_interval", "collect_statistics_interval")
     scalar("log_console_level", "log.console.level")
     scalar("data_dir", "warren.data_dir")
+    if "warren.paging.queue_bytes" in c.values and _valid(c.get("warren.paging.queue_bytes")):
+        fields["paging_queue_bytes"] = c.get("warren.paging.queue_bytes")  # None is infinity
 
     if c.problems:
         return None, c.problems

@@ -36,10 +36,15 @@ def test_pika_handshake_and_server_properties(warren_url: str) -> None:
             "per_consumer_qos",
             "connection.blocked",
             "direct_reply_to",
+            "consumer_priorities",
         ):
             assert capabilities[claimed] is True
-        # Not implemented, so not claimed.
-        assert "consumer_priorities" not in capabilities
+        # RabbitMQ 3.10 announces exactly these; Warren implements them all.
+        assert set(capabilities) == {
+            "publisher_confirms", "exchange_exchange_bindings", "basic.nack",
+            "consumer_cancel_notify", "authentication_failure_close", "per_consumer_qos",
+            "connection.blocked", "direct_reply_to", "consumer_priorities",
+        }
         assert props["product"] == b"Warren" or props["product"] == "Warren"
         # Tuned maxima are RabbitMQ's defaults.
         assert connection._impl.params.frame_max == 131072

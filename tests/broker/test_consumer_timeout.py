@@ -195,15 +195,13 @@ def test_oldest_outstanding_is_bounded_by_the_first_check_after_it() -> None:
 
 
 def test_settings_file_key_reaches_the_sessions(tmp_path) -> None:
-    """`consumer_timeout` in a settings file is no longer refused at start
-    (it was in server.NOT_YET) and becomes every session's timeout."""
-    from broker.server import Broker, refuse_unbuilt
+    """`consumer_timeout` in a settings file becomes every session's timeout."""
+    from broker.server import Broker
     from broker.settings import load_settings
 
     path = tmp_path / "rabbitmq.conf"
     path.write_text("consumer_timeout = 2000\n")
     settings = load_settings(path, environ={})
     assert settings.origins["consumer_timeout"].endswith("rabbitmq.conf:1")
-    refuse_unbuilt(settings)  # raises StartupError for keys of unbuilt features
     assert Broker(settings).context.limits.consumer_timeout == 2000
     assert Broker(Settings()).context.limits.consumer_timeout == 1_800_000

@@ -191,6 +191,7 @@ ACCEPTED_BY_BOTH = [
     "vm_memory_high_watermark.relative = 1.5e-1\n",
     "vm_memory_high_watermark.absolute = 1GiB\n",
     "vm_memory_high_watermark.absolute = 2000kB\n",
+    "vm_memory_high_watermark_paging_ratio = 0.75\n",
     "log.console.level = notice\n",
     "log.console.level = debug\n",
     "management.tcp.port = 15673\nmanagement.tcp.ip = 127.0.0.1\nprometheus.tcp.port = 15693\nprometheus.tcp.ip = ::\n",
@@ -198,6 +199,9 @@ ACCEPTED_BY_BOTH = [
 ]
 
 REFUSED_BY_BOTH = [
+    "vm_memory_high_watermark_paging_ratio = 1.5\n",
+    "vm_memory_high_watermark_paging_ratio = 1.0\n",
+    "vm_memory_high_watermark_paging_ratio = 0\n",
     "frame_max = big\n",
     "frame_max = 1kB\n",
     "heartbeat = x\n",

@@ -206,7 +206,6 @@ def test_unknown_keys_are_never_ignored():
         "num_acceptors.tcp = 10",
         "management.load_definitions = /x.json",
         "prometheus.return_per_object_metrics = true",
-        "vm_memory_high_watermark_paging_ratio = 0.5",
         "listeners.tcp.x.y = 1",
     ][:-1],
 )
@@ -219,7 +218,8 @@ def test_rabbitmq_keys_warren_does_not_have_say_so(line):
 
 def test_unknown_warren_keys_list_warrens_keys():
     assert errors("warren.datadir = x\n") == [
-        "rabbitmq.conf:1: warren.datadir: unknown Warren key (Warren's keys: warren.data_dir)"
+        "rabbitmq.conf:1: warren.datadir: unknown Warren key (Warren's keys: warren.data_dir, "
+        "warren.paging.queue_bytes)"
     ]
 
 
@@ -520,6 +520,7 @@ def test_every_key_has_a_setting_that_reads_it():
         "disk_free_limit.relative": "1.0",
         "vm_memory_high_watermark.relative": "0.5",
         "vm_memory_high_watermark.absolute": "1",
+        "vm_memory_high_watermark_paging_ratio": "0.75",
         "management.tcp.port": "1",
         "management.tcp.ip": "127.0.0.1",
         "prometheus.tcp.port": "1",
@@ -530,6 +531,7 @@ def test_every_key_has_a_setting_that_reads_it():
         "ssl_options.fail_if_no_peer_cert": "false",
         "ssl_options.versions.$name": "tlsv1.2",
         "warren.data_dir": "/tmp/warren-test-data-dir",
+        "warren.paging.queue_bytes": "1MiB",
     }
     untested = {"listeners.ssl.$name", "ssl_options.cacertfile", "ssl_options.certfile", "ssl_options.keyfile",
                 "load_definitions", "management.ssl.port", "management.ssl.ip", "management.ssl.cacertfile",

@@ -179,6 +179,10 @@ class PriorityQueue(Queue):
 
     __slots__ = ("max_priority", "_levels")
 
+    #: Not paged: a paged-out run is read back in arrival order, and this
+    #: queue delivers by level (memory pressure still raises the alarm).
+    pageable = False
+
     def __init__(self, name: str, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self.max_priority = max_priority_of(self.arguments)

@@ -310,3 +310,31 @@ def test_the_paging_directory_is_emptied_at_start(tmp_path: Path) -> None:
         assert _files(tmp_path / "paging") == []
     finally:
         thread.stop()
+
+
+@pytest.mark.trio
+async def test_a_priority_queue_is_not_paged_and_keeps_its_order(small: None) -> None:
+    # A paged-out run is read back in arrival order; a priority queue
+    # delivers by level, so it stays in memory even under pressure.
+    async with open_broker(settings=_settings(1)) as broker:
+        store = broker.paging
+        async with open_connection(broker.url) as conn, conn.open_channel() as ch:
+            await ch.queue_declare("prio", arguments={"x-max-priority": 9})
+            await ch.queue_declare("plain")
+            store.set_pressure(True)
+            for i in range(300):
+                await ch.publish("", "prio", _body(i), priority=i % 10)
+                await ch.publish("", "plain", _body(i))
+            await ch.queue_declare("prio", passive=True)
+            queue = broker.vhost.queues["prio"]
+            assert queue.pager is None and queue.message_count == 300
+            assert broker.vhost.queues["plain"].pager is not None  # the same load pages a plain one
+            bodies = []
+            async with ch.consume("prio", prefetch=50) as messages:
+                async for message in messages:
+                    bodies.append(message.body)
+                    await message.ack()
+                    if len(bodies) == 300:
+                        break
+            expected = [_body(i) for level in range(9, -1, -1) for i in range(level, 300, 10)]
+            assert bodies == expected

@@ -20,6 +20,7 @@ from broker.management.api import (
     connections,
     exchanges,
     overview,
+    parameters,
     policies,
     queues,
     trace,
@@ -42,6 +43,7 @@ def management_app(context: ManagementContext) -> HttpApp:
     router = Router()
     admin.add_routes(router, context)
     policies.add_routes(router, context)
+    parameters.add_routes(router, context)
     overview.add_routes(router, context)
     queues.add_routes(router, context)
     exchanges.add_routes(router, context)

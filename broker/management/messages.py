@@ -189,7 +189,7 @@ class HttpError(Exception):
         self,
         status: int,
         error: str | None = None,
-        reason: str | list[str] = "",
+        reason: str | list[Any] = "",
         *,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:

@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from broker.core.queue import Queue
 from broker.core.snapshots import QueueSnapshot
@@ -33,6 +33,7 @@ __all__ = [
     "default_binding_item",
     "exchange_item",
     "json_value",
+    "has_properties_key",
     "properties_key",
     "queue_item",
     "with_details",
@@ -240,6 +241,27 @@ def properties_key(routing_key: str, arguments: Mapping[str, Any]) -> str:
     if not arguments:
         return "~" if not routing_key else _quote_binding(routing_key)
     return f"{_quote_binding(routing_key)}~{_quote_binding(_arguments_hash(arguments))}"
+
+
+def has_properties_key(binding: Binding, props: str) -> bool:
+    """Whether `props`, the last segment of /api/bindings/V/e/E/q/Q/PROPS (as
+    the router decoded it), names `binding`.
+
+    As rabbit_mgmt_wm_binding:unpack_binding_props: the segment is split at
+    "~" (a trailing empty token dropped) and each token is unquoted once
+    more. So the properties key of a routing key "a.#", "a.%23", is found
+    both in a path that encodes it again ("a.%2523", what the dashboard and
+    Terraform send) and in one that does not ("a.%23", what rabbitmqadmin
+    sends for `delete binding ... properties_key=a.#`).
+    """
+    tokens = props.split("~")
+    if tokens[-1] == "":
+        tokens.pop()
+    if not tokens or len(tokens) > 2 or binding.routing_key != unquote_plus(tokens[0]):
+        return False
+    if len(tokens) == 1:
+        return not binding.arguments
+    return _arguments_hash(binding.arguments) == unquote_plus(tokens[1])
 
 
 def binding_item(vhost: str, binding: Binding) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_put_and_delete_an_exchange_as_rabbitmq_answers(broker, api) -> None:
         "reason": "inequivalent arg 'type' for exchange 'ex' in vhost '/': "
                   "received 'fanout' but current is 'direct'"}
     assert api.call("PUT", "/api/exchanges/%2F/ex2", {"type": "nope"}).body == {
-        "error": "bad_request", "reason": "invalid exchange type 'nope'"}
+        "error": "bad_request", "reason": "unknown exchange type 'nope'"}
     assert api.call("PUT", "/api/exchanges/%2F/ex2", {"durable": "x"}).body == {
         "error": "bad_request", "reason": ["not_boolean", "x"]}
     assert api.call("PUT", "/api/exchanges/nope/ex", {}).body == {
@@ -198,3 +198,52 @@ def test_dead_letters_are_not_publishes_to_the_dead_letter_exchange(broker, api)
     # Counts of a closed channel stay with the exchange.
     wait_for(lambda: api.get("/api/connections") == [])
     assert api.get("/api/exchanges/%2F/amq.default")["message_stats"]["publish_in"] == 1
+
+
+def test_booleans_as_rabbitmqadmin_sends_them(broker, api) -> None:
+    """rabbit_mgmt_util:parse_bool: true/false, and the strings "true"/"false"
+    (rabbitmqadmin sends `"durable": "true"`); anything else is not_boolean."""
+    assert api.call("PUT", "/api/exchanges/%2F/sx", {
+        "type": "fanout", "durable": "false", "auto_delete": "true", "internal": "false"}
+    ).status == 201
+    item = api.get("/api/exchanges/%2F/sx")
+    assert (item["durable"], item["auto_delete"], item["internal"]) == (False, True, False)
+    assert api.call("PUT", "/api/queues/%2F/sq", {"durable": "true", "auto_delete": "false"}
+                    ).status == 201
+    item = api.get("/api/queues/%2F/sq")
+    assert (item["durable"], item["auto_delete"]) == (True, False)
+    for value in ("False", "TRUE", 1, None, "yes"):
+        for path in ("/api/queues/%2F/sq2", "/api/exchanges/%2F/sx2"):
+            reply = api.call("PUT", path, {"durable": value})
+            assert (reply.status, reply.body) == (
+                400, {"error": "bad_request", "reason": ["not_boolean", value]}), (path, value)
+    assert api.call("GET", "/api/queues/%2F/sq2").status == 404
+
+
+def test_a_binding_by_properties_key_quoted_once_or_twice(broker, api) -> None:
+    """rabbit_mgmt_wm_binding unquotes the key once more after the path: the
+    key of "a.#" (a.%23) is found as a.%2523 (encoded again, as the dashboard
+    sends it) and as a.%23 (not, as `rabbitmqadmin delete binding
+    properties_key=a.#` sends it); a wrong hash or a third token is not."""
+    connection = amqp(broker)
+    channel = connection.channel()
+    channel.exchange_declare("pk", "topic")
+    channel.queue_declare("pkq")
+    channel.queue_bind("pkq", "pk", "a.#")
+    channel.queue_bind("pkq", "pk", "a b+c", arguments={"x": 1})
+    keys = {b["routing_key"]: b["properties_key"]
+            for b in api.get("/api/bindings/%2F/e/pk/q/pkq")}
+    assert keys["a.#"] == "a.%23"
+    base = "/api/bindings/%2F/e/pk/q/pkq/"
+    assert api.call("GET", base + "a.%2523").body["routing_key"] == "a.#"
+    assert api.call("GET", base + "a.%23").body["routing_key"] == "a.#"
+    assert api.call("GET", base + "a.%23~").body["routing_key"] == "a.#"
+    with_args = keys["a b+c"]
+    assert with_args.startswith("a+b%2Bc~")
+    quoted = with_args.replace("%", "%25").replace("+", "%2B")
+    assert api.call("GET", base + quoted).body["arguments"] == {"x": 1}
+    for wrong in (with_args.split("~")[0] + "~nope", "a.%23~x~y", "a.%2523~nope", "b"):
+        assert api.call("GET", base + wrong).status == 404, wrong
+    assert api.call("DELETE", base + "a.%23").status == 204
+    assert [b["routing_key"] for b in api.get("/api/bindings/%2F/e/pk/q/pkq")] == ["a b+c"]
+    connection.close()

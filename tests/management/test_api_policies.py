@@ -172,3 +172,91 @@ def test_a_real_export_with_policies_imports_and_exports_the_same(broker) -> Non
         lambda: broker.broker.vhosts["lang-prod"].policy_fields("queues", "lang-billing"))
     assert fields == {"policy": None, "operator_policy": "lang-cap",
                       "effective_policy_definition": {"max-length": 100000}}
+
+
+def test_runtime_parameters_as_rabbitmq_lists_and_sets_them(broker) -> None:
+    """/api/parameters (rabbit_mgmt_wm_parameter{,s}): Warren's two components,
+    operator_policy and vhost-limits; policies only when asked by name; a
+    plugin's component refused as RabbitMQ refuses one it does not know."""
+    call(broker, "PUT", "/api/vhosts/vx")
+    call(broker, "PUT", "/api/operator-policies/%2F/op", {"pattern": "^x",
+                                                          "definition": {"max-length": 50}})
+    call(broker, "PUT", "/api/vhost-limits/vx/max-queues", {"value": 10})
+    call(broker, "PUT", "/api/policies/%2F/pol", POLICY)
+    operator = {"value": {"pattern": "^x", "definition": {"max-length": 50}, "priority": 0,
+                          "apply-to": "all"}, "vhost": "/", "component": "operator_policy",
+                "name": "op"}
+    limits = {"value": {"max-queues": 10}, "vhost": "vx", "component": "vhost-limits",
+              "name": "limits"}
+    policy = {"value": {"pattern": POLICY["pattern"], "definition": POLICY["definition"],
+                        "priority": 3, "apply-to": "queues"},
+              "vhost": "/", "component": "policy", "name": "pol"}
+
+    def get(path: str) -> tuple[int, object]:
+        return call(broker, "GET", path)[:2]
+
+    assert get("/api/parameters") == (200, [operator, limits])
+    assert get("/api/parameters/operator_policy") == (200, [operator])
+    assert get("/api/parameters/vhost-limits/vx") == (200, [limits])
+    assert get("/api/parameters/vhost-limits/%2F") == (200, [])
+    assert get("/api/parameters/policy") == (200, [policy])
+    assert get("/api/parameters/federation-upstream") == (200, [])
+    assert get("/api/parameters/operator_policy/%2F/op") == (200, operator)
+    assert get("/api/parameters/vhost-limits/vx/limits") == (200, limits)
+    assert get("/api/parameters/policy/%2F/pol") == (200, policy)
+    not_found = (404, {"error": "Object Not Found", "reason": "Not Found"})
+    assert get("/api/parameters/foo/nope") == not_found
+    assert get("/api/parameters/foo/%2F/x") == not_found
+
+    def put(path: str, body: object) -> tuple[int, object]:
+        return call(broker, "PUT", path, body)[:2]
+
+    def bad(reason: str) -> tuple[int, object]:
+        return 400, {"error": "bad_request", "reason": reason}
+
+    assert put("/api/parameters/foo/%2F/x", {}) == bad("[{key_missing,value}]")
+    assert put("/api/parameters/foo/nope/x", {"value": 1}) == (
+        404, {"error": "not_found", "reason": "vhost_not_found"})
+    assert put("/api/parameters/federation-upstream/%2F/up", {"value": {"uri": "amqp://"}}) == bad(
+        "Validation failed\n\ncomponent federation-upstream not found\n")
+    assert put("/api/parameters/policy/%2F/p", {"value": POLICY}) == bad(
+        "policies may not be set using this method")
+    assert put("/api/parameters/operator_policy/%2F/op2",
+               {"value": {"pattern": "^y", "definition": {"max-length": 3}}}) == bad(
+        'Validation failed\n\nKey "priority" not found in op2\n')
+    assert put("/api/parameters/operator_policy/%2F/op2", {"value": {
+        "pattern": "^y", "definition": {"bogus": 3}, "priority": 1}}) == bad(
+        "Validation failed\n\n[{&lt;&lt;\"bogus\"&gt;&gt;,3}] are not recognised policy settings\n")
+    assert put("/api/parameters/operator_policy/%2F/op2", {"value": {
+        "pattern": "^y", "definition": {"max-length": 3}, "priority": 1}})[0] == 201
+    assert get("/api/operator-policies/%2F/op2")[1] == {
+        "vhost": "/", "name": "op2", "pattern": "^y", "apply-to": "all",
+        "definition": {"max-length": 3}, "priority": 1}
+    assert put("/api/parameters/vhost-limits/vx/limits", {"value": {"max-connections": 4}}) == (
+        204, None)
+    assert get("/api/vhost-limits/vx")[1] == [{"vhost": "vx", "value": {"max-connections": 4}}]
+    assert put("/api/parameters/vhost-limits/vx/limits", {"value": {"max-c": 4}}) == bad(
+        "Validation failed\n\nUnrecognised terms [{&lt;&lt;\"max-c\"&gt;&gt;,4}] in limits\n")
+    assert put("/api/parameters/vhost-limits/vx/other", {"value": {}})[0] == 400
+
+    def delete(path: str) -> tuple[int, object]:
+        return call(broker, "DELETE", path)[:2]
+
+    assert delete("/api/parameters/policy/%2F/pol") == bad(
+        "policies may not be cleared using this method")
+    assert delete("/api/parameters/operator_policy/%2F/op2") == (204, None)
+    assert delete("/api/parameters/operator_policy/%2F/op2") == not_found
+    assert delete("/api/parameters/vhost-limits/vx/limits") == (204, None)
+    assert get("/api/vhost-limits/vx") == (200, [])
+    assert get("/api/parameters") == (200, [operator])
+
+    # A policymaker may read, and set nothing an administrator keeps.
+    make_user(broker, "pol", "policymaker")
+    assert call(broker, "GET", "/api/parameters", auth=("pol", "pw"))[:2] == (200, [operator])
+    assert call(broker, "PUT", "/api/parameters/operator_policy/%2F/o3", {"value": {
+        "pattern": "^y", "definition": {"max-length": 3}, "priority": 1}},
+        auth=("pol", "pw"))[:2] == (401, {"error": "not_authorised",
+                                          "reason": "Not administrator user"})
+    make_user(broker, "mgmt", "management")
+    assert call(broker, "GET", "/api/parameters", auth=("mgmt", "pw"))[:2] == (
+        401, {"error": "not_authorised", "reason": "User not authorised to access object"})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pytest
@@ -166,3 +168,52 @@ def test_many_queues_per_object(broker) -> None:
     assert len(families["rabbitmq_queue_messages"]["samples"]) == 1500
     aggregated = parse_metrics(metrics(broker.broker.prometheus_url))
     assert value(aggregated, "rabbitmq_queues") == 1500
+
+
+def scrape(url: str, path: str) -> tuple[list[Any], int]:
+    """The families prometheus_client's own parser (what a scraper runs) reads
+    off `path`, and how many sample lines the text has."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = metrics(url, path)
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return list(text_string_to_metric_families(text)), len(lines)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/per-object"])
+def test_a_prometheus_scrape_reads_every_line(broker, path) -> None:
+    publisher, consumer = traffic(broker)
+    url = broker.broker.prometheus_url
+    families, lines = scrape(url, path)
+    # Every sample line parsed, into a family of its own.
+    assert sum(len(f.samples) for f in families) == lines > 50
+    names = set()
+    for family in families:
+        # untyped ("unknown" to prometheus_client): rabbitmq_build_info and
+        # rabbitmq_identity_info, as rabbitmq_prometheus types them.
+        assert family.type in ("counter", "gauge", "histogram", "unknown"), family.name
+        # prometheus_client names a counter's family without "_total".
+        name = family.name + ("_total" if family.type == "counter" else "")
+        # process_start_time_seconds: unprefixed in rabbitmq_prometheus too.
+        assert name.startswith("rabbitmq_") or name == "process_start_time_seconds", name
+        assert family.documentation, name
+        for sample in family.samples:
+            assert sample.name.startswith(family.name), (family.name, sample.name)
+        names.add(name)
+    expected = set(FAMILIES) if path == "/metrics" else set(FAMILIES) - AGGREGATED_ONLY
+    assert names == expected
+    consumer.close()
+    publisher.close()
+
+
+REFERENCE_PROMETHEUS = os.environ.get("WARREN_REFERENCE_PROMETHEUS_URL")
+
+
+@pytest.mark.skipif(not REFERENCE_PROMETHEUS, reason="set WARREN_REFERENCE_PROMETHEUS_URL "
+                    "(http://127.0.0.1:16673) to compare with rabbitmq_prometheus")
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/per-object"])
+def test_a_scrape_of_rabbitmq_has_every_family_warren_has(broker, path) -> None:
+    assert REFERENCE_PROMETHEUS
+    ours = {f.name: f.type for f in scrape(broker.broker.prometheus_url, path)[0]}
+    theirs = {f.name: f.type for f in scrape(REFERENCE_PROMETHEUS, path)[0]}
+    assert {n: t for n, t in ours.items() if theirs.get(n) != t} == {}

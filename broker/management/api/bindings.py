@@ -29,7 +29,12 @@ from broker.management.context import ManagementContext
 from broker.management.messages import HttpError, Request, Response
 from broker.management.query import build_items, reply_item, reply_list, reply_list_async
 from broker.management.router import Router
-from broker.management.views import binding_item, default_binding_item, properties_key
+from broker.management.views import (
+    binding_item,
+    default_binding_item,
+    has_properties_key,
+    properties_key,
+)
 from broker.session import authorization
 from protocol.constants import ReplyCode
 from protocol.errors import AMQPError
@@ -131,7 +136,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         vhost, _source, _destination, found = between(request, kind)
         wanted = request.params["props"]
         for binding in found:
-            if properties_key(binding.routing_key, binding.arguments) == wanted:
+            if has_properties_key(binding, wanted):
                 return vhost, binding
         raise HttpError.not_found()
 

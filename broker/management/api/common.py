@@ -27,6 +27,7 @@ from protocol.errors import AMQPError
 __all__ = [
     "DEFAULT_EXCHANGE_ALIAS",
     "api_access",
+    "body_bool",
     "bool_query",
     "exchange_name",
     "http_error",
@@ -80,7 +81,7 @@ def plain_text(error: AMQPError) -> str:
         prefix = ReplyCode(error.reply_code).name + " - "
     except ValueError:
         return text
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def http_error(error: AMQPError) -> HttpError:
@@ -96,3 +97,17 @@ def http_error(error: AMQPError) -> HttpError:
 def bool_query(request: Any, name: str) -> bool:
     """A query flag such as `if-empty=true`."""
     return str(request.query.get(name, "")).lower() == "true"
+
+
+def body_bool(body: dict[str, Any], name: str, default: bool) -> bool:
+    """A boolean field of a JSON body (`durable`, `auto_delete`, `internal`), as
+    rabbit_mgmt_util:parse_bool reads it: true and false, and also the strings
+    "true" and "false", which rabbitmqadmin sends for every `durable=...` it
+    declares. Anything else (`"maybe"`, `1`, `null`, `"False"`) is RabbitMQ's
+    400 `["not_boolean", VALUE]`, the value as it came."""
+    value = body.get(name, default)
+    if value is True or value == "true":
+        return True
+    if value is False or value == "false":
+        return False
+    raise HttpError(400, "bad_request", ["not_boolean", value])

@@ -23,6 +23,7 @@ from broker.core.message import Message, parse_expiration
 from broker.core.vhost import VHost
 from broker.management.api.common import (
     api_access,
+    body_bool,
     bool_query,
     exchange_name,
     http_error,
@@ -75,13 +76,6 @@ def properties_from_json(given: Any) -> BasicProperties:
     if isinstance(headers, dict):
         values["headers"] = headers
     return BasicProperties(**values)
-
-
-def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name, default)
-    if not isinstance(value, bool):
-        raise HttpError(400, "bad_request", ["not_boolean", str(value)])
-    return value
 
 
 def add_routes(router: Router, context: ManagementContext) -> None:
@@ -141,10 +135,10 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         body = request.json_object()
         type_ = body.get("type", "direct")
         if type_ not in EXCHANGE_TYPES:
-            raise HttpError.bad_request(f"invalid exchange type '{type_}'")
-        durable = _bool(body, "durable", False)
-        auto_delete = _bool(body, "auto_delete", False)
-        internal = _bool(body, "internal", False)
+            raise HttpError.bad_request(f"unknown exchange type '{type_}'")
+        durable = body_bool(body, "durable", False)
+        auto_delete = body_bool(body, "auto_delete", False)
+        internal = body_bool(body, "internal", False)
         arguments = body.get("arguments") or {}
         if not isinstance(arguments, dict):
             raise HttpError.bad_request("arguments must be an object")

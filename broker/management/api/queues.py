@@ -25,6 +25,7 @@ from broker.core.queue import Queue
 from broker.core.vhost import VHost
 from broker.management.api.common import (
     api_access,
+    body_bool,
     bool_query,
     http_error,
     plain_text,
@@ -205,10 +206,8 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         arguments = body.get("arguments") or {}
         if not isinstance(arguments, dict):
             raise HttpError.bad_request("arguments must be an object")
-        durable = body.get("durable", False)
-        auto_delete = body.get("auto_delete", False)
-        if not isinstance(durable, bool) or not isinstance(auto_delete, bool):
-            raise HttpError.bad_request("durable and auto_delete must be true or false")
+        durable = body_bool(body, "durable", False)
+        auto_delete = body_bool(body, "auto_delete", False)
         existed = name in vhost.queues
         check_configure, check_new = authorization.queue_declare_checks(
             api_access(context, user, vhost), vhost

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from broker.core import errors
 from broker.core.direct_reply_to import REPLY_TO_PREFIX, DirectReplyTo, reply_keys
 from broker.core.features import dead_lettering
-from broker.core.features.arguments import validate_queue_arguments
+from broker.core.features.arguments import log_ignored_once, validate_queue_arguments
 from broker.core.features.priority import PriorityQueue, max_priority_of
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
@@ -207,7 +207,15 @@ class VHost:
             arguments=arguments or {},
         )
         if not existed:
-            self._apply_exchange_policies(topology.exchanges[name])
+            exchange = topology.exchanges[name]
+            for key in exchange.arguments:
+                if key != "alternate-exchange" and key not in exchange.ARGUMENTS:
+                    log_ignored_once(
+                        self.name, name, key,
+                        "unknown exchange argument, ignored as RabbitMQ ignores it",
+                        what="exchange",
+                    )
+            self._apply_exchange_policies(exchange)
             if user is not None:
                 self.exchange_users[name] = user
             log.info(

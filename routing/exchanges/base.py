@@ -174,6 +174,11 @@ class Exchange:
     """
 
     TYPE: ClassVar[str] = ""
+    #: The exchange arguments this type reads (every type also reads
+    #: ``alternate-exchange``). Others are kept, compared on redeclare where
+    #: RabbitMQ compares them, and logged once as ignored (RabbitMQ ignores
+    #: unknown exchange arguments too).
+    ARGUMENTS: ClassVar[frozenset[str]] = frozenset()
 
     __slots__ = (
         "name",

@@ -260,6 +260,7 @@ class Choice:
 
 class ConsistentHashExchange(Exchange):
     TYPE = "x-consistent-hash"
+    ARGUMENTS = frozenset({"hash-header", "hash-property"})
     __slots__ = ("_slots", "_starts", "_by_destination", "_buckets", "_hash_on", "_cache")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -101,3 +101,18 @@ def test_implemented_arguments_are_not_logged() -> None:
             "x-queue-mode": "default",
         })  # fmt: skip
     assert not [e for e in logs if e["event"] == "argument.ignored"]
+
+
+def test_unknown_exchange_arguments_are_logged_once_known_ones_not() -> None:
+    # RabbitMQ ignores exchange arguments it does not know; Warren keeps them
+    # too (definitions, redeclare) and says once that it does nothing with them.
+    arguments_module._logged.clear()
+    vhost = VHost()
+    with capture_logs() as logs:
+        vhost.declare_exchange("x", "direct", arguments={"x-foo": 1, "alternate-exchange": "ae"})
+        vhost.declare_exchange("x", "direct", arguments={"x-foo": 1, "alternate-exchange": "ae"})
+        vhost.declare_exchange("h", "x-consistent-hash", arguments={"hash-header": "h", "x-bar": 2})
+    ignored = [
+        (e["kind"], e["exchange"], e["argument"]) for e in logs if e["event"] == "argument.ignored"
+    ]
+    assert ignored == [("exchange", "x", "x-foo"), ("exchange", "h", "x-bar")]

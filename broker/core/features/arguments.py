@@ -240,16 +240,20 @@ _logged: set[tuple[str, str, str, str]] = set()
 _LOGGED_MAX = 10_000
 
 
-def log_ignored_once(vhost: str, queue: str, key: str, why: str, what: str = "queue") -> None:
-    """Log, once per (vhost, queue, argument), that Warren accepted an argument
-    it does nothing with (as RabbitMQ does nothing with it either)."""
-    seen = (what, vhost, queue, key)
+def log_ignored_once(vhost: str, name: str, key: str, why: str, what: str = "queue") -> None:
+    """Log, once per (vhost, queue or exchange, argument), that Warren accepted
+    an argument it does nothing with (as RabbitMQ does nothing with it either).
+
+    `what` is "queue", "consumer" (`name` is the consumer's queue) or
+    "exchange" (`name` is the exchange, logged as `exchange=`)."""
+    seen = (what, vhost, name, key)
     if seen in _logged:
         return
     if len(_logged) >= _LOGGED_MAX:
         _logged.clear()  # bounded: a flood of names may repeat a line, not grow memory
     _logged.add(seen)
-    log.warning("argument.ignored", kind=what, vhost=vhost, queue=queue, argument=key, why=why)
+    where = {"exchange": name} if what == "exchange" else {"queue": name}
+    log.warning("argument.ignored", kind=what, vhost=vhost, argument=key, why=why, **where)
 
 
 def _not_supported(key: str, value: Any) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "DedupArgumentError",
     "DedupSettings",
     "dedup_settings",
+    "describe",
     "message_ttl",
 ]
 
@@ -140,3 +141,23 @@ def message_ttl(headers: Mapping[str, Any], default: int | None) -> int | None:
     if value is None or isinstance(value, bool) or not isinstance(value, int):
         return default
     return min(value, MAX_CACHE_TTL)
+
+
+def describe(
+    kind: str, name: str, settings: DedupSettings, headers: Mapping[str, Any] | None
+) -> str:
+    """What deduplication does to a message with ``headers`` at exchange or queue
+    ``name`` (``kind``), in words (``warren route``, the route tracer)."""
+    ttl = f"{settings.ttl} ms" if settings.ttl is not None else "until pushed out"
+    where = (
+        f"{kind} '{name}' deduplicates on header '{settings.header}' "
+        f"(the last {settings.size} keys, each remembered {ttl})"
+    )
+    value = headers.get(settings.header) if headers else None
+    if value is None:
+        return f"{where}: this message has no such header, so it is never a duplicate"
+    action = "not routed" if kind == "exchange" else "not enqueued"
+    return (
+        f"{where}: key {value!r}; if that key was seen within the window the message is "
+        f"dropped as a duplicate ({action}; a publisher confirm is still basic.ack)"
+    )

@@ -129,6 +129,13 @@ class DedupCache:
         self._release(entry)
         return False
 
+    def would_drop(self, headers: Mapping[str, Any] | None) -> bool:
+        """Whether a message with `headers` would be dropped now (changes nothing:
+        for the route tracer)."""
+        key = self.key_of(headers)
+        entry = self.entries.get(key) if key is not None else None
+        return entry is not None and (entry[0] is None or entry[0] > self.clock())
+
     def check(self, headers: Mapping[str, Any] | None) -> bytes | None:
         """Look one message up: None if it has no key, `DUPLICATE` if it is a
         duplicate (counted in `dropped`), else its key, which `remember`

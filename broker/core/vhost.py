@@ -609,6 +609,10 @@ class VHost:
                 messages += self._delete_queue(queue, reason="vhost_deleted")
         finally:
             self.definitions = definitions
+        # The exchanges go with the vhost: their deduplication keys too (and
+        # the journal segments they held).
+        for name in list(self.dedup_caches):
+            self._drop_dedup_cache(name)
         return messages
 
     def connection_closed(self, connection: ClientRef) -> None:

@@ -140,3 +140,34 @@ def test_dedup_records_round_trip() -> None:
     assert r.decode_dedup(payload).expires is None
     drop = r.encode_dedup("exchange", "/", "x")
     assert r.decode_dedup(drop, r.FLAG_DEDUP_DROP) == r.Dedup("exchange", "/", "x", None, None)
+
+
+def test_a_deleted_vhost_lets_go_of_its_keys(tmp_path: Path) -> None:
+    """Deleting a vhost drops its exchanges' keys: the journal stops counting
+    them (their segments may go) and they do not come back in a new vhost."""
+    from broker.auth.permissions import Permission
+    from broker.testing import BrokerThread
+
+    thread = BrokerThread(data_dir=tmp_path / "data")
+    thread.start()
+    try:
+        broker = thread.broker
+        assert broker is not None
+        thread.run_sync(lambda: broker.vhosts.create("shop"))
+        thread.run_sync(lambda: broker.access.set_permission("guest", "shop", Permission()))
+        url = thread.url.rsplit("/", 1)[0] + "/shop"
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        channel = connection.channel()
+        channel.exchange_declare("orders", "fanout", durable=True, arguments=DEDUP)
+        channel.confirm_delivery()
+        channel.basic_publish("orders", "", b"o", _props("k"))
+        connection.close()
+        journal = broker.journal
+        assert journal is not None
+        live_before = sum(journal._live.values())
+        thread.run_sync(lambda: broker.vhosts.delete("shop"))
+        assert sum(journal._live.values()) == live_before - 1
+    finally:
+        thread.stop()
+    recovered = recover(tmp_path / "data" / "journal")
+    assert ("exchange", "shop", "orders") not in recovered.dedup

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import deduplication
 from .errors import AccessRefused, PreconditionFailed, UnknownExchange, UnknownQueue
 from .exchanges import BUILTIN_EXCHANGES, Binding, Destination, Exchange, make_exchange
 from .exchanges.consistent_hash import ConsistentHashExchange
@@ -173,6 +174,9 @@ class Topology:
         #: How many exchanges route by a message property (consistent-hash
         #: exchanges with hash-property): zero means ``route`` needs none.
         self._property_exchanges = 0
+        #: How many exchanges deduplicate (``x-message-deduplication``): zero
+        #: means the broker looks for no duplicate at publish (one int test).
+        self.dedup_exchanges = 0
         if builtin_exchanges:
             for name, type_, internal in BUILTIN_EXCHANGES:
                 self.declare_exchange(name, type_, durable=True, internal=internal, system=True)
@@ -266,12 +270,34 @@ class Topology:
             if name.startswith("amq.") and not system:
                 raise AccessRefused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
             new.validate_declaration()
+            dedup = self._dedup_settings(name, new.arguments)
             self._exchanges[name] = new
             if new.uses_properties:
                 self._property_exchanges += 1
+            if dedup is not None:
+                self.dedup_exchanges += 1
             return new
         self._assert_equivalent(existing, new)
         return existing
+
+    def _dedup_settings(
+        self, name: str, arguments: Mapping[str, Any]
+    ) -> deduplication.DedupSettings | None:
+        """An exchange's deduplication (``routing.deduplication``); 406 for a bad value,
+        worded as RabbitMQ words a bad queue argument."""
+        try:
+            return deduplication.dedup_settings(arguments)
+        except deduplication.DedupArgumentError as error:
+            raise PreconditionFailed(
+                f"invalid arg '{error.key}' for {self._rs('exchange', name)}: {error.why}"
+            ) from None
+
+    def dedup_settings(self, exchange: str) -> deduplication.DedupSettings | None:
+        """The deduplication exchange ``exchange`` does, or None (also for no such exchange)."""
+        x = self._exchanges.get(exchange)
+        if x is None or not self.dedup_exchanges:
+            return None
+        return deduplication.dedup_settings(x.arguments)
 
     def _assert_equivalent(self, old: Exchange, new: Exchange) -> None:
         # rabbit_exchange:assert_equivalence/6, then assert_args_equivalence/2.
@@ -289,19 +315,21 @@ class Topology:
                     f"inequivalent arg '{arg}' for {where}: "
                     f"received '{got_s}' but current is '{had_s}'"
                 )
-        key = "alternate-exchange"
-        had_v, got_v = old.arguments.get(key), new.arguments.get(key)
-        if had_v != got_v or type(had_v) is not type(got_v):
+        # RabbitMQ compares alternate-exchange only; Warren also compares the
+        # deduplication arguments, as it does a queue's (docs/deduplication.md).
+        for key in ("alternate-exchange", *deduplication.ARGUMENTS):
+            had_v, got_v = old.arguments.get(key), new.arguments.get(key)
+            if had_v != got_v or type(had_v) is not type(got_v):
 
-            def show(v: Any) -> str:
-                if v is None:
-                    return "none"
-                return f"the value '{v}' of type '{field_type_name(v)}'"
+                def show(v: Any) -> str:
+                    if v is None:
+                        return "none"
+                    return f"the value '{v}' of type '{field_type_name(v)}'"
 
-            raise PreconditionFailed(
-                f"inequivalent arg '{key}' for {where}: "
-                f"received {show(got_v)} but current is {show(had_v)}"
-            )
+                raise PreconditionFailed(
+                    f"inequivalent arg '{key}' for {where}: "
+                    f"received {show(got_v)} but current is {show(had_v)}"
+                )
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> Changes:
         """Delete exchange ``name`` with every binding from or to it.
@@ -328,6 +356,8 @@ class Topology:
         del self._exchanges[x.name]
         if x.uses_properties:
             self._property_exchanges -= 1
+        if x.arguments.get(deduplication.DEDUPLICATION) is True:
+            self.dedup_exchanges -= 1
         changes.exchanges_deleted.append(x.name)
         for b in list(x.bindings):
             self._remove_binding(x, b, changes, auto_delete=False)

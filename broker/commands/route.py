@@ -22,7 +22,7 @@ from typing import Any
 
 from ._common import EXIT_NO, EXIT_OK, CommandError, header_argument, run_command
 
-__all__ = ["add_parser", "apply_policies", "explain_unroutable"]
+__all__ = ["add_parser", "apply_policies", "dedup_notes", "explain_unroutable"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -101,6 +101,7 @@ def _route(args: argparse.Namespace) -> int:
         for name in trace.exchanges_visited
         if name in by_policy
     ]
+    notes += dedup_notes(model, topology, exchange, trace.queues, headers)
     if trace.queues:
         print(trace.describe())
         for note in notes:
@@ -113,6 +114,27 @@ def _route(args: argparse.Namespace) -> int:
         print(note)
     sys.stdout.flush()
     return EXIT_NO
+
+
+def dedup_notes(
+    model: Any, topology: Any, exchange: str, queues: Any, headers: Any
+) -> list[str]:
+    """Notes on deduplication (x-message-deduplication) at the exchange published
+    to and at the queues reached; offline, no cache is known: what would happen."""
+    from routing.deduplication import dedup_settings, describe
+    from routing.model import QueueDecl
+
+    notes = []
+    settings = topology.dedup_settings(exchange)
+    if settings is not None:
+        notes.append("note: " + describe("exchange", exchange, settings, headers))
+    declared = {d.name: d for d in model.declarations if isinstance(d, QueueDecl)}
+    for name in queues:
+        decl = declared.get(name)
+        settings = dedup_settings(decl.arguments) if decl is not None else None
+        if settings is not None:
+            notes.append("note: " + describe("queue", name, settings, headers))
+    return notes
 
 
 def apply_policies(model: Any, topology: Any) -> dict[str, str]:

@@ -57,12 +57,14 @@ from collections import deque
 from typing import Any, ClassVar, Protocol
 
 from broker.core.features.consumers import ConsumerPriorities, SingleActiveConsumer
+from broker.core.features.deduplication import DUPLICATE, QUEUE, DedupCache
 from broker.core.features.delivery_limit import DELIVERY_LIMIT, counted, returned
 from broker.core.message import PAGED, Message, QueuedMessage
 from broker.core.policies import QUEUE_KEYS, Policy
 from broker.core.snapshots import QueueSnapshot
 from broker.core.stats import QueueCounters, QueueStats
 from broker.core.timers import Scheduler
+from routing.deduplication import dedup_settings
 
 __all__ = [
     "MESSAGE_COST",
@@ -242,7 +244,7 @@ class Queue:
         "message_ttl", "expires", "dead_letter_exchange", "dead_letter_routing_key",
         "delivery_limit", "policy", "operator_policy", "effective",
         "argument_consumer_timeout", "policy_consumer_timeout", "_may_expire",
-        "_timer_at", "last_used", "pager", "page_limit", "__weakref__",
+        "_timer_at", "last_used", "pager", "page_limit", "dedup", "__weakref__",
     )  # fmt: skip
 
     #: Whether the broker may page this queue's ready messages out to disk
@@ -300,6 +302,11 @@ class Queue:
         self.dead_letter_exchange: str | None = args.get("x-dead-letter-exchange")
         self.dead_letter_routing_key: str | None = args.get("x-dead-letter-routing-key")
         self.delivery_limit: int | None = args.get("x-delivery-limit")  # features.delivery_limit
+        #: `x-message-deduplication`: the keys seen (features.deduplication), else None.
+        self.dedup: DedupCache | None = None
+        dedup = dedup_settings(args)
+        if dedup is not None:
+            self.dedup = DedupCache(QUEUE, self.vhost_name, name, dedup)
         #: The policy and operator policy that apply, and the settings in
         #: effect by policy key ("message-ttl": 30000, ...): the arguments and
         #: the policies resolved (broker.core.policies). Set by the vhost with
@@ -495,7 +502,14 @@ class Queue:
 
         A queue refuses only with `x-overflow: reject-publish(-dlx)` when
         full; the publisher then gets a basic.nack if it asked for confirms.
+        A duplicate (`x-message-deduplication`) is accepted and not kept: its
+        publisher gets basic.ack, as LavinMQ does.
         """
+        dedup = self.dedup
+        if dedup is not None:
+            key = dedup.check(message.headers)
+            if key == DUPLICATE:
+                return True
         size = len(message.body)
         limited = self.max_length is not None or self.max_length_bytes is not None
         # drop-head hands a message to a consumer waiting on an empty queue
@@ -511,6 +525,8 @@ class Queue:
             if self.overflow != OVERFLOW_DROP_HEAD:
                 if self.overflow == OVERFLOW_REJECT_PUBLISH_DLX:
                     self.dead_letter([QueuedMessage(None, message)], "maxlen")
+                # Refused: its key is not remembered, so a retry can get in
+                # (LavinMQ remembers it; docs/deduplication.md).
                 return False
             dropped = []
             while self.ready and self._over_limit(1, size):
@@ -519,10 +535,14 @@ class Queue:
                 dropped.append(head)
             if self._over_limit(1, size):
                 # A limit of 0: the message itself goes.
+                if dedup is not None and key:
+                    dedup.remember(key, message.headers)
                 dropped.append(QueuedMessage(None, message))
                 self.dead_letter(dropped, "maxlen")
                 return True
             self.dead_letter(dropped, "maxlen")
+        if dedup is not None and key:
+            dedup.remember(key, message.headers)
         ttl = self.message_ttl
         own = message.expiration_ms  # parsed once, when published
         if own is not None and (ttl is None or own < ttl):

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from broker.core import errors
 from broker.core.direct_reply_to import REPLY_TO_PREFIX, DirectReplyTo, reply_keys
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import log_ignored_once, validate_queue_arguments
+from broker.core.features.deduplication import EXCHANGE, DedupCache, DedupStore
 from broker.core.features.priority import PriorityQueue, max_priority_of
 from broker.core.memory import MemoryReleaser
 from broker.core.message import Message, QueuedMessage
@@ -39,6 +40,7 @@ from broker.core.stats import BrokerCounters, MessageTotals
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
 from protocol.errors import AMQPError
+from routing import deduplication as routing_dedup
 from routing.errors import RoutingError
 from routing.topology import Topology
 
@@ -71,8 +73,18 @@ EQUIVALENCE_ARGS = (
     "x-quorum-initial-group-size",
     "x-dead-letter-strategy",
     "x-queue-leader-locator",
+    # Warren's (LavinMQ's) deduplication arguments: a cache of another size,
+    # lifetime or header is another queue (docs/deduplication.md).
+    "x-message-deduplication",
+    "x-cache-size",
+    "x-cache-ttl",
+    "x-deduplication-header",
 )
 
+
+#: Exchange arguments every type reads (each type adds its own in
+#: `Exchange.ARGUMENTS`): others are logged once as ignored.
+_EXCHANGE_ARGUMENTS = frozenset({"alternate-exchange", *routing_dedup.ARGUMENTS})
 
 class ClientRef(Protocol):
     """The connection a request comes from, as the vhost sees it: compared by
@@ -163,10 +175,22 @@ class VHost:
         # Durability (the storage layer); None without --data-dir.
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None
+        #: Exchange name -> (the exchange, its deduplication cache or None),
+        #: filled on first publish while `topology.dedup_exchanges` is not 0.
+        self.dedup_caches: dict[str, tuple[Any, DedupCache | None]] = {}
         #: The reply consumers of `amq.rabbitmq.reply-to` (broker.core.direct_reply_to).
         #: The registry replaces this vhost's own table with the broker's: a
         #: reply reaches its requester from any vhost, as in RabbitMQ.
         self.replies = DirectReplyTo()
+
+    @property
+    def dedup_store(self) -> DedupStore | None:
+        """Where durable exchanges' and queues' deduplication caches are kept:
+        the journal (None without --data-dir)."""
+        journal = self.journal
+        if journal is None or not hasattr(journal, "dedup_remember"):
+            return None
+        return cast(DedupStore, journal)
 
     def stored(self) -> None:
         """After a change: persist the durable definitions (if any changed)."""
@@ -209,7 +233,7 @@ class VHost:
         if not existed:
             exchange = topology.exchanges[name]
             for key in exchange.arguments:
-                if key != "alternate-exchange" and key not in exchange.ARGUMENTS:
+                if key not in _EXCHANGE_ARGUMENTS and key not in exchange.ARGUMENTS:
                     log_ignored_once(
                         self.name, name, key,
                         "unknown exchange argument, ignored as RabbitMQ ignores it",
@@ -234,6 +258,8 @@ class VHost:
     ) -> None:
         existed = self.topology.has_exchange(name)
         changes = _routing(self.topology.delete_exchange, name, if_unused)
+        if existed:
+            self._drop_dedup_cache(name)
         if existed:
             log.info("exchange.deleted", exchange=name, peer=peer)
         self._log_cascade(changes, skip=name)
@@ -260,6 +286,7 @@ class VHost:
         for name in getattr(changes, "exchanges_deleted", ()):
             self.exchange_users.pop(name, None)
             self.retired_exchanges.pop(name, None)
+            self._drop_dedup_cache(name)
             if name != skip:
                 log.info("exchange.deleted", exchange=name, reason="auto_delete")
 
@@ -322,10 +349,50 @@ class VHost:
             names = self.topology.route(exchange, message.routing_key, headers, properties)
         except RoutingError as error:
             raise _amqp(error) from None
+        if self.topology.dedup_exchanges and self.is_duplicate(exchange, message):
+            return []  # LavinMQ: not routed (so returned if mandatory), confirmed
         if not exchange and replies:
             self.deliver_replies(message)
         queues = self.queues
         return [queues[name] for name in names if name in queues]
+
+    # -- deduplication (broker.core.features.deduplication) ----------------------
+
+    def exchange_dedup(self, exchange: str) -> DedupCache | None:
+        """The deduplication cache of `exchange`, made on first use; None if it
+        does not deduplicate (or does not exist)."""
+        x = self.topology.exchanges.get(exchange)
+        known = self.dedup_caches.get(exchange)
+        if known is not None and known[0] is x:
+            return known[1]
+        if x is None:
+            return None
+        if known is not None:  # replaced behind the vhost's back: start afresh
+            self._drop_dedup_cache(exchange)
+        settings = self.topology.dedup_settings(exchange)
+        cache = None
+        if settings is not None:
+            cache = DedupCache(EXCHANGE, self.name, exchange, settings)
+            if x.durable:
+                cache.store = self.dedup_store
+        self.dedup_caches[exchange] = (x, cache)
+        return cache
+
+    def is_duplicate(self, exchange: str, message: Message) -> bool:
+        """Whether a message published to `exchange` is a duplicate there (and
+        if not, remember its key). Only the exchange published to checks, as
+        in LavinMQ: not those it reaches through bindings or as alternate."""
+        cache = self.exchange_dedup(exchange)
+        return cache is not None and cache.is_duplicate(message.headers)
+
+    def _drop_dedup_cache(self, exchange: str) -> None:
+        known = self.dedup_caches.pop(exchange, None)
+        if known is None or known[1] is None:
+            return
+        cache = known[1]
+        if cache.store is not None:
+            cache.store.dedup_dropped(cache)
+        cache.clear()
 
     def deliver_replies(self, message: Message) -> None:
         """Hand a message published to the default exchange to the direct
@@ -439,6 +506,8 @@ class VHost:
         )
         if durable:
             queue.journal = self.journal  # persistent messages on it are journalled
+            if queue.dedup is not None:
+                queue.dedup.store = self.dedup_store
             self.stored()
         return queue
 
@@ -553,6 +622,10 @@ class VHost:
                 messages += self._delete_queue(queue, reason="vhost_deleted")
         finally:
             self.definitions = definitions
+        # The exchanges go with the vhost: their deduplication keys too (and
+        # the journal segments they held).
+        for name in list(self.dedup_caches):
+            self._drop_dedup_cache(name)
         return messages
 
     def connection_closed(self, connection: ClientRef) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import quote_plus, unquote_plus
 
+from broker.core.features.deduplication import DedupCache
 from broker.core.queue import Queue
 from broker.core.snapshots import QueueSnapshot
 from broker.session.snapshots import ChannelSnapshot, ConnectionSnapshot, ConsumerSnapshot
@@ -27,6 +28,7 @@ from routing.exchanges.base import Binding, Exchange
 
 __all__ = [
     "binding_item",
+    "dedup_fields",
     "channel_item",
     "connection_item",
     "consumer_item",
@@ -171,6 +173,8 @@ def queue_item(
         stats = message_stats(values, rates, publish_side=("publish",))
         if stats is not None:
             item["message_stats"] = stats
+    if queue.dedup is not None:
+        dedup_fields(item, queue.dedup)
     with_details(item, "messages", snap.messages, rates)
     with_details(item, "messages_ready", snap.messages_ready, rates)
     with_details(item, "messages_unacknowledged", snap.messages_unacknowledged, rates)
@@ -186,6 +190,13 @@ def queue_item(
         "vhost": snap.vhost,
     })
     return item
+
+
+def dedup_fields(item: dict[str, Any], cache: DedupCache) -> None:
+    """A deduplicating queue's or exchange's Warren-only fields: messages dropped
+    as duplicates (LavinMQ counts them as `dedup`) and the keys remembered now."""
+    item["deduplicated"] = cache.dropped
+    item["deduplication_keys"] = len(cache)
 
 
 # -- exchanges -----------------------------------------------------------------------------

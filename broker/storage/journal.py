@@ -66,6 +66,7 @@ from broker.storage.recovery import Recovered
 from broker.storage.segments import SegmentWriter, segment_path
 
 if TYPE_CHECKING:
+    from broker.core.features.deduplication import DedupCache
     from broker.core.queue import Queue
     from broker.core.vhost import VHost
 
@@ -148,6 +149,8 @@ class Journal:
         self.compactions = 0
         # Durable queues that hold persisted entries (compaction looks there).
         self._queues: weakref.WeakSet[Queue] = weakref.WeakSet()
+        # Deduplication caches with entries journalled here (compaction too).
+        self._dedup_caches: weakref.WeakSet[DedupCache] = weakref.WeakSet()
         # PUBLISH records per segment (compaction's "mostly dead" test).
         self._published: dict[int, int] = dict(recovered.published) if recovered else {}
         self._next_compaction = 0.0
@@ -313,6 +316,78 @@ class Journal:
         self._append(
             r.QUEUE_DELETE, r.encode_queue_delete(queue.name, vhost), r.queue_delete_flags(vhost)
         )
+        dedup = getattr(queue, "dedup", None)
+        if dedup is not None:
+            dedup.clear()  # its entries' records are dropped by the QUEUE_DELETE
+
+    # -- deduplication caches (broker.core.features.deduplication's DedupStore) --
+
+    def dedup_remember(self, cache: DedupCache, key: bytes, expires: int | None) -> int:
+        """Journal a cache entry of a durable exchange or queue; its segment.
+
+        Appended like a PUBLISH record, so the confirm of the message that
+        put the key in waits for this record's fsync. The entry keeps its
+        segment alive (counted in `_live`) until `dedup_release`.
+        """
+        segment = self._append_dedup(cache, key, expires)
+        self._live[segment] += 1
+        self._published[segment] = self._published.get(segment, 0) + 1
+        self._dedup_caches.add(cache)
+        return segment
+
+    def _append_dedup(self, cache: DedupCache, key: bytes, expires: int | None) -> int:
+        payload = r.encode_dedup(cache.kind, cache.vhost, cache.name, key, expires)
+        segment, _offset = self._append(r.DEDUP, payload)
+        return segment
+
+    def dedup_release(self, token: int) -> None:
+        """A journalled cache entry left its cache (evicted, expired, dropped)."""
+        left = self._live.get(token)
+        if left is None:
+            return
+        self._live[token] = left - 1
+        if left == 1:
+            self._collect()
+
+    def dedup_dropped(self, cache: DedupCache) -> None:
+        """The exchange of `cache` is deleted: its entries must not come back."""
+        self._append(
+            r.DEDUP, r.encode_dedup(cache.kind, cache.vhost, cache.name), r.FLAG_DEDUP_DROP
+        )
+
+    def _restore_dedup(self, recovered: Recovered, vhosts: Mapping[str, VHost]) -> int:
+        """Put recovered cache entries back into their caches; how many.
+
+        Entries whose time ran out while the broker was down are left out;
+        those of an exchange or queue that is gone (or no longer durable or
+        deduplicating) are dropped for good with a DEDUP_DROP record.
+        """
+        restored = 0
+        now = int(time.time() * 1000)
+        for (kind, vhost_name, name), entries in recovered.dedup.items():
+            vhost = vhosts.get(vhost_name)
+            cache = None
+            if vhost is not None and kind == "exchange":
+                x = vhost.topology.exchanges.get(name)
+                if x is not None and x.durable:
+                    cache = vhost.exchange_dedup(name)
+            elif vhost is not None:
+                queue = vhost.queues.get(name)
+                if queue is not None and queue.durable:
+                    cache = queue.dedup
+            if cache is None or cache.store is not self:
+                flags = r.FLAG_DEDUP_DROP
+                self._append(r.DEDUP, r.encode_dedup(kind, vhost_name, name), flags)
+                continue
+            self._dedup_caches.add(cache)
+            for key, (expires, segment) in entries.items():
+                if expires is not None and expires <= now:
+                    continue
+                self._live[segment] += 1
+                cache.insert(key, expires, token=segment)
+                restored += 1
+        recovered.dedup.clear()
+        return restored
 
     def _collect(self) -> None:
         """Schedule deletion of the oldest segments that hold no live message."""
@@ -376,8 +451,26 @@ class Journal:
             for entry in queue.ready:
                 if isinstance(entry, PersistedEntry) and entry.segment == oldest and entry.live:
                     found.append((queue, entry))
-        if len(found) != want:
+        dedup: list[tuple[DedupCache, bytes, list[Any]]] = []
+        for cache in list(self._dedup_caches):
+            if cache.store is self:
+                for key, item in cache.entries.items():
+                    if item[1] == oldest:
+                        dedup.append((cache, key, item))
+        if len(found) + len(dedup) != want:
             return False
+        now = int(time.time() * 1000)
+        for cache, key, item in dedup:
+            self._live[oldest] -= 1
+            if item[0] is not None and item[0] <= now:
+                del cache.entries[key]  # expired: not copied, just gone
+                continue
+            # The copy is replayed after newer entries: after a restart this
+            # key counts as newer than it is when the cache makes room.
+            segment = self._append_dedup(cache, key, item[0])
+            self._live[segment] += 1
+            self._published[segment] = self._published.get(segment, 0) + 1
+            item[1] = segment
         for queue, entry in found:
             paged = isinstance(entry, PagedEntry)
             message = entry.message
@@ -392,7 +485,8 @@ class Journal:
                 entry.offset = offset  # type: ignore[attr-defined]
                 entry._loaded = None  # type: ignore[attr-defined]  # back to disk
         self.compactions += 1
-        log.info("journal.compacted", segment=oldest, messages_moved=want)
+        log.info("journal.compacted", segment=oldest, messages_moved=len(found),
+                 dedup_entries=len(dedup))
         self._collect()
         return True
 
@@ -582,6 +676,7 @@ class Journal:
                         entry.expires_at = default
             if ttl is not None or key in recovered.expiring:
                 expiring.append(queue)
+        restored_keys = self._restore_dedup(recovered, vhosts)
         self._collect()
         # Only once every queue is whole: a dead letter may go to another
         # recovered queue, and must land behind that queue's own messages.
@@ -591,7 +686,8 @@ class Journal:
             before = len(queue.ready)
             queue.expire(now)
             expired += before - len(queue.ready)
-        return {"restored": restored, "dropped": dropped, "expired": expired}
+        return {"restored": restored, "dropped": dropped, "expired": expired,
+                "dedup_keys": restored_keys}
 
 
 def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: Any) -> Journal:
@@ -632,6 +728,8 @@ def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: A
         for queue in vhost.queues.values():
             if queue.durable:
                 queue.journal = journal
+                if queue.dedup is not None:
+                    queue.dedup.store = journal
     counts = journal.restore(recovered, vhosts)
     if counts["restored"] >= FREEZE_AFTER:
         gc.freeze()
@@ -642,6 +740,7 @@ def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: A
         seconds=round(time.monotonic() - started, 3),
         scan_seconds=round(recovered.seconds, 3),
         messages=counts["restored"],
+        dedup_keys=counts["dedup_keys"],
         expired_while_down=counts["expired"],
         clean_shutdown=clean,
         dropped_for_missing_queues=counts["dropped"],

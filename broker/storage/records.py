@@ -32,6 +32,13 @@ Payloads:
 - QUEUE_DELETE: with flag bit 2 the vhost (a short string), then the queue
   name (UTF-8, to the end): every message of that queue journalled before this
   record is gone. Without bit 2, the queue is in `/`.
+- DEDUP: a deduplication cache entry of a durable exchange or queue
+  (broker.core.features.deduplication): the owner's kind (uint8: 0 exchange,
+  1 queue), vhost and name (short strings), the expiry (int64, wall-clock
+  milliseconds, -1 for none), then the key (the header value as an encoded
+  field table) to the end. With flag bit 3 (DEDUP_DROP) there is no expiry
+  and no key: the owner was deleted, its entries journalled before are gone.
+  A QUEUE_DELETE also drops the queue's entries.
 
 `msg_id` is unique per (message, queue) pair: a message routed to two durable
 queues is two PUBLISH records. Compaction may copy a PUBLISH record to a newer
@@ -50,7 +57,13 @@ from protocol.properties import priority_of
 
 __all__ = [
     "ACK",
+    "DEDUP",
+    "DEDUP_KINDS",
     "DELIVER",
+    "FLAG_DEDUP_DROP",
+    "Dedup",
+    "decode_dedup",
+    "encode_dedup",
     "FLAG_DELIVERED",
     "FLAG_EXPIRES",
     "FLAG_VHOST",
@@ -81,7 +94,8 @@ PUBLISH = 1
 ACK = 2
 DELIVER = 3
 QUEUE_DELETE = 4
-_TYPES = frozenset((PUBLISH, ACK, DELIVER, QUEUE_DELETE))
+DEDUP = 5
+_TYPES = frozenset((PUBLISH, ACK, DELIVER, QUEUE_DELETE, DEDUP))
 
 FLAG_DELIVERED = 0x01
 #: PUBLISH: an int64 expiry (epoch milliseconds) follows the msg_id. A new
@@ -89,6 +103,10 @@ FLAG_DELIVERED = 0x01
 FLAG_EXPIRES = 0x02
 #: PUBLISH, QUEUE_DELETE: the vhost's name (a short string) precedes the queue's.
 FLAG_VHOST = 0x04
+#: DEDUP: the owner is gone (no expiry, no key follow).
+FLAG_DEDUP_DROP = 0x08
+#: DEDUP owner kinds.
+DEDUP_KINDS = ("exchange", "queue")
 #: The vhost a record without FLAG_VHOST belongs to.
 DEFAULT_VHOST = "/"
 
@@ -286,6 +304,47 @@ def decode_queue_delete(payload: bytes | memoryview, flags: int = 0) -> tuple[st
         return DEFAULT_VHOST, raw.decode("utf-8")
     except (IndexError, UnicodeDecodeError) as error:
         raise ValueError(f"malformed queue-delete record: {error}") from None
+
+
+def encode_dedup(kind: str, vhost: str, name: str, key: bytes | None = None,
+                 expires: int | None = None) -> bytes:
+    """The payload of a DEDUP record (without `key`: a DEDUP_DROP one)."""
+    head = bytes((DEDUP_KINDS.index(kind),)) + _short(vhost) + _short(name)
+    if key is None:
+        return head
+    return head + _EXPIRES.pack(-1 if expires is None else expires) + key
+
+
+@dataclass(slots=True)
+class Dedup:
+    """A decoded DEDUP record."""
+
+    kind: str
+    vhost: str
+    name: str
+    key: bytes | None
+    expires: int | None
+
+
+def decode_dedup(payload: bytes | memoryview, flags: int = 0) -> Dedup:
+    """A DEDUP payload (ValueError if malformed)."""
+    raw = bytes(payload)
+    try:
+        kind = DEDUP_KINDS[raw[0]]
+        n = raw[1]
+        vhost = raw[2 : 2 + n].decode("utf-8")
+        at = 2 + n
+        m = raw[at]
+        name = raw[at + 1 : at + 1 + m].decode("utf-8")
+        at += 1 + m
+        if at > len(raw):
+            raise ValueError("name runs past the record")
+        if flags & FLAG_DEDUP_DROP:
+            return Dedup(kind, vhost, name, None, None)
+        (expires,) = _EXPIRES.unpack_from(raw, at)
+        return Dedup(kind, vhost, name, raw[at + _EXPIRES.size :], None if expires < 0 else expires)
+    except (IndexError, UnicodeDecodeError, struct.error) as error:
+        raise ValueError(f"malformed dedup record: {error}") from None
 
 
 @dataclass(slots=True)

@@ -6,7 +6,8 @@ copy, replaces the first) with its expiry if the record has one (an absolute
 wall-clock time, turned back into this process's monotonic clock), ACK
 removes it, DELIVER marks it delivered (it comes
 back with redelivered set), QUEUE_DELETE removes every message of that queue
-seen so far. What is left, per queue and sorted by msg_id, is the queue's
+seen so far (and its deduplication entries); DEDUP records rebuild the
+deduplication caches of durable exchanges and queues. What is left, per queue and sorted by msg_id, is the queue's
 content in arrival order.
 
 Damage never stops recovery:
@@ -29,6 +30,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker.core.message import QueuedMessage
 from broker.logging import get_logger
@@ -56,6 +58,12 @@ class Recovered:
     #: msg_id -> the message's `priority` property, for the recovered
     #: messages that have one above 0 (a priority queue puts each in its level).
     priorities: dict[int, int] = field(default_factory=dict)
+    #: Deduplication cache entries of durable exchanges and queues, per
+    #: (kind, vhost, name): key -> (expiry in wall-clock ms or None, segment),
+    #: oldest first (DEDUP records replayed; a later record of a key moves it last).
+    dedup: dict[tuple[str, str, str], dict[bytes, tuple[int | None, int]]] = field(
+        default_factory=dict
+    )
     next_msg_id: int = 1
     next_seq: int = 1
     bytes_read: int = 0
@@ -120,10 +128,15 @@ def recover(directory: Path) -> Recovered:
             if last_seq is None or record.seq > last_seq:
                 last_seq = record.seq
             result.records += 1
-            if record.type == r.PUBLISH:
+            if record.type == r.PUBLISH or record.type == r.DEDUP:
                 result.published[number] = result.published.get(number, 0) + 1
             try:
-                max_id = _apply(record, number, messages, keys, max_id, clock, priorities)
+                if record.type == r.DEDUP:
+                    _apply_dedup(record, number, result.dedup)
+                    continue
+                max_id = _apply(
+                    record, number, messages, keys, max_id, clock, priorities, result.dedup
+                )
             except ValueError as error:
                 result.records_lost += 1
                 log.error(
@@ -195,6 +208,7 @@ def _apply(
     max_id: int,
     clock: float,
     priorities: dict[int, int],
+    dedup: dict[tuple[str, str, str], dict[bytes, Any]],
 ) -> int:
     kind = record.type
     if kind == r.PUBLISH:
@@ -229,5 +243,19 @@ def _apply(
         deleted = r.decode_queue_delete(record.payload, record.flags)
         for msg_id in [i for i, m in messages.items() if m._source == deleted]:
             del messages[msg_id]
+        dedup.pop(("queue", *deleted), None)
         return max_id
     return max_id
+
+
+def _apply_dedup(
+    record: r.Record, segment: int, dedup: dict[tuple[str, str, str], dict[bytes, Any]]
+) -> None:
+    entry = r.decode_dedup(record.payload, record.flags)
+    owner = (entry.kind, entry.vhost, entry.name)
+    if entry.key is None:
+        dedup.pop(owner, None)
+        return
+    keys = dedup.setdefault(owner, {})
+    keys.pop(entry.key, None)  # a compaction copy or a re-insert: now the newest
+    keys[entry.key] = (entry.expires, segment)

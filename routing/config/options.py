@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..deduplication import MAX_CACHE_SIZE, MAX_CACHE_TTL
 from ..exchanges import EXCHANGE_TYPES
 from ..exchanges.consistent_hash import HASH_HEADER, HASH_PROPERTY, PROPERTIES
 
@@ -155,6 +156,19 @@ QUEUE_OPTIONS: dict[str, Option] = {
         Option("delivery-limit", "count", "x-delivery-limit", minimum=0),
     )
 }
+
+#: Message deduplication (``routing.deduplication``, LavinMQ's arguments), on
+#: exchanges and queues alike; ``x-message-deduplication true`` turns it on.
+DEDUP_OPTIONS = (
+    Option("cache-size", "count", "x-cache-size", minimum=1, maximum=MAX_CACHE_SIZE,
+           doc="deduplication: how many keys are remembered"),
+    Option("cache-ttl", "duration", "x-cache-ttl", minimum=1, maximum=MAX_CACHE_TTL,
+           doc="deduplication: how long a key is remembered"),
+    Option("deduplication-header", "text", "x-deduplication-header",
+           doc="deduplication: the header whose value is the key"),
+)  # fmt: skip
+for _option in DEDUP_OPTIONS:
+    EXCHANGE_OPTIONS[_option.name] = QUEUE_OPTIONS[_option.name] = _option
 
 #: The settings of a policy, under RabbitMQ's key names (which the language
 #: uses as they are): what Warren's broker implements (broker.core.policies;

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyparsing as pp
 
+from ..deduplication import DEDUPLICATION, DedupArgumentError, dedup_settings
 from ..exchanges import BUILTIN_EXCHANGES
 from ..exchanges.consistent_hash import argument_problems, binding_key_problem
 from ..exchanges.headers import X_MATCH_MODES
@@ -368,6 +369,15 @@ def _declaration(
             durable=flags.get("durable", False),
             auto_delete=flags.get("auto-delete", False),
             arguments=arguments,
+        )
+    try:
+        dedup_settings(arguments)  # what the broker would refuse with 406
+    except DedupArgumentError as problem:
+        ctx.at(
+            where.refs.get(problem.key, stmt.name),
+            f"{problem.key}: {problem.why.strip(chr(34))}",
+            "x-message-deduplication takes true or false" if problem.key == DEDUPLICATION
+            else None,
         )
     return decl, where
 

@@ -231,3 +231,29 @@ def test_credentials_and_vhost_access(api: Api) -> None:
     status, answer = api("POST", "/api/warren/trace/trace-elsewhere", body,
                          auth=("trace-viewer", "pw"))
     assert status == 200 and answer["vhost"] == "trace-elsewhere" and answer["routed"] is False
+
+
+def test_deduplication_says_whether_the_live_cache_would_drop_it(api: Api, channel: Any) -> None:
+    p = "dedup-"
+    channel.exchange_declare(f"{p}orders", "fanout", arguments={"x-message-deduplication": True})
+    channel.queue_declare(f"{p}intake", arguments={"x-message-deduplication": True,
+                                                   "x-deduplication-header": "id"})
+    channel.queue_bind(f"{p}intake", f"{p}orders")
+    body = {"exchange": f"{p}orders", "headers": {"x-deduplication-header": "A-1", "id": 7}}
+    before = trace(api, body)
+    assert before["duplicate"] is False
+    assert [(s["kind"], s["key"], s["duplicate"]) for s in before["deduplication"]] == [
+        ("exchange", "A-1", False), ("queue", 7, False)]  # fmt: skip
+    assert "not seen, this message would pass" in before["text"]
+    channel.basic_publish(f"{p}orders", "", b"1", pika.BasicProperties(
+        headers={"x-deduplication-header": "A-1", "id": 7}))  # fmt: skip
+    channel.queue_declare(f"{p}intake", passive=True)  # a round trip: the publish is done
+    after = trace(api, body)
+    assert after["duplicate"] is True
+    assert [s["duplicate"] for s in after["deduplication"]] == [True, True]
+    assert "this message would be DROPPED as a duplicate" in after["text"]
+    # Tracing remembered nothing: another key still passes.
+    other = trace(api, {**body, "headers": {"x-deduplication-header": "B-2"}})
+    assert other["duplicate"] is False
+    assert trace(api, {"exchange": f"{p}orders", "headers": {"x-deduplication-header": "B-2"}})[
+        "duplicate"] is False  # fmt: skip

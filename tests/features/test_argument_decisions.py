@@ -116,3 +116,14 @@ def test_unknown_exchange_arguments_are_logged_once_known_ones_not() -> None:
         (e["kind"], e["exchange"], e["argument"]) for e in logs if e["event"] == "argument.ignored"
     ]
     assert ignored == [("exchange", "x", "x-foo"), ("exchange", "h", "x-bar")]
+
+
+def test_deduplication_arguments_are_read_by_every_exchange_type() -> None:
+    arguments_module._logged.clear()
+    with capture_logs() as logs:
+        VHost().declare_exchange("d", "topic", arguments={
+            "x-message-deduplication": True, "x-cache-size": 10, "x-cache-ttl": 1000,
+            "x-deduplication-header": "id", "x-cache-persistence": "disk",
+        })  # fmt: skip
+    ignored = [e["argument"] for e in logs if e["event"] == "argument.ignored"]
+    assert ignored == ["x-cache-persistence"]  # the plugin's: Warren persists anyway

@@ -31,6 +31,7 @@ from broker.core import errors
 from broker.core.errors import amqp_type
 from broker.logging import get_logger
 from protocol.errors import AMQPError
+from routing import deduplication
 
 __all__ = [
     "KNOWN_QUEUE_ARGUMENTS",
@@ -39,6 +40,7 @@ __all__ = [
     "QUEUE_TYPES",
     "OVERFLOW_MODES",
     "SUPPORTED_BY_TYPE",
+    "WARREN_QUEUE_ARGUMENTS",
     "log_ignored_once",
     "queue_type_of",
     "validate_queue_arguments",
@@ -226,6 +228,11 @@ _NOT_SUPPORTED: dict[str, tuple[Any, ...] | None] = {
 #: Arguments that choose where a queue's replicas or leader live: a single
 #: node (RabbitMQ's or Warren) has one place, so they change nothing there.
 #: Accepted (checked as RabbitMQ checks them) and logged once.
+#: Warren's own (LavinMQ's) queue arguments, beyond RabbitMQ 3.10's: message
+#: deduplication (routing.deduplication, docs/deduplication.md). Checked after
+#: RabbitMQ's, on every queue type.
+WARREN_QUEUE_ARGUMENTS = frozenset(deduplication.ARGUMENTS)
+
 _NO_EFFECT_ON_ONE_NODE = ("x-queue-master-locator", "x-queue-leader-locator",
                           "x-quorum-initial-group-size")  # fmt: skip
 
@@ -327,8 +334,14 @@ def validate_queue_arguments(
     for key, values in _NOT_SUPPORTED.items():
         if key in arguments and (values is None or arguments[key] in values):
             raise _invalid(queue, vhost, key, _not_supported(key, arguments[key]))
+    try:
+        deduplication.dedup_settings(arguments)
+    except deduplication.DedupArgumentError as problem:
+        raise _invalid(queue, vhost, problem.key, problem.why) from None
+    if isinstance(arguments.get(deduplication.HEADER), bytes):
+        arguments[deduplication.HEADER] = arguments[deduplication.HEADER].decode("utf-8", "replace")
     for key in arguments:
         if key in _NO_EFFECT_ON_ONE_NODE:
             log_ignored_once(vhost, queue, key, "no effect on a single node")
-        elif key not in KNOWN_QUEUE_ARGUMENTS:
+        elif key not in KNOWN_QUEUE_ARGUMENTS and key not in WARREN_QUEUE_ARGUMENTS:
             log_ignored_once(vhost, queue, key, "unknown argument, ignored as RabbitMQ ignores it")

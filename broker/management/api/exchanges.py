@@ -37,7 +37,7 @@ from broker.management.messages import HttpError, Request, Response
 from broker.management.query import reply_item, reply_list, reply_objects
 from broker.management.router import Router
 from broker.management.stats import Totals
-from broker.management.views import binding_item, exchange_item
+from broker.management.views import binding_item, dedup_fields, exchange_item
 from broker.session import authorization
 from protocol.errors import AMQPError
 from protocol.properties import BasicProperties
@@ -86,10 +86,16 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     def item(vhost: VHost, exchange: Exchange, totals: Totals) -> dict[str, Any]:
         builtin = exchange.name == "" or exchange.name.startswith("amq.")
         user = INTERNAL_USER if builtin else vhost.exchange_users.get(exchange.name, "")
-        return exchange_item(
+        answer = exchange_item(
             vhost.name, exchange, totals.exchange(vhost, exchange.name),
             stats.exchanges.rates(exchange), user,
         )
+        known = vhost.dedup_caches.get(exchange.name)
+        if known is not None and known[0] is exchange and known[1] is not None:
+            dedup_fields(answer, known[1])  # LavinMQ's dedup count (Warren's field names)
+        elif vhost.topology.dedup_exchanges and vhost.topology.dedup_settings(exchange.name):
+            answer["deduplicated"] = answer["deduplication_keys"] = 0
+        return answer
 
     async def reply_exchanges(request: Request, vhosts: list[VHost]) -> Response:
         totals = Totals.now(context.vhosts, context.connections())

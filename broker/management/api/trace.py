@@ -18,6 +18,10 @@ route` prints for a configuration file, as JSON:
 - `routing_keys`: the publish key and the CC/BCC entries it was routed with;
 - `unroutable`: when no queue is reached, what the broker would do with the
   message (mandatory: basic.return 312 NO_ROUTE; otherwise dropped);
+- `deduplication`: for the exchange published to and each queue reached that
+  deduplicate (`x-message-deduplication`), the header, the message's key and
+  whether the live cache would drop it now (`duplicate`; at the exchange that
+  also sets the top-level `duplicate`: the message would not be routed);
 - `text`: the same, as the lines `warren route` prints.
 
 `exchange` is required ("" or "amq.default" is the default exchange);
@@ -34,11 +38,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.core.features.deduplication import DedupCache
 from broker.core.vhost import VHost
 from broker.management.authz import require_vhost
 from broker.management.context import ManagementContext
 from broker.management.messages import HttpError, Request, Response
 from broker.management.router import Router
+from routing.deduplication import DedupSettings, describe
 from routing.errors import RoutingError
 from routing.exchanges.headers import HeadersExchange
 from routing.topology import Hop, RouteTrace, Topology
@@ -163,6 +169,42 @@ def _exchange_step(
     return step
 
 
+def _dedup_steps(
+    vhost: VHost, exchange: str, queues: list[str], headers: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Deduplication at the exchange published to and at the queues reached:
+    its settings, the message's key, and whether the live cache would drop it
+    (read only: no key is remembered, no cache is made)."""
+    topology = vhost.topology
+    found: list[tuple[str, str, DedupSettings, DedupCache | None]] = []
+    settings = topology.dedup_settings(exchange)
+    if settings is not None:
+        known = vhost.dedup_caches.get(exchange)
+        live = known[1] if known is not None and known[0] is topology.exchanges.get(exchange) else None
+        found.append(("exchange", exchange, settings, live))
+    for name in queues:
+        queue = vhost.queues.get(name)
+        if queue is not None and queue.dedup is not None:
+            found.append(("queue", name, queue.dedup.settings, queue.dedup))
+    steps = []
+    for kind, name, settings, cache in found:
+        value = headers.get(settings.header)
+        duplicate = cache is not None and cache.would_drop(headers)
+        text = describe(kind, name, settings, headers)
+        if value is not None:
+            text += (
+                "; now: seen before, this message would be DROPPED as a duplicate"
+                if duplicate
+                else "; now: not seen, this message would pass and its key be remembered"
+            )
+        steps.append({"kind": kind, "name": name, "header": settings.header,
+                      "cache_size": settings.size, "cache_ttl": settings.ttl,
+                      "key": _json(value), "duplicate": duplicate,
+                      "remembered": len(cache) if cache is not None else 0,
+                      "explanation": text})  # fmt: skip
+    return steps
+
+
 def trace_document(
     vhost: VHost, exchange: str, routing_key: str, headers: dict[str, Any]
 ) -> dict[str, Any]:
@@ -186,6 +228,10 @@ def trace_document(
         )
     if "BCC" in headers:
         notes.append("the broker removes the BCC header from the messages it delivers")
+    dedup = _dedup_steps(vhost, exchange, trace.queues, headers)
+    duplicate = any(step["kind"] == "exchange" and step["duplicate"] for step in dedup)
+    for step in dedup:
+        notes.append(step["explanation"])
     unroutable = None
     if not trace.queues:
         reasons = [f"exchange '{s['name']}' ({s['type']}): {s['explanation']}" for s in steps]
@@ -206,6 +252,8 @@ def trace_document(
         ],
         "exchanges": steps,
         "unroutable": unroutable,
+        "deduplication": dedup,
+        "duplicate": duplicate,
         "notes": notes,
         "text": "\n".join([*(f"note: {n}" for n in notes), *text]),
     }

@@ -282,6 +282,36 @@ class Journal:
         _m, _t, flags, length, _c, _s = r.HEADER.unpack(head)
         return flags, os.pread(fd, length, offset + header)
 
+    # -- held by delayed-message exchanges (broker.core.delayed) -----------------
+
+    def hold_delayed(
+        self, vhost: str, exchange: str, message: Message, due_ms: int
+    ) -> tuple[int, int, int]:
+        """Journal a persistent message held by durable delayed exchange
+        `exchange` until `due_ms` (epoch milliseconds): a PUBLISH record with
+        `FLAG_DELAYED`, the exchange in its queue field. Its (msg_id, segment,
+        offset): the store keeps only these and reads the message back when
+        it is due (`load`). A confirm waits for its fsync like any publish's."""
+        msg_id = self._next_msg_id
+        self._next_msg_id = msg_id + 1
+        payload = r.encode_publish(msg_id, exchange, message.exchange, message.routing_key,
+                                   message.properties, message.body, due_ms, vhost)
+        flags = r.publish_flags(expires=due_ms, vhost=vhost) | r.FLAG_DELAYED
+        segment, offset = self._append(r.PUBLISH, payload, flags)
+        self._live[segment] += 1
+        self._published[segment] = self._published.get(segment, 0) + 1
+        return msg_id, segment, offset
+
+    def forget_delayed(self, msg_id: int, segment: int) -> None:
+        """A held message left its exchange (released or dropped): an ACK record."""
+        self._acks.append(msg_id)
+        self.changes += 1
+        left = self._live[segment] - 1
+        self._live[segment] = left
+        if not left:
+            self._collect()
+        self._dirty.set()
+
     def delivered(self, entry: QueuedMessage, no_ack: bool) -> None:
         """`entry` was handed to a consumer (or basic.get)."""
         if not isinstance(entry, PersistedEntry):
@@ -582,6 +612,7 @@ class Journal:
                         entry.expires_at = default
             if ttl is not None or key in recovered.expiring:
                 expiring.append(queue)
+        delayed = self._restore_delayed(recovered, vhosts)
         self._collect()
         # Only once every queue is whole: a dead letter may go to another
         # recovered queue, and must land behind that queue's own messages.
@@ -591,7 +622,37 @@ class Journal:
             before = len(queue.ready)
             queue.expire(now)
             expired += before - len(queue.ready)
-        return {"restored": restored, "dropped": dropped, "expired": expired}
+        return {"restored": restored, "dropped": dropped, "expired": expired, "delayed": delayed}
+
+    def _restore_delayed(self, recovered: Recovered, vhosts: Mapping[str, VHost]) -> int:
+        """Give the held messages back to their delayed exchanges, due time
+        kept (those due while the broker was down go first, at once).
+        Messages of an exchange that is gone, or is no longer a durable
+        delayed exchange, are dropped (ACK records)."""
+        from broker.core.delayed import Held
+        from routing.exchanges.delayed import DelayedMessageExchange
+
+        restored = 0
+        for (vhost_name, exchange), entries in recovered.delayed.items():
+            vhost = vhosts.get(vhost_name)
+            x = vhost.topology.exchanges.get(exchange) if vhost is not None else None
+            if vhost is None or not isinstance(x, DelayedMessageExchange) or not x.durable:
+                log.warning("journal.delayed_exchange_missing", vhost=vhost_name,
+                            exchange=exchange, messages=len(entries))
+                for entry in entries:
+                    self._acks.append(entry.msg_id)
+                continue
+            for entry in entries:
+                self._live[entry.segment] += 1
+            restored += vhost.delayed.restore(
+                (entry.expires_at or 0.0, Held(exchange, None, entry.msg_id, entry.segment,
+                                               entry.offset))
+                for entry in entries
+            )
+        recovered.delayed.clear()
+        if self._acks:
+            self._dirty.set()
+        return restored
 
 
 def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: Any) -> Journal:
@@ -643,6 +704,7 @@ def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: A
         scan_seconds=round(recovered.seconds, 3),
         messages=counts["restored"],
         expired_while_down=counts["expired"],
+        delayed=counts["delayed"],
         clean_shutdown=clean,
         dropped_for_missing_queues=counts["dropped"],
         segments=len(recovered.segments),

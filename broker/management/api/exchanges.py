@@ -92,10 +92,14 @@ def add_routes(router: Router, context: ManagementContext) -> None:
     def item(vhost: VHost, exchange: Exchange, totals: Totals) -> dict[str, Any]:
         builtin = exchange.name == "" or exchange.name.startswith("amq.")
         user = INTERNAL_USER if builtin else vhost.exchange_users.get(exchange.name, "")
-        return exchange_item(
+        out = exchange_item(
             vhost.name, exchange, totals.exchange(vhost, exchange.name),
             stats.exchanges.rates(exchange), user,
         )
+        if exchange.type == "x-delayed-message":
+            # The plugin's exchange info item (rabbit_exchange_type_delayed_message:info/2).
+            out["messages_delayed"] = vhost.delayed.count(exchange.name)
+        return out
 
     async def reply_exchanges(request: Request, vhosts: list[VHost]) -> Response:
         totals = Totals.now(context.vhosts, context.connections())

@@ -648,15 +648,14 @@ class Topology:
             if delay is not None and isinstance(x, DelayedMessageExchange):
                 delayed.append((x.name, delay))
             if isinstance(x, DelayedMessageExchange):
-                note = f"delayed ({x.delayed_type})"
-                if delay is not None:
-                    note += f" after {delay} ms"
+                note = f"(x-delayed-type {x.delayed_type}, "
+                note += f"after {delay} ms)" if delay is not None else "no x-delay: at once)"
                 inner = x.inner
                 for k in keys if not isinstance(inner, HeadersExchange) else keys[:1]:
                     for b in x.matching_bindings(k, headers):
                         how = _binding_how(b, None if isinstance(inner, HeadersExchange) else k)
                         hops.append(
-                            Hop(x.name, b.destination, "binding", b, k, f"{how}, {note}")
+                            Hop(x.name, b.destination, "binding", b, k, f"{how} {note}")
                         )
             elif x is self._default:
                 for k in keys:

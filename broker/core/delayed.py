@@ -68,6 +68,10 @@ class DelayedJournal(Protocol):
         """The held message left (released or dropped): journal its removal."""
         ...
 
+    def track_delayed(self, store: DelayedMessages) -> None:
+        """`store` holds journalled messages (compaction moves them too)."""
+        ...
+
     def load(self, segment: int, offset: int) -> Message:
         """Read a journalled message back."""
         ...
@@ -152,6 +156,8 @@ class DelayedMessages:
         self._armed_at: float | None = None
         #: Messages released so far (statistics).
         self.released = 0
+        #: The journal that knows this store holds records in it (compaction).
+        self._tracked_by: DelayedJournal | None = None
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -169,6 +175,9 @@ class DelayedMessages:
         journal = self.owner.delayed_journal
         for exchange in exchanges:
             if journal is not None and exchange in durable and message.persistent:
+                if self._tracked_by is not journal:
+                    journal.track_delayed(self)
+                    self._tracked_by = journal
                 due_ms = round((time.time() + delay / 1000) * 1000)
                 msg_id, segment, offset = journal.hold_delayed(
                     self.owner.name, exchange, message, due_ms
@@ -285,9 +294,14 @@ class DelayedMessages:
             dropped += self.drop_exchange(exchange)
         return dropped
 
-    def held_in_segment(self, segment: int) -> list[Held]:
-        """The journalled held messages whose record is in `segment` (compaction)."""
-        return [item[2] for item in self._heap if item[2].message is None and item[2].segment == segment]
+    def held_in_segment(self, segment: int) -> list[tuple[float, Held]]:
+        """(due, held) of the journalled held messages whose record is in
+        `segment`, for compaction (a scan of the heap: rare, slow path)."""
+        return [
+            (due, held)
+            for due, _seq, held in self._heap
+            if held.message is None and held.segment == segment
+        ]
 
     def snapshot(self) -> list[tuple[float, str, Any]]:
         """(due, exchange, message or None) in due order, for tests and tools (slow)."""

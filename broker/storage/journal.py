@@ -66,6 +66,7 @@ from broker.storage.recovery import Recovered
 from broker.storage.segments import SegmentWriter, segment_path
 
 if TYPE_CHECKING:
+    from broker.core.delayed import DelayedMessages
     from broker.core.queue import Queue
     from broker.core.vhost import VHost
 
@@ -148,6 +149,8 @@ class Journal:
         self.compactions = 0
         # Durable queues that hold persisted entries (compaction looks there).
         self._queues: weakref.WeakSet[Queue] = weakref.WeakSet()
+        # Vhosts' held-message stores with journalled messages (compaction too).
+        self._delayed_stores: weakref.WeakSet[DelayedMessages] = weakref.WeakSet()
         # PUBLISH records per segment (compaction's "mostly dead" test).
         self._published: dict[int, int] = dict(recovered.published) if recovered else {}
         self._next_compaction = 0.0
@@ -294,13 +297,21 @@ class Journal:
         it is due (`load`). A confirm waits for its fsync like any publish's."""
         msg_id = self._next_msg_id
         self._next_msg_id = msg_id + 1
-        payload = r.encode_publish(msg_id, exchange, message.exchange, message.routing_key,
-                                   message.properties, message.body, due_ms, vhost)
-        flags = r.publish_flags(expires=due_ms, vhost=vhost) | r.FLAG_DELAYED
-        segment, offset = self._append(r.PUBLISH, payload, flags)
+        segment, offset = self._append_held(vhost, exchange, msg_id, message, due_ms)
         self._live[segment] += 1
         self._published[segment] = self._published.get(segment, 0) + 1
         return msg_id, segment, offset
+
+    def track_delayed(self, store: DelayedMessages) -> None:
+        """`store` holds journalled messages: compaction moves them too."""
+        self._delayed_stores.add(store)
+
+    def _append_held(self, vhost: str, exchange: str, msg_id: int, message: Message,
+                     due_ms: int) -> tuple[int, int]:
+        payload = r.encode_publish(msg_id, exchange, message.exchange, message.routing_key,
+                                   message.properties, message.body, due_ms, vhost)
+        flags = r.publish_flags(expires=due_ms, vhost=vhost) | r.FLAG_DELAYED
+        return self._append(r.PUBLISH, payload, flags)
 
     def forget_delayed(self, msg_id: int, segment: int) -> None:
         """A held message left its exchange (released or dropped): an ACK record."""
@@ -391,7 +402,8 @@ class Journal:
         The copies keep their msg_id (recovery keeps the last record of an
         id), so once they are written the old segment holds nothing live and
         is deleted, in the same batch, after the fsync of the copies. Only
-        ready messages are found and moved; if some live message of the
+        ready messages, and messages held by delayed exchanges (with their
+        due time), are found and moved; if some live message of the
         segment is being delivered (unacknowledged), nothing is done and the
         next attempt tries again. True if the segment was emptied.
         """
@@ -406,8 +418,23 @@ class Journal:
             for entry in queue.ready:
                 if isinstance(entry, PersistedEntry) and entry.segment == oldest and entry.live:
                     found.append((queue, entry))
-        if len(found) != want:
+        held: list[tuple[str, float, Any]] = [
+            (store.owner.name, due, h)
+            for store in list(self._delayed_stores)
+            for due, h in store.held_in_segment(oldest)
+        ]
+        if len(found) + len(held) != want:
             return False
+        # Held messages keep their msg_id and absolute due time.
+        wall_offset = time.time() - time.monotonic()
+        for vhost, due, h in held:
+            message = self.load(h.segment, h.offset)
+            due_ms = round((due + wall_offset) * 1000)
+            segment, offset = self._append_held(vhost, h.exchange, h.msg_id, message, due_ms)
+            self._live[oldest] -= 1
+            self._live[segment] += 1
+            self._published[segment] = self._published.get(segment, 0) + 1
+            h.segment, h.offset = segment, offset
         for queue, entry in found:
             paged = isinstance(entry, PagedEntry)
             message = entry.message
@@ -644,6 +671,8 @@ class Journal:
                 continue
             for entry in entries:
                 self._live[entry.segment] += 1
+            self._delayed_stores.add(vhost.delayed)
+            vhost.delayed._tracked_by = self
             restored += vhost.delayed.restore(
                 (entry.expires_at or 0.0, Held(exchange, None, entry.msg_id, entry.segment,
                                                entry.offset))

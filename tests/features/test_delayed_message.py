@@ -283,3 +283,30 @@ def test_management_shows_the_type_arguments_and_held_count(
     assert info["type"] == "x-delayed-message"
     assert info["arguments"] == {"x-delayed-type": "topic"}
     assert info["messages_delayed"] == 1
+
+
+def test_the_trace_api_says_the_message_would_be_delayed(
+    fresh_warren: BrokerThread, unique: Any
+) -> None:
+    import json
+    import urllib.request
+
+    connection, channel = _channel(fresh_warren.url)
+    x, q = unique("dx"), unique("dq")
+    _delayed(channel, x, "direct")
+    channel.queue_declare(q)
+    channel.queue_bind(q, x, "k")
+    connection.close()
+    assert fresh_warren.broker is not None
+    request = urllib.request.Request(
+        f"{fresh_warren.broker.management_url}/api/warren/trace/%2F",
+        data=json.dumps({"exchange": x, "routing_key": "k",
+                         "headers": {"x-delay": 2500}}).encode(),
+        headers={"content-type": "application/json",
+                 "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer = json.loads(response.read())
+    assert answer["delayed"] == [{"exchange": x, "delay_ms": 2500}]
+    assert [queue["name"] for queue in answer["queues"]] == [q]
+    assert f"delayed by 2500 ms at exchange '{x}'" in answer["text"]

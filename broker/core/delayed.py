@@ -175,9 +175,7 @@ class DelayedMessages:
         journal = self.owner.delayed_journal
         for exchange in exchanges:
             if journal is not None and exchange in durable and message.persistent:
-                if self._tracked_by is not journal:
-                    journal.track_delayed(self)
-                    self._tracked_by = journal
+                self.tracked_by(journal)
                 due_ms = round((time.time() + delay / 1000) * 1000)
                 msg_id, segment, offset = journal.hold_delayed(
                     self.owner.name, exchange, message, due_ms
@@ -187,6 +185,12 @@ class DelayedMessages:
                 held = Held(exchange, message)
             self._push(due, held)
         self._arm()
+
+    def tracked_by(self, journal: DelayedJournal) -> None:
+        """Tell `journal` (once) that this store holds records in it."""
+        if self._tracked_by is not journal:
+            journal.track_delayed(self)
+            self._tracked_by = journal
 
     def restore(self, entries: Iterable[tuple[float, Held]]) -> int:
         """Recovered held messages, as (due in monotonic seconds, Held) in

@@ -671,8 +671,7 @@ class Journal:
                 continue
             for entry in entries:
                 self._live[entry.segment] += 1
-            self._delayed_stores.add(vhost.delayed)
-            vhost.delayed._tracked_by = self
+            vhost.delayed.tracked_by(self)
             restored += vhost.delayed.restore(
                 (entry.expires_at or 0.0, Held(exchange, None, entry.msg_id, entry.segment,
                                                entry.offset))

@@ -33,6 +33,7 @@ from . import deduplication
 from .errors import AccessRefused, PreconditionFailed, UnknownExchange, UnknownQueue
 from .exchanges import BUILTIN_EXCHANGES, Binding, Destination, Exchange, make_exchange
 from .exchanges.consistent_hash import ConsistentHashExchange
+from .exchanges.delayed import DELAYED_TYPE_ARGUMENT, DelayedMessageExchange, delay_of
 from .exchanges.headers import HeadersExchange, field_type_name
 
 __all__ = [
@@ -115,6 +116,10 @@ class RouteTrace:
     paths: dict[str, list[Hop]]
     #: Exchanges visited, in the order the walk reached them.
     exchanges_visited: list[str]
+    #: The delayed-message exchanges that would hold the message, each with
+    #: the delay (ms) its ``x-delay`` header asks for; ``queues`` and
+    #: ``paths`` are then where it would go if it were released now.
+    delayed: list[tuple[str, int]] = field(default_factory=list)
 
     def describe(self) -> str:
         """A human-readable rendering (what the CLI prints)."""
@@ -122,6 +127,11 @@ class RouteTrace:
             f"exchange '{self.exchange}' routing keys {self.routing_keys}: "
             f"{len(self.queues)} queue(s)"
         ]
+        for name, delay in self.delayed:
+            lines.append(
+                f"  delayed by {delay} ms at exchange '{name}' (x-delay); "
+                "routed when released by the bindings that exist then; now it would reach:"
+            )
         for q in self.queues:
             lines.append(f"  queue '{q}'")
             for hop in self.paths[q]:
@@ -129,6 +139,17 @@ class RouteTrace:
         if not self.queues:
             lines.append("  unroutable: no queue reached")
         return "\n".join(lines)
+
+
+def _binding_how(binding: Binding, matched_key: str | None) -> str:
+    """How a binding matched, as ``Hop.describe`` says it."""
+    args = " ".join(f"{k}={v!r}" for k, v in binding.arguments.items())
+    if matched_key is None:  # a headers exchange: the key plays no part
+        return f"headers {args}" if args else "headers (none: x-match all)"
+    how = f"key '{binding.routing_key}'"
+    if args:
+        how += f" arguments {args}"
+    return how + f" matched '{matched_key}'"
 
 
 def _cc_keys(routing_key: str, headers: Mapping[str, Any]) -> list[str] | None:
@@ -177,6 +198,9 @@ class Topology:
         #: How many exchanges deduplicate (``x-message-deduplication``): zero
         #: means the broker looks for no duplicate at publish (one int test).
         self.dedup_exchanges = 0
+        #: How many ``x-delayed-message`` exchanges there are: zero means no
+        #: publish can be held (the broker's one check per publish).
+        self.delayed_exchanges = 0
         if builtin_exchanges:
             for name, type_, internal in BUILTIN_EXCHANGES:
                 self.declare_exchange(name, type_, durable=True, internal=internal, system=True)
@@ -276,6 +300,8 @@ class Topology:
                 self._property_exchanges += 1
             if dedup is not None:
                 self.dedup_exchanges += 1
+            if isinstance(new, DelayedMessageExchange):
+                self.delayed_exchanges += 1
             return new
         self._assert_equivalent(existing, new)
         return existing
@@ -315,17 +341,24 @@ class Topology:
                     f"inequivalent arg '{arg}' for {where}: "
                     f"received '{got_s}' but current is '{had_s}'"
                 )
+
+        def show(v: Any) -> str:
+            if v is None:
+                return "none"
+            return f"the value '{v}' of type '{field_type_name(v)}'"
+
         # RabbitMQ compares alternate-exchange only; Warren also compares the
-        # deduplication arguments, as it does a queue's (docs/deduplication.md).
-        for key in ("alternate-exchange", *deduplication.ARGUMENTS):
+        # deduplication arguments, as it does a queue's (docs/deduplication.md),
+        # and a delayed exchange's x-delayed-type: the plugin compares only
+        # alternate-exchange (its inner type's assert_args_equivalence), so a
+        # redeclare asking for other routing would be accepted and ignored
+        # (compatibility.md).
+        keys: tuple[str, ...] = ("alternate-exchange", *deduplication.ARGUMENTS)
+        if isinstance(old, DelayedMessageExchange):
+            keys += (DELAYED_TYPE_ARGUMENT,)
+        for key in keys:
             had_v, got_v = old.arguments.get(key), new.arguments.get(key)
             if had_v != got_v or type(had_v) is not type(got_v):
-
-                def show(v: Any) -> str:
-                    if v is None:
-                        return "none"
-                    return f"the value '{v}' of type '{field_type_name(v)}'"
-
                 raise PreconditionFailed(
                     f"inequivalent arg '{key}' for {where}: "
                     f"received {show(got_v)} but current is {show(had_v)}"
@@ -358,6 +391,8 @@ class Topology:
             self._property_exchanges -= 1
         if x.arguments.get(deduplication.DEDUPLICATION) is True:
             self.dedup_exchanges -= 1
+        if isinstance(x, DelayedMessageExchange):
+            self.delayed_exchanges -= 1
         changes.exchanges_deleted.append(x.name)
         for b in list(x.bindings):
             self._remove_binding(x, b, changes, auto_delete=False)
@@ -496,6 +531,63 @@ class Topology:
             return []
         return self._walk(x, [routing_key], headers, properties)
 
+    def route_holding(
+        self,
+        exchange: str,
+        routing_key: str = "",
+        headers: Mapping[str, Any] | None = None,
+        properties: Any = None,
+    ) -> tuple[list[str], list[str], int]:
+        """``route`` where delayed-message exchanges may hold the message.
+
+        Returns (queues reached now, delayed exchanges that hold it, the
+        delay in ms). A message whose ``x-delay`` asks for a delay stops at
+        every ``x-delayed-message`` exchange it reaches, the first one or one
+        reached through an exchange-to-exchange binding (the plugin's
+        ``route/2`` answers no destination and keeps the message); it goes
+        on through other exchanges as usual. A message asking for no delay
+        routes as ``route`` routes it. Raises what ``route`` raises, and
+        ``PreconditionFailed`` (406) for an ``x-delay`` string that is not an
+        integer (where the plugin's ``binary_to_integer`` crashes).
+        """
+        if not self.delayed_exchanges or not headers or "x-delay" not in headers:
+            return self.route(exchange, routing_key, headers, properties), [], 0
+        try:
+            delay = delay_of(headers)
+        except ValueError as error:
+            raise PreconditionFailed(f"invalid message: {error}") from None
+        if delay is None:
+            return self.route(exchange, routing_key, headers, properties), [], 0
+        x = self._exchanges.get(exchange)
+        if x is None:
+            raise UnknownExchange(exchange, self.vhost)
+        if x.internal:
+            raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
+        keys = _cc_keys(routing_key, headers) or [routing_key]
+        held: list[str] = []
+        queues = self._walk(x, keys, headers, properties, held)
+        return queues, held, delay
+
+    def release(
+        self,
+        exchange: str,
+        routing_key: str = "",
+        headers: Mapping[str, Any] | None = None,
+        properties: Any = None,
+    ) -> list[str]:
+        """The queues a message held by delayed exchange ``exchange`` reaches
+        now that its delay is over (none if the exchange is gone).
+
+        Its ``x-delay`` header is negative by now (``broker.core.delayed``),
+        so no delayed exchange holds it again. Internal or not, the exchange
+        routes it: it was accepted when it was published.
+        """
+        x = self._exchanges.get(exchange)
+        if x is None:
+            return []
+        keys = (_cc_keys(routing_key, headers) if headers else None) or [routing_key]
+        return self._walk(x, keys, headers, properties)
+
     def _route_one(
         self, x: Exchange, keys: list[str], headers: Mapping[str, Any] | None, properties: Any
     ) -> Iterable[Destination]:
@@ -513,15 +605,20 @@ class Topology:
         keys: list[str],
         headers: Mapping[str, Any] | None,
         properties: Any = None,
+        held: list[str] | None = None,
     ) -> list[str]:
         # rabbit_exchange:route1/3: a work list of exchanges and a seen set, so
         # each exchange routes at most once however the bindings loop.
+        # `held` (route_holding): delayed exchanges keep the message, named there.
         exchanges = self._exchanges
         queues: dict[str, None] = {}
         seen = {start.name}
         work = [start]
         while work:
             x = work.pop(0)
+            if held is not None and isinstance(x, DelayedMessageExchange):
+                held.append(x.name)
+                continue
             dests = self._route_one(x, keys, headers, properties)
             if not dests:
                 ae = x.alternate_exchange
@@ -561,6 +658,11 @@ class Topology:
         if x.internal and not allow_internal:
             raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
         keys = (_cc_keys(routing_key, headers) if headers else None) or [routing_key]
+        try:
+            delay = delay_of(headers)
+        except ValueError as error:
+            raise PreconditionFailed(f"invalid message: {error}") from None
+        delayed: list[tuple[str, int]] = []
         paths: dict[str, list[Hop]] = {}
         chain: dict[str, list[Hop]] = {x.name: []}
         visited: list[str] = []
@@ -569,7 +671,19 @@ class Topology:
             x = work.pop(0)
             visited.append(x.name)
             hops: list[Hop] = []
-            if x is self._default:
+            if delay is not None and isinstance(x, DelayedMessageExchange):
+                delayed.append((x.name, delay))
+            if isinstance(x, DelayedMessageExchange):
+                note = f"(x-delayed-type {x.delayed_type}, "
+                note += f"after {delay} ms)" if delay is not None else "no x-delay: at once)"
+                inner = x.inner
+                for k in keys if not isinstance(inner, HeadersExchange) else keys[:1]:
+                    for b in x.matching_bindings(k, headers):
+                        how = _binding_how(b, None if isinstance(inner, HeadersExchange) else k)
+                        hops.append(
+                            Hop(x.name, b.destination, "binding", b, k, f"{how} {note}")
+                        )
+            elif x is self._default:
                 for k in keys:
                     if k in self._queues:
                         hops.append(Hop("", Destination("queue", k), "default-exchange", None, k))
@@ -601,7 +715,7 @@ class Topology:
                     if nxt is not None:
                         chain[name] = [*chain[x.name], hop]
                         work.append(nxt)
-        return RouteTrace(exchange, keys, list(paths), paths, visited)
+        return RouteTrace(exchange, keys, list(paths), paths, visited, delayed)
 
     def __repr__(self) -> str:
         return (

@@ -10,8 +10,11 @@ and `Topology.trace` gives the queues the message reaches with the chain of
 bindings that led to each. When it reaches nothing, the command says why for
 each exchange the message crossed (no binding matched; the alternate
 exchange it went on to) and what the broker would do with it (mandatory:
-basic.return 312 NO_ROUTE; otherwise it is dropped). Exit 0 when the
-message reaches a queue, 1 when it reaches none.
+basic.return 312 NO_ROUTE; otherwise it is dropped). A message whose
+`x-delay` header asks an `x-delayed-message` exchange to hold it is shown
+delayed by that many milliseconds, with the queues it would reach if it were
+released now (by then the bindings may differ). Exit 0 when the message
+reaches a queue, 1 when it reaches none.
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ def _route(args: argparse.Namespace) -> int:
         for note in notes:
             print(note)
         return EXIT_OK
-    print(trace.describe().splitlines()[0])
+    described = trace.describe().splitlines()
+    for line in described[: 1 + len(trace.delayed)]:  # the head and the delays
+        print(line)
     for line in explain_unroutable(topology, trace, headers, args.file):
         print(f"  {line}")
     for note in notes:
@@ -212,6 +217,12 @@ def explain_unroutable(topology: Any, trace: Any, headers: Any, filename: str) -
                     f"  its alternate-exchange '{x.alternate_exchange}' does not exist: "
                     "the message stops here"
                 )
+    if getattr(trace, "delayed", None):
+        lines.append(
+            "held by a delayed exchange, it is not returned when published (mandatory or "
+            "not); if it reaches no queue when released, it is dropped"
+        )
+        return lines
     lines.append(
         "published with mandatory, the broker returns it (basic.return 312 NO_ROUTE; "
         "with publisher confirms, basic.ack follows the return); without mandatory it is dropped"

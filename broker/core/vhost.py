@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from broker.core import errors
+from broker.core.delayed import HELD, DelayedJournal, DelayedMessages
 from broker.core.direct_reply_to import REPLY_TO_PREFIX, DirectReplyTo, reply_keys
 from broker.core.features import dead_lettering
 from broker.core.features.arguments import log_ignored_once, validate_queue_arguments
@@ -182,6 +183,14 @@ class VHost:
         #: The registry replaces this vhost's own table with the broker's: a
         #: reply reaches its requester from any vhost, as in RabbitMQ.
         self.replies = DirectReplyTo()
+        #: Messages held by this vhost's delayed-message exchanges (broker.core.delayed).
+        self.delayed = DelayedMessages(self)
+
+    @property
+    def delayed_journal(self) -> DelayedJournal | None:
+        """The journal, for held messages (None without one)."""
+        journal = self.journal
+        return journal if hasattr(journal, "hold_delayed") else None  # type: ignore[return-value]
 
     @property
     def dedup_store(self) -> DedupStore | None:
@@ -287,6 +296,9 @@ class VHost:
             self.exchange_users.pop(name, None)
             self.retired_exchanges.pop(name, None)
             self._drop_dedup_cache(name)
+            # A deleted delayed exchange takes its held messages with it.
+            if name in self.delayed.counts:
+                self.delayed.drop_exchange(name)
             if name != skip:
                 log.info("exchange.deleted", exchange=name, reason="auto_delete")
 
@@ -342,6 +354,8 @@ class VHost:
             if replies and key.startswith(REPLY_TO_PREFIX):
                 self.deliver_replies(message)
             return []
+        if self.topology.delayed_exchanges:  # the one check the publish path pays
+            return self._route_holding(exchange, message, replies)
         # Only a consistent-hash exchange with `hash-property` reads the
         # properties: decode them for no other (the publish path's fast case).
         properties = message.decoded_properties if self.topology.uses_properties else None
@@ -393,6 +407,57 @@ class VHost:
         if cache.store is not None:
             cache.store.dedup_dropped(cache)
         cache.clear()
+    def _route_holding(self, exchange: str, message: Message, replies: bool) -> list[Queue]:
+        """`route` while the vhost has delayed-message exchanges: a message
+        asking for a delay stops at each one it reaches (held there), and
+        `HELD` stands in the list for them."""
+        topology = self.topology
+        headers = message.headers
+        properties = message.decoded_properties if topology.uses_properties else None
+        try:
+            names, held, delay = topology.route_holding(
+                exchange, message.routing_key, headers, properties
+            )
+        except RoutingError as error:
+            raise _amqp(error) from None
+        if topology.dedup_exchanges and self.is_duplicate(exchange, message):
+            return []  # a duplicate is neither routed nor held (as in `route`)
+        if not exchange and replies:
+            self.deliver_replies(message)
+        queues = self.queues
+        out = [queues[name] for name in names if name in queues]
+        if held:
+            self._hold(held, message, delay)
+            out.append(HELD)
+        return out
+
+    def _hold(self, held: list[str], message: Message, delay: int) -> None:
+        exchanges = self.topology.exchanges
+        durable = {name for name in held if exchanges[name].durable}
+        self.delayed.hold(held, message, delay, durable)
+
+    def release_delayed(self, exchange: str, message: Message) -> int:
+        """Route a message whose delay is over from delayed exchange `exchange`
+        by today's bindings (broker.core.delayed); how many queues took it."""
+        topology = self.topology
+        headers = message.headers
+        properties = message.decoded_properties if topology.uses_properties else None
+        try:
+            names = topology.release(exchange, message.routing_key, headers, properties)
+        except RoutingError:
+            return 0
+        if not names:
+            return 0
+        if headers is not None:
+            message = message.without_bcc()
+        queues = self.queues
+        count = 0
+        for name in names:
+            queue = queues.get(name)
+            if queue is not None:
+                queue.enqueue(message)
+                count += 1
+        return count
 
     def deliver_replies(self, message: Message) -> None:
         """Hand a message published to the default exchange to the direct
@@ -421,6 +486,16 @@ class VHost:
         if message is not None and self.topology.uses_properties:
             properties = message.decoded_properties
         try:
+            if self.topology.delayed_exchanges and message is not None:
+                # A dead letter reaching a delayed exchange with an x-delay
+                # is held there too (the plugin delays what rabbit_exchange:
+                # route/2 hands it, dead letters included).
+                names, held, delay = self.topology.route_holding(
+                    exchange, routing_key, headers, properties
+                )
+                if held:
+                    self._hold(held, message, delay)
+                return names
             return self.topology.route(exchange, routing_key, headers, properties)
         except RoutingError:
             return []
@@ -620,6 +695,7 @@ class VHost:
         try:
             for queue in list(self.queues.values()):
                 messages += self._delete_queue(queue, reason="vhost_deleted")
+            messages += self.delayed.drop_all()
         finally:
             self.definitions = definitions
         # The exchanges go with the vhost: their deduplication keys too (and

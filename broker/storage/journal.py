@@ -66,6 +66,7 @@ from broker.storage.recovery import Recovered
 from broker.storage.segments import SegmentWriter, segment_path
 
 if TYPE_CHECKING:
+    from broker.core.delayed import DelayedMessages
     from broker.core.features.deduplication import DedupCache
     from broker.core.queue import Queue
     from broker.core.vhost import VHost
@@ -151,6 +152,8 @@ class Journal:
         self._queues: weakref.WeakSet[Queue] = weakref.WeakSet()
         # Deduplication caches with entries journalled here (compaction too).
         self._dedup_caches: weakref.WeakSet[DedupCache] = weakref.WeakSet()
+        # Vhosts' held-message stores with journalled messages (compaction too).
+        self._delayed_stores: weakref.WeakSet[DelayedMessages] = weakref.WeakSet()
         # PUBLISH records per segment (compaction's "mostly dead" test).
         self._published: dict[int, int] = dict(recovered.published) if recovered else {}
         self._next_compaction = 0.0
@@ -284,6 +287,44 @@ class Journal:
         head = os.pread(fd, header, offset)
         _m, _t, flags, length, _c, _s = r.HEADER.unpack(head)
         return flags, os.pread(fd, length, offset + header)
+
+    # -- held by delayed-message exchanges (broker.core.delayed) -----------------
+
+    def hold_delayed(
+        self, vhost: str, exchange: str, message: Message, due_ms: int
+    ) -> tuple[int, int, int]:
+        """Journal a persistent message held by durable delayed exchange
+        `exchange` until `due_ms` (epoch milliseconds): a PUBLISH record with
+        `FLAG_DELAYED`, the exchange in its queue field. Its (msg_id, segment,
+        offset): the store keeps only these and reads the message back when
+        it is due (`load`). A confirm waits for its fsync like any publish's."""
+        msg_id = self._next_msg_id
+        self._next_msg_id = msg_id + 1
+        segment, offset = self._append_held(vhost, exchange, msg_id, message, due_ms)
+        self._live[segment] += 1
+        self._published[segment] = self._published.get(segment, 0) + 1
+        return msg_id, segment, offset
+
+    def track_delayed(self, store: DelayedMessages) -> None:
+        """`store` holds journalled messages: compaction moves them too."""
+        self._delayed_stores.add(store)
+
+    def _append_held(self, vhost: str, exchange: str, msg_id: int, message: Message,
+                     due_ms: int) -> tuple[int, int]:
+        payload = r.encode_publish(msg_id, exchange, message.exchange, message.routing_key,
+                                   message.properties, message.body, due_ms, vhost)
+        flags = r.publish_flags(expires=due_ms, vhost=vhost) | r.FLAG_DELAYED
+        return self._append(r.PUBLISH, payload, flags)
+
+    def forget_delayed(self, msg_id: int, segment: int) -> None:
+        """A held message left its exchange (released or dropped): an ACK record."""
+        self._acks.append(msg_id)
+        self.changes += 1
+        left = self._live[segment] - 1
+        self._live[segment] = left
+        if not left:
+            self._collect()
+        self._dirty.set()
 
     def delivered(self, entry: QueuedMessage, no_ack: bool) -> None:
         """`entry` was handed to a consumer (or basic.get)."""
@@ -436,7 +477,8 @@ class Journal:
         The copies keep their msg_id (recovery keeps the last record of an
         id), so once they are written the old segment holds nothing live and
         is deleted, in the same batch, after the fsync of the copies. Only
-        ready messages are found and moved; if some live message of the
+        ready messages, and messages held by delayed exchanges (with their
+        due time), are found and moved; if some live message of the
         segment is being delivered (unacknowledged), nothing is done and the
         next attempt tries again. True if the segment was emptied.
         """
@@ -457,7 +499,12 @@ class Journal:
                 for key, item in cache.entries.items():
                     if item[1] == oldest:
                         dedup.append((cache, key, item))
-        if len(found) + len(dedup) != want:
+        held: list[tuple[str, float, Any]] = [
+            (store.owner.name, due, h)
+            for store in list(self._delayed_stores)
+            for due, h in store.held_in_segment(oldest)
+        ]
+        if len(found) + len(dedup) + len(held) != want:
             return False
         now = int(time.time() * 1000)
         for cache, key, item in dedup:
@@ -471,6 +518,16 @@ class Journal:
             self._live[segment] += 1
             self._published[segment] = self._published.get(segment, 0) + 1
             item[1] = segment
+        # Held messages keep their msg_id and absolute due time.
+        wall_offset = time.time() - time.monotonic()
+        for vhost, due, h in held:
+            message = self.load(h.segment, h.offset)
+            due_ms = round((due + wall_offset) * 1000)
+            segment, offset = self._append_held(vhost, h.exchange, h.msg_id, message, due_ms)
+            self._live[oldest] -= 1
+            self._live[segment] += 1
+            self._published[segment] = self._published.get(segment, 0) + 1
+            h.segment, h.offset = segment, offset
         for queue, entry in found:
             paged = isinstance(entry, PagedEntry)
             message = entry.message
@@ -486,7 +543,7 @@ class Journal:
                 entry._loaded = None  # type: ignore[attr-defined]  # back to disk
         self.compactions += 1
         log.info("journal.compacted", segment=oldest, messages_moved=len(found),
-                 dedup_entries=len(dedup))
+                 dedup_entries=len(dedup), held_moved=len(held))
         self._collect()
         return True
 
@@ -677,6 +734,7 @@ class Journal:
             if ttl is not None or key in recovered.expiring:
                 expiring.append(queue)
         restored_keys = self._restore_dedup(recovered, vhosts)
+        delayed = self._restore_delayed(recovered, vhosts)
         self._collect()
         # Only once every queue is whole: a dead letter may go to another
         # recovered queue, and must land behind that queue's own messages.
@@ -687,7 +745,38 @@ class Journal:
             queue.expire(now)
             expired += before - len(queue.ready)
         return {"restored": restored, "dropped": dropped, "expired": expired,
-                "dedup_keys": restored_keys}
+                "dedup_keys": restored_keys, "delayed": delayed}
+
+    def _restore_delayed(self, recovered: Recovered, vhosts: Mapping[str, VHost]) -> int:
+        """Give the held messages back to their delayed exchanges, due time
+        kept (those due while the broker was down go first, at once).
+        Messages of an exchange that is gone, or is no longer a durable
+        delayed exchange, are dropped (ACK records)."""
+        from broker.core.delayed import Held
+        from routing.exchanges.delayed import DelayedMessageExchange
+
+        restored = 0
+        for (vhost_name, exchange), entries in recovered.delayed.items():
+            vhost = vhosts.get(vhost_name)
+            x = vhost.topology.exchanges.get(exchange) if vhost is not None else None
+            if vhost is None or not isinstance(x, DelayedMessageExchange) or not x.durable:
+                log.warning("journal.delayed_exchange_missing", vhost=vhost_name,
+                            exchange=exchange, messages=len(entries))
+                for entry in entries:
+                    self._acks.append(entry.msg_id)
+                continue
+            for entry in entries:
+                self._live[entry.segment] += 1
+            vhost.delayed.tracked_by(self)
+            restored += vhost.delayed.restore(
+                (entry.expires_at or 0.0, Held(exchange, None, entry.msg_id, entry.segment,
+                                               entry.offset))
+                for entry in entries
+            )
+        recovered.delayed.clear()
+        if self._acks:
+            self._dirty.set()
+        return restored
 
 
 def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: Any) -> Journal:
@@ -742,6 +831,7 @@ def open_journal(data_dir: str | Path, vhosts: Mapping[str, VHost], **options: A
         messages=counts["restored"],
         dedup_keys=counts["dedup_keys"],
         expired_while_down=counts["expired"],
+        delayed=counts["delayed"],
         clean_shutdown=clean,
         dropped_for_missing_queues=counts["dropped"],
         segments=len(recovered.segments),

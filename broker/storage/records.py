@@ -7,7 +7,8 @@ Every record is a fixed 20-byte header followed by its payload:
     2      1     type   PUBLISH=1, ACK=2, DELIVER=3, QUEUE_DELETE=4
     3      1     flags  PUBLISH: bit 0 = delivered before (redelivered on recovery),
                         bit 1 = an expiry time follows the msg_id,
-                        bit 2 = the vhost's name precedes the queue's;
+                        bit 2 = the vhost's name precedes the queue's,
+                        bit 3 = held by a delayed-message exchange (below);
                         QUEUE_DELETE: bit 2 = the vhost's name precedes the queue's
     4      4     length of the payload (uint32, little-endian)
     8      4     crc32 (zlib) of bytes 2..8, 12..20 and the payload
@@ -28,6 +29,11 @@ Payloads:
   payload. Records written before expiries were journalled have bit 1 clear
   and read as before; a record without bit 2 is in the vhost `/` (so are all
   records written before vhosts existed, and `/` costs no bytes).
+  With flag bit 3 (`FLAG_DELAYED`) the message is not in a queue but held
+  by the `x-delayed-message` exchange named in the queue field, and the
+  expiry (bit 1, always set with it) is when it is due (epoch milliseconds).
+  An ACK of its msg_id means it left (released into queues, or dropped with
+  its exchange); QUEUE_DELETE records never apply to it.
 - ACK, DELIVER: msg_ids (uint64 each), as many as fit in the length.
 - QUEUE_DELETE: with flag bit 2 the vhost (a short string), then the queue
   name (UTF-8, to the end): every message of that queue journalled before this
@@ -60,8 +66,9 @@ __all__ = [
     "DEDUP",
     "DEDUP_KINDS",
     "DELIVER",
-    "FLAG_DEDUP_DROP",
     "Dedup",
+    "FLAG_DEDUP_DROP",
+    "FLAG_DELAYED",
     "decode_dedup",
     "encode_dedup",
     "FLAG_DELIVERED",
@@ -107,6 +114,9 @@ FLAG_VHOST = 0x04
 FLAG_DEDUP_DROP = 0x08
 #: DEDUP owner kinds.
 DEDUP_KINDS = ("exchange", "queue")
+#: PUBLISH: held by the delayed exchange named in the queue field until the
+#: expiry field's time (broker.core.delayed). Journals without it read as before.
+FLAG_DELAYED = 0x08
 #: The vhost a record without FLAG_VHOST belongs to.
 DEFAULT_VHOST = "/"
 

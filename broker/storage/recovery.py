@@ -7,7 +7,9 @@ wall-clock time, turned back into this process's monotonic clock), ACK
 removes it, DELIVER marks it delivered (it comes
 back with redelivered set), QUEUE_DELETE removes every message of that queue
 seen so far (and its deduplication entries); DEDUP records rebuild the
-deduplication caches of durable exchanges and queues. What is left, per queue and sorted by msg_id, is the queue's
+deduplication caches of durable exchanges and queues. A PUBLISH flagged
+`FLAG_DELAYED` is a message held by a delayed exchange (its due time in the
+expiry field): it goes to `Recovered.delayed`. What is left, per queue and sorted by msg_id, is the queue's
 content in arrival order.
 
 Damage never stops recovery:
@@ -55,6 +57,9 @@ class Recovered:
     published: dict[int, int] = field(default_factory=dict)
     #: (vhost, queue) of queues with at least one recovered message that has an expiry.
     expiring: set[tuple[str, str]] = field(default_factory=set)
+    #: Per (vhost, delayed exchange), the messages it held, as `PagedEntry`
+    #: objects (`expires_at`: when due, monotonic seconds) in due order.
+    delayed: dict[tuple[str, str], list[PagedEntry]] = field(default_factory=dict)
     #: msg_id -> the message's `priority` property, for the recovered
     #: messages that have one above 0 (a priority queue puts each in its level).
     priorities: dict[int, int] = field(default_factory=dict)
@@ -84,6 +89,8 @@ def recover(directory: Path) -> Recovered:
     started = time.monotonic()
     result = Recovered()
     messages: dict[int, PagedEntry] = {}
+    #: msg_ids of PUBLISH records of held messages (FLAG_DELAYED).
+    delayed_ids: set[int] = set()
     priorities = result.priorities
     # One (vhost, queue) tuple per queue, shared by its messages' `_source`.
     keys: dict[tuple[str, str], tuple[str, str]] = {}
@@ -135,7 +142,8 @@ def recover(directory: Path) -> Recovered:
                     _apply_dedup(record, number, result.dedup)
                     continue
                 max_id = _apply(
-                    record, number, messages, keys, max_id, clock, priorities, result.dedup
+                    record, number, messages, keys, max_id, clock, priorities, result.dedup,
+                    delayed_ids,
                 )
             except ValueError as error:
                 result.records_lost += 1
@@ -157,6 +165,9 @@ def recover(directory: Path) -> Recovered:
         del data, scanned
     expiring = result.expiring
     for message in messages.values():
+        if message.msg_id in delayed_ids:
+            result.delayed.setdefault(message._source, []).append(message)
+            continue
         result.queues.setdefault(message._source, []).append(message)
         if message.expires_at is not None:
             expiring.add(message._source)
@@ -167,6 +178,8 @@ def recover(directory: Path) -> Recovered:
             del priorities[msg_id]
     for queue_messages in result.queues.values():
         queue_messages.sort(key=_by_msg_id)
+    for held in result.delayed.values():
+        held.sort(key=_by_due)
     result.next_msg_id = max_id + 1
     result.next_seq = (last_seq or 0) + 1
     result.seconds = time.monotonic() - started
@@ -175,6 +188,10 @@ def recover(directory: Path) -> Recovered:
 
 def _by_msg_id(entry: PagedEntry) -> int:
     return entry.msg_id
+
+
+def _by_due(entry: PagedEntry) -> tuple[float, int]:
+    return (entry.expires_at or 0.0), entry.msg_id
 
 
 def _recovered(
@@ -209,10 +226,20 @@ def _apply(
     clock: float,
     priorities: dict[int, int],
     dedup: dict[tuple[str, str, str], dict[bytes, Any]],
+    delayed_ids: set[int],
 ) -> int:
     kind = record.type
     if kind == r.PUBLISH:
         msg_id, vhost, queue, size, expires = r.publish_summary(record.payload, record.flags)
+        if record.flags & r.FLAG_DELAYED:
+            # Held by delayed exchange `queue` until `expires`.
+            if expires is None:
+                raise ValueError("held message record without a due time")
+            key = keys.setdefault((vhost, "\x00delayed\x00" + queue), (vhost, queue))
+            entry = _recovered(msg_id, key, segment, record.offset, size, expires / 1000 + clock)
+            messages[msg_id] = entry
+            delayed_ids.add(msg_id)
+            return max(max_id, msg_id)
         priority = r.publish_priority(record.payload, record.flags)
         if priority:
             priorities[msg_id] = priority
@@ -241,7 +268,9 @@ def _apply(
         return max_id
     if kind == r.QUEUE_DELETE:
         deleted = r.decode_queue_delete(record.payload, record.flags)
-        for msg_id in [i for i, m in messages.items() if m._source == deleted]:
+        for msg_id in [
+            i for i, m in messages.items() if m._source == deleted and i not in delayed_ids
+        ]:
             del messages[msg_id]
         dedup.pop(("queue", *deleted), None)
         return max_id

@@ -43,6 +43,7 @@ from typing import Any
 
 from ..exchanges import EXCHANGE_TYPES
 from ..exchanges.consistent_hash import argument_problems, binding_key_problem
+from ..exchanges.delayed import argument_problems as delayed_argument_problems
 from ..model import (
     DEFAULT_HASHING_ALGORITHM,
     BindingDecl,
@@ -60,6 +61,7 @@ from ..model import (
 from .access import USER_LIMITS, VHOST_LIMITS, algorithm_name
 from .options import (
     CONSISTENT_HASH,
+    DELAYED,
     OPERATOR_POLICY_OPTIONS,
     OPTION_BY_ARGUMENT,
     POLICY_APPLY_TO,
@@ -584,6 +586,10 @@ def from_definitions(
             for _, problem in argument_problems(exchange.arguments)[:1]:
                 problems.append(f"{where}.arguments: {problem}")
             weighted.add(name)
+        elif type_ == DELAYED:
+            # What the delayed-message plugin (and Warren) refuse at declaration.
+            for _, problem in delayed_argument_problems(exchange.arguments)[:1]:
+                problems.append(f"{where}.arguments: {problem}")
         topology.declarations.append(exchange)
     for i, item in enumerate(section("queues")):
         where = f"queues[{i}]"

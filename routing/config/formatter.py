@@ -33,6 +33,8 @@ from ..model import (
 from .access import USER_LIMITS, USER_OPTIONS, VHOST_OPTIONS, short_algorithm, tag_needs_quotes
 from .options import (
     CONSISTENT_HASH,
+    DELAYED,
+    DELAYED_OPTIONS,
     EXCHANGE_OPTIONS,
     HASH_OPTIONS,
     POLICY_OPTIONS,
@@ -51,7 +53,15 @@ _BIND_RESERVED = frozenset({"to", "queue", "exchange"})
 _CLAUSES = frozenset({"key", "weight", "headers", "argument"})
 #: The exchange options of every type but x-consistent-hash: on other types a
 #: hash-header or hash-property argument is written as "argument ...".
-_PLAIN_EXCHANGE_OPTIONS = {k: v for k, v in EXCHANGE_OPTIONS.items() if k not in HASH_OPTIONS}
+_PLAIN_EXCHANGE_OPTIONS = {
+    k: v for k, v in EXCHANGE_OPTIONS.items() if k not in HASH_OPTIONS + DELAYED_OPTIONS
+}
+#: The options of each type that has its own (x-delayed-type is "delayed-type"
+#: on an x-delayed-message exchange only).
+_TYPE_OPTIONS = {
+    CONSISTENT_HASH: {k: v for k, v in EXCHANGE_OPTIONS.items() if k not in DELAYED_OPTIONS},
+    DELAYED: {k: v for k, v in EXCHANGE_OPTIONS.items() if k not in HASH_OPTIONS},
+}
 #: A binding key the formatter writes as "weight N" (others stay key "...").
 _WEIGHT = re.compile(r"[1-9][0-9]*")
 
@@ -115,7 +125,7 @@ def _exchange(x: ExchangeDecl) -> list[str]:
     ):
         if on:
             head += f" {flag}"
-    table = EXCHANGE_OPTIONS if x.type == CONSISTENT_HASH else _PLAIN_EXCHANGE_OPTIONS
+    table = _TYPE_OPTIONS.get(x.type, _PLAIN_EXCHANGE_OPTIONS)
     return _option_block(head, x, table)
 
 

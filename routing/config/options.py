@@ -16,9 +16,12 @@ from typing import Any
 from ..deduplication import MAX_CACHE_SIZE, MAX_CACHE_TTL
 from ..exchanges import EXCHANGE_TYPES
 from ..exchanges.consistent_hash import HASH_HEADER, HASH_PROPERTY, PROPERTIES
+from ..exchanges.delayed import DELAYED_TYPE_ARGUMENT
 
 __all__ = [
     "CONSISTENT_HASH",
+    "DELAYED",
+    "DELAYED_OPTIONS",
     "DURATION_UNITS",
     "EXCHANGE_OPTIONS",
     "HASH_OPTIONS",
@@ -109,6 +112,8 @@ class Option:
 
 #: RabbitMQ's consistent-hash plugin's exchange type (``routing.exchanges.consistent_hash``).
 CONSISTENT_HASH = "x-consistent-hash"
+#: RabbitMQ's delayed-message plugin's exchange type (``routing.exchanges.delayed``).
+DELAYED = "x-delayed-message"
 
 EXCHANGE_OPTIONS: dict[str, Option] = {
     o.name: o
@@ -128,8 +133,18 @@ EXCHANGE_OPTIONS: dict[str, Option] = {
             choices=PROPERTIES,
             doc="x-consistent-hash: hash this property",
         ),
+        Option(
+            "delayed-type",
+            "choice",
+            DELAYED_TYPE_ARGUMENT,
+            choices=("direct", "fanout", "topic", "headers"),
+            doc="x-delayed-message: route like this type once the delay is over",
+        ),
     )
 }
+
+#: The options only an ``x-delayed-message`` exchange takes.
+DELAYED_OPTIONS = ("delayed-type",)
 
 #: The options only an ``x-consistent-hash`` exchange takes.
 HASH_OPTIONS = (HASH_HEADER, HASH_PROPERTY)
@@ -231,7 +246,7 @@ POLICY_REFUSED: dict[str, str] = {
 OPTION_BY_ARGUMENT: dict[str, Option] = {
     o.argument: o
     for o in (*EXCHANGE_OPTIONS.values(), *QUEUE_OPTIONS.values())
-    if o.argument and o.name not in HASH_OPTIONS
+    if o.argument and o.name not in HASH_OPTIONS and o.name not in DELAYED_OPTIONS
 }
 
 

@@ -20,6 +20,7 @@ import pyparsing as pp
 from ..deduplication import DEDUPLICATION, DedupArgumentError, dedup_settings
 from ..exchanges import BUILTIN_EXCHANGES
 from ..exchanges.consistent_hash import argument_problems, binding_key_problem
+from ..exchanges.delayed import argument_problems as delayed_argument_problems
 from ..exchanges.headers import X_MATCH_MODES
 from ..model import (
     DEFAULT_HASHING_ALGORITHM,
@@ -63,6 +64,8 @@ from .grammar import (
 )
 from .options import (
     CONSISTENT_HASH,
+    DELAYED,
+    DELAYED_OPTIONS,
     EXCHANGE_OPTIONS,
     HASH_OPTIONS,
     OPERATOR_POLICY_OPTIONS,
@@ -278,7 +281,7 @@ def _declaration(
                 type_value = value.value
                 where.refs["type"] = value
         elif option is not None:
-            if kind == "exchange" and word in HASH_OPTIONS:
+            if kind == "exchange" and word in HASH_OPTIONS + DELAYED_OPTIONS:
                 hash_options[word] = item
             _read_option(ctx, option, item, items, arguments, where, seen)
         elif word == "argument":
@@ -346,14 +349,18 @@ def _declaration(
             )
         if type_value == CONSISTENT_HASH:
             _check_hash_arguments(ctx, arguments, where)
-        else:
-            for word, tok in hash_options.items():
+        elif type_value == DELAYED and "delayed-type" not in hash_options:
+            # (A delayed-type option with a bad value is reported already.)
+            _check_delayed_arguments(ctx, arguments, where, stmt.name)
+        for word, tok in hash_options.items():
+            owner = CONSISTENT_HASH if word in HASH_OPTIONS else DELAYED
+            if owner != type_value:
                 ctx.at(
                     tok,
-                    f"{word} is an option of {CONSISTENT_HASH} exchanges, and '{name}' is "
+                    f"{word} is an option of {owner} exchanges, and '{name}' is "
                     f"type {type_value}",
-                    f"write type {CONSISTENT_HASH}, or 'argument {word} ...' to set the "
-                    "argument anyway",
+                    f"write type {owner}, or 'argument {EXCHANGE_OPTIONS[word].argument} ...' "
+                    "to set the argument anyway",
                 )
         decl: ExchangeDecl | QueueDecl = ExchangeDecl(
             name,
@@ -380,6 +387,31 @@ def _declaration(
             else None,
         )
     return decl, where
+
+
+def _check_delayed_arguments(
+    ctx: _Context, arguments: dict[str, Any], where: _Where, name_token: Any
+) -> None:
+    """What RabbitMQ's delayed-message plugin (and Warren) refuse when the
+    exchange is declared: no x-delayed-type, or one it cannot route by."""
+    problems = delayed_argument_problems(arguments)
+    if not problems:
+        return
+    code, text = problems[0]
+    if "x-delayed-type" not in arguments:
+        ctx.at(
+            name_token,
+            f"an {DELAYED} exchange needs a delayed-type",
+            "add 'delayed-type direct' (or fanout, topic, headers): how it routes once "
+            "the delay is over",
+        )
+    else:
+        tok = where.refs.get("x-delayed-type", where.refs.get("delayed-type", name_token))
+        ctx.at(
+            tok,
+            f"{text} ({'503 COMMAND_INVALID' if code == 503 else '406 PRECONDITION_FAILED'})",
+            "delayed-type is one of: direct, fanout, topic, headers",
+        )
 
 
 def _check_hash_arguments(ctx: _Context, arguments: dict[str, Any], where: _Where) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import UnknownExchangeType
 from .base import Binding, Destination, Exchange, freeze_arguments
 from .consistent_hash import ConsistentHashExchange
+from .delayed import DelayedMessageExchange
 from .direct import DirectExchange
 from .fanout import FanoutExchange
 from .headers import HeadersExchange, headers_match
@@ -23,6 +24,7 @@ __all__ = [
     "EXCHANGE_TYPES",
     "Binding",
     "ConsistentHashExchange",
+    "DelayedMessageExchange",
     "Destination",
     "DirectExchange",
     "Exchange",
@@ -46,7 +48,8 @@ BUILTIN_EXCHANGES: tuple[tuple[str, str, bool], ...] = (
 )
 
 #: The types an exchange.declare may name: AMQP's four, and RabbitMQ's
-#: consistent-hash plugin (``x-consistent-hash``, always enabled here).
+#: consistent-hash plugin (``x-consistent-hash``) and its delayed-message
+#: plugin (``x-delayed-message``), both always enabled here.
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     cls.TYPE: cls
     for cls in (
@@ -55,6 +58,7 @@ EXCHANGE_TYPES: dict[str, type[Exchange]] = {
         TopicExchange,
         HeadersExchange,
         ConsistentHashExchange,
+        DelayedMessageExchange,
     )
 }
 

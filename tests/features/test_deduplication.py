@@ -248,3 +248,28 @@ def test_transactional_publishes_are_deduplicated_at_commit(channel: Any, unique
     channel.basic_publish(exchange, "", b"2", _props("k"))
     channel.tx_commit()
     assert _bodies(channel, queue) == [b"1"]
+
+
+def test_a_deduplicating_exchange_drops_duplicates_while_delayed_exchanges_exist(
+    fresh_warren_url: str,
+) -> None:
+    # With a delayed-message exchange in the vhost, publishes take the
+    # holding route (VHost._route_holding); deduplication must apply there too.
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(fresh_warren_url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare("later", "x-delayed-message",
+                                 arguments={"x-delayed-type": "direct"})
+        channel.exchange_declare("orders", "direct",
+                                 arguments={"x-message-deduplication": True})
+        channel.queue_declare("intake")
+        channel.queue_bind("intake", "orders", "new")
+        channel.confirm_delivery()
+        for _ in range(3):
+            channel.basic_publish("orders", "new", b"order-1", pika.BasicProperties(
+                headers={"x-deduplication-header": "order-1"}))
+        assert channel.queue_declare("intake", passive=True).method.message_count == 1
+    finally:
+        connection.close()

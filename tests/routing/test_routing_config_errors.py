@@ -100,7 +100,7 @@ def test_misspelt_option() -> None:
         "    exchange orders type topic durabel\n"
         "                               ^^^^^^^\n"
         "    hint: exchange options: type, durable, auto-delete, internal, "
-        "alternate-exchange, hash-header, hash-property, cache-size, cache-ttl, "
+        "alternate-exchange, hash-header, hash-property, delayed-type, cache-size, cache-ttl, "
         "deduplication-header, x-<argument> <value>"
     )
 

@@ -95,6 +95,9 @@ def add_routes(router: Router, context: ManagementContext) -> None:
             dedup_fields(answer, known[1])  # LavinMQ's dedup count (Warren's field names)
         elif vhost.topology.dedup_exchanges and vhost.topology.dedup_settings(exchange.name):
             answer["deduplicated"] = answer["deduplication_keys"] = 0
+        if exchange.type == "x-delayed-message":
+            # The plugin's exchange info item (rabbit_exchange_type_delayed_message:info/2).
+            answer["messages_delayed"] = vhost.delayed.count(exchange.name)
         return answer
 
     async def reply_exchanges(request: Request, vhosts: list[VHost]) -> Response:

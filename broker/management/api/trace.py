@@ -246,6 +246,9 @@ def trace_document(
         "routing_keys": list(trace.routing_keys),
         "headers": _json(headers),
         "routed": bool(trace.queues),
+        # x-delayed-message exchanges that would hold it, and for how long;
+        # `queues` is then where it would go if released now.
+        "delayed": [{"exchange": name, "delay_ms": delay} for name, delay in trace.delayed],
         "queues": [
             {"name": name, "hops": [_hop(topology, hop) for hop in trace.paths[name]]}
             for name in trace.queues

@@ -175,3 +175,31 @@ def test_load_definitions_directory_with_a_subdirectory_names_it(tmp_path: Path)
     done = _serve_fails(conf)
     assert done.returncode == 2, done.stderr
     assert f"load_definitions: cannot read {tmp_path / 'definitions' / 'b.d'}" in done.stderr
+
+
+# -- WARREN_DEFAULT_USER / WARREN_DEFAULT_PASS ---------------------------------------------
+
+
+def test_the_default_user_from_the_environment_replaces_guest_on_a_fresh_data_dir(
+    tmp_path: Path,
+) -> None:
+    # As RabbitMQ with default_user set: that user is created on the first
+    # start, and guest is not. The environment overrides the file's
+    # default_user. Later starts seed nobody: the data directory says who exists.
+    conf = _write_conf(tmp_path, "warren.data_dir = data\ndefault_user = from-file\n")
+    env = {"WARREN_DEFAULT_USER": "bob", "WARREN_DEFAULT_PASS": "b0b-pw"}
+    with serving(conf, env) as started:
+        assert started["users"] == 1
+        connection = _connect(started["port"], "bob", "b0b-pw")
+        connection.channel().queue_declare("bobs", durable=True)
+        connection.close()
+        for user, password in (("guest", "guest"), ("from-file", "b0b-pw")):
+            with pytest.raises(ProbableAuthenticationError):
+                _connect(started["port"], user, password)
+    env = {"WARREN_DEFAULT_USER": "carol", "WARREN_DEFAULT_PASS": "carol-pw"}
+    with serving(conf, env) as started:
+        with pytest.raises(ProbableAuthenticationError):
+            _connect(started["port"], "carol", "carol-pw")
+        connection = _connect(started["port"], "bob", "b0b-pw")
+        connection.channel().queue_declare("bobs", durable=True, passive=True)
+        connection.close()

@@ -12,6 +12,7 @@ connection_max, RabbitMQ 3.12+; docs/compatibility.md, "Connections").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from broker_helpers import RawClient
 from pika.exceptions import ChannelClosedByBroker, ProbableAccessDeniedError
 
-from broker.settings import load_settings
+from broker.settings import load_settings, parse_settings
 from broker.testing import BrokerThread
 from protocol import methods as m
 from protocol.constants import PROTOCOL_HEADER
@@ -170,3 +171,17 @@ def test_connection_max_refuses_connection_open_with_530_until_one_closes(limite
     third.channel()
     third.close()
     second.close()
+
+
+def test_the_security_pages_connection_limits_example_means_what_its_table_says() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    found = re.search(r"<!-- tested: connection-limits -->\n```ini\n(.*?)```", page, re.S)
+    assert found, "docs/security.md has no block marked 'tested: connection-limits'"
+    settings = parse_settings(found.group(1), "security.md")
+    assert (
+        settings.handshake_timeout, settings.connection_max, settings.channel_max,
+        settings.frame_max, settings.max_message_size, settings.heartbeat,
+    ) == (5000, 1000, 128, 131072, 16777216, 30)
+    for key in ("handshake_timeout", "connection_max", "channel_max", "frame_max",
+                "max_message_size", "heartbeat"):
+        assert f"| `{key}` (" in page, f"security.md's limits table lacks {key}"

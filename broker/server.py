@@ -236,9 +236,37 @@ class Broker:
         log.info("broker.seeded", vhost=settings.default_vhost, user=settings.default_user)
 
     def load_definitions_file(self, path: str) -> None:
-        """`load_definitions`: apply a RabbitMQ definitions JSON file at start."""
+        """`load_definitions`: apply a RabbitMQ definitions JSON file at start.
+
+        A directory means every entry in it, in name order, each applied in
+        turn as a file of its own, as RabbitMQ's
+        `rabbit_definitions_import_local_filesystem` does: it reads every
+        entry (not only `*.json`), sorted by name, and stops at the first that
+        cannot be read or imported. RabbitMQ 3.10 then starts anyway (the
+        error is dropped in `rabbit_definitions:maybe_load_definitions/0`,
+        fixed in later versions, which stop the boot); Warren stops the start
+        and names the file, as it does for a single file. Later files see what
+        earlier ones made (a vhost in `10-vhosts.json`, its queues in
+        `20-queues.json`).
+        """
+        if os.path.isdir(path):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as error:
+                raise StartupError(
+                    f"load_definitions: cannot list {path}: {error.strerror}"
+                ) from None
+            log.info("definitions.directory", path=path, files=len(names))
+            for name in names:
+                self._load_definitions_one(os.path.join(path, name))
+            return
+        self._load_definitions_one(path)
+
+    def _load_definitions_one(self, path: str) -> None:
         try:
-            document = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
+            # An empty file imports nothing (RabbitMQ's `decode(<<"">>)`).
+            document = json.loads(text) if text else {}
         except OSError as error:
             raise StartupError(f"load_definitions: cannot read {path}: {error.strerror}") from None
         except json.JSONDecodeError as error:

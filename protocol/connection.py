@@ -533,12 +533,14 @@ class Connection:
             )
         # As RabbitMQ: channel_max limits how many channels are open at once,
         # whatever their numbers (which the frame format bounds to 65535).
+        # RabbitMQ 3.10 names no method in its close (rabbit_reader's
+        # create_channel builds the error with method 'none': class 0,
+        # method 0; read off a 3.10.8 node).
         if self.channel_max and len(self.open_channels) >= self.channel_max:
             raise ConnectionException(
                 530,
                 f"number of channels opened ({len(self.open_channels)}) has reached the "
                 f"negotiated channel_max ({self.channel_max})",
-                20, 10,
             )
         self.open_channels.add(channel)
         self._usable_channels.add(channel)

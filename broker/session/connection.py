@@ -58,6 +58,7 @@ from protocol import methods as m
 from protocol.connection import (
     Command,
     Connection,
+    ConnectionState,
     HeartbeatReceived,
     ProtocolFailure,
     ProtocolHeaderReceived,
@@ -123,6 +124,20 @@ def _shortstr(text: str) -> str:
     if len(encoded) <= 255:
         return text
     return encoded[:252].decode("utf-8", "ignore") + "..."
+
+
+def _local_text(info: ConnectionInfo) -> str:
+    host = f"[{info.local_host}]" if ":" in info.local_host else info.local_host
+    return f"{host}:{info.local_port}"
+
+
+def _handshake_stage(amqp: Connection, user: str | None) -> str:
+    """How far a connection dropped by handshake_timeout got, for its log line."""
+    if amqp.state is ConnectionState.AWAIT_HEADER:
+        return "protocol header"
+    if user is None:
+        return "connection.start-ok"
+    return "connection.tune-ok/open"
 
 
 def _can_drain(queue: Queue) -> bool:
@@ -428,11 +443,24 @@ class ClientConnection:
         alarms = self.context.alarms
         # RabbitMQ's handshake_timeout: a peer that does not finish opening
         # the connection in time is dropped.
-        with trio.move_on_after(self.context.limits.handshake_timeout):
+        with trio.move_on_after(self.context.limits.handshake_timeout) as handshake:
             while not self.opened:
                 if not await self._read_once(stream, amqp):
                     return
         if not self.opened:
+            if handshake.cancelled_caught:
+                # One line per dropped socket, as connection.tls_timeout for
+                # TLS. RabbitMQ logs "closing AMQP connection ... (peer ->
+                # local): {handshake_timeout,handshake}" (at error level).
+                log.warning(
+                    "connection.handshake_timeout",
+                    peer=self.peer_text,
+                    listener=self.info.listener,
+                    local=_local_text(self.info),
+                    stage=_handshake_stage(amqp, self.handshake.user),
+                    received_bytes=self.recv_oct,
+                    timeout_s=self.context.limits.handshake_timeout,
+                )
             return
         while True:
             if not output.below_high_water():

@@ -335,8 +335,10 @@ REFERENCE_URL = os.environ.get("WARREN_REFERENCE_URL")
 REFERENCE_MANAGEMENT_URL = os.environ.get("WARREN_REFERENCE_MANAGEMENT_URL")
 reference = pytest.mark.skipif(
     not (REFERENCE_URL and REFERENCE_MANAGEMENT_URL),
-    reason="needs WARREN_REFERENCE_URL and WARREN_REFERENCE_MANAGEMENT_URL (RabbitMQ and its "
-    "management API; Warren has none for users and vhosts yet)",
+    reason="needs WARREN_REFERENCE_URL and WARREN_REFERENCE_MANAGEMENT_URL (the reference "
+    "RabbitMQ and its management API): the file sets a user's max-connections, a user limit "
+    "Warren does not have (its API answers /api/user-limits with 404), and the export it "
+    "reads back is RabbitMQ's",
 )
 
 
@@ -531,26 +533,38 @@ def test_apply_on_rabbitmq(warren, tmp_path, lang_prefix) -> None:
     assert warren(*apply, cwd=tmp_path).stdout.splitlines()[-1] == "11 present"
 
 
-@reference
-def test_apply_reports_what_rabbitmq_refuses(warren, tmp_path, lang_prefix) -> None:
-    # Python's re reads \N{...}; PCRE does not: the permission fails, the rest is applied.
-    p = lang_prefix
-    assert REFERENCE_MANAGEMENT_URL is not None
+#: How each broker's API refuses a pattern Python's re reads and PCRE does not.
+REFUSED_PATTERN = {
+    "rabbitmq": "invalid_regexp: \\N{EM DASH}: PCRE does not support \\L, \\l, \\N{name}, "
+                "\\U, or \\u at 1",
+    "warren": "invalid_regexp: not a regular expression (bad escape \\N at position 0): "
+              "'\\\\N{EM DASH}'",
+}
+
+
+def test_apply_reports_what_the_broker_refuses(warren, tmp_path, target) -> None:
+    # A pattern both brokers' APIs refuse (\N{...}, which PCRE does not
+    # read): the permission fails, the rest is applied; each broker says why
+    # in its own words.
+    p = target.prefix
+    target.forget_vhost(f"{p}-v")
+    target.forget_user(f"{p}-u")
     write(tmp_path, "a.conf", (
         f"vhost {p}-v\nuser {p}-u\n"
         f'permission {p}-u on {p}-v configure "\\\\N{{EM DASH}}" write "" read ""\n'
         f"limit {p}-v max-queues 3\n"
     ))
-    result = warren("config", "apply", "a.conf", "--management-url", REFERENCE_MANAGEMENT_URL,
-                    cwd=tmp_path)
+    result = warren("config", "apply", "a.conf", *target.api, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         f"created      vhost {p}-v",
         f"created      user {p}-u",
-        f"failed       permission {p}-u on {p}-v: HTTP 400: invalid_regexp: \\N{{EM DASH}}: PCRE "
-        "does not support \\L, \\l, \\N{name}, \\U, or \\u at 1",
+        f"failed       permission {p}-u on {p}-v: HTTP 400: {REFUSED_PATTERN[target.kind]}",
         f"created      limit {p}-v max-queues 3",
         "3 created, 1 failed",
+    ]
+    assert target.http("GET", f"/api/vhost-limits/{quote(p + '-v', safe='')}") == [
+        {"vhost": f"{p}-v", "value": {"max-queues": 3}}
     ]
 
 

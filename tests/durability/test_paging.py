@@ -32,6 +32,7 @@ from broker.testing import BrokerThread
 def _settings(queue_bytes: int | None) -> Settings:
     return Settings(listeners_tcp=(Listener("127.0.0.1", 0),),
                     management_tcp=HTTPListener(0, "127.0.0.1"),
+                    prometheus_tcp=HTTPListener(0, "127.0.0.1"),
                     paging_queue_bytes=queue_bytes)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pika
 import pytest
+from structlog.testing import capture_logs
 
 from broker.settings import Listener, Settings
 from broker.testing import BrokerThread
@@ -75,4 +76,45 @@ def test_silent_sockets_are_dropped_after_the_handshake_timeout(tmp_path: Path) 
     finally:
         for sock in silent:
             sock.close()
+        thread.stop()
+
+
+def test_a_connection_dropped_by_the_handshake_timeout_is_logged_with_its_peer() -> None:
+    # One warning per dropped socket, as connection.tls_timeout for TLS: one
+    # socket says nothing, the other sends the protocol header and then does
+    # not answer connection.start.
+    settings = Settings(listeners_tcp=(Listener("127.0.0.1", 0),), handshake_timeout=300)
+    thread = BrokerThread(settings=settings)
+    thread.start()
+    try:
+        port = thread.broker.port
+        with capture_logs() as logs:
+            silent = socket.create_connection(("127.0.0.1", port))
+            header_only = socket.create_connection(("127.0.0.1", port))
+            header_only.sendall(b"AMQP\x00\x00\x09\x01")
+            for sock in (silent, header_only):
+                sock.settimeout(5)
+                while sock.recv(4096):  # connection.start, then the broker's close
+                    pass
+            deadline = time.monotonic() + 5
+            while len([e for e in logs if e["event"] == "connection.handshake_timeout"]) < 2:
+                assert time.monotonic() < deadline, logs
+                time.sleep(0.02)
+        timeouts = {
+            event["peer"]: event for event in logs
+            if event["event"] == "connection.handshake_timeout"
+        }
+        silent_peer = f"127.0.0.1:{silent.getsockname()[1]}"
+        header_peer = f"127.0.0.1:{header_only.getsockname()[1]}"
+        assert set(timeouts) == {silent_peer, header_peer}
+        assert timeouts[silent_peer]["log_level"] == "warning"
+        assert timeouts[silent_peer]["listener"] == "amqp"
+        assert timeouts[silent_peer]["local"] == f"127.0.0.1:{port}"
+        assert timeouts[silent_peer]["stage"] == "protocol header"
+        assert timeouts[silent_peer]["received_bytes"] == 0
+        assert timeouts[header_peer]["stage"] == "connection.start-ok"
+        assert timeouts[header_peer]["received_bytes"] == 8
+        silent.close()
+        header_only.close()
+    finally:
         thread.stop()

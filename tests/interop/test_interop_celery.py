@@ -98,3 +98,73 @@ def test_task_exception_comes_back_to_caller(worker):
 def test_retried_task_eventually_succeeds(worker):
     module, _, _ = worker
     assert module.flaky.delay(2).get(timeout=RESULT_TIMEOUT) == 2
+
+
+def test_higher_priority_tasks_run_first(interop_url, tmp_path):
+    """Celery's task_queue_max_priority / task_default_priority on an x-max-priority queue.
+
+    Nine tasks are queued (the producer declares the queue with
+    x-max-priority 10) before any worker runs: three at priority 1, three
+    without a priority (task_default_priority, 5), three at 9, interleaved.
+    A worker started afterwards runs the 9s, then the 5s, then the 1s, each
+    level in the order sent.
+    """
+    queue = f"interop.celery.priority.{uuid.uuid4().hex[:10]}"
+    record_path = tmp_path / "ran.txt"
+    env = {
+        **os.environ,
+        "CELERY_BROKER_URL": interop_url,
+        "CELERY_TASK_QUEUE": queue,
+        "CELERY_RECORD_PATH": str(record_path),
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    sys.path.insert(0, str(HERE))
+    try:
+        import celery_priority_app
+
+        app = celery_priority_app.app
+        app.conf.broker_url = interop_url
+        app.conf.task_default_queue = queue
+        sent = []
+        for round_ in range(3):
+            for priority in (1, None, 9):
+                label = f"p{priority or 'default'}-{round_}"
+                options = {} if priority is None else {"priority": priority}
+                celery_priority_app.record.apply_async((label,), **options)
+                sent.append(label)
+    finally:
+        sys.path.remove(str(HERE))
+    log_path = tmp_path / "celery-worker.log"
+    command = [
+        sys.executable, "-m", "celery", "-A", "celery_priority_app", "worker",
+        "--pool=solo", "--concurrency=1", "--loglevel=INFO",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-Q", queue, "-n", f"interop-{queue}@%h",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=HERE, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + RESULT_TIMEOUT
+            ran: list[str] = []
+            while len(ran) < len(sent):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"ran {ran}; worker exit={process.poll()}; log:\n"
+                                f"{worker_log(log_path)}")
+                time.sleep(0.05)
+                if record_path.exists():
+                    ran = record_path.read_text().split()
+        finally:
+            process.send_signal(signal.SIGQUIT)
+            try:
+                process.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+            app.close()
+            delete_queue(interop_url, queue)
+    assert ran == [
+        "p9-0", "p9-1", "p9-2",
+        "pdefault-0", "pdefault-1", "pdefault-2",
+        "p1-0", "p1-1", "p1-2",
+    ]

@@ -294,7 +294,8 @@ def test_channel_bookkeeping():
     for number in (7, 100, 65535):
         open_channel(client, server, number)
     [failure] = server.receive_data(encode_method_frame(4, m.ChannelOpen()))
-    assert (failure.error.reply_code, failure.error.class_id) == (530, 20)
+    # class 0, method 0: RabbitMQ 3.10.8 names no method in this close (read off the node)
+    assert (failure.error.reply_code, failure.error.class_id, failure.error.method_id) == (530, 0, 0)
     client, server = open_pair()
     [failure] = server.receive_data(encode_method_frame(5, m.BasicQos()))
     assert failure.error.reply_code == 504

@@ -327,13 +327,22 @@ class AccessControl:
         known_vhosts = None if vhosts is None else set(vhosts)
         for index, item in enumerate(definitions.get("users") or []):
             try:
-                algorithm = item.get("hashing_algorithm") or "rabbit_password_hashing_sha256"
-                user = User(
-                    str(item["name"]),
-                    item.get("password_hash") or "",
-                    algorithm,
-                    parse_tags(item.get("tags")),
-                )
+                # As rabbit_auth_backend_internal:put_user: a clear `password`
+                # is hashed now, a `password_hash` taken as it is, both refused.
+                if "password" in item and "password_hash" in item:
+                    raise ValueError("both_password_and_password_hash_are_provided")
+                if "password" in item:
+                    user = User.with_password(
+                        str(item["name"]), str(item["password"]), parse_tags(item.get("tags"))
+                    )
+                else:
+                    algorithm = item.get("hashing_algorithm") or "rabbit_password_hashing_sha256"
+                    user = User(
+                        str(item["name"]),
+                        item.get("password_hash") or "",
+                        algorithm,
+                        parse_tags(item.get("tags")),
+                    )
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 problems.append(f"users[{index}]: {error}")
                 continue

@@ -236,3 +236,19 @@ def test_property_the_salt_is_the_first_four_bytes(password, salt, algorithm):
 @given(garbage=st.text(max_size=120), algorithm=algorithms)
 def test_property_verify_never_raises_on_any_stored_text(garbage, algorithm):
     assert verify_password("guest", garbage, algorithm) in (True, False)
+
+
+def test_definitions_may_give_a_clear_password_not_both() -> None:
+    # rabbit_auth_backend_internal:put_user: `password` is hashed at import,
+    # `password_hash` is taken as is, and both at once are refused.
+    from broker.auth.access import AccessControl
+
+    access = AccessControl()
+    problems = access.load({"users": [
+        {"name": "alice", "password": "s3cret", "tags": ""},
+        {"name": "bob", "password": "x", "password_hash": "", "tags": ""},
+    ]})  # fmt: skip
+    assert access.users["alice"].check_password("s3cret")
+    assert not access.users["alice"].check_password("wrong")
+    assert "bob" not in access.users
+    assert problems == ["users[1]: both_password_and_password_hash_are_provided"]

@@ -434,6 +434,7 @@ class Queue:
             self.exclusive_consumer.tag if self.exclusive_consumer is not None else None,
             tuple((c.delivered, c.redelivered, c.has_credit()) for c in consumers)
             if consumers else (),
+            self.policy, self.operator_policy, self.single_active_consumer_tag,
         )
 
     def snapshot(self) -> QueueSnapshot:
@@ -454,7 +455,29 @@ class Queue:
             exclusive_consumer_tag=(
                 self.exclusive_consumer.tag if self.exclusive_consumer is not None else None
             ),
+            policy=self.policy,
+            operator_policy=self.operator_policy,
+            single_active_consumer_tag=self.single_active_consumer_tag,
         )
+
+    @property
+    def single_active_consumer_tag(self) -> str | None:
+        """With `x-single-active-consumer`, the active consumer's tag (None
+        without consumers, and on any other queue). A read only."""
+        groups = self.dispatch_groups
+        if isinstance(groups, SingleActiveConsumer):
+            active = groups.active
+            return active.tag if active is not None else None
+        return None
+
+    def consumer_activity(self, consumer: QueueConsumer) -> str:
+        """RabbitMQ's `activity_status` of one of this queue's consumers:
+        "single_active" or "waiting" with `x-single-active-consumer`, "up"
+        otherwise (consumer priorities included). A read only."""
+        groups = self.dispatch_groups
+        if isinstance(groups, SingleActiveConsumer):
+            return "single_active" if groups.active is consumer else "waiting"
+        return "up"
 
     def counters(self) -> QueueCounters:
         """The queue's message counts now (RabbitMQ's `message_stats`), changing nothing."""

@@ -89,6 +89,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         return exchange_item(
             vhost.name, exchange, totals.exchange(vhost, exchange.name),
             stats.exchanges.rates(exchange), user,
+            vhost.policy_fields("exchanges", exchange.name) if vhost.policies else None,
         )
 
     async def reply_exchanges(request: Request, vhosts: list[VHost]) -> Response:

@@ -320,9 +320,8 @@ class Queue:
         #: The `consumer-timeout` (milliseconds) that policies give this queue,
         #: None without one: `configure` sets it from the effective settings.
         #: It takes effect at the next check of each channel's oldest delivery
-        #: (see `consumer_timeout`). broker.core.policies does not list the key
-        #: yet (RabbitMQ 3.10 has none; 3.12 added it with MIN against the
-        #: argument), so today it comes only from code that sets it.
+        #: (see `consumer_timeout`). RabbitMQ 3.12's policy key (3.10 has none;
+        #: broker.core.policies: MIN against the argument).
         self.policy_consumer_timeout: int | None = None
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None

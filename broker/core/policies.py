@@ -32,7 +32,9 @@ reference node):
 
 Validation gives RabbitMQ's texts ("Validation failed\\n\\n<<\\"x\\">> is not a
 valid maximum length\\n"), with values printed as Erlang's `~p` prints them.
-A key RabbitMQ 3.10 knows but Warren does not implement (`ha-mode`,
+One key is RabbitMQ 3.12's, a documented extension (docs/compatibility.md):
+`consumer-timeout`, which 3.10 does not know. A key RabbitMQ 3.10 knows but
+Warren does not implement (`ha-mode`,
 `queue-mode`, `max-age`, `federation-upstream`...; `REFUSED_KEYS`) is refused
 with a reason, never accepted and ignored.
 
@@ -121,6 +123,11 @@ _KEYS = (
     # the argument; Warren honours x-delivery-limit on every queue, and so the
     # policy key too (docs/compatibility.md).
     Key("delivery-limit", "delivery limit", _integer(0), "queues", MIN, operator=True),
+    # RabbitMQ 3.12's key (3.10 refuses it as "not recognised"): milliseconds,
+    # 0 or more (rabbit_policies validate_policy0), the lower of it and the
+    # queue's x-consumer-timeout (rabbit_channel get_queue_consumer_timeout,
+    # args_policy_lookup with erlang:min); not an operator policy key in 3.12.
+    Key("consumer-timeout", "consumer timeout", _integer(0), "queues", MIN),
     Key("alternate-exchange", "alternate exchange name", _string, "exchanges", ARGUMENT),
 )
 KEYS: dict[str, Key] = {k.name: k for k in _KEYS}

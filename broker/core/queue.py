@@ -327,9 +327,8 @@ class Queue:
         #: The `consumer-timeout` (milliseconds) that policies give this queue,
         #: None without one: `configure` sets it from the effective settings.
         #: It takes effect at the next check of each channel's oldest delivery
-        #: (see `consumer_timeout`). broker.core.policies does not list the key
-        #: yet (RabbitMQ 3.10 has none; 3.12 added it with MIN against the
-        #: argument), so today it comes only from code that sets it.
+        #: (see `consumer_timeout`). RabbitMQ 3.12's policy key (3.10 has none;
+        #: broker.core.policies: MIN against the argument).
         self.policy_consumer_timeout: int | None = None
         self._may_expire = self.message_ttl is not None
         self._timer_at: float | None = None
@@ -441,6 +440,7 @@ class Queue:
             self.exclusive_consumer.tag if self.exclusive_consumer is not None else None,
             tuple((c.delivered, c.redelivered, c.has_credit()) for c in consumers)
             if consumers else (),
+            self.policy, self.operator_policy, self.single_active_consumer_tag,
         )
 
     def snapshot(self) -> QueueSnapshot:
@@ -461,7 +461,29 @@ class Queue:
             exclusive_consumer_tag=(
                 self.exclusive_consumer.tag if self.exclusive_consumer is not None else None
             ),
+            policy=self.policy,
+            operator_policy=self.operator_policy,
+            single_active_consumer_tag=self.single_active_consumer_tag,
         )
+
+    @property
+    def single_active_consumer_tag(self) -> str | None:
+        """With `x-single-active-consumer`, the active consumer's tag (None
+        without consumers, and on any other queue). A read only."""
+        groups = self.dispatch_groups
+        if isinstance(groups, SingleActiveConsumer):
+            active = groups.active
+            return active.tag if active is not None else None
+        return None
+
+    def consumer_activity(self, consumer: QueueConsumer) -> str:
+        """RabbitMQ's `activity_status` of one of this queue's consumers:
+        "single_active" or "waiting" with `x-single-active-consumer`, "up"
+        otherwise (consumer priorities included). A read only."""
+        groups = self.dispatch_groups
+        if isinstance(groups, SingleActiveConsumer):
+            return "single_active" if groups.active is consumer else "waiting"
+        return "up"
 
     def counters(self) -> QueueCounters:
         """The queue's message counts now (RabbitMQ's `message_stats`), changing nothing."""

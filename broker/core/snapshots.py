@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.core.policies import Policy
 from broker.core.stats import QueueCounters
 
 __all__ = ["QueueSnapshot"]
@@ -39,6 +40,12 @@ class QueueSnapshot:
     counters: QueueCounters = field(default_factory=QueueCounters)
     #: The tag of the exclusive consumer, if one holds the queue.
     exclusive_consumer_tag: str | None = None
+    #: The policy and operator policy that apply (None: none does).
+    policy: Policy | None = None
+    operator_policy: Policy | None = None
+    #: With `x-single-active-consumer`: the tag of the consumer that is active
+    #: (None without a consumer, or on a queue without single active consumer).
+    single_active_consumer_tag: str | None = None
 
     @property
     def messages(self) -> int:

@@ -21,6 +21,7 @@ from typing import Any, Final
 from urllib.parse import quote_plus, unquote_plus
 
 from broker.core.features.deduplication import DedupCache
+from broker.core.policies import policy_fields
 from broker.core.queue import Queue
 from broker.core.snapshots import QueueSnapshot
 from broker.session.snapshots import ChannelSnapshot, ConnectionSnapshot, ConsumerSnapshot
@@ -148,6 +149,8 @@ def queue_item(
     """One queue as /api/queues lists it."""
     snap = snap if snap is not None else queue.snapshot()
     counters = snap.counters
+    policies = policy_fields(snap.policy, snap.operator_policy)
+    queue_type = str(snap.arguments.get("x-queue-type") or "classic")
     capacity = consumer_capacity(queue, snap)
     item: dict[str, Any] = {
         "arguments": json_value(snap.arguments),
@@ -156,7 +159,7 @@ def queue_item(
         "consumer_utilisation": capacity,
         "consumers": snap.consumers,
         "durable": snap.durable,
-        "effective_policy_definition": {},
+        "effective_policy_definition": policies["effective_policy_definition"],
         "exclusive": snap.exclusive,
         "exclusive_consumer_tag": snap.exclusive_consumer_tag,
         "head_message_timestamp": None,
@@ -181,12 +184,19 @@ def queue_item(
     item.update({
         "name": snap.name,
         "node": node,
-        "operator_policy": None,
-        "policy": None,
+        "operator_policy": policies["operator_policy"],
+        "policy": policies["policy"],
         "recoverable_slaves": None,
-        "single_active_consumer_tag": None,
+    })
+    if queue_type != "quorum":
+        # RabbitMQ 3.10 lists it for classic queues only (observed: a quorum
+        # queue with x-single-active-consumer has no such key).
+        item["single_active_consumer_tag"] = snap.single_active_consumer_tag
+    item.update({
+        # Always "running": see docs/compatibility.md (RabbitMQ's other
+        # states describe an Erlang queue process, which Warren has not).
         "state": "running",
-        "type": str(snap.arguments.get("x-queue-type") or "classic"),
+        "type": queue_type,
         "vhost": snap.vhost,
     })
     return item
@@ -208,8 +218,11 @@ def exchange_item(
     counts: tuple[int, int],
     rates: Mapping[str, float],
     user: str,
+    policy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One exchange as /api/exchanges lists it; `counts` are (publish_in, publish_out)."""
+    """One exchange as /api/exchanges lists it; `counts` are (publish_in, publish_out);
+    `policy` is `VHost.policy_fields("exchanges", name)`: `{"policy": NAME}` when
+    a policy applies, else empty (RabbitMQ then has no `policy` key)."""
     item: dict[str, Any] = {
         "arguments": json_value(exchange.arguments),
         "auto_delete": exchange.auto_delete,
@@ -222,8 +235,10 @@ def exchange_item(
             {"publish_in": publish_in, "publish_out": publish_out},
             ("publish_in", "publish_out"), rates,
         )
+    item["name"] = exchange.name
+    if policy:
+        item.update(policy)
     item.update({
-        "name": exchange.name,
         "type": exchange.type,
         "user_who_performed_action": user,
         "vhost": vhost,
@@ -398,9 +413,10 @@ def consumer_item(snap: ConsumerSnapshot, node: str) -> dict[str, Any]:
     return {
         "arguments": json_value(snap.arguments),
         "ack_required": snap.ack_required,
-        # Without single-active-consumer every consumer is active, "up".
-        "active": True,
-        "activity_status": "up",
+        # "up" (always active) but with x-single-active-consumer, where the
+        # active one is "single_active" and the others are "waiting".
+        "active": snap.activity_status != "waiting",
+        "activity_status": snap.activity_status,
         "channel_details": {
             "connection_name": snap.connection_name,
             "name": snap.channel_name,

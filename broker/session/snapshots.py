@@ -139,6 +139,9 @@ class ConsumerSnapshot:
     arguments: dict[str, Any] = field(default_factory=dict)
     #: Could it take a message now (credit, no backpressure)?
     has_credit: bool = True
+    #: RabbitMQ's `activity_status`: "up", or with single active consumer
+    #: "single_active" / "waiting" (`Queue.consumer_activity`).
+    activity_status: str = "up"
 
 
 def _state(connection: ClientConnection) -> str:
@@ -248,4 +251,5 @@ def snapshot_consumers(connection: ClientConnection) -> Iterator[ConsumerSnapsho
                 prefetch_count=consumer.prefetch_count,
                 arguments=dict(consumer.arguments),
                 has_credit=consumer.has_credit(),
+                activity_status=consumer.queue.consumer_activity(consumer),
             )

@@ -203,6 +203,9 @@ POLICY_OPTIONS: dict[str, Option] = {
         Option("dead-letter-exchange", "name", "dead-letter-exchange"),
         Option("dead-letter-routing-key", "text", "dead-letter-routing-key"),
         Option("delivery-limit", "count", "delivery-limit", minimum=0),
+        Option("consumer-timeout", "duration", "consumer-timeout", minimum=0,
+               doc="a delivery unacknowledged that long closes its channel "
+                   "(RabbitMQ 3.12's key)"),
         Option("alternate-exchange", "name", "alternate-exchange"),
     )
 }

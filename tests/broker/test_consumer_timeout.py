@@ -1,12 +1,18 @@
 """Consumer acknowledgement timeouts in Warren: the node's `consumer_timeout`,
-a queue's `x-consumer-timeout` and the policy hook (`Queue.policy_consumer_timeout`),
+a queue's `x-consumer-timeout` and the policy key `consumer-timeout` (RabbitMQ 3.12's,
+set through the management API),
 the check's pacing, and the bookkeeping behind it. The behaviour as clients see
 it against any broker is conformance/tests/test_consumer_timeout.py."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -14,7 +20,7 @@ import pytest
 
 from broker.core.queue import Queue
 from broker.session.acks import Acknowledgements
-from broker.settings import Listener, Settings
+from broker.settings import HTTPListener, Listener, Settings
 from broker.testing import BrokerThread
 
 TEXT = (
@@ -24,9 +30,10 @@ TEXT = (
 )
 
 
-def start(consumer_timeout: int) -> BrokerThread:
+def start(consumer_timeout: int, api: bool = False) -> BrokerThread:
+    extra: dict[str, Any] = {"management_tcp": HTTPListener(0, "127.0.0.1")} if api else {}
     thread = BrokerThread(settings=Settings(
-        listeners_tcp=(Listener("127.0.0.1", 0),), consumer_timeout=consumer_timeout,
+        listeners_tcp=(Listener("127.0.0.1", 0),), consumer_timeout=consumer_timeout, **extra,
     ))
     thread.start()
     return thread
@@ -128,24 +135,102 @@ def test_invalid_x_consumer_timeout_is_406(fast: BrokerThread, value, why) -> No
     connection.close()
 
 
-def test_policy_hook_sets_a_queue_s_timeout(slow: BrokerThread) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(slow.url))
+@pytest.fixture
+def slow_with_api() -> Iterator[BrokerThread]:
+    """A broker whose consumer_timeout is a minute, with its management API."""
+    thread = start(60_000, api=True)
+    yield thread
+    thread.stop()
+
+
+def put_policy(thread: BrokerThread, path: str, body: dict) -> tuple[int, Any]:
+    """PUT /api/{path} on `thread`'s management API: (status, decoded JSON or None)."""
+    assert thread.broker is not None
+    request = urllib.request.Request(
+        f"{thread.broker.management_url}/api/{path}", data=json.dumps(body).encode(),
+        method="PUT", headers={"content-type": "application/json",
+                               "authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.mark.parametrize(("argument", "by_policy", "used"), [
+    (None, 300, 300),
+    (30_000, 300, 300),  # the lower of the two, as RabbitMQ 3.12+
+    (300, 30_000, 300),
+])
+def test_a_consumer_timeout_policy_closes_the_channel(
+    slow_with_api: BrokerThread, argument: int | None, by_policy: int, used: int
+) -> None:
+    """`PUT /api/policies/%2F/ct {"definition": {"consumer-timeout": N}}`: a
+    consumer of a matching queue that does not ack has its channel closed
+    with RabbitMQ's 406 after the lower of N and x-consumer-timeout (the
+    node's minute is not what counts)."""
+    thread = slow_with_api
+    assert put_policy(thread, "policies/%2F/ct", {
+        "pattern": "^ct-", "definition": {"consumer-timeout": by_policy},
+        "apply-to": "queues"}) == (201, None)
+    connection = pika.BlockingConnection(pika.URLParameters(thread.url))
     channel = connection.channel()
-    channel.queue_declare("ct-policy", arguments={"x-consumer-timeout": 30_000})
-    assert slow.broker is not None
-
-    def set_policy(value: int | None) -> None:
-        slow.broker.vhost.queues["ct-policy"].policy_consumer_timeout = value
-
-    slow.run_sync(set_policy, 300)  # what the policy code does for consumer-timeout
+    arguments = {"x-consumer-timeout": argument} if argument is not None else None
+    channel.queue_declare("ct-policy", arguments=arguments)
     channel.basic_publish("", "ct-policy", b"m")
     channel.basic_consume("ct-policy", lambda *args: None)
     closed = closed_channel(connection, channel, 5)
     assert closed is not None
-    # The lower of the policy's and the argument's, as RabbitMQ 3.12+.
-    assert closed[1].reply_text == TEXT.format(channel=channel.channel_number, timeout=300)
-    connection.channel().queue_delete("ct-policy")
+    took, reason = closed
+    assert (reason.reply_code, reason.reply_text) == (
+        406, TEXT.format(channel=channel.channel_number, timeout=used))
+    assert took < 2  # not paced for the node's minute
+    # The message was requeued for the next consumer.
+    assert connection.channel().queue_declare("ct-policy", passive=True).method.message_count == 1
     connection.close()
+
+
+def test_a_consumer_timeout_policy_applies_to_existing_queues_and_goes_when_cleared(
+    slow_with_api: BrokerThread,
+) -> None:
+    thread = slow_with_api
+    connection = pika.BlockingConnection(pika.URLParameters(thread.url))
+    channel = connection.channel()
+    channel.queue_declare("ct-early")
+    channel.queue_declare("ct-cleared")
+    assert put_policy(thread, "policies/%2F/ct", {
+        "pattern": "^ct-", "definition": {"consumer-timeout": 300}})[0] == 201
+    channel.basic_publish("", "ct-early", b"m")
+    channel.basic_consume("ct-early", lambda *args: None)
+    closed = closed_channel(connection, channel, 5)
+    assert closed is not None
+    assert closed[1].reply_text == TEXT.format(channel=channel.channel_number, timeout=300)
+
+    # Narrowed to ct-early only: ct-cleared is back to the node's minute.
+    assert put_policy(thread, "policies/%2F/ct", {
+        "pattern": "^ct-early$", "definition": {"consumer-timeout": 300}})[0] == 204
+    channel = connection.channel()
+    channel.basic_publish("", "ct-cleared", b"m")
+    channel.basic_consume("ct-cleared", lambda *args: None)
+    assert closed_channel(connection, channel, 1.0) is None
+    connection.close()
+
+
+@pytest.mark.parametrize(("path", "definition", "reason"), [
+    ("policies", {"consumer-timeout": -1},
+     "Validation failed\n\n-1 is not a valid consumer timeout\n"),
+    ("policies", {"consumer-timeout": "1000"},
+     "Validation failed\n\n&lt;&lt;\"1000\"&gt;&gt; is not a valid consumer timeout\n"),
+    # Not an operator policy key in RabbitMQ 3.12 either.
+    ("operator-policies", {"consumer-timeout": 1000},
+     'Validation failed\n\n[{<<"consumer-timeout">>,1000}] are not recognised policy settings\n'),
+])
+def test_a_bad_consumer_timeout_policy_is_refused_as_rabbitmq_3_12_refuses_it(
+    slow_with_api: BrokerThread, path: str, definition: dict, reason: str
+) -> None:
+    assert put_policy(slow_with_api, f"{path}/%2F/ct", {
+        "pattern": ".*", "definition": definition, "apply-to": "queues"}) == (
+        400, {"error": "bad_request", "reason": reason})
 
 
 def test_queue_timeout_is_the_lower_of_policy_and_argument() -> None:

@@ -72,8 +72,11 @@ def refused(**kwargs: Any) -> str:
         ({"max-length": "a", "message-ttl": -1}, '<<"a">> is not a valid maximum length'),
         ({"zzz": 1, "max-length": "x"}, '<<"x">> is not a valid maximum length'),
         ({"zzz": 1, "aaa": 2}, '[{<<"aaa">>,2},{<<"zzz">>,1}] are not recognised policy settings'),
-        ({"consumer-timeout": 100},
-         '[{<<"consumer-timeout">>,100}] are not recognised policy settings'),
+        ({"max-lenght": 100},
+         '[{<<"max-lenght">>,100}] are not recognised policy settings'),
+        # RabbitMQ 3.12's key (broker.core.policies), with 3.12's text.
+        ({"consumer-timeout": -1}, "-1 is not a valid consumer timeout"),
+        ({"consumer-timeout": "1000"}, '<<"1000">> is not a valid consumer timeout'),
         ({}, "no policy provided"),
         ([1], "definition must be a dictionary: [1]"),
     ],
@@ -207,6 +210,7 @@ def test_the_precedence_table() -> None:
         "message-ttl": "min", "expires": "min", "max-length": "min", "max-length-bytes": "min",
         "delivery-limit": "min", "overflow": "argument", "dead-letter-exchange": "argument",
         "dead-letter-routing-key": "argument", "alternate-exchange": "argument",
+        "consumer-timeout": "min",  # RabbitMQ 3.12's key: the lower wins
     }
     assert EXCHANGE_KEYS == ("alternate-exchange",)
 
@@ -217,6 +221,8 @@ def test_the_precedence_table() -> None:
         ("message-ttl", 100, 50, 50),
         ("message-ttl", 50, 100, 50),
         ("expires", 1000, 2000, 1000),
+        ("consumer-timeout", 5000, 1000, 1000),
+        ("consumer-timeout", 1000, 5000, 1000),
         ("max-length", 5, 2, 2),
         ("max-length-bytes", 10, 20, 10),
         ("delivery-limit", 3, 1, 1),
@@ -243,7 +249,7 @@ def test_argument_policy_and_operator_policy_the_lowest_wins() -> None:
 def test_queue_keys_are_the_queue_features() -> None:
     assert set(QUEUE_KEYS) == {
         "message-ttl", "expires", "max-length", "max-length-bytes", "overflow",
-        "dead-letter-exchange", "dead-letter-routing-key", "delivery-limit",
+        "dead-letter-exchange", "dead-letter-routing-key", "delivery-limit", "consumer-timeout",
     }
 
 

@@ -410,6 +410,37 @@ def test_queue_page_get_and_purge(dash: Dashboard, api: Api, channel: Any, warre
         consumer.close()
 
 
+def test_queue_page_shows_the_policies_and_the_single_active_consumer(
+    dash: Dashboard, api: Api, channel: Any
+) -> None:
+    """The queue page shows the policy, operator policy and effective definition
+    the API gives (not "none" while one applies), and which consumer of a
+    single-active-consumer queue is active."""
+    channel.queue_declare("dash-orders.eu", arguments={"x-single-active-consumer": True})
+    channel.basic_consume("dash-orders.eu", lambda *a: None, consumer_tag="dash-first")
+    channel.basic_consume("dash-orders.eu", lambda *a: None, consumer_tag="dash-second")
+    assert api("PUT", "/api/policies/%2F/dash-cap",
+               {"pattern": "^dash-orders\\.", "definition": {"max-length": 2},
+                "apply-to": "queues"})[0] == 201
+    assert api("PUT", "/api/operator-policies/%2F/dash-op",
+               {"pattern": "^dash-orders\\.", "definition": {"message-ttl": 60000},
+                "apply-to": "queues"})[0] == 201
+    try:
+        dash.login(hash_="#/queues/%2F/dash-orders.eu")
+        details = dash.wait_text("#queue-details", lambda text: "dash-cap" in text)
+        assert "Policy\ndash-cap" in details
+        assert "Operator policy\ndash-op" in details
+        assert "max-length" in details and "message-ttl" in details
+        assert "Single active consumer\ndash-first" in details
+        consumers = dash.wait_text("#queue-consumer-table", lambda text: "waiting" in text)
+        assert "single_active" in consumers
+        dash.screenshot("queue-policy")
+    finally:
+        api("DELETE", "/api/policies/%2F/dash-cap")
+        api("DELETE", "/api/operator-policies/%2F/dash-op")
+        channel.queue_delete("dash-orders.eu")
+
+
 def test_exchanges_and_publish(dash: Dashboard, channel: Any) -> None:
     channel.exchange_declare("dash-pub", "topic", arguments={"alternate-exchange": "amq.fanout"})
     channel.queue_declare("dash-pub-q")

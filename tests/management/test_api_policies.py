@@ -153,6 +153,79 @@ def test_a_policy_applies_to_queues_at_once(broker) -> None:
                       "effective_policy_definition": {"max-length": 2}}
 
 
+def _policy_fields(item: dict) -> dict:
+    return {key: item.get(key, "absent")
+            for key in ("policy", "operator_policy", "effective_policy_definition")}
+
+
+def test_the_api_shows_the_policies_of_each_queue_as_rabbitmq_does(broker) -> None:
+    """/api/queues and /api/queues/V/Q: `policy` and `operator_policy` (names
+    or null) and `effective_policy_definition` (the two merged, the lower of
+    a key in both; `{}` without any), as RabbitMQ 3.10.8 showed them for the
+    same policies (`^orders\\.` max-length 2; an operator policy max-length 5
+    and message-ttl 60000)."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    channel = connection.channel()
+    channel.queue_declare("orders.eu")
+    channel.queue_declare("plain")
+    assert call(broker, "PUT", "/api/policies/%2F/cap",
+                {"pattern": "^orders\\.", "definition": {"max-length": 2},
+                 "apply-to": "queues"})[0] == 201
+    status, queue, _ = call(broker, "GET", "/api/queues/%2F/orders.eu")
+    assert status == 200
+    assert _policy_fields(queue) == {"policy": "cap", "operator_policy": None,
+                                     "effective_policy_definition": {"max-length": 2}}
+    assert call(broker, "PUT", "/api/operator-policies/%2F/op",
+                {"pattern": "^orders\\.", "definition": {"max-length": 5, "message-ttl": 60000},
+                 "apply-to": "queues"})[0] == 201
+    listed = {q["name"]: q for q in call(broker, "GET", "/api/queues/%2F")[1]}
+    expected = {"policy": "cap", "operator_policy": "op",
+                "effective_policy_definition": {"max-length": 2, "message-ttl": 60000}}
+    assert _policy_fields(listed["orders.eu"]) == expected
+    assert _policy_fields(call(broker, "GET", "/api/queues/%2F/orders.eu")[1]) == expected
+    assert _policy_fields(listed["plain"]) == {
+        "policy": None, "operator_policy": None, "effective_policy_definition": {}}
+    # Cleared: the list (whose items are cached between samples) follows at once.
+    assert call(broker, "DELETE", "/api/policies/%2F/cap")[0] == 204
+    listed = {q["name"]: q for q in call(broker, "GET", "/api/queues")[1]}
+    assert _policy_fields(listed["orders.eu"]) == {
+        "policy": None, "operator_policy": "op",
+        "effective_policy_definition": {"max-length": 5, "message-ttl": 60000}}
+    # A queue declared under a policy has it from the start.
+    channel.queue_declare("orders.us")
+    assert call(broker, "GET", "/api/queues/%2F/orders.us")[1]["operator_policy"] == "op"
+    connection.close()
+
+
+def test_the_api_shows_an_exchanges_policy_only_when_one_applies(broker) -> None:
+    """RabbitMQ 3.10.8: an exchange has a `policy` key (the name) only while a
+    policy applies to it, the default and amq.* exchanges included; never
+    `operator_policy` or `effective_policy_definition`."""
+    assert call(broker, "PUT", "/api/exchanges/%2F/orders.x", {"type": "direct"})[0] == 201
+    assert call(broker, "PUT", "/api/exchanges/%2F/plain.x", {"type": "direct"})[0] == 201
+    assert "policy" not in call(broker, "GET", "/api/exchanges/%2F/orders.x")[1]
+    assert call(broker, "PUT", "/api/policies/%2F/ae",
+                {"pattern": "^orders\\.", "definition": {"alternate-exchange": "amq.fanout"},
+                 "apply-to": "exchanges"})[0] == 201
+    assert call(broker, "PUT", "/api/operator-policies/%2F/op",
+                {"pattern": ".*", "definition": {"max-length": 3}, "apply-to": "all"})[0] == 201
+    shown = call(broker, "GET", "/api/exchanges/%2F/orders.x")[1]
+    assert _policy_fields(shown) == {"policy": "ae", "operator_policy": "absent",
+                                     "effective_policy_definition": "absent"}
+    listed = {x["name"]: x for x in call(broker, "GET", "/api/exchanges/%2F")[1]}
+    assert listed["orders.x"]["policy"] == "ae"
+    assert "policy" not in listed["plain.x"]
+    assert list(listed["orders.x"]) == [  # the key's place, as RabbitMQ orders them
+        "arguments", "auto_delete", "durable", "internal", "name", "policy", "type",
+        "user_who_performed_action", "vhost"]
+    assert call(broker, "PUT", "/api/policies/%2F/all",
+                {"pattern": ".*", "definition": {"alternate-exchange": "x"},
+                 "apply-to": "exchanges", "priority": -1})[0] == 201
+    listed = {x["name"]: x for x in call(broker, "GET", "/api/exchanges/%2F")[1]}
+    assert (listed[""]["policy"], listed["amq.direct"]["policy"]) == ("all", "all")
+    assert (listed["orders.x"]["policy"], listed["plain.x"]["policy"]) == ("ae", "all")
+
+
 def test_a_real_export_with_policies_imports_and_exports_the_same(broker) -> None:
     # An export of the reference RabbitMQ 3.10.8 with a policy and an operator
     # policy (and a global parameter, which Warren refuses: left out here).

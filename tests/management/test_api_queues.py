@@ -326,3 +326,56 @@ def test_a_listed_queue_shows_every_change_at_once(broker, api) -> None:
     wait_for(lambda: listed()["exclusive_consumer_tag"] == "other")
     connection.close()
     wait_for(lambda: listed()["consumers"] == 0 and listed()["messages_ready"] == 1)
+
+
+def _activity(consumers: list[dict]) -> list[tuple[str, bool, str]]:
+    return sorted((c["consumer_tag"], c["active"], c["activity_status"]) for c in consumers)
+
+
+def test_single_active_consumer_shows_who_is_active_and_who_waits(broker, api) -> None:
+    """RabbitMQ 3.10.8, two pika consumers on a queue with x-single-active-consumer:
+    the queue's `single_active_consumer_tag` is the first's; in /api/consumers
+    and the queue's consumer_details the first is `active: true,
+    activity_status: "single_active"`, the second `active: false,
+    activity_status: "waiting"`. On a plain queue every consumer is "up",
+    priorities or not, and the tag is null. A quorum queue has no such key."""
+    connection = amqp(broker)
+    channel = connection.channel()
+    for kind in ("classic", "quorum"):
+        channel.queue_declare(f"sac-{kind}", durable=kind == "quorum",
+                              arguments={"x-single-active-consumer": True, "x-queue-type": kind})
+        channel.basic_consume(f"sac-{kind}", lambda *a: None, consumer_tag=f"first-{kind}")
+        channel.basic_consume(f"sac-{kind}", lambda *a: None, consumer_tag=f"second-{kind}")
+    channel.queue_declare("plain")
+    channel.basic_consume("plain", lambda *a: None, consumer_tag="plain1")
+    channel.basic_consume("plain", lambda *a: None, consumer_tag="plain2",
+                          arguments={"x-priority": 5})
+
+    sac = api.get("/api/queues/%2F/sac-classic")
+    assert sac["single_active_consumer_tag"] == "first-classic"
+    assert _activity(sac["consumer_details"]) == [
+        ("first-classic", True, "single_active"), ("second-classic", False, "waiting")]
+    quorum = api.get("/api/queues/%2F/sac-quorum")
+    assert "single_active_consumer_tag" not in quorum
+    assert _activity(quorum["consumer_details"]) == [
+        ("first-quorum", True, "single_active"), ("second-quorum", False, "waiting")]
+    plain = api.get("/api/queues/%2F/plain")
+    assert plain["single_active_consumer_tag"] is None
+    assert _activity(plain["consumer_details"]) == [("plain1", True, "up"), ("plain2", True, "up")]
+    assert _activity(api.get("/api/consumers")) == [
+        ("first-classic", True, "single_active"), ("first-quorum", True, "single_active"),
+        ("plain1", True, "up"), ("plain2", True, "up"),
+        ("second-classic", False, "waiting"), ("second-quorum", False, "waiting")]
+    listed = {q["name"]: q for q in api.get("/api/queues")}
+    assert listed["sac-classic"]["single_active_consumer_tag"] == "first-classic"
+
+    # The active one goes: the next takes over, in the list at once too.
+    channel.basic_cancel("first-classic")
+    sac = api.get("/api/queues/%2F/sac-classic")
+    assert sac["single_active_consumer_tag"] == "second-classic"
+    assert _activity(sac["consumer_details"]) == [("second-classic", True, "single_active")]
+    listed = {q["name"]: q for q in api.get("/api/queues")}
+    assert listed["sac-classic"]["single_active_consumer_tag"] == "second-classic"
+    channel.basic_cancel("second-classic")
+    assert api.get("/api/queues/%2F/sac-classic")["single_active_consumer_tag"] is None
+    connection.close()

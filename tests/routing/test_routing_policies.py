@@ -103,7 +103,7 @@ def test_every_mistake_is_reported_with_a_hint() -> None:
         "        ^^^^^^^^^^\n"
         "    hint: policy settings: message-ttl, expires, max-length, max-length-bytes, "
         "overflow, dead-letter-exchange, dead-letter-routing-key, delivery-limit, "
-        "alternate-exchange",
+        "consumer-timeout, alternate-exchange",
         "p.conf:3:5: ha-mode is a RabbitMQ policy setting that Warren does not implement\n"
         "        ha-mode all\n"
         "        ^^^^^^^\n"

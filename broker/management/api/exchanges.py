@@ -89,6 +89,7 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         answer = exchange_item(
             vhost.name, exchange, totals.exchange(vhost, exchange.name),
             stats.exchanges.rates(exchange), user,
+            vhost.policy_fields("exchanges", exchange.name) if vhost.policies else None,
         )
         known = vhost.dedup_caches.get(exchange.name)
         if known is not None and known[0] is exchange and known[1] is not None:

@@ -128,6 +128,7 @@ def _consumer_snapshots(queue: Queue) -> list[ConsumerSnapshot]:
             prefetch_count=consumer.prefetch_count,
             arguments=dict(consumer.arguments),
             has_credit=consumer.has_credit(),
+            activity_status=queue.consumer_activity(consumer),
         ))
     return out
 

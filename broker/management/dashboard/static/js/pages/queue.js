@@ -141,6 +141,11 @@ export default function queue(ctx) {
       ["Features", queueFeatures(q)],
       ["Arguments", Object.keys(q.arguments || {}).length ? fmtValue(q.arguments) : "none"],
       ["Policy", q.policy || "none"],
+      ["Operator policy", q.operator_policy || "none"],
+      ["Effective policy definition", Object.keys(q.effective_policy_definition || {}).length
+        ? fmtValue(q.effective_policy_definition) : "none"],
+      ...(q.single_active_consumer_tag !== undefined && (q.arguments || {})["x-single-active-consumer"]
+        ? [["Single active consumer", q.single_active_consumer_tag || "none"]] : []),
       ["Exclusive to", q.exclusive ? (q.owner_pid_details && q.owner_pid_details.name) || "its connection" : "\u2013"],
       ["Consumer capacity", q.consumer_capacity === undefined ? "\u2013" : `${Math.round(q.consumer_capacity * 100)}%`],
       ["Message bytes", fmtBytes(q.message_bytes)],
@@ -158,6 +163,7 @@ export default function queue(ctx) {
         { key: "ack_required", label: "Ack required", value: (c) => (c.ack_required ? "yes" : "no") },
         { key: "exclusive", label: "Exclusive", value: (c) => (c.exclusive ? "yes" : "no") },
         { key: "prefetch_count", label: "Prefetch", num: true },
+        { key: "activity_status", label: "Activity" },
         { key: "arguments", label: "Arguments",
           value: (c) => (Object.keys(c.arguments || {}).length ? fmtValue(c.arguments) : "\u2013") },
       ],

@@ -168,6 +168,9 @@ def test_deleting_the_exchange_drops_its_held_messages(
         # 2.5 s: long enough that none is due before the delete even on a
         # loaded machine (1 s was not, under a full parallel test load).
         _publish(channel, x, "", b"m%d" % i, 2500)
+    # A synchronous method after them: the broker has handled the publishes
+    # (without confirms they are not waited for) before the store is read.
+    channel.queue_declare(q, passive=True)
     vhost = fresh_warren.broker.vhosts.get("/")
     assert fresh_warren.run_sync(lambda: vhost.delayed.count(x)) == 3
     channel.exchange_delete(x)

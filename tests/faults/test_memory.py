@@ -74,7 +74,7 @@ def test_a_transient_message_costs_under_120_bytes_and_a_deleted_queue_gives_the
     port = _free_port()
     broker = subprocess.Popen(
         [sys.executable, "-m", "broker", "serve", "--port", str(port), "--management-port", "0",
-         "--log-format", "json"],
+         "--prometheus-port", "0", "--log-format", "json"],
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "broker.log", "w"),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -638,7 +638,9 @@ async def _run_broker(
         broker.disk_monitor = DiskMonitor(
             broker.alarms, broker.data_dir, _disk_free_limit(settings, disk_free_limit)
         )
+        # Both write into the data directory: the early check counts both.
         broker.disk_monitor.attach(journal)
+        broker.disk_monitor.attach(broker.paging)
         broker.management.disk_free_limit = broker.disk_monitor.limit
     else:
         _prepare_paging(broker)

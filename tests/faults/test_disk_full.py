@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from durability_helpers import PERSISTENT, Publisher
+from durability_helpers import PERSISTENT, TRANSIENT, Publisher
 
 from broker.settings import AbsoluteLimit, Settings
 from broker.testing import BrokerThread
@@ -87,6 +87,58 @@ def test_the_disk_alarm_holds_its_limit_under_a_fast_writer(small_disk: Path) ->
         channel = consumer.channel()
         while channel.basic_get("fill", auto_ack=True)[0] is not None:
             pass
+        deadline = time.monotonic() + 10
+        while thread.run_sync(lambda: broker.alarms.active) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not thread.run_sync(lambda: broker.alarms.active)
+        consumer.close()
+        publisher.close()
+    finally:
+        thread.stop()
+
+
+def test_the_disk_alarm_counts_the_page_files_under_a_fast_writer(small_disk: Path) -> None:
+    # Transient messages to a long queue go to DATA_DIR/paging, not to the
+    # journal: the early check must count those writes too, or the margin is
+    # gone between two once-a-second looks and the page files hit ENOSPC.
+    settings = Settings(disk_free_limit=AbsoluteLimit(LIMIT), paging_queue_bytes=1024 * 1024)
+    thread = BrokerThread(data_dir=small_disk / "data", settings=settings)
+    thread.start()
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(thread.url))
+        connection.channel().queue_declare("paged")
+        connection.close()
+        publisher = Publisher(thread.url)
+        sent = 0
+        deadline = time.monotonic() + 10
+        blocked = False
+        while time.monotonic() < deadline:
+            sent = publisher.publish_many("paged", [BODY] * 16, TRANSIENT)
+            try:
+                publisher.wait_confirms(sent, timeout=2)
+            except TimeoutError:
+                blocked = True  # the broker stopped reading us: the alarm is on
+                break
+        broker = thread.broker
+        assert blocked, "the publisher was never blocked"
+        assert thread.run_sync(lambda: broker.alarms.active)
+        # Let the paging task write everything it holds, then look.
+        time.sleep(1.5)
+        paging = broker.paging
+        assert thread.run_sync(lambda: paging.write_errors) == 0, "the page files hit ENOSPC"
+        assert thread.run_sync(lambda: paging.bytes_written) > LIMIT // 4
+        assert thread.run_sync(lambda: paging.unwritten_bytes) == 0
+        assert thread.run_sync(lambda: broker.journal.write_errors) == 0
+        assert thread.run_sync(lambda: broker.disk_monitor.early_checks) > 0
+        count = thread.run_sync(lambda: broker.vhost.queues["paged"].message_count)
+        assert count >= publisher.acked > 0
+        # Draining the queue deletes the page files and clears the alarm.
+        consumer = pika.BlockingConnection(pika.URLParameters(thread.url))
+        channel = consumer.channel()
+        got = 0
+        while channel.basic_get("paged", auto_ack=True)[0] is not None:
+            got += 1
+        assert got == count
         deadline = time.monotonic() + 10
         while thread.run_sync(lambda: broker.alarms.active) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -41,7 +41,7 @@ from broker.alarms import (
     memory_available,
     watermark_bytes,
 )
-from broker.auth.access import AccessControl
+from broker.auth.access import AccessControl, LoginThrottle
 from broker.auth.permissions import Permission
 from broker.auth.users import User
 from broker.core.memory import MemoryReleaser, malloc_trim
@@ -118,6 +118,14 @@ class Broker:
         )
         self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory, paging=self.paging)
         self.access = AccessControl(settings.loopback_users)
+        self.access.throttle = LoginThrottle(
+            free_failures=settings.login_throttle_free_failures,
+            first_delay=settings.login_throttle_first_delay / 1000,
+            max_delay=settings.login_throttle_max_delay / 1000,
+            window=settings.login_throttle_window / 1000,
+            max_pending=settings.login_throttle_max_pending,
+            include_loopback=settings.login_throttle_include_loopback,
+        )
         self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
         #: Connections dropped because of a bug in Warren (tests assert 0).

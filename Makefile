@@ -12,12 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# make serve PORT=5673 MANAGEMENT_PORT=15673 to run a second one beside the first.
+# A second broker beside the first needs its own ports and its own data directory
+# (one broker per data directory):
+#   make serve PORT=5673 MANAGEMENT_PORT=15673 PROMETHEUS_PORT=15693 DATA=./data2
 PORT ?= 5672
 MANAGEMENT_PORT ?= 15672
+PROMETHEUS_PORT ?= 15692
+DATA ?= ./data
 
 serve: $(STAMP)
-	$(BIN)/warren serve --host 127.0.0.1 --port $(PORT) --management-port $(MANAGEMENT_PORT) --data-dir ./data
+	$(BIN)/warren serve --host 127.0.0.1 --port $(PORT) --management-port $(MANAGEMENT_PORT) \
+		--prometheus-port $(PROMETHEUS_PORT) --data-dir $(DATA)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,4 +39,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .hypothesis
+	rm -rf $(VENV) data data2 .pytest_cache .hypothesis

@@ -41,7 +41,7 @@ from broker.alarms import (
     memory_available,
     watermark_bytes,
 )
-from broker.auth.access import AccessControl
+from broker.auth.access import AccessControl, LoginThrottle
 from broker.auth.permissions import Permission
 from broker.auth.users import User
 from broker.core.memory import MemoryReleaser, malloc_trim
@@ -62,6 +62,7 @@ from broker.settings import AbsoluteLimit, HTTPListener, Listener, Settings, TLS
 from broker.storage import open_durability
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal
+from broker.storage.lock import DataDirInUse, DataDirLock
 from broker.storage.paging import PagingStore
 from broker.topology_config import ConfigRefused, load_config
 from protocol.constants import ReplyCode
@@ -117,6 +118,14 @@ class Broker:
         )
         self.vhosts = VHostRegistry(timers=self.timers, memory=self.memory, paging=self.paging)
         self.access = AccessControl(settings.loopback_users)
+        self.access.throttle = LoginThrottle(
+            free_failures=settings.login_throttle_free_failures,
+            first_delay=settings.login_throttle_first_delay / 1000,
+            max_delay=settings.login_throttle_max_delay / 1000,
+            window=settings.login_throttle_window / 1000,
+            max_pending=settings.login_throttle_max_pending,
+            include_loopback=settings.login_throttle_include_loopback,
+        )
         self.alarms = ResourceAlarms()
         self.connections: set[ClientConnection] = set()
         #: Connections dropped because of a bug in Warren (tests assert 0).
@@ -604,18 +613,51 @@ async def open_broker(
     context = (
         tls_context(settings.ssl_options, settings.origins) if settings.listeners_ssl else None
     )
+    # One broker per data directory: locked before paging, the journal or the
+    # definitions touch anything in it, held until the broker has stopped.
+    lock = _lock_data_dir(settings.data_dir) if settings.data_dir is not None else None
+    try:
+        async with _run_broker(settings, context, config_path, disk_free_limit) as broker:
+            yield broker
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_data_dir(data_dir: str) -> DataDirLock:
+    """Create the data directory and take its lock (`broker.storage.lock`);
+    a StartupError names the directory, and the holder's pid when it is in use."""
+    directory = Path(data_dir)
+    lock = DataDirLock(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except DataDirInUse as in_use:
+        pid = str(in_use.pid) if in_use.pid is not None else "unknown"
+        log.error("broker.data_dir_locked", data_dir=data_dir, pid=in_use.pid,
+                  lock=str(lock.path))
+        raise StartupError(
+            f"data directory {data_dir} is in use by another broker (pid {pid})"
+        ) from None
+    except OSError as error:
+        raise StartupError(f"data directory {data_dir}: {error.strerror or error}") from None
+    return lock
+
+
+@asynccontextmanager
+async def _run_broker(
+    settings: Settings,
+    context: ssl.SSLContext | None,
+    config_path: str | Path | None,
+    disk_free_limit: int | None,
+) -> AsyncIterator[Broker]:
+    """`open_broker`'s work once the data directory (if any) is locked."""
     broker = Broker(settings)
     journal = None
     fresh = True
     if broker.data_dir is not None:
         # Durable definitions, users and the message journal (docs/durability.md):
         # restored before we listen, so no client sees a half-recovered broker.
-        try:
-            broker.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StartupError(
-                f"data directory {broker.data_dir}: {error.strerror or error}"
-            ) from None
         _prepare_paging(broker)
         durability = open_durability(broker.vhosts, broker.data_dir)
         journal = broker.journal = durability.journal
@@ -632,7 +674,9 @@ async def open_broker(
         broker.disk_monitor = DiskMonitor(
             broker.alarms, broker.data_dir, _disk_free_limit(settings, disk_free_limit)
         )
+        # Both write into the data directory: the early check counts both.
         broker.disk_monitor.attach(journal)
+        broker.disk_monitor.attach(broker.paging)
         broker.management.disk_free_limit = broker.disk_monitor.limit
     else:
         _prepare_paging(broker)

@@ -1,8 +1,8 @@
 """The disk alarm: block publishers while free disk is under a limit.
 
 As RabbitMQ's `disk_free_limit` (default 50 MB): the data directory's file
-system is checked every second, and early when the journal writes fast
-(`DiskMonitor.attach`); while it has less free space than the limit,
+system is checked every second, and early when the journal or the page
+files are written fast (`DiskMonitor.attach`, `DiskWriter`); while it has less free space than the limit,
 every connection that publishes is blocked (`ResourceAlarms`; the session
 sends `connection.blocked` and stops reading from the publisher at a message
 boundary, so its publishes wait in TCP buffers instead of filling the disk;
@@ -25,7 +25,7 @@ import trio
 from broker.alarms.state import DISK, ResourceAlarms
 from broker.logging import get_logger
 
-__all__ = ["DEFAULT_DISK_FREE_LIMIT", "DiskMonitor", "parse_size"]
+__all__ = ["DEFAULT_DISK_FREE_LIMIT", "DiskMonitor", "DiskWriter", "parse_size"]
 
 log = get_logger("warren.disk")
 
@@ -66,26 +66,34 @@ def parse_size(text: str) -> int:
 MIN_CHECK_STEP = 1024 * 1024
 
 
-class Writer(Protocol):
-    """What writes to the monitored disk (the storage layer's journal)."""
+class DiskWriter(Protocol):
+    """What writes to the monitored disk: the journal and the paging store
+    (broker.storage). "Bytes written since the last look" is the difference
+    of `appended` between two looks, so a writer only keeps a running total
+    and compares it with `disk_check_at` on each append."""
 
-    #: Bytes handed to the writer so far, and written (fsynced) so far.
+    #: Bytes handed to the writer so far, written or not (a running total).
     appended: int
-    #: `on_disk_check` is called when `appended` reaches this.
+    #: The writer calls `on_disk_check` when `appended` reaches this.
     disk_check_at: int
     on_disk_check: Callable[[], None] | None
 
     @property
-    def unwritten_bytes(self) -> int: ...
+    def unwritten_bytes(self) -> int:
+        """Bytes handed to the writer and not on disk yet."""
+        ...
 
 
 class DiskMonitor:
     """Watches free space under `path` and sets the `disk` alarm while it is low.
 
-    Once a second, and also whenever the attached writer has written half of
-    the margin left above the limit since the last look: the limit then
-    holds under any write rate, not only under one second's worth of
-    writes. Bytes the writer holds but has not written yet count as used.
+    Once a second, and also whenever the attached writers together may have
+    written half of the margin left above the limit since the last look: the
+    limit then holds under any write rate, not only under one second's worth
+    of writes. Each writer gets an equal share of that half (the first to use
+    its share up makes the monitor look), so however the writes are spread
+    between the journal and the page files, no more than the half is written
+    unseen. Bytes the writers hold but have not written yet count as used.
     """
 
     def __init__(
@@ -94,13 +102,13 @@ class DiskMonitor:
         self.alarms = alarms
         self.path = Path(path)
         self.limit = limit
-        self.writer: Writer | None = None
+        self.writers: list[DiskWriter] = []
         #: Looks taken because of the write rate, not the clock.
         self.early_checks = 0
 
-    def attach(self, writer: Writer) -> None:
+    def attach(self, writer: DiskWriter) -> None:
         """Watch `writer`'s bytes too (see the class docstring)."""
-        self.writer = writer
+        self.writers.append(writer)
         writer.on_disk_check = self._early_check
         self.check()
 
@@ -119,11 +127,14 @@ class DiskMonitor:
     def check(self) -> bool:
         """Look at the disk once; True while the alarm is on."""
         free = self.free_bytes()
-        writer = self.writer
-        if writer is not None:
-            free -= writer.unwritten_bytes
-            # Look again after half of what is left above the limit is written.
-            writer.disk_check_at = writer.appended + max((free - self.limit) // 2, MIN_CHECK_STEP)
+        writers = self.writers
+        if writers:
+            free -= sum(writer.unwritten_bytes for writer in writers)
+            # Look again after half of what is left above the limit is written,
+            # whichever writer writes it.
+            share = max((free - self.limit) // 2, MIN_CHECK_STEP) // len(writers)
+            for writer in writers:
+                writer.disk_check_at = writer.appended + share
         if free < self.limit and not self.active:
             self.alarms.set(DISK)
             log.warning("disk.alarm_set", free_bytes=free, limit_bytes=self.limit)

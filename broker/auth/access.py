@@ -104,23 +104,37 @@ class LoginThrottle:
     second; this bounds that to a handful. At most `max_addresses` are
     remembered (the oldest go first), so memory stays bounded.
 
+    Guessing in parallel would get around the delays (40 connections at once
+    each wait, then answer together), so at most `max_pending` delayed
+    answers may wait per address (None: no cap): while that many wait, a
+    new handshake from the address is refused at once without its
+    credentials being checked (`shed`), so it teaches a guesser nothing.
+
     Loopback clients are not delayed unless `include_loopback`: a process
     on the broker's own machine is not the remote guesser this is for, and
     test suites run their failed-login cases from there.
+
+    The settings keys `warren.login_throttle.*` set these (docs/security.md).
     """
 
     free_failures: int = 3
     first_delay: float = 0.5
     max_delay: float = 10.0
     window: float = 60.0
+    max_pending: int | None = 10
     max_addresses: int = 10_000
     include_loopback: bool = False
     #: Answers delayed since start.
     delayed: int = 0
+    #: Handshakes refused unchecked because `max_pending` answers were waiting.
+    shed: int = 0
     _failures: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+    #: Delayed answers waiting now, per address.
+    _pending: dict[str, int] = field(default_factory=dict)
 
     def failed(self, host: str, now: float | None = None) -> float:
-        """Record a failure from `host`; the seconds its answer should wait."""
+        """Record a failure from `host`; the seconds its answer should wait.
+        A wait above 0 counts as pending until `answered(host)`."""
         now = time.monotonic() if now is None else now
         count, last = self._failures.pop(host, (0, now))
         if now - last > self.window:
@@ -131,8 +145,31 @@ class LoginThrottle:
             self._failures.popitem(last=False)
         if count <= self.free_failures:
             return 0.0
+        delay = min(self.first_delay * 2 ** (count - self.free_failures - 1), self.max_delay)
+        if delay <= 0:
+            return 0.0
         self.delayed += 1
-        return min(self.first_delay * 2 ** (count - self.free_failures - 1), self.max_delay)
+        self._pending[host] = self._pending.get(host, 0) + 1
+        return delay
+
+    def answered(self, host: str) -> None:
+        """A delayed answer to `host` was sent (or its connection is gone)."""
+        left = self._pending.get(host, 0) - 1
+        if left > 0:
+            self._pending[host] = left
+        else:
+            self._pending.pop(host, None)
+
+    def pending(self, host: str) -> int:
+        """Delayed answers to `host` waiting now."""
+        return self._pending.get(host, 0)
+
+    def over_pending(self, host: str) -> bool:
+        """Must a new handshake from `host` be refused unchecked? (counted in `shed`)"""
+        if self.max_pending is None or self._pending.get(host, 0) < self.max_pending:
+            return False
+        self.shed += 1
+        return True
 
 
 class AccessControl:
@@ -200,11 +237,25 @@ class AccessControl:
 
     def login_failed(self, peer: Peer) -> float:
         """A login from `peer` was refused: count it; the seconds to wait before
-        answering (0 until the peer's address has failed a few times)."""
+        answering (0 until the peer's address has failed a few times). A wait
+        above 0 must be followed by `login_answered(peer)`."""
         self.failed_logins += 1
         if peer.is_loopback and not self.throttle.include_loopback:
             return 0.0
         return self.throttle.failed(_host_of(peer.peer_text))
+
+    def login_answered(self, peer: Peer) -> None:
+        """The delayed answer to a failed login from `peer` is sent."""
+        self.throttle.answered(_host_of(peer.peer_text))
+
+    def login_shed(self, peer: Peer) -> int:
+        """Before checking a login: 0 to go on, or how many delayed answers to
+        `peer`'s address wait already, when that is the throttle's cap (the
+        handshake is then refused without checking its credentials)."""
+        if peer.is_loopback and not self.throttle.include_loopback:
+            return 0
+        host = _host_of(peer.peer_text)
+        return self.throttle.pending(host) if self.throttle.over_pending(host) else 0
 
     def may_open(self, user: str, vhost: str) -> bool:
         """Has `user` a permission record in `vhost` (what connection.open needs)?"""

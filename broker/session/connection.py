@@ -660,13 +660,20 @@ class ClientConnection:
         self.closing = True
         self._close_reason = (failed.reply_code, failed.reply_text)
         if self._nursery is None:
+            if failed.on_answered is not None:
+                failed.on_answered()
             self._done.set()
             return
         self._nursery.start_soon(self._answer_login_failure, failed)
 
     async def _answer_login_failure(self, failed: LoginFailed) -> None:
         if failed.delay:
-            await trio.sleep(failed.delay)
+            try:
+                await trio.sleep(failed.delay)
+            finally:
+                # Answered now, or the connection is gone: no longer waiting.
+                if failed.on_answered is not None:
+                    failed.on_answered()
         if failed.notify:
             try:
                 self.send_method(0, m.ConnectionClose(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from broker import __version__
@@ -114,7 +115,10 @@ class LoginFailed(ConnectionException):
     closed. Either way the socket closes after `delay` seconds, which slows
     password guessing down."""
 
-    def __init__(self, mechanism: str, notify: bool, delay: float) -> None:
+    def __init__(
+        self, mechanism: str, notify: bool, delay: float,
+        on_answered: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(
             ReplyCode.ACCESS_REFUSED,
             f"ACCESS_REFUSED - Login was refused using authentication mechanism {mechanism}. "
@@ -124,6 +128,8 @@ class LoginFailed(ConnectionException):
         )
         self.notify = notify
         self.delay = delay
+        #: Called once the answer is sent (the throttle counts waiting answers).
+        self.on_answered = on_answered
 
 
 class Handshake:
@@ -186,6 +192,21 @@ class Handshake:
         if mechanism not in self.mechanisms():
             raise errors.command_invalid(f"unknown authentication mechanism '{mechanism}'")
         username = ""
+        notify = bool(self._client_capabilities().get("authentication_failure_close"))
+        waiting = self.access_control.login_shed(self.info)
+        if waiting:
+            # Parallel guessing from one address: refused before the
+            # credentials are looked at (broker.auth.access.LoginThrottle).
+            log.warning(
+                "connection.refused",
+                peer=self.info.peer_text,
+                mechanism=mechanism,
+                reason="too many failed logins from this address waiting for their answer; "
+                "credentials not checked",
+                pending_answers=waiting,
+                shed=self.access_control.throttle.shed,
+            )
+            raise LoginFailed(mechanism, notify, 0.0)
         try:
             if mechanism == "EXTERNAL":
                 username = self._certificate_user()
@@ -207,8 +228,8 @@ class Handshake:
                 failed_logins=self.access_control.failed_logins,
                 answer_delay=delay,
             )
-            notify = bool(self._client_capabilities().get("authentication_failure_close"))
-            raise LoginFailed(mechanism, notify, delay) from None
+            answered = partial(self.access_control.login_answered, self.info) if delay else None
+            raise LoginFailed(mechanism, notify, delay, answered) from None
         self.mechanism = mechanism
         limits = self.limits
         return m.ConnectionTune(

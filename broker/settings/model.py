@@ -271,6 +271,17 @@ class Settings:
     #: Memory a queue's ready messages may use before new ones are paged
     #: out to disk (None: only under memory pressure).
     paging_queue_bytes: int | None = 64 * 1024 * 1024
+    #: Failed logins from one address (broker.auth.access.LoginThrottle):
+    #: answered at once `free_failures` times within `window` ms, then after
+    #: `first_delay` ms, doubling up to `max_delay` ms; at most `max_pending`
+    #: answers waiting per address (None: no cap); loopback addresses are
+    #: exempt unless `include_loopback`.
+    login_throttle_free_failures: int = 3
+    login_throttle_first_delay: int = 500
+    login_throttle_max_delay: int = 10_000
+    login_throttle_window: int = 60_000
+    login_throttle_max_pending: int | None = 10
+    login_throttle_include_loopback: bool = False
     origins: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False
     )
@@ -328,6 +339,17 @@ class Settings:
         _check_optional_path("data_dir", self.data_dir)
         if self.paging_queue_bytes is not None:
             _check_int("paging_queue_bytes", self.paging_queue_bytes, 0)
+        _check_int("login_throttle_free_failures", self.login_throttle_free_failures, 0)
+        _check_int("login_throttle_first_delay", self.login_throttle_first_delay, 0)
+        _check_int("login_throttle_max_delay", self.login_throttle_max_delay, 0)
+        _check_int("login_throttle_window", self.login_throttle_window, 1)
+        if self.login_throttle_max_pending is not None:
+            _check_int("login_throttle_max_pending", self.login_throttle_max_pending, 1)
+        _check_type("login_throttle_include_loopback", self.login_throttle_include_loopback, bool)
+        if self.login_throttle_max_delay < self.login_throttle_first_delay:
+            _fail("login_throttle_max_delay",
+                  f"must not be below login_throttle_first_delay ({self.login_throttle_first_delay}),"
+                  f" got {self.login_throttle_max_delay}")
         if not isinstance(self.origins, MappingProxyType):
             object.__setattr__(self, "origins", MappingProxyType(dict(self.origins)))
 
@@ -404,4 +426,10 @@ _KEY_PREFIXES: Final = {
     "log_console_level": "log.console.level",
     "data_dir": "warren.data_dir",
     "paging_queue_bytes": "warren.paging.queue_bytes",
+    "login_throttle_free_failures": "warren.login_throttle.free_failures",
+    "login_throttle_first_delay": "warren.login_throttle.first_delay",
+    "login_throttle_max_delay": "warren.login_throttle.max_delay",
+    "login_throttle_window": "warren.login_throttle.window",
+    "login_throttle_max_pending": "warren.login_throttle.max_pending",
+    "login_throttle_include_loopback": "warren.login_throttle.include_loopback",
 }

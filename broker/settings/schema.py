@@ -178,6 +178,12 @@ KEYS: Final[tuple[Key, ...]] = (
     # Warren's own
     Key("warren.data_dir", _text, "a directory (created if missing)", "none: nothing persists", directory=True),
     Key("warren.paging.queue_bytes", _size_or_infinity, "bytes, a size as disk_free_limit.absolute, or infinity: a queue pages new messages to disk above that much memory", "64MiB"),
+    Key("warren.login_throttle.free_failures", lambda t: parse_int(t, 0), "an integer >= 0: failed logins from one address answered at once", "3"),
+    Key("warren.login_throttle.first_delay", lambda t: parse_int(t, 0), "milliseconds >= 0: the first delayed answer's wait (0: none)", "500"),
+    Key("warren.login_throttle.max_delay", lambda t: parse_int(t, 0), "milliseconds >= 0, at least first_delay: the longest wait", "10000"),
+    Key("warren.login_throttle.window", lambda t: parse_int(t, 1), "milliseconds >= 1: an address's failures are forgotten after that long without one", "60000"),
+    Key("warren.login_throttle.max_pending", lambda t: parse_int_or_infinity(t, 1), "an integer >= 1, or infinity: delayed answers waiting per address", "10"),
+    Key("warren.login_throttle.include_loopback", parse_bool, "true, false: throttle loopback addresses too", "false"),
 )
 
 _WARREN_KEYS: Final = tuple(k.pattern for k in KEYS if k.pattern.startswith("warren."))
@@ -498,6 +504,19 @@ def build(entries: Sequence[Entry]) -> tuple[Settings | None, list[Problem]]:
     scalar("data_dir", "warren.data_dir")
     if "warren.paging.queue_bytes" in c.values and _valid(c.get("warren.paging.queue_bytes")):
         fields["paging_queue_bytes"] = c.get("warren.paging.queue_bytes")  # None is infinity
+    for name in ("free_failures", "first_delay", "max_delay", "window", "include_loopback"):
+        scalar(f"login_throttle_{name}", f"warren.login_throttle.{name}")
+    if "warren.login_throttle.max_pending" in c.values and _valid(c.get("warren.login_throttle.max_pending")):
+        fields["login_throttle_max_pending"] = c.get("warren.login_throttle.max_pending")  # None is infinity
+    first, longest = c.get("warren.login_throttle.first_delay"), c.get("warren.login_throttle.max_delay")
+    first = first if isinstance(first, int) else Settings.login_throttle_first_delay
+    longest = longest if isinstance(longest, int) else Settings.login_throttle_max_delay
+    if longest < first and _valid(c.get("warren.login_throttle.max_delay")) and _valid(
+            c.get("warren.login_throttle.first_delay")):
+        key = ("warren.login_throttle.max_delay" if "warren.login_throttle.max_delay" in c.values
+               else "warren.login_throttle.first_delay")
+        c.report(key, f"warren.login_throttle.max_delay ({longest} ms) is below "
+                      f"warren.login_throttle.first_delay ({first} ms)")
 
     if c.problems:
         return None, c.problems

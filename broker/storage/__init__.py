@@ -10,6 +10,7 @@
   after fsync, paging, deletion and compaction of dead segments);
 - `definitions`: the durable exchanges, queues and bindings (`definitions.bin`);
 - `fsync`: the fsync helpers both share;
+- `lock`: the data directory's lock (one broker per data directory);
 - `open_durability`: what the server calls at start with a data directory.
 
 See docs/durability.md for what survives what.

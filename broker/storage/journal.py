@@ -660,7 +660,15 @@ class Journal:
             os.close(fd)
         self._readers.clear()
         # Written last: its presence at start means every DELIVER mark made it.
-        write_atomically(self.directory / CLEAN_MARKER, b"clean\n")
+        marker = self.directory / CLEAN_MARKER
+        try:
+            write_atomically(marker, b"clean\n")
+        except OSError as error:
+            # A full disk at shutdown: stop anyway. Without the marker the
+            # next start recovers as after a crash (every message redelivered).
+            marker.with_name(marker.name + ".tmp").unlink(missing_ok=True)
+            log.error("journal.close_failed", error=str(error),
+                      note="the next start recovers as after a crash")
 
     # -- recovery -----------------------------------------------------------------
 

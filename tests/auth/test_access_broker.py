@@ -27,6 +27,7 @@ from pika.exceptions import (
 
 from broker.auth.permissions import Permission, TopicPermission
 from broker.auth.users import User
+from broker.settings import HTTPListener, Listener
 from broker.testing import BrokerThread
 
 #: Hashes RabbitMQ 3.10.8 made for the password "s3cr#t" (tests/auth/test_passwords.py).
@@ -363,6 +364,75 @@ def test_repeated_failed_logins_from_one_address_are_answered_later(tmp_path) ->
         pika.BlockingConnection(pika.URLParameters(f"amqp://remote:pw@{address}:{port}/")).close()
         assert time.monotonic() - started < 2 * max(quick) + 0.4
         assert thread.run_sync(lambda: thread.broker.access.throttle.delayed) == 1
+    finally:
+        thread.stop()
+
+
+def _throttled_broker(tmp_path: Path, **keys: str) -> BrokerThread:
+    """A broker whose login throttle comes from a settings file (loopback
+    included, so that the test can fail logins from 127.0.0.1)."""
+    from broker.settings import load_settings
+
+    conf = tmp_path / "warren.conf"
+    conf.write_text("".join(f"warren.login_throttle.{key} = {value}\n" for key, value in
+                            {"include_loopback": "true", **keys}.items()))
+    thread = BrokerThread(settings=load_settings(conf, environ={}).with_overrides(
+        listeners_tcp=(Listener("127.0.0.1", 0),),
+        management_tcp=HTTPListener(0, "127.0.0.1"), prometheus_tcp=HTTPListener(0, "127.0.0.1"),
+    ))
+    thread.start()
+    _add_user(thread, "remote")
+    return thread
+
+
+def _refused_after(url: str) -> float:
+    started = time.monotonic()
+    with pytest.raises(ProbableAuthenticationError):
+        pika.BlockingConnection(pika.URLParameters(url))
+    return time.monotonic() - started
+
+
+def test_the_configured_login_throttle_delays_the_answer(tmp_path) -> None:
+    thread = _throttled_broker(tmp_path, free_failures="1", first_delay="1200",
+                               max_delay="1500", window="60000")
+    try:
+        bad = f"amqp://remote:bad@127.0.0.1:{thread.broker.port}/"
+        free = _refused_after(bad)
+        first = _refused_after(bad)
+        second = _refused_after(bad)  # doubled, but capped at max_delay
+        assert free < 1.0, free
+        assert 1.2 <= first < 1.2 + 1.0, first
+        assert 1.5 <= second < 1.5 + 1.0, second
+        # A good login from the same address is answered at once meanwhile.
+        started = time.monotonic()
+        pika.BlockingConnection(pika.URLParameters(
+            f"amqp://remote:pw@127.0.0.1:{thread.broker.port}/")).close()
+        assert time.monotonic() - started < 1.0
+        access = thread.broker.access
+        assert thread.run_sync(lambda: (access.failed_logins, access.throttle.delayed)) == (3, 2)
+    finally:
+        thread.stop()
+
+
+def test_parallel_failed_logins_from_one_address_are_capped(tmp_path) -> None:
+    # Each failure waits 2 s; at most 2 answers may wait: of 6 parallel
+    # guesses, 2 are checked and answered late, 4 are refused at once
+    # without their password being looked at.
+    from concurrent.futures import ThreadPoolExecutor
+
+    thread = _throttled_broker(tmp_path, free_failures="0", first_delay="2000",
+                               max_delay="2000", max_pending="2")
+    try:
+        bad = f"amqp://remote:bad@127.0.0.1:{thread.broker.port}/"
+        with ThreadPoolExecutor(6) as pool:
+            times = sorted(pool.map(lambda _: _refused_after(bad), range(6)))
+        assert all(t < 1.5 for t in times[:4]), times
+        assert all(2.0 <= t < 3.5 for t in times[4:]), times
+        access = thread.broker.access
+        assert thread.run_sync(lambda: (access.throttle.shed, access.failed_logins)) == (4, 2)
+        # The answers are sent: the address may try again (and is delayed again).
+        assert thread.run_sync(lambda: access.throttle.pending("127.0.0.1")) == 0
+        assert _refused_after(bad) >= 2.0
     finally:
         thread.stop()
 

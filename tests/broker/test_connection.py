@@ -320,7 +320,7 @@ def test_warren_serve_refuses_a_bad_config_file(tmp_path) -> None:
     conf.write_text("exchange orders type nosuch\n", encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "broker", "serve", "--port", "0", "--management-port", "0",
-         "--config", str(conf)],
+         "--prometheus-port", "0", "--config", str(conf)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -194,7 +194,8 @@ def test_rewrite_is_atomic_no_temp_file_left(tmp_path: Path) -> None:
     with broker_on(tmp_path) as thread, channel_to(thread) as ch:
         for i in range(20):
             ch.queue_declare(f"q{i}", durable=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME, "journal"]
+    # .lock: the data directory's lock (broker/storage/lock.py), kept after a stop.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", FILE_NAME, "journal"]
     loaded = DefinitionsStore(tmp_path).load()
     [root] = loaded["vhosts"]
     assert root["name"] == "/"

@@ -7,19 +7,22 @@ deleted. Measured as in the issue: bytes per message beyond the body =
 near where it started (the broker trims the malloc heap after large frees,
 broker/core/memory.py). Before the fix: ~350 B per message, and the RSS of
 a full queue kept after deleting it.
+
+Paging is off (`warren.paging.queue_bytes = infinity`): with the default
+64 MiB threshold most of the 195 MiB of bodies would go to disk and the
+"overhead" would come out negative, guarding nothing. The test checks that
+nothing was paged, so a lower default or memory pressure cannot hide a
+regression again.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
+import json
 from pathlib import Path
 
 import pytest
 import trio
+from serve_helpers import start_serve, stop
 
 from broker.client import open_connection
 
@@ -31,12 +34,6 @@ COUNT = 200_000
 SIZE = 1024
 #: The issue's target for a transient message's overhead beyond its body.
 MAX_OVERHEAD = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _rss(pid: int) -> int:
@@ -71,30 +68,24 @@ async def _fill_then_delete(url: str, pid: int) -> tuple[int, int, int]:
 def test_a_transient_message_costs_under_120_bytes_and_a_deleted_queue_gives_them_back(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
-    broker = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve", "--port", str(port), "--management-port", "0",
-         "--log-format", "json"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "broker.log", "w"),
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    settings = tmp_path / "warren.conf"
+    settings.write_text("warren.paging.queue_bytes = infinity\n")
+    log = tmp_path / "broker.log"
+    broker, port = start_serve(log, "--settings", str(settings))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "broker did not start"
-                time.sleep(0.1)
         idle, filled, released = trio.run(
             _fill_then_delete, f"amqp://guest:guest@127.0.0.1:{port}/", broker.pid
         )
     finally:
-        broker.terminate()
-        broker.wait(10)
+        stop(broker)
     overhead = (filled - idle) / COUNT - SIZE
     print(f"idle {idle >> 20} MiB, filled {filled >> 20} MiB ({overhead:.0f} B/msg beyond the "
           f"body), after delete {released >> 20} MiB")
-    assert overhead < MAX_OVERHEAD
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    paged = [e for e in events
+             if e["event"] in ("paging.queue_started", "memory.paging_started", "paging.stopped")]
+    assert not paged, f"messages were paged out, the measure is void: {paged[:3]}"
+    # A body cannot cost less than itself: a negative overhead means the
+    # bodies are not in memory and the measure is void.
+    assert 0 < overhead < MAX_OVERHEAD
     assert released < idle + (filled - idle) // 5, "the deleted queue's memory was not returned"

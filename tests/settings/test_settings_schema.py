@@ -219,8 +219,61 @@ def test_rabbitmq_keys_warren_does_not_have_say_so(line):
 def test_unknown_warren_keys_list_warrens_keys():
     assert errors("warren.datadir = x\n") == [
         "rabbitmq.conf:1: warren.datadir: unknown Warren key (Warren's keys: warren.data_dir, "
-        "warren.paging.queue_bytes)"
+        "warren.paging.queue_bytes, warren.login_throttle.free_failures, "
+        "warren.login_throttle.first_delay, warren.login_throttle.max_delay, "
+        "warren.login_throttle.window, warren.login_throttle.max_pending, "
+        "warren.login_throttle.include_loopback)"
     ]
+
+
+def test_the_login_throttle_keys():
+    default = Settings()
+    assert (default.login_throttle_free_failures, default.login_throttle_first_delay,
+            default.login_throttle_max_delay, default.login_throttle_window,
+            default.login_throttle_max_pending, default.login_throttle_include_loopback) == (
+        3, 500, 10_000, 60_000, 10, False)
+    s = parse(
+        "warren.login_throttle.free_failures = 0\n"
+        "warren.login_throttle.first_delay = 250\n"
+        "warren.login_throttle.max_delay = 4000\n"
+        "warren.login_throttle.window = 300000\n"
+        "warren.login_throttle.max_pending = infinity\n"
+        "warren.login_throttle.include_loopback = true\n"
+    )
+    assert (s.login_throttle_free_failures, s.login_throttle_first_delay,
+            s.login_throttle_max_delay, s.login_throttle_window,
+            s.login_throttle_max_pending, s.login_throttle_include_loopback) == (
+        0, 250, 4000, 300_000, None, True)
+    assert parse("warren.login_throttle.max_pending = 2\n").login_throttle_max_pending == 2
+    assert parse("warren.login_throttle.first_delay = 0\n").login_throttle_first_delay == 0
+
+
+def test_bad_login_throttle_values_are_refused():
+    assert errors(
+        "warren.login_throttle.free_failures = -1\n"
+        "warren.login_throttle.window = 0\n"
+        "warren.login_throttle.max_pending = 0\n"
+        "warren.login_throttle.include_loopback = yes\n"
+        "warren.login_throttle.first_delay = 1.5\n"
+    ) == [
+        "rabbitmq.conf:1: warren.login_throttle.free_failures: expected an integer of at least 0, got -1",
+        "rabbitmq.conf:2: warren.login_throttle.window: expected an integer of at least 1, got 0",
+        "rabbitmq.conf:3: warren.login_throttle.max_pending: expected an integer of at least 1, got 0",
+        "rabbitmq.conf:4: warren.login_throttle.include_loopback: expected true or false, got 'yes'",
+        "rabbitmq.conf:5: warren.login_throttle.first_delay: expected an integer of at least 0, got '1.5'",
+    ]
+    # The longest wait below the first one contradicts it (the default first
+    # delay, 500 ms, counts when only max_delay is set).
+    assert errors("warren.login_throttle.max_delay = 100\n") == [
+        "rabbitmq.conf:1: warren.login_throttle.max_delay: warren.login_throttle.max_delay (100 ms) "
+        "is below warren.login_throttle.first_delay (500 ms)"
+    ]
+    assert errors("warren.login_throttle.first_delay = 20000\n") == [
+        "rabbitmq.conf:1: warren.login_throttle.first_delay: warren.login_throttle.max_delay "
+        "(10000 ms) is below warren.login_throttle.first_delay (20000 ms)"
+    ]
+    with pytest.raises(ValueError, match="login_throttle_max_delay"):
+        Settings().with_overrides(login_throttle_max_delay=1)
 
 
 def test_keys_set_twice_are_errors():
@@ -532,6 +585,12 @@ def test_every_key_has_a_setting_that_reads_it():
         "ssl_options.versions.$name": "tlsv1.2",
         "warren.data_dir": "/tmp/warren-test-data-dir",
         "warren.paging.queue_bytes": "1MiB",
+        "warren.login_throttle.free_failures": "5",
+        "warren.login_throttle.first_delay": "200",
+        "warren.login_throttle.max_delay": "20000",
+        "warren.login_throttle.window": "1000",
+        "warren.login_throttle.max_pending": "2",
+        "warren.login_throttle.include_loopback": "true",
     }
     untested = {"listeners.ssl.$name", "ssl_options.cacertfile", "ssl_options.certfile", "ssl_options.keyfile",
                 "load_definitions", "management.ssl.port", "management.ssl.ip", "management.ssl.cacertfile",

@@ -99,7 +99,7 @@ def serve(etc: Path) -> Iterator[dict[str, Any]]:
     conf = write_conf(etc, port)
     process = subprocess.Popen(
         [*WARREN, "serve", "--settings", str(conf), "--management-port", "0",
-         "--log-format", "json"],
+         "--prometheus-port", "0", "--log-format", "json"],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True,
     )
@@ -252,7 +252,8 @@ def test_the_pattern_table():
 
 def _serve_fails(conf: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*WARREN, "serve", "--settings", str(conf), "--management-port", "0"],
+        [*WARREN, "serve", "--settings", str(conf), "--management-port", "0",
+         "--prometheus-port", "0"],
         cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
         check=False, start_new_session=True,
     )
@@ -312,7 +313,7 @@ def test_the_start_error_is_before_anything_is_written(etc, tmp_path):
     conf = write_conf(etc, free_port(), **{f"{etc}/tls/server.pem": str(etc / "tls" / "ca.key")})
     done = subprocess.run(
         [*WARREN, "serve", "--settings", str(conf), "--management-port", "0",
-         "--data-dir", str(data)],
+         "--prometheus-port", "0", "--data-dir", str(data)],
         cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
         check=False, env={**os.environ},
     )

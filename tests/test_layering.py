@@ -89,7 +89,8 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
 #: Tools on top: the CLI, its commands, perf, the test helpers. They may
 #: import anything; nothing above may import them.
 BROKER_TOOLS = (
-    "broker.cli", "broker.commands", "broker.perf", "broker.testing", "broker.pytest_plugin",
+    "broker.cli", "broker.commands", "broker.perf", "broker.perf_compare", "broker.testing",
+    "broker.pytest_plugin",
     "broker.__main__", "broker.client.bench", "broker.core.features.bench",
     "broker.management.bench",
 )

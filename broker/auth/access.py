@@ -186,6 +186,9 @@ class AccessControl:
         self.version = 0
         #: Logins refused since start (also logged, one line each).
         self.failed_logins = 0
+        #: Login attempts by protocol ("amqp091", "http"): [succeeded, failed],
+        #: as rabbitmq_prometheus counts them (rabbitmq_auth_attempts_*_total).
+        self.auth_attempts: dict[str, list[int]] = {"amqp091": [0, 0], "http": [0, 0]}
         #: Called after every change (the definitions store persists them).
         self.on_change: list[Callable[[], None]] = []
         #: Called with a user's name when it is deleted (its connections close).
@@ -235,11 +238,22 @@ class AccessControl:
         if username in self.loopback_users and not peer.is_loopback:
             raise LoopbackOnly(f"user '{username}' can only connect via localhost")
 
-    def login_failed(self, peer: Peer) -> float:
-        """A login from `peer` was refused: count it; the seconds to wait before
-        answering (0 until the peer's address has failed a few times). A wait
-        above 0 must be followed by `login_answered(peer)`."""
+    def login_succeeded(self, protocol: str = "amqp091") -> None:
+        """A login over `protocol` ("amqp091" or "http") was accepted: count it."""
+        self.auth_attempts[protocol][0] += 1
+
+    def login_refused_unchecked(self, protocol: str = "amqp091") -> None:
+        """A login refused before its credentials were checked (too many of
+        its address's answers waiting): a failed attempt, not a throttled one."""
+        self.auth_attempts[protocol][1] += 1
+
+    def login_failed(self, peer: Peer, protocol: str = "amqp091") -> float:
+        """A login from `peer` over `protocol` was refused: count it; the
+        seconds to wait before answering (0 until the peer's address has
+        failed a few times). A wait above 0 must be followed by
+        `login_answered(peer)`."""
         self.failed_logins += 1
+        self.auth_attempts[protocol][1] += 1
         if peer.is_loopback and not self.throttle.include_loopback:
             return 0.0
         return self.throttle.failed(_host_of(peer.peer_text))

@@ -81,12 +81,13 @@ def authenticator(access: AccessControl) -> Callable[[str, str, Request], ApiUse
         try:
             access.authenticate(username, password, peer)
         except LoopbackOnly:
-            access.login_failed(peer)
+            access.login_failed(peer, "http")
             # RabbitMQ's words over HTTP for a loopback-only user.
             raise HttpError.not_authorised("User can only log in via localhost") from None
         except LoginRefused:
-            access.login_failed(peer)
+            access.login_failed(peer, "http")
             return None
+        access.login_succeeded("http")
         tags = access.user_tags(username)
         if not MANAGEMENT_TAGS.intersection(tags):
             raise HttpError.not_authorised("Not management user")

@@ -72,6 +72,9 @@ FAMILIES: Final = _families(
     ("rabbitmq_alarms_free_disk_space_watermark", "untyped", "is 1 if free disk space watermark alarm is in effect"),
     ("rabbitmq_alarms_memory_used_watermark", "untyped", "is 1 if VM memory watermark alarm is in effect"),
     ("rabbitmq_connections_opened_total", "counter", "Total number of connections opened"),
+    ("rabbitmq_auth_attempts_total", "counter", "Total number of authorization attempts"),
+    ("rabbitmq_auth_attempts_succeeded_total", "counter", "Total number of successful authentication attempts"),
+    ("rabbitmq_auth_attempts_failed_total", "counter", "Total number of failed authentication attempts"),
     ("rabbitmq_connections_closed_total", "counter", "Total number of connections closed or terminated"),
     ("rabbitmq_channels_opened_total", "counter", "Total number of channels opened"),
     ("rabbitmq_channels_closed_total", "counter", "Total number of channels closed"),
@@ -239,6 +242,15 @@ async def render(context: ManagementContext, per_object: bool) -> str:
         out.one("rabbitmq_alarms_file_descriptor_limit", 0)
         out.one("rabbitmq_alarms_free_disk_space_watermark", int("disk" in alarms))
         out.one("rabbitmq_alarms_memory_used_watermark", int("memory" in alarms))
+    # Logins, by protocol (rabbitmq_prometheus's auth_attempt_metrics, in
+    # both endpoints as 3.10.8 serves them; "total" is the two summed).
+    attempts = sorted(context.access.auth_attempts.items())
+    out.family("rabbitmq_auth_attempts_total",
+               [({"protocol": p}, ok + failed) for p, (ok, failed) in attempts])
+    out.family("rabbitmq_auth_attempts_succeeded_total",
+               [({"protocol": p}, ok) for p, (ok, _failed) in attempts])
+    out.family("rabbitmq_auth_attempts_failed_total",
+               [({"protocol": p}, failed) for p, (_ok, failed) in attempts])
     churn = counters.churn()
     out.one("rabbitmq_connections_opened_total", churn["connection_created"])
     out.one("rabbitmq_connections_closed_total", churn["connection_closed"])

@@ -206,6 +206,7 @@ class Handshake:
                 pending_answers=waiting,
                 shed=self.access_control.throttle.shed,
             )
+            self.access_control.login_refused_unchecked()
             raise LoginFailed(mechanism, notify, 0.0)
         try:
             if mechanism == "EXTERNAL":
@@ -230,6 +231,7 @@ class Handshake:
             )
             answered = partial(self.access_control.login_answered, self.info) if delay else None
             raise LoginFailed(mechanism, notify, delay, answered) from None
+        self.access_control.login_succeeded()
         self.mechanism = mechanism
         limits = self.limits
         return m.ConnectionTune(

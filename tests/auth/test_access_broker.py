@@ -430,6 +430,8 @@ def test_parallel_failed_logins_from_one_address_are_capped(tmp_path) -> None:
         assert all(2.0 <= t < 3.5 for t in times[4:]), times
         access = thread.broker.access
         assert thread.run_sync(lambda: (access.throttle.shed, access.failed_logins)) == (4, 2)
+        # All six are failed attempts for rabbitmq_auth_attempts_failed_total.
+        assert thread.run_sync(lambda: access.auth_attempts["amqp091"][1]) == 6
         # The answers are sent: the address may try again (and is delayed again).
         assert thread.run_sync(lambda: access.throttle.pending("127.0.0.1")) == 0
         assert _refused_after(bad) >= 2.0

@@ -217,3 +217,34 @@ def test_a_scrape_of_rabbitmq_has_every_family_warren_has(broker, path) -> None:
     ours = {f.name: f.type for f in scrape(broker.broker.prometheus_url, path)[0]}
     theirs = {f.name: f.type for f in scrape(REFERENCE_PROMETHEUS, path)[0]}
     assert {n: t for n, t in ours.items() if theirs.get(n) != t} == {}
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/per-object"])
+def test_login_attempts_by_protocol(broker, path) -> None:
+    # rabbitmq_prometheus's auth attempt counters (3.10.8 serves them on both
+    # endpoints): AMQP logins (the broker fixture's own included) and HTTP
+    # Basic auth, good and bad.
+    url = broker.broker.prometheus_url
+    before = parse_metrics(metrics(url, path))
+    base = {(p, k): value(before, f"rabbitmq_auth_attempts{k}_total", protocol=p)
+            for p in ("amqp091", "http") for k in ("", "_succeeded", "_failed")}
+    amqp(broker).close()
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        amqp(broker, credentials=pika.PlainCredentials("guest", "wrong"))
+    management = broker.broker.management_url
+    request = urllib.request.Request(management + "/api/whoami")
+    request.add_header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")  # guest:guest
+    urllib.request.urlopen(request, timeout=10).close()
+    request = urllib.request.Request(management + "/api/whoami")
+    request.add_header("Authorization", "Basic Z3Vlc3Q6bm8=")  # guest:no
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    after = parse_metrics(metrics(url, path))
+    for family in ("rabbitmq_auth_attempts_total", "rabbitmq_auth_attempts_succeeded_total",
+                   "rabbitmq_auth_attempts_failed_total"):
+        assert after[family]["type"] == "counter"
+    for protocol in ("amqp091", "http"):
+        got = {k: value(after, f"rabbitmq_auth_attempts{k}_total", protocol=protocol)
+               - base[(protocol, k)] for k in ("", "_succeeded", "_failed")}
+        assert got == {"": 2, "_succeeded": 1, "_failed": 1}, (protocol, got)

@@ -10,7 +10,8 @@ through the same `VHost` methods clients reach with exchange.declare,
 queue.declare and queue.bind, so the same rules and checks apply: exchanges
 first, then queues, then bindings, whatever the order in the file (a binding
 may name a queue declared below it). User limits (`max-connections`/
-`max-channels` on a user) are refused: Warren does not implement them.
+`max-channels` on a user) are set on the user, as RabbitMQ's
+`rabbitmqctl set_user_limits` sets them (merged into those it has).
 """
 
 from __future__ import annotations
@@ -72,12 +73,6 @@ def apply_access(
     """Make the file's vhosts, users, permissions, topic permissions and limits."""
     declarations = model.declarations
     for decl in declarations:
-        if isinstance(decl, UserDecl) and decl.limits:
-            raise ConfigRefused(
-                f"{source}:{decl.origin.line}: user {decl.name!r}: user limits "
-                f"({', '.join(decl.limits)}) are not implemented by Warren"
-            )
-    for decl in declarations:
         if isinstance(decl, VHostDecl):
             existing = vhosts.get(decl.name)
             vhosts.create(
@@ -88,8 +83,14 @@ def apply_access(
             )
     for decl in declarations:
         if isinstance(decl, UserDecl):
-            access.put_user(User(decl.name, decl.password_hash, decl.hashing_algorithm,
-                                 tuple(decl.tags)))
+            try:
+                user = User(decl.name, decl.password_hash, decl.hashing_algorithm,
+                            tuple(decl.tags), dict(decl.limits))
+            except ValueError as error:
+                raise ConfigRefused(
+                    f"{source}:{decl.origin.line}: user {decl.name!r}: {error}"
+                ) from None
+            access.put_user(user)
     for decl in declarations:
         if isinstance(decl, PermissionDecl):
             access.set_permission(decl.user, decl.vhost,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from broker.auth.permissions import Permission, TopicPermission
-from broker.auth.users import User, parse_tags
+from broker.auth.users import User, parse_tags, validate_user_limits
 from broker.core import errors
 from broker.logging import get_logger
 from protocol.errors import AMQPError
@@ -196,6 +196,9 @@ class AccessControl:
         self._views: weakref.WeakSet[UserAccess] = weakref.WeakSet()
         #: Slows down repeated failed logins from one address.
         self.throttle = LoginThrottle()
+        #: Open AMQP connections by user (all vhosts), for the user limits;
+        #: each has a `channels` mapping (its open channels).
+        self.sessions: dict[str, set[Any]] = {}
 
     @classmethod
     def with_default_user(
@@ -281,6 +284,70 @@ class AccessControl:
         self._views.add(view)
         return view
 
+    # -- user limits (RabbitMQ 3.10: max-connections, max-channels) ---------------------
+
+    def connection_opened(self, user: str, session: Any) -> None:
+        """An AMQP connection of `user` is open (it counts against its limits)."""
+        self.sessions.setdefault(user, set()).add(session)
+
+    def connection_closed(self, user: str, session: Any) -> None:
+        sessions = self.sessions.get(user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.sessions[user]
+
+    def user_connections(self, user: str) -> int:
+        return len(self.sessions.get(user, ()))
+
+    def user_channels(self, user: str) -> int:
+        return sum(len(session.channels) for session in self.sessions.get(user, ()))
+
+    def _user_limit(self, user: str, name: str) -> int | None:
+        found = self.users.get(user)
+        return None if found is None else found.limit(name)
+
+    def check_user_connection_limit(self, user: str) -> None:
+        """530 as rabbit_reader:is_over_user_connection_limit when `user` has
+        its `max-connections` open already (in any vhost)."""
+        limit = self._user_limit(user, "max-connections")
+        if limit is not None and self.user_connections(user) >= limit:
+            raise errors.not_allowed(
+                f"connection refused for user '{user}': user connection limit ({limit}) "
+                "is reached"
+            )
+
+    def check_user_channel_limit(self, user: str) -> None:
+        """530 (a connection error, as rabbit_reader:create_channel's) when
+        `user` has its `max-channels` open already (over all its connections)."""
+        limit = self._user_limit(user, "max-channels")
+        if limit is not None and self.user_channels(user) >= limit:
+            raise errors.not_allowed(
+                f"number of channels opened for user '{user}' has reached the maximum "
+                f"allowed user limit of ({limit})"
+            )
+
+    def set_user_limits(self, user: str, limits: Any) -> None:
+        """Merge `limits` into `user`'s (rabbitmqctl set_user_limits, PUT
+        /api/user-limits/U/NAME). KeyError: no such user; ValueError:
+        RabbitMQ's validation text."""
+        found = self.users[user]
+        merged = {**found.limits, **validate_user_limits(limits)}
+        self.users[user] = _with_limits(found, merged)
+        self._changed()
+
+    def clear_user_limit(self, user: str, name: str) -> None:
+        """Drop one of `user`'s limits ("all": every one), as
+        rabbitmqctl clear_user_limits. KeyError: no such user."""
+        found = self.users[user]
+        if name == "all":
+            left: dict[str, int] = {}
+        else:
+            left = {k: v for k, v in found.limits.items() if k != name}
+        if left != dict(found.limits):
+            self.users[user] = _with_limits(found, left)
+            self._changed()
+
     def user_tags(self, user: str) -> tuple[str, ...]:
         found = self.users.get(user)
         return found.tags if found is not None else ()
@@ -295,8 +362,13 @@ class AccessControl:
             observer()
 
     def put_user(self, user: User) -> bool:
-        """Create or replace a user; True if it is new."""
-        created = user.name not in self.users
+        """Create or replace a user; True if it is new. Its limits are merged
+        into the existing user's, as RabbitMQ's PUT /api/users does (a user
+        given without limits keeps those it had)."""
+        existing = self.users.get(user.name)
+        created = existing is None
+        if existing is not None and existing.limits:
+            user = _with_limits(user, {**existing.limits, **user.limits})
         self.users[user.name] = user
         self._changed()
         return created
@@ -408,6 +480,12 @@ class AccessControl:
                         algorithm,
                         parse_tags(item.get("tags")),
                     )
+                # Limits are merged into the user's (RabbitMQ: maps:merge).
+                limits = validate_user_limits(item.get("limits") or {})
+                existing = self.users.get(user.name)
+                if existing is not None:
+                    limits = {**existing.limits, **limits}
+                user = _with_limits(user, limits)
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 problems.append(f"users[{index}]: {error}")
                 continue
@@ -438,6 +516,10 @@ class AccessControl:
             self.topic_permissions.setdefault((user, vhost), {})[topic.exchange] = topic
         self._changed()
         return problems
+
+
+def _with_limits(user: User, limits: dict[str, int]) -> User:
+    return User(user.name, user.password_hash, user.hashing_algorithm, user.tags, limits)
 
 
 class UserAccess:

@@ -8,11 +8,17 @@ nothing to Warren.
 
 A user whose hash is empty has no password: it can log in only with a TLS
 client certificate (the EXTERNAL mechanism).
+
+A user may carry limits, RabbitMQ 3.10's user limits (`rabbitmqctl
+set_user_limits`, /api/user-limits): `max-connections` and `max-channels`,
+counted over all its connections in all vhosts. Any integer is accepted; a
+negative one means no limit, 0 refuses every connection (or channel).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from broker.auth.passwords import (
@@ -23,10 +29,57 @@ from broker.auth.passwords import (
     verify_password,
 )
 
-__all__ = ["KNOWN_TAGS", "User", "parse_tags"]
+__all__ = ["KNOWN_TAGS", "USER_LIMIT_NAMES", "User", "parse_tags", "validate_user_limits"]
 
 #: The tags RabbitMQ gives a meaning to.
 KNOWN_TAGS: Final = ("administrator", "monitoring", "policymaker", "management", "impersonator")
+#: RabbitMQ 3.10's user limits (rabbit_auth_backend_internal:user_limit_validation).
+USER_LIMIT_NAMES: Final = ("max-connections", "max-channels")
+
+
+def _erlang_term(value: Any) -> str:
+    """A decoded JSON value as RabbitMQ's texts print it (Erlang's ~p); the same
+    as broker.core.policies.erlang_term, kept here so this module stays pure."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text:
+            mantissa, exponent = text.split("e")
+            if "." not in mantissa:
+                mantissa += ".0"
+            return f"{mantissa}e{int(exponent)}"
+        return text
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'<<"{escaped}">>'
+    if isinstance(value, Mapping):
+        inner = ",".join(f"{_erlang_term(k)} => {_erlang_term(v)}" for k, v in value.items())
+        return "#{" + inner + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_erlang_term(v) for v in value) + "]"
+    return repr(value)
+
+
+def validate_user_limits(term: Any) -> dict[str, int]:
+    """User limits checked as rabbit_auth_backend_internal:validate_user_limits
+    checks them; ValueError with RabbitMQ's text (the first problem) if not."""
+    if not isinstance(term, Mapping):
+        raise ValueError(f"user limits are a JSON object, got {_erlang_term(term)}")
+    for name in USER_LIMIT_NAMES:
+        if name in term:
+            value = term[name]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} should be a number, actually was {_erlang_term(value)}")
+    unknown = [(k, v) for k, v in term.items() if k not in USER_LIMIT_NAMES]
+    if unknown:
+        terms = ",".join(f"{{{_erlang_term(k)},{_erlang_term(v)}}}" for k, v in unknown)
+        raise ValueError(f"Unrecognised terms [{terms}] in user-limits")
+    return {str(k): int(v) for k, v in term.items()}
 
 
 def parse_tags(tags: Any) -> tuple[str, ...]:
@@ -57,6 +110,8 @@ class User:
     password_hash: str = ""
     hashing_algorithm: str = DEFAULT_ALGORITHM
     tags: tuple[str, ...] = ()
+    #: User limits by name ("max-connections", "max-channels"), as set.
+    limits: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -67,6 +122,12 @@ class User:
                 f"(known: {', '.join(ALGORITHMS)})"
             )
         validate_password_hash(self.password_hash, self.hashing_algorithm)
+        object.__setattr__(self, "limits", validate_user_limits(self.limits))
+
+    def limit(self, name: str) -> int | None:
+        """The limit in force (None: none; a negative value is none, as in RabbitMQ)."""
+        value = self.limits.get(name)
+        return None if value is None or value < 0 else value
 
     @classmethod
     def with_password(cls, name: str, password: str, tags: tuple[str, ...] = ()) -> User:
@@ -87,5 +148,5 @@ class User:
             "password_hash": self.password_hash,
             "hashing_algorithm": self.hashing_algorithm,
             "tags": list(self.tags),
-            "limits": {},
+            "limits": dict(sorted(self.limits.items())),
         }

@@ -588,6 +588,13 @@ class ClientConnection:
         if kind is m.ChannelOpen:
             # Channels open only after connection.open-ok.
             assert self.vhost is not None and self.access is not None
+            # The user's max-channels, over all its connections: RabbitMQ
+            # closes the connection (530) with no method named (class 0, method 0).
+            try:
+                self.context.access.check_user_channel_limit(self.access.user)
+            except AMQPError as error:
+                self._connection_error(error, None)
+                return
             self.channels[number] = Channel(number, self, self.vhost, self.access, self.journal)
             self.send_method(number, m.ChannelOpenOk())
         elif kind is m.ChannelCloseOk:
@@ -750,6 +757,8 @@ class ClientConnection:
                 # Not before: a socket that never opens costs no task for it.
                 self._nursery.start_soon(self._consumer_timeouts)
             self.vhost.connection_count += 1
+            if self.user is not None:
+                self.context.access.connection_opened(self.user, self)
             self.vhost.counters.connection_created += 1
             self.context.open_connections += 1
             self.send_method(0, m.ConnectionOpenOk())
@@ -841,6 +850,8 @@ class ClientConnection:
             self.vhost.connection_closed(self)
             if self.opened:
                 self.vhost.connection_count -= 1
+                if self.user is not None:
+                    self.context.access.connection_closed(self.user, self)
                 self.context.open_connections -= 1
                 # Statistics: the vhost and the broker keep this connection's bytes.
                 counters = self.vhost.counters

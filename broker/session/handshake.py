@@ -266,7 +266,8 @@ class Handshake:
     def on_open(self, method: m.ConnectionOpen) -> VHost:
         """The vhost to serve, checked in RabbitMQ's order (rabbit_reader
         handle_method0 connection.open): the vhost exists, its connection
-        limit, the node's, then the user's access to it. Each refusal is 530."""
+        limit, the user's (max-connections), the node's, then the user's
+        access to it. Each refusal is 530."""
         user = self.user
         if user is None:
             raise errors.command_invalid("connection.open before connection.start-ok")
@@ -280,6 +281,8 @@ class Handshake:
                 f"access to vhost '{name}' refused for user '{user}': "
                 f"connection limit ({limit}) is reached"
             )
+        # The user's max-connections (over all vhosts), then as RabbitMQ 3.10.
+        self.access_control.check_user_connection_limit(user)
         node_limit = self.limits.connection_max
         if node_limit is not None and self.open_connections() >= node_limit:
             raise errors.not_allowed(

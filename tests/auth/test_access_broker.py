@@ -484,10 +484,15 @@ def test_serve_config_makes_the_files_vhosts_users_permissions_and_limits(tmp_pa
         thread.stop()
 
 
-def test_serve_config_refuses_user_limits_warren_does_not_have(tmp_path) -> None:
+def test_serve_config_sets_user_limits(tmp_path) -> None:
+    # Once refused (Warren had no user limits); now set on the user, as
+    # rabbitmqctl set_user_limits (enforcement: tests/management/test_user_limits.py).
     conf = tmp_path / "broker.conf"
-    conf.write_text("user dan\n    max-connections 3\n", encoding="utf-8")
+    conf.write_text("user dan\n    max-connections 3\n    max-channels -1\n", encoding="utf-8")
     thread = BrokerThread(config_path=conf)
-    with pytest.raises(RuntimeError) as failed:
-        thread.start()
-    assert "user limits (max-connections) are not implemented" in str(failed.value.__cause__)
+    thread.start()
+    try:
+        limits = thread.run_sync(lambda: dict(thread.broker.access.users["dan"].limits))
+        assert limits == {"max-connections": 3, "max-channels": -1}
+    finally:
+        thread.stop()

@@ -9,6 +9,8 @@ plugin (read off the reference node; /work/notes/management-api.md):
     GET  /api/permissions[/V/U] PUT DELETE                      admin
     GET  /api/topic-permissions[/V/U[/E]] PUT DELETE            admin
     GET  /api/vhost-limits[/V]; PUT DELETE /api/vhost-limits/V/NAME   admin
+    GET  /api/user-limits[/U]            any management user
+    PUT DELETE /api/user-limits/U/NAME   admin
     GET POST /api/definitions[/V]        admin
     GET  /api/health/checks/...          any management user
 
@@ -237,7 +239,8 @@ def add_routes(router: Router, context: ManagementContext) -> None:
             # RabbitMQ makes one; an existing user loses its password.
             password_hash = ""
         try:
-            user = User(name, password_hash, algorithm, tags)
+            # Limits given here are merged into the user's (AccessControl.put_user).
+            user = User(name, password_hash, algorithm, tags, body.get("limits") or {})
         except ValueError as error:
             if "base64" in str(error):
                 raise HttpError(400, "bad_request", ["not_base64", password_hash]) from None
@@ -401,6 +404,49 @@ def add_routes(router: Router, context: ManagementContext) -> None:
         if name in LIMIT_NAMES:
             setattr(vhost.limits, name.replace("-", "_"), None)
             vhost.stored()
+        return Response.empty(204)
+
+    # -- user limits (rabbit_mgmt_wm_user_limits, rabbit_mgmt_wm_user_limit) -----------
+
+    def user_limits_item(user: User) -> dict[str, Any]:
+        return {"user": user.name, "value": dict(sorted(user.limits.items()))}
+
+    @router.route("/api/user-limits")
+    def list_user_limits(request: Request) -> Response:
+        user_of(request)  # any management user, as RabbitMQ (is_authorized_vhost_visible)
+        items = [user_limits_item(u) for u in access.users.values() if u.limits]
+        return reply_list(request, items, default_sort=("user",))
+
+    @router.route("/api/user-limits/{user}")
+    def get_user_limits(request: Request) -> Response:
+        user_of(request)
+        user = access.users.get(request.params["user"])
+        if user is None:
+            raise HttpError.not_found()
+        return Response.json([user_limits_item(user)] if user.limits else [])
+
+    @router.route("/api/user-limits/{user}/{name}", "PUT")
+    def put_user_limit(request: Request) -> Response:
+        require_admin(request)
+        user, name = request.params["user"], request.params["name"]
+        body = request.json_object()
+        _missing_keys(body, ("value",))
+        if user not in access.users:
+            raise HttpError(400, "bad_request", ["no_such_user", user])
+        try:
+            access.set_user_limits(user, {name: body["value"]})
+        except ValueError as error:
+            raise HttpError.bad_request(str(error)) from None
+        return Response.empty(204)  # RabbitMQ answers 204 even when the limit is new
+
+    @router.route("/api/user-limits/{user}/{name}", "DELETE")
+    def delete_user_limit(request: Request) -> Response:
+        require_admin(request)
+        user = request.params["user"]
+        if user not in access.users:
+            # RabbitMQ crashes into an empty 500 here; Warren says what is missing.
+            raise HttpError.not_found()
+        access.clear_user_limit(user, request.params["name"])  # "all": every limit
         return Response.empty(204)
 
     # -- definitions -------------------------------------------------------------------

@@ -37,10 +37,18 @@ async def _fill(url: str, paging: Path) -> None:
         for n in range(TRANSIENT):
             await channel.publish("", "paged", b"t%06d" % n + b"." * BODY, wait=False)
         await channel.wait_for_confirms()
-        # The paging task writes in its own time: wait for the page files.
+        # The paging task writes in its own time: wait for the page files,
+        # then until they stop growing (the comparison below must see the
+        # first broker at rest, not still writing: under load it was not).
         with trio.fail_after(20):
             while sum(_files(paging).values()) < (TRANSIENT // 2) * BODY:
                 await trio.sleep(0.05)
+            seen, still = _files(paging), 0
+            while still < 10:
+                await trio.sleep(0.05)
+                now = _files(paging)
+                still = still + 1 if now == seen else 0
+                seen = now
 
 
 async def _drain(url: str) -> dict[str, list[bytes]]:

@@ -81,8 +81,15 @@ def test_a_long_queue_keeps_its_bodies_on_disk_and_delivers_them_in_order(tmp_pa
         assert seen["paged"] > count * 0.9
         assert seen["memory"] < 64 * 1024 + 4096  # what stays in memory: the limit
         assert seen["files"] and all(name.endswith(".wp") for name in seen["files"])
-        # The bodies are in the files (written without waiting for anything).
-        on_disk = b"".join((store.path / name).read_bytes() for name in seen["files"])
+        # The bodies go to the files (written without waiting for anything:
+        # the paging task's worker thread may still be on the last batch).
+        deadline = time.monotonic() + 10
+        while True:
+            files = thread.run_sync(state)["files"]
+            on_disk = b"".join((store.path / name).read_bytes() for name in files)
+            if _body(count - 1) in on_disk or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert _body(count - 1) in on_disk
 
         channel.basic_qos(prefetch_count=100)

@@ -190,10 +190,15 @@ def consumer_priority(
             # Mirrored queues only; a single node has no mirror to fail over to.
             log_ignored_once(vhost, queue, key, "no mirrors on a single node", what="consumer")
         elif key == "x-stream-offset":
+            if queue_type == "stream":
+                continue  # checked by broker.core.stream.start_offset
             raise errors.precondition_failed(
                 f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' "
                 f"of queue type rabbit_{queue_type}_queue"
             )
+        elif key in ("x-stream-filter", "x-stream-match-unfiltered") and queue_type == "stream":
+            # RabbitMQ 3.13's stream filtering; 3.10 ignores it. Never accepted and ignored.
+            raise _invalid(queue, vhost, key, f'"{key} is not supported by Warren"')
         elif key == "x-credit":
             # RabbitMQ 3.10 fails with 541 INTERNAL_ERROR on an AMQP 0-9-1
             # consumer's x-credit (an AMQP 1.0 plugin's argument); a clean 406.

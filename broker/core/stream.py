@@ -242,16 +242,17 @@ def stream_refusal(queue: Queue, operation: str) -> AMQPError:
 
 
 def check_consume(queue: Queue, no_ack: bool, prefetch_count: int) -> None:
-    """basic.consume on a stream, RabbitMQ 3.10.8's checks in its order: a
-    no-ack consumer is 540, one without a prefetch (basic.qos, per consumer;
-    a global prefetch does not count) is 406."""
-    if no_ack:
-        raise errors.not_implemented(
-            f"automatic acknowledgement not supported by stream queues {_queue_text(queue)}"
-        )
+    """basic.consume on a stream, RabbitMQ 3.10.8's checks in its order (after
+    the consumer arguments and `x-stream-offset`): a consumer without a
+    prefetch (basic.qos, per consumer; a global prefetch does not count) is
+    406, then a no-ack one 540."""
     if not prefetch_count:
         raise errors.precondition_failed(
             f"consumer prefetch count is not set for '{_queue_text(queue)}'"
+        )
+    if no_ack:
+        raise errors.not_implemented(
+            f"automatic acknowledgement not supported by stream queues {_queue_text(queue)}"
         )
 
 
@@ -339,13 +340,12 @@ class StreamQueue(Queue):
         self.max_length_bytes = None
 
     def configure(self, effective: dict[str, Any]) -> None:
-        """Policies: `max-length-bytes` and `max-age` are retention (the
-        argument wins over a policy, as `effective` already says)."""
+        """Policies: `max-length-bytes` is retention (the lower of the
+        argument and the policy, as `effective` says). `max-age` comes from
+        the argument only: the policy key is refused (broker.core.policies).
+        The other keys do not apply to streams (RabbitMQ ignores them too)."""
         self.effective = dict(effective)
-        max_bytes = effective.get("max-length-bytes")
-        age = effective.get("max-age")
-        self.retention_bytes = max_bytes
-        self.retention_age = parse_duration(age) if isinstance(age, str) else None
+        self.retention_bytes = effective.get("max-length-bytes")
         self.log.set_retention(self.retention_bytes, self.retention_age)
 
     # -- counts ------------------------------------------------------------------

@@ -704,11 +704,15 @@ class Channel:
             queue.name, self.vhost.name, method.arguments or {}, queue_type_of(queue.arguments)
         )
         stream = isinstance(queue, StreamQueue)
+        exclusive = method.exclusive
         if stream:
-            check_stream_consume(queue, method.no_ack, self.prefetch_count)
             offset = (method.arguments or {}).get(OFFSET_HEADER)
             start_offset(queue.log, offset)  # a bad one is refused before consume-ok
-        consumer_rules.check_consume(queue, method.exclusive, self.vhost.name)
+            check_stream_consume(queue, method.no_ack, self.prefetch_count)
+            # RabbitMQ 3.10.8 takes `exclusive` on a stream and enforces
+            # nothing (a second consumer is let in): so does Warren.
+            exclusive = False
+        consumer_rules.check_consume(queue, exclusive, self.vhost.name)
         consumer = Consumer(
             tag,
             self,
@@ -725,7 +729,7 @@ class Channel:
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))
         if stream:
-            queue.add_consumer(consumer, method.exclusive, priority, offset)
+            queue.add_consumer(consumer, exclusive, priority, offset)
         else:
             queue.add_consumer(consumer, method.exclusive, priority)
 

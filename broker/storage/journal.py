@@ -249,6 +249,8 @@ class Journal:
         for the commit that writes them (it moves `appended` on)."""
         self.appended += nbytes
         self.changes += 1
+        if self.appended >= self.disk_check_at and self.on_disk_check is not None:
+            self.on_disk_check()
         self._dirty.set()
 
     def persist(self, queue: Queue, entry: QueuedMessage) -> QueuedMessage:

@@ -152,6 +152,57 @@ class _Cursor:
         return decode_payload(block, position - start + _HEADER.size, end - start)
 
 
+#: Bytes read at a time when a segment is checked at start.
+SCAN_BLOCK = 8 * 1024 * 1024
+
+
+def _scan(path: Path, segment: _Segment, first: int) -> tuple[int, int, int]:
+    """Read a segment's records into `segment` (positions, times, body bytes),
+    checking each one's crc and offset; (where the valid records end, the
+    next offset, the file's size). Read in blocks: a segment may be large."""
+    pos = 0
+    offset = first
+    with open(path, "rb") as handle:
+        file_size = os.fstat(handle.fileno()).st_size
+        buffer = b""
+        buffer_start = 0  # file position of buffer[0]
+        while True:
+            at = pos - buffer_start
+            if at + _HEADER.size > len(buffer) or (
+                at + _HEADER.size + _HEADER.unpack_from(buffer, at)[1] > len(buffer)
+            ):
+                # Not a whole record in the buffer: read on from `pos`.
+                handle.seek(pos)
+                need = SCAN_BLOCK
+                if at + _HEADER.size <= len(buffer):
+                    need = max(need, _HEADER.size + _HEADER.unpack_from(buffer, at)[1])
+                buffer = handle.read(need)
+                buffer_start = pos
+                at = 0
+                if len(buffer) < _HEADER.size:
+                    break
+            crc, length, record_offset, stamp = _HEADER.unpack_from(buffer, at)
+            end = at + _HEADER.size + length
+            if end > len(buffer) or record_offset != offset:
+                break
+            view = memoryview(buffer)
+            check = zlib.crc32(view[at + _HEADER.size : end],
+                               zlib.crc32(view[at + 4 : at + _HEADER.size]))  # fmt: skip
+            view.release()
+            if check != crc:
+                break
+            payload = at + _HEADER.size
+            exchange_size = buffer[payload]
+            key_size = buffer[payload + 1 + exchange_size]
+            (props_size,) = struct.unpack_from("<I", buffer, payload + 2 + exchange_size + key_size)
+            segment.positions.append(pos)
+            segment.stamps.append(stamp)
+            segment.body_bytes += length - (6 + exchange_size + key_size + props_size)
+            pos += _HEADER.size + length
+            offset += 1
+    return pos, offset, file_size
+
+
 class FileStreamLog:
     """The log of one stream on disk (see the module docstring)."""
 
@@ -192,7 +243,6 @@ class FileStreamLog:
             if cut:
                 path.unlink()
                 continue
-            data = path.read_bytes()
             first = int(path.stem)
             if expected is not None and first != expected:
                 log.warning("stream.segment_gap", directory=str(self.directory), segment=path.name)
@@ -200,28 +250,10 @@ class FileStreamLog:
                 cut = True
                 continue
             segment = _Segment(first, path)
-            view = memoryview(data)
-            pos = 0
-            offset = first
-            while pos + _HEADER.size <= len(data):
-                crc, length, record_offset, stamp = _HEADER.unpack_from(data, pos)
-                end = pos + _HEADER.size + length
-                if end > len(data) or record_offset != offset:
-                    break
-                check = zlib.crc32(view[pos + _HEADER.size : end],
-                                   zlib.crc32(view[pos + 4 : pos + _HEADER.size]))  # fmt: skip
-                if check != crc:
-                    break
-                segment.positions.append(pos)
-                segment.stamps.append(stamp)
-                body = decode_payload(view, pos + _HEADER.size, end).body
-                segment.body_bytes += len(body)
-                pos = end
-                offset += 1
-            view.release()
-            if pos != len(data):
+            pos, offset, file_size = _scan(path, segment, first)
+            if pos != file_size:
                 log.warning("stream.tail_cut", directory=str(self.directory), segment=path.name,
-                            kept=pos, dropped=len(data) - pos)  # fmt: skip
+                            kept=pos, dropped=file_size - pos)  # fmt: skip
                 with open(path, "r+b") as handle:
                     handle.truncate(pos)
                     os.fsync(handle.fileno())
@@ -373,8 +405,8 @@ class StreamFiles:
     side writer (its group commit writes and fsyncs the logs' appends)."""
 
     def __init__(self, directory: str | Path) -> None:
+        #: Made with the first stream (a data directory without streams has none).
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.journal: JournalClock | None = None
         self.logs: dict[Path, FileStreamLog] = {}
         self._dirty: dict[FileStreamLog, None] = {}
@@ -391,6 +423,9 @@ class StreamFiles:
         directory (`<key>-<ns>`), so that a batch still being written for a
         deleted stream can never land in a new stream of the same name."""
         key = self._key(vhost, name)
+        if not self.directory.exists():
+            self.directory.mkdir(parents=True)
+            fsync_directory(self.directory.parent)
         found = sorted(self.directory.glob(key + "-*"))
         new = not found
         directory = found[-1] if found else self.directory / f"{key}-{time.time_ns():x}"
@@ -407,6 +442,8 @@ class StreamFiles:
     def forget_unused(self) -> None:
         """At start, after the definitions are restored: logs of streams that no
         longer exist (deleted before a crash finished the job) go."""
+        if not self.directory.exists():
+            return
         for path in self.directory.iterdir():
             if path.is_dir() and path not in self.logs:
                 shutil.rmtree(path, ignore_errors=True)

@@ -432,19 +432,12 @@ def test_retention_by_age_drops_old_segments_when_one_rolls(warren_url, memory_u
     assert [offset for _, offset in got] == list(range(got[0][1], 20))
 
 
-def test_management_shows_a_stream(fresh_warren, unique):
-    import base64
-    import json
-    import urllib.request
-
-    url = fresh_warren.url
+def test_deduplication_is_refused_on_a_stream(warren_url, unique):
     name = unique("s")
-    _declare(url, name)
-    _publish(url, name, [b"a", b"b"])
-    management = fresh_warren.broker.management_url if hasattr(fresh_warren.broker, "management_url") else None
-    if management is None:
-        pytest.skip("no management listener on the test broker")
-    request = urllib.request.Request(f"{management}/api/queues/%2F/{name}")
-    request.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
-    data = json.load(urllib.request.urlopen(request))
-    assert data["type"] == "stream" and data["messages"] == 2
+    code, text = _refused(
+        warren_url,
+        lambda c, ch: ch.queue_declare(
+            name, durable=True, arguments={**STREAM, "x-message-deduplication": True}
+        ),
+    )
+    assert code == 406 and "x-message-deduplication is not supported on streams" in text

@@ -364,6 +364,11 @@ def validate_queue_arguments(
     for key, values in _NOT_SUPPORTED.items():
         if key in arguments and (values is None or arguments[key] in values):
             raise _invalid(queue, vhost, key, _not_supported(key, arguments[key]))
+    if kind == "stream":
+        for key in arguments:
+            if key in WARREN_QUEUE_ARGUMENTS:
+                # A stream keeps every message it is given (no deduplication).
+                raise _invalid(queue, vhost, key, f'"{key} is not supported on streams by Warren"')
     try:
         deduplication.dedup_settings(arguments)
     except deduplication.DedupArgumentError as problem:

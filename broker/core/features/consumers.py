@@ -180,6 +180,12 @@ def consumer_priority(
     """
     priority = 0
     for key, value in arguments.items():
+        if queue_type == "stream" and key in ("x-priority", "x-cancel-on-ha-failover"):
+            # RabbitMQ 3.10.8: a stream consumer takes neither (whatever the value).
+            raise errors.precondition_failed(
+                f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' "
+                "of queue type rabbit_stream_queue"
+            )
         if key == "x-priority":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _invalid(queue, vhost, key, f'"expected integer, got {amqp_type(value)}"')

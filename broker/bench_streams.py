@@ -18,6 +18,12 @@ the two can be run side by side on the same machine:
    last consumer done; per consumer rates are printed too;
 4. deletes the stream (unless `--keep`).
 
+With `--broker-pid PID` (the broker's process on this machine: Warren's
+`warren serve`, RabbitMQ's `beam.smp`) it also prints the broker's CPU time
+(user + system, from /proc) per message appended and per message delivered:
+on a small machine the ten client processes compete with the broker for the
+CPU, and the wall-clock rates measure the clients as much as the broker.
+
 Prints one JSON object. The client is `broker.client` (trio).
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import time
 import uuid
 from typing import Any
@@ -86,12 +93,23 @@ def _replay_process(url: str, queue: str, count: int, prefetch: int,
     results.put(trio.run(_replay, url, queue, count, prefetch))
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (0 without one)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(url: str, messages: int, size: int, consumers: int, window: int, prefetch: int,
-        keep: bool) -> dict[str, Any]:  # fmt: skip
+        keep: bool, broker_pid: int | None = None) -> dict[str, Any]:  # fmt: skip
     queue = f"bench.stream.{uuid.uuid4().hex[:8]}"
     trio.run(_declare, url, queue)
     try:
+        cpu0 = _cpu_seconds(broker_pid)
         append_seconds = trio.run(_append, url, queue, messages, size, window)
+        cpu1 = _cpu_seconds(broker_pid)
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
         processes = [
@@ -103,13 +121,14 @@ def run(url: str, messages: int, size: int, consumers: int, window: int, prefetc
         done = [results.get() for _ in processes]
         for process in processes:
             process.join()
+        cpu2 = _cpu_seconds(broker_pid)
     finally:
         if not keep:
             trio.run(_delete, url, queue)
     start = min(d[0] for d in done)
     end = max(d[1] for d in done)
     total = sum(d[2] for d in done)
-    return {
+    result: dict[str, Any] = {
         "url": url.split("@")[-1],
         "messages": messages,
         "size": size,
@@ -121,6 +140,10 @@ def run(url: str, messages: int, size: int, consumers: int, window: int, prefetc
         "replay_per_consumer_msgs_per_s": sorted(round(d[2] / (d[1] - d[0])) for d in done),
         "all_read_everything": all(d[2] == messages for d in done),
     }
+    if broker_pid is not None:
+        result["broker_cpu_us_per_append"] = round((cpu1 - cpu0) / messages * 1e6, 1)
+        result["broker_cpu_us_per_delivery"] = round((cpu2 - cpu1) / max(total, 1) * 1e6, 1)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,9 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=1000, help="confirms in flight")
     parser.add_argument("--prefetch", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="do not delete the stream")
+    parser.add_argument("--broker-pid", type=int, default=None,
+                        help="the broker's process id: also print its CPU time per message")
     args = parser.parse_args(argv)
     print(json.dumps(run(args.url, args.messages, args.size, args.consumers, args.window,
-                         args.prefetch, args.keep)))  # fmt: skip
+                         args.prefetch, args.keep, args.broker_pid)))  # fmt: skip
 
 
 if __name__ == "__main__":

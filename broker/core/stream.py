@@ -18,6 +18,10 @@ fsynced before confirms) with a data directory, else `MemoryStreamLog`
 here (same offsets and retention, gone at restart). Many consumers at
 different offsets read the same one copy.
 
+Filtering is RabbitMQ 3.13's (`x-stream-filter`, `x-stream-match-unfiltered`
+on basic.consume, `x-stream-filter-value` on messages: `StreamFilter`), done
+exactly per message where 3.13 uses a Bloom filter per chunk.
+
 The refusals (RabbitMQ 3.10.8's codes and texts, checked against the
 reference): basic.get, queue.purge, basic.nack / basic.reject (any requeue)
 and a no-ack consumer are 540 NOT_IMPLEMENTED (connection errors); a
@@ -47,8 +51,11 @@ __all__ = [
     "StreamCursor",
     "StreamLog",
     "StreamLogs",
+    "StreamFilter",
     "StreamQueue",
     "check_consume",
+    "filter_value",
+    "stream_filter_of",
     "parse_duration",
     "stamp_offset",
     "start_offset",
@@ -231,6 +238,74 @@ def stamp_offset(message: Message, offset: int) -> Message:
     return Message(envelope.exchange, envelope.routing_key, raw, message.body)
 
 
+#: RabbitMQ 3.13's stream filtering over AMQP 0-9-1: the message header and
+#: the consumer arguments.
+FILTER_VALUE_HEADER = "x-stream-filter-value"
+FILTER_ARGUMENT = "x-stream-filter"
+MATCH_UNFILTERED_ARGUMENT = "x-stream-match-unfiltered"
+#: Messages a filtering consumer may pass over in one dispatch before the
+#: rest of its scan is left to a timer (the event loop is not held for long).
+MAX_SKIPPED = 5_000
+
+
+class StreamFilter:
+    """A consumer's `x-stream-filter` (the filter values it wants) and
+    `x-stream-match-unfiltered` (also the messages without one).
+
+    RabbitMQ 3.13 filters with a Bloom filter per chunk, so its consumers may
+    get messages that do not match and must filter again themselves; Warren
+    filters each message exactly (a subset of what RabbitMQ delivers)."""
+
+    __slots__ = ("values", "match_unfiltered")
+
+    def __init__(self, values: frozenset[str], match_unfiltered: bool) -> None:
+        self.values = values
+        self.match_unfiltered = match_unfiltered
+
+    def matches(self, message: Message) -> bool:
+        value = filter_value(message)
+        if value is None:
+            return self.match_unfiltered
+        return value in self.values
+
+
+def filter_value(message: Message) -> str | None:
+    """A message's `x-stream-filter-value` header (a string), or None."""
+    raw = raw_header_fields(message.envelope.properties).get(FILTER_VALUE_HEADER)
+    if raw is None or raw[:1] not in (b"S", b"x"):
+        return None
+    return bytes(raw[5:]).decode("utf-8", "replace")
+
+
+def stream_filter_of(queue: Queue, arguments: dict[str, Any]) -> StreamFilter | None:
+    """The filter of a consumer's arguments (None without `x-stream-filter`);
+    a 406 for values that are not a string or a non-empty list of strings, or
+    a non-boolean `x-stream-match-unfiltered`."""
+    values = arguments.get(FILTER_ARGUMENT)
+    unfiltered = arguments.get(MATCH_UNFILTERED_ARGUMENT, False)
+    if not isinstance(unfiltered, bool):
+        raise _bad_consumer_arg(queue, MATCH_UNFILTERED_ARGUMENT, "a boolean")
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        values = [values]
+    if not isinstance(values, list | tuple) or not values or not all(
+        isinstance(value, str | bytes) for value in values
+    ):
+        raise _bad_consumer_arg(queue, FILTER_ARGUMENT, "a string or a list of strings")
+    decoded = frozenset(
+        value.decode("utf-8", "replace") if isinstance(value, bytes) else value for value in values
+    )
+    return StreamFilter(decoded, unfiltered)
+
+
+def _bad_consumer_arg(queue: Queue, key: str, expected: str) -> AMQPError:
+    return errors.precondition_failed(
+        f"invalid arg '{key}' for queue '{queue.name}' in vhost '{queue.vhost_name}': "
+        f'"expected {expected}"'
+    )
+
+
 def _queue_text(queue: Queue) -> str:
     return f"queue '{queue.name}' in vhost '{queue.vhost_name}'"
 
@@ -304,7 +379,7 @@ class StreamQueue(Queue):
     empty (nothing waits to be taken: everything kept is readable).
     """
 
-    __slots__ = ("log", "cursors", "retention_bytes", "retention_age")
+    __slots__ = ("log", "cursors", "filters", "retention_bytes", "retention_age", "_resume_at")
 
     pageable: ClassVar[bool] = False
     is_stream: ClassVar[bool] = True
@@ -332,6 +407,9 @@ class StreamQueue(Queue):
             else MemoryStreamLog(segment_size)
         )
         self.cursors: dict[QueueConsumer, StreamCursor] = {}
+        #: The consumers with an `x-stream-filter` (3.13's filtering).
+        self.filters: dict[QueueConsumer, StreamFilter] = {}
+        self._resume_at: float | None = None
         self.retention_bytes: int | None = args.get("x-max-length-bytes")
         age = args.get("x-max-age")
         self.retention_age: int | None = parse_duration(age) if isinstance(age, str) else None
@@ -381,25 +459,39 @@ class StreamQueue(Queue):
     # -- consumers ---------------------------------------------------------------
 
     def add_consumer(
-        self, consumer: QueueConsumer, exclusive: bool, priority: int = 0, offset: Any = None
+        self,
+        consumer: QueueConsumer,
+        exclusive: bool,
+        priority: int = 0,
+        offset: Any = None,
+        stream_filter: StreamFilter | None = None,
     ) -> None:
         """A consumer reading from `offset` (its `x-stream-offset`, checked by
-        `start_offset` before the consumer is made)."""
+        `start_offset` before the consumer is made), given only the messages
+        `stream_filter` matches if it has one."""
         self.cursors[consumer] = self.log.cursor(start_offset(self.log, offset))
+        if stream_filter is not None:
+            self.filters[consumer] = stream_filter
         super().add_consumer(consumer, exclusive, priority)
 
     def remove_consumer(self, consumer: QueueConsumer) -> None:
         self.cursors.pop(consumer, None)
+        self.filters.pop(consumer, None)
         super().remove_consumer(consumer)
 
     def dispatch(self) -> None:
-        """Each consumer reads on from its own position while it has credit."""
+        """Each consumer reads on from its own position while it has credit
+        (a filtering consumer passes over the messages its filter does not
+        match, at most `MAX_SKIPPED` per dispatch: a timer goes on)."""
         end = self.log.next_offset
         cursors = self.cursors
+        filters = self.filters
         for consumer in list(self.consumers):
             cursor = cursors.get(consumer)
             if cursor is None or cursor.offset >= end:
                 continue
+            stream_filter = filters.get(consumer) if filters else None
+            skipped = 0
             while consumer.has_credit():
                 offset = cursor.offset
                 message = cursor.read()
@@ -407,9 +499,28 @@ class StreamQueue(Queue):
                     break
                 if cursor.offset != offset + 1:
                     offset = cursor.offset - 1  # retention moved it on
+                if stream_filter is not None and not stream_filter.matches(message):
+                    skipped += 1
+                    if skipped >= MAX_SKIPPED:
+                        self._resume_soon()
+                        break
+                    continue
                 self.unacked_count += 1
                 consumer.deliver(self, QueuedMessage(offset, message))
                 consumer.delivered += 1
+
+    def _resume_soon(self) -> None:
+        """Go on with a long filtered scan from the timer task, not now."""
+        timers = self.vhost.timers if self.vhost is not None else None
+        if timers is None or self._resume_at is not None:
+            return
+        self._resume_at = now = time.monotonic()
+        timers.call_at(now, self._resume)
+
+    def _resume(self, now: float) -> None:
+        self._resume_at = None
+        if not self.deleted and self.consumers:
+            self.dispatch()
 
     def _deliver_ready(self, now: float | None = None, consumers: Any = None) -> None:
         self.dispatch()

@@ -31,7 +31,13 @@ from broker.core.features.arguments import queue_type_of
 from broker.core.message import Envelope, Message, QueuedMessage, copy_properties
 from broker.core.names import new_name
 from broker.core.queue import Queue
-from broker.core.stream import OFFSET_HEADER, StreamQueue, start_offset, stream_refusal
+from broker.core.stream import (
+    OFFSET_HEADER,
+    StreamQueue,
+    start_offset,
+    stream_filter_of,
+    stream_refusal,
+)
 from broker.core.stream import check_consume as check_stream_consume
 from broker.core.vhost import VHost
 from broker.session import authorization
@@ -708,6 +714,7 @@ class Channel:
         if stream:
             offset = (method.arguments or {}).get(OFFSET_HEADER)
             start_offset(queue.log, offset)  # a bad one is refused before consume-ok
+            stream_filter = stream_filter_of(queue, method.arguments or {})
             check_stream_consume(queue, method.no_ack, self.prefetch_count)
             # RabbitMQ 3.10.8 takes `exclusive` on a stream and enforces
             # nothing (a second consumer is let in): so does Warren.
@@ -729,7 +736,7 @@ class Channel:
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))
         if stream:
-            queue.add_consumer(consumer, exclusive, priority, offset)
+            queue.add_consumer(consumer, exclusive, priority, offset, stream_filter)
         else:
             queue.add_consumer(consumer, method.exclusive, priority)
 

@@ -365,13 +365,66 @@ def test_a_consumer_needs_a_prefetch(warren_url, ten, qos):
     )  # fmt: skip
 
 
-def test_stream_filter_is_refused_not_ignored(warren_url, ten):
+@pytest.fixture
+def regions(warren_url: str, unique: Any) -> str:
+    """A stream of messages with filter values eu, us, none, eu, us, none..."""
+    name = unique("s")
+    _declare(warren_url, name)
+    with _connect(warren_url) as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for i in range(12):
+            region = ("eu", "us", None)[i % 3]
+            headers = {"x-stream-filter-value": region} if region else None
+            channel.basic_publish("", name, b"%d" % i, pika.BasicProperties(headers=headers))
+    return name
+
+
+def _filtered(url: str, name: str, arguments: dict[str, Any], wait: float = 1.0) -> list[int]:
+    with _connect(url) as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=2)  # credit is not spent on filtered-out messages
+        got: list[int] = []
+
+        def on_message(ch: Any, method: Any, props: Any, body: bytes) -> None:
+            got.append(props.headers["x-stream-offset"])
+            ch.basic_ack(method.delivery_tag)
+
+        channel.basic_consume(name, on_message, arguments={"x-stream-offset": "first", **arguments})
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            connection.process_data_events(0.05)
+        return got
+
+
+def test_stream_filter_delivers_the_matching_values_only(warren_url, regions):
+    assert _filtered(warren_url, regions, {"x-stream-filter": "eu"}) == [0, 3, 6, 9]
+    assert _filtered(warren_url, regions, {"x-stream-filter": ["eu", "us"]}) == [0, 1, 3, 4, 6, 7, 9, 10]
+    assert _filtered(warren_url, regions, {"x-stream-filter": "eu", "x-stream-match-unfiltered": True}) == [
+        0, 2, 3, 5, 6, 8, 9, 11]  # fmt: skip
+    assert _filtered(warren_url, regions, {"x-stream-filter": "asia"}, wait=0.5) == []
+    assert len(_filtered(warren_url, regions, {})) == 12  # no filter: everything
+
+
+def test_a_long_filtered_scan_goes_on_from_the_timer(warren_url, regions, monkeypatch):
+    from broker.core import stream
+
+    monkeypatch.setattr(stream, "MAX_SKIPPED", 2)  # the session broker runs in this process
+    assert _filtered(warren_url, regions, {"x-stream-filter": "us"}) == [1, 4, 7, 10]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "key"),
+    [({"x-stream-filter": 5}, "x-stream-filter"), ({"x-stream-filter": []}, "x-stream-filter"),
+     ({"x-stream-filter": "a", "x-stream-match-unfiltered": "yes"}, "x-stream-match-unfiltered")],
+)  # fmt: skip
+def test_bad_filter_arguments_are_406(warren_url, regions, arguments, key):
     def consume(c: Any, ch: Any) -> None:
         ch.basic_qos(prefetch_count=1)
-        ch.basic_consume(ten, lambda *a: None, arguments={"x-stream-filter": "a"})
+        ch.basic_consume(regions, lambda *a: None, arguments=arguments)
 
     code, text = _refused(warren_url, consume)
-    assert code == 406 and "x-stream-filter is not supported by Warren" in text
+    assert code == 406 and f"invalid arg '{key}' for queue '{regions}'" in text
 
 
 def test_expiration_is_accepted_and_the_message_kept(warren_url, unique):

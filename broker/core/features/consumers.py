@@ -203,8 +203,7 @@ def consumer_priority(
                 f"of queue type rabbit_{queue_type}_queue"
             )
         elif key in ("x-stream-filter", "x-stream-match-unfiltered") and queue_type == "stream":
-            # RabbitMQ 3.13's stream filtering; 3.10 ignores it. Never accepted and ignored.
-            raise _invalid(queue, vhost, key, f'"{key} is not supported by Warren"')
+            continue  # RabbitMQ 3.13's filtering: broker.core.stream.stream_filter_of
         elif key == "x-credit":
             # RabbitMQ 3.10 fails with 541 INTERNAL_ERROR on an AMQP 0-9-1
             # consumer's x-credit (an AMQP 1.0 plugin's argument); a clean 406.

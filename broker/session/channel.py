@@ -859,14 +859,14 @@ class Channel:
         """basic.nack and basic.reject of a stream's delivery: RabbitMQ 3.10.8's
         540 (whatever requeue says), before anything is settled."""
         unacked = self.acks.unacked
-        if multiple and delivery_tag == 0:
-            deliveries = list(unacked.values())
-        elif multiple:
-            deliveries = [d for tag, d in unacked.items() if tag <= delivery_tag]
-        else:
+        if not multiple:
             delivery = unacked.get(delivery_tag)
-            deliveries = [delivery] if delivery is not None else []
-        for delivery in deliveries:
+            if delivery is not None and isinstance(delivery.queue, StreamQueue):
+                raise stream_refusal(delivery.queue, "basic.nack and basic.reject")
+            return
+        for tag, delivery in unacked.items():  # in tag order
+            if delivery_tag and tag > delivery_tag:
+                break
             if isinstance(delivery.queue, StreamQueue):
                 raise stream_refusal(delivery.queue, "basic.nack and basic.reject")
 

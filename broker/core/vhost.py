@@ -38,6 +38,7 @@ from broker.core.policies import (
 )
 from broker.core.queue import MessageStore, Queue, QueuePaging
 from broker.core.stats import BrokerCounters, MessageTotals
+from broker.core.stream import StreamLogs, StreamQueue, stream_refusal
 from broker.core.timers import Scheduler
 from broker.logging import get_logger
 from protocol.errors import AMQPError
@@ -173,6 +174,9 @@ class VHost:
         self.memory: MemoryReleaser | None = None
         #: Set by the broker: pages bodies of long queues out (broker.storage.paging).
         self.paging: QueuePaging | None = None
+        #: Set by the broker with a data directory: streams' logs on disk
+        #: (broker.storage.streams); None: streams keep their logs in memory.
+        self.streams: StreamLogs | None = None
         # Durability (the storage layer); None without --data-dir.
         self.definitions: DefinitionsSink | None = None
         self.journal: MessageStore | None = None
@@ -622,6 +626,8 @@ class VHost:
 
     def purge_queue(self, connection: ClientRef | None, name: str) -> int:
         queue = self.get_queue(name, connection)
+        if isinstance(queue, StreamQueue):
+            raise stream_refusal(queue, "queue.purge")
         freed = queue.ready_bytes
         count = queue.purge()
         self._freed(freed)
@@ -673,6 +679,8 @@ class VHost:
         freed = queue.ready_bytes
         count = queue.purge()
         self._freed(freed)
+        if isinstance(queue, StreamQueue):
+            queue.drop_log()
         consumers = list(queue.consumers)
         queue.consumers.clear()
         queue.exclusive_consumer = None
@@ -819,7 +827,19 @@ def new_queue(
     vhost: VHost | None = None,
 ) -> Queue:
     """A queue of the class its (validated) arguments call for: a
-    `PriorityQueue` for `x-max-priority` above 0, else a plain `Queue`."""
+    `StreamQueue` for `x-queue-type: stream` (its log on the vhost's
+    `streams`, else in memory), a `PriorityQueue` for `x-max-priority`
+    above 0, else a plain `Queue`."""
+    if (arguments or {}).get("x-queue-type") == "stream":
+        return StreamQueue(
+            name,
+            durable=durable,
+            exclusive_owner=exclusive_owner,
+            auto_delete=auto_delete,
+            arguments=arguments,
+            vhost=vhost,
+            logs=vhost.streams if vhost is not None else None,
+        )
     cls = PriorityQueue if max_priority_of(arguments or {}) else Queue
     return cls(
         name,

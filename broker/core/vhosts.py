@@ -18,6 +18,7 @@ from broker.core.direct_reply_to import DirectReplyTo
 from broker.core.memory import MemoryReleaser
 from broker.core.queue import MessageStore, QueuePaging
 from broker.core.stats import BrokerCounters
+from broker.core.stream import StreamLogs
 from broker.core.timers import Scheduler
 from broker.core.vhost import DefinitionsSink, VHost
 from broker.logging import get_logger
@@ -36,6 +37,9 @@ class VHostRegistry(Mapping[str, VHost]):
     memory: MemoryReleaser | None = None
     #: Pages bodies of long queues out (broker.storage.paging); set by the server.
     paging: QueuePaging | None = None
+    #: Where streams keep their logs (broker.storage.streams); set with a
+    #: data directory, before the definitions are restored.
+    streams: StreamLogs | None = None
     #: Set by the server when there is a data directory.
     definitions: DefinitionsSink | None = None
     journal: MessageStore | None = None
@@ -77,6 +81,7 @@ class VHostRegistry(Mapping[str, VHost]):
         vhost.memory = self.memory
         vhost.counters = self.counters
         vhost.paging = self.paging
+        vhost.streams = self.streams
         vhost.definitions = self.definitions
         vhost.journal = self.journal
         self._vhosts[name] = vhost

@@ -31,6 +31,14 @@ from broker.core.features.arguments import queue_type_of
 from broker.core.message import Envelope, Message, QueuedMessage, copy_properties
 from broker.core.names import new_name
 from broker.core.queue import Queue
+from broker.core.stream import (
+    OFFSET_HEADER,
+    StreamQueue,
+    start_offset,
+    stream_filter_of,
+    stream_refusal,
+)
+from broker.core.stream import check_consume as check_stream_consume
 from broker.core.vhost import VHost
 from broker.session import authorization
 from broker.session.acks import Acknowledgements, Taken
@@ -701,7 +709,17 @@ class Channel:
         priority = consumer_rules.consumer_priority(
             queue.name, self.vhost.name, method.arguments or {}, queue_type_of(queue.arguments)
         )
-        consumer_rules.check_consume(queue, method.exclusive, self.vhost.name)
+        stream = isinstance(queue, StreamQueue)
+        exclusive = method.exclusive
+        if stream:
+            offset = (method.arguments or {}).get(OFFSET_HEADER)
+            start_offset(queue.log, offset)  # a bad one is refused before consume-ok
+            stream_filter = stream_filter_of(queue, method.arguments or {})
+            check_stream_consume(queue, method.no_ack, self.prefetch_count)
+            # RabbitMQ 3.10.8 takes `exclusive` on a stream and enforces
+            # nothing (a second consumer is let in): so does Warren.
+            exclusive = False
+        consumer_rules.check_consume(queue, exclusive, self.vhost.name)
         consumer = Consumer(
             tag,
             self,
@@ -717,7 +735,10 @@ class Channel:
         # consume-ok goes out before any delivery to the new consumer.
         if not method.nowait:
             self._reply(m.BasicConsumeOk(consumer_tag=tag))
-        queue.add_consumer(consumer, method.exclusive, priority)
+        if stream:
+            queue.add_consumer(consumer, exclusive, priority, offset, stream_filter)
+        else:
+            queue.add_consumer(consumer, method.exclusive, priority)
 
     def _consume_replies(self, method: m.BasicConsume) -> None:
         """basic.consume of `amq.rabbitmq.reply-to` (RabbitMQ 3.10's checks, in
@@ -834,7 +855,23 @@ class Channel:
         else:
             self._settle(taken, requeue=None)
 
+    def _refuse_stream_settlement(self, delivery_tag: int, multiple: bool) -> None:
+        """basic.nack and basic.reject of a stream's delivery: RabbitMQ 3.10.8's
+        540 (whatever requeue says), before anything is settled."""
+        unacked = self.acks.unacked
+        if not multiple:
+            delivery = unacked.get(delivery_tag)
+            if delivery is not None and isinstance(delivery.queue, StreamQueue):
+                raise stream_refusal(delivery.queue, "basic.nack and basic.reject")
+            return
+        for tag, delivery in unacked.items():  # in tag order
+            if delivery_tag and tag > delivery_tag:
+                break
+            if isinstance(delivery.queue, StreamQueue):
+                raise stream_refusal(delivery.queue, "basic.nack and basic.reject")
+
     def on_basic_reject(self, method: m.BasicReject) -> None:
+        self._refuse_stream_settlement(method.delivery_tag, False)
         taken = self.acks.take(method.delivery_tag, False)
         if self.transaction is not None:
             self.transaction.acks.append(("reject", taken, method.requeue))
@@ -842,6 +879,7 @@ class Channel:
             self._settle(taken, requeue=method.requeue)
 
     def on_basic_nack(self, method: m.BasicNack) -> None:
+        self._refuse_stream_settlement(method.delivery_tag, method.multiple)
         taken = self.acks.take(method.delivery_tag, method.multiple)
         if self.transaction is not None:
             self.transaction.acks.append(("nack", taken, method.requeue))
@@ -870,6 +908,11 @@ class Channel:
         # "NOT_IMPLEMENTED - requeue=false").
         if not requeue:
             raise errors.not_implemented("requeue=false")
+        for delivery in self.acks.unacked.values():
+            if isinstance(delivery.queue, StreamQueue):
+                # RabbitMQ 3.10.8 fails here with 541 INTERNAL_ERROR (a crash);
+                # Warren refuses as it refuses nack and reject (docs/streams.md).
+                raise stream_refusal(delivery.queue, "basic.recover")
         self._settle(self.acks.take_all(), requeue=True)
 
     def consumer_timed_out(self, now: float, default: int | None) -> int | None:

@@ -25,6 +25,7 @@ from typing import Any
 from broker.core.vhosts import VHostRegistry
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal, PersistedEntry, open_journal
+from broker.storage.streams import StreamFiles
 
 __all__ = ["Durability", "Journal", "PersistedEntry", "open_durability", "open_journal"]
 
@@ -49,6 +50,11 @@ def open_durability(vhosts: VHostRegistry, data_dir: str | Path, **journal_optio
     (group commit).
     """
     store = DefinitionsStore(data_dir)
+    # Streams open their logs as their definitions are restored.
+    streams = vhosts.streams = StreamFiles(Path(data_dir) / "streams")
     sections = store.restore(vhosts)
+    streams.forget_unused()
     journal = open_journal(data_dir, vhosts, **journal_options)
+    streams.journal = journal
+    journal.side_writers.append(streams)
     return Durability(store, journal, sections)

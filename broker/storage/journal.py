@@ -120,6 +120,23 @@ def _wall_clock_ms(expires_at: float | None) -> int | None:
     return None if wall is None else round(wall * 1000)
 
 
+class SideWriter(Protocol):
+    """Files written and fsynced by the journal's group commit besides its own
+    segments (the stream logs, broker.storage.streams): `take` in the event
+    loop, `write` (idempotent: it may be retried) in the worker thread,
+    `written` back in the event loop once fsynced."""
+
+    def has_pending(self) -> bool: ...
+
+    def take(self) -> Any: ...
+
+    def write(self, taken: Any) -> None: ...
+
+    def written(self, taken: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Journal:
     """The journal of one broker (one directory of segments)."""
 
@@ -177,6 +194,8 @@ class Journal:
         self._delivered: list[int] = []
         self._delete: list[int] = []
         self._waiting: dict[SyncWaiter, None] = {}
+        #: Written and fsynced with each batch (the stream logs).
+        self.side_writers: list[SideWriter] = []
         self._dirty = trio.Event()
         self._stop = trio.CancelScope()
         self._stopped = trio.Event()
@@ -224,6 +243,15 @@ class Journal:
         self._segment_bytes = 0
         self._buffer_start = 0
         self._collect()
+
+    def note_external(self, nbytes: int) -> None:
+        """A side writer buffered `nbytes`: confirms routed from now on wait
+        for the commit that writes them (it moves `appended` on)."""
+        self.appended += nbytes
+        self.changes += 1
+        if self.appended >= self.disk_check_at and self.on_disk_check is not None:
+            self.on_disk_check()
+        self._dirty.set()
 
     def persist(self, queue: Queue, entry: QueuedMessage) -> QueuedMessage:
         """`entry` is about to join durable `queue`: journal it if it is persistent.
@@ -599,7 +627,10 @@ class Journal:
         return chunks, delete
 
     def has_pending(self) -> bool:
-        return bool(self._buffer or self._chunks or self._acks or self._delivered or self._delete)
+        return bool(
+            self._buffer or self._chunks or self._acks or self._delivered or self._delete
+            or any(writer.has_pending() for writer in self.side_writers)
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The group-commit loop; runs until `close()`."""
@@ -621,12 +652,23 @@ class Journal:
         self._maybe_compact()
         target = None
         chunks, delete = self._take_batch()
+        side = [(writer, writer.take()) for writer in self.side_writers]
         target = self.appended
         self._inflight = chunks  # paged messages may be read from here meanwhile
         writes = [(number, data) for number, _offset, data in chunks]
+
+        done = [False]  # the journal's part is written once, even when a side write is retried
+
+        def write_all() -> None:
+            if not done[0]:
+                self._writer.write_batch(writes, delete)
+                done[0] = True
+            for writer, taken in side:
+                writer.write(taken)
+
         while True:
             try:
-                await trio.to_thread.run_sync(self._writer.write_batch, writes, delete)
+                await trio.to_thread.run_sync(write_all)
                 break
             except OSError as error:
                 # Nothing of the batch stays on disk (the writer cut it back);
@@ -635,6 +677,8 @@ class Journal:
                 log.error("journal.write_failed", error=str(error), retry_in=RETRY_DELAY)
                 await trio.sleep(RETRY_DELAY)
         self._inflight = []
+        for writer, taken in side:
+            writer.written(taken)
         self.synced = target
         self.batches += 1
         waiting, self._waiting = self._waiting, {}
@@ -656,6 +700,8 @@ class Journal:
 
     def _close_cleanly(self) -> None:
         self._writer.close()
+        for writer in self.side_writers:
+            writer.close()
         for fd in self._readers.values():
             os.close(fd)
         self._readers.clear()

@@ -24,6 +24,7 @@ once where it changes nothing on a single node or RabbitMQ ignores it too
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,7 @@ MAX_EXPIRY_MS = 315_360_000_000
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 
 #: x-queue-type values RabbitMQ 3.10 knows (anything else is "unsupported
-#: queue type"); Warren has no streams yet and refuses "stream".
+#: queue type"); "stream" is broker.core.stream's `StreamQueue`.
 QUEUE_TYPES = ("classic", "quorum", "stream")
 
 
@@ -124,6 +125,25 @@ class BoolArgument:
         return value
 
 
+@dataclass(frozen=True)
+class MaxAgeArgument:
+    """x-max-age: a duration such as "7D" (units Y, M, D, h, m, s)."""
+
+    def check(self, value: Any) -> str:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str):
+            raise ArgumentError(f"{{unacceptable_type,{amqp_type(value)}}}")
+        if _DURATION.match(value) is None:
+            # RabbitMQ 3.10.8 closes the connection with 541 INTERNAL_ERROR
+            # here (a crash); Warren says what is wrong, as a 406.
+            raise ArgumentError(f"\"invalid max age '{value}' (units Y, M, D, h, m, s)\"")
+        return value
+
+
+_DURATION = re.compile(r"^[0-9]+[YMDhms]$")
+
+
 class DeadLetterExchangeArgument(StringArgument):
     """x-dead-letter-exchange: RabbitMQ words a type error differently here."""
 
@@ -170,16 +190,18 @@ QUEUE_ARGUMENT_VALIDATORS: dict[str, Any] = {
     # RabbitMQ 3.10 ignores x-consumer-timeout (3.12 added it, unchecked);
     # Warren honours it and checks it as RabbitMQ 4 does (check_non_neg_int_arg).
     "x-consumer-timeout": IntArgument(minimum=0),
+    # Streams (broker.core.stream): retention by age ("7D", "1h": Y M D h m s)
+    # and the segment size retention works in.
+    "x-max-age": MaxAgeArgument(),
+    "x-stream-max-segment-size-bytes": IntArgument(minimum=0),
+    "x-initial-cluster-size": IntArgument(minimum=1),
 }
 
 #: Every queue argument RabbitMQ 3.10 knows (and x-consumer-timeout, 3.12's).
 #: One a queue type does not take is refused as "invalid arg 'x' for queue 'q' in vhost '/' of queue type
 #: rabbit_classic_queue"; one it does not know at all (x-foo) is accepted
 #: and ignored, by RabbitMQ and (logged once) by Warren.
-KNOWN_QUEUE_ARGUMENTS = frozenset(
-    (*QUEUE_ARGUMENT_VALIDATORS, "x-max-age", "x-stream-max-segment-size-bytes",
-     "x-initial-cluster-size")
-)  # fmt: skip
+KNOWN_QUEUE_ARGUMENTS = frozenset(QUEUE_ARGUMENT_VALIDATORS)
 
 _COMMON = frozenset(
     (
@@ -212,6 +234,16 @@ SUPPORTED_BY_TYPE: dict[str, frozenset[str]] = {
         "x-dead-letter-strategy",
         "x-queue-leader-locator",
     },
+    "stream": frozenset(
+        (
+            "x-max-length-bytes",
+            "x-max-age",
+            "x-stream-max-segment-size-bytes",
+            "x-initial-cluster-size",
+            "x-queue-leader-locator",
+            "x-queue-type",
+        )
+    ),
 }
 
 #: Arguments RabbitMQ acts on and Warren does not: after RabbitMQ's own
@@ -234,7 +266,7 @@ _NOT_SUPPORTED: dict[str, tuple[Any, ...] | None] = {
 WARREN_QUEUE_ARGUMENTS = frozenset(deduplication.ARGUMENTS)
 
 _NO_EFFECT_ON_ONE_NODE = ("x-queue-master-locator", "x-queue-leader-locator",
-                          "x-quorum-initial-group-size")  # fmt: skip
+                          "x-quorum-initial-group-size", "x-initial-cluster-size")  # fmt: skip
 
 
 def queue_type_of(arguments: dict[str, Any]) -> str:
@@ -298,8 +330,6 @@ def validate_queue_arguments(
             )
         except ArgumentError as problem:
             raise _invalid(queue, vhost, "x-queue-type", str(problem)) from None
-        if kind == "stream":
-            raise _invalid(queue, vhost, "x-queue-type", _not_supported("x-queue-type", kind))
     supported = SUPPORTED_BY_TYPE[kind]
     for key in arguments:
         if key in KNOWN_QUEUE_ARGUMENTS and key not in supported:
@@ -322,9 +352,9 @@ def validate_queue_arguments(
             raise _invalid(queue, vhost, key, str(problem)) from None
     if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
         raise _invalid(queue, vhost, "x-dead-letter-routing-key", "routing_key_but_no_dlx_defined")
-    if kind == "quorum":
-        # rabbit_quorum_queue:declare: these properties make no sense for a
-        # replicated queue (the same words for streams).
+    if kind in ("quorum", "stream"):
+        # rabbit_quorum_queue:declare and rabbit_stream_queue:declare: these
+        # properties make no sense for a replicated queue (the same words).
         for refused, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"),
                               (not durable, "non-durable")):  # fmt: skip
             if refused:
@@ -334,6 +364,11 @@ def validate_queue_arguments(
     for key, values in _NOT_SUPPORTED.items():
         if key in arguments and (values is None or arguments[key] in values):
             raise _invalid(queue, vhost, key, _not_supported(key, arguments[key]))
+    if kind == "stream":
+        for key in arguments:
+            if key in WARREN_QUEUE_ARGUMENTS:
+                # A stream keeps every message it is given (no deduplication).
+                raise _invalid(queue, vhost, key, f'"{key} is not supported on streams by Warren"')
     try:
         deduplication.dedup_settings(arguments)
     except deduplication.DedupArgumentError as problem:

@@ -180,6 +180,12 @@ def consumer_priority(
     """
     priority = 0
     for key, value in arguments.items():
+        if queue_type == "stream" and key in ("x-priority", "x-cancel-on-ha-failover"):
+            # RabbitMQ 3.10.8: a stream consumer takes neither (whatever the value).
+            raise errors.precondition_failed(
+                f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' "
+                "of queue type rabbit_stream_queue"
+            )
         if key == "x-priority":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _invalid(queue, vhost, key, f'"expected integer, got {amqp_type(value)}"')
@@ -190,10 +196,14 @@ def consumer_priority(
             # Mirrored queues only; a single node has no mirror to fail over to.
             log_ignored_once(vhost, queue, key, "no mirrors on a single node", what="consumer")
         elif key == "x-stream-offset":
+            if queue_type == "stream":
+                continue  # checked by broker.core.stream.start_offset
             raise errors.precondition_failed(
                 f"invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' "
                 f"of queue type rabbit_{queue_type}_queue"
             )
+        elif key in ("x-stream-filter", "x-stream-match-unfiltered") and queue_type == "stream":
+            continue  # RabbitMQ 3.13's filtering: broker.core.stream.stream_filter_of
         elif key == "x-credit":
             # RabbitMQ 3.10 fails with 541 INTERNAL_ERROR on an AMQP 0-9-1
             # consumer's x-credit (an AMQP 1.0 plugin's argument); a clean 406.

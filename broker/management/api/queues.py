@@ -294,7 +294,13 @@ def add_routes(router: Router, context: ManagementContext) -> None:
             if error.reply_code == ReplyCode.NOT_FOUND:
                 raise HttpError(404, "not_found", error.reply_text) from None
             raise HttpError.bad_request(plain_text(error)) from None
-        return Response.json(_get(vhost, queue, count, ackmode, encoding, truncate))
+        try:
+            items = _get(vhost, queue, count, ackmode, encoding, truncate)
+        except AMQPError as error:
+            # A stream: RabbitMQ 3.10.8 answers {"error":"bad_request","reason":
+            # "540 basic.get not supported by stream queues queue 'q' in vhost '/'"}.
+            raise HttpError.bad_request(f"{error.reply_code} {plain_text(error)}") from None
+        return Response.json(items)
 
     @router.route("/api/aliveness-test/{vhost}")
     def aliveness_test(request: Request) -> Response:

@@ -252,6 +252,24 @@ def properties_has_headers(raw: bytes) -> bool:
     return len(raw) >= 2 and raw[0] & 0x20 != 0
 
 
+def _after_headers(raw: Any, flags: int) -> int:
+    """The offset just past content_type, content_encoding and headers (the
+    variable-length properties before delivery_mode), skipped by their
+    lengths; IndexError on truncated input."""
+    off = 2
+    word = flags
+    while word & 1:
+        word = (raw[off] << 8) | raw[off + 1]
+        off += 2
+    if flags & 0x8000:
+        off += 1 + raw[off]
+    if flags & 0x4000:
+        off += 1 + raw[off]
+    if flags & 0x2000:
+        off += 4 + ((raw[off] << 24) | (raw[off + 1] << 16) | (raw[off + 2] << 8) | raw[off + 3])
+    return off
+
+
 def delivery_mode_of(raw: Any) -> int | None:
     """The delivery_mode in raw property bytes, without decoding the rest.
 
@@ -262,18 +280,7 @@ def delivery_mode_of(raw: Any) -> int | None:
         flags = (raw[0] << 8) | raw[1]
         if not flags & 0x1000:
             return None
-        off = 2
-        word = flags
-        while word & 1:
-            word = (raw[off] << 8) | raw[off + 1]
-            off += 2
-        if flags & 0x8000:
-            off += 1 + raw[off]
-        if flags & 0x4000:
-            off += 1 + raw[off]
-        if flags & 0x2000:
-            off += 4 + ((raw[off] << 24) | (raw[off + 1] << 16) | (raw[off + 2] << 8) | raw[off + 3])
-        mode: int = raw[off]
+        mode: int = raw[_after_headers(raw, flags)]
         return mode
     except IndexError:
         raise syntax_error("truncated content properties", 60) from None
@@ -290,19 +297,9 @@ def priority_of(raw: Any) -> int | None:
         return None
     try:
         flags = (raw[0] << 8) | raw[1]
-        off = 2
-        word = flags
-        while word & 1:
-            word = (raw[off] << 8) | raw[off + 1]
-            off += 2
-        if flags & 0x8000:
-            off += 1 + raw[off]
-        if flags & 0x4000:
-            off += 1 + raw[off]
-        if flags & 0x2000:
-            off += 4 + ((raw[off] << 24) | (raw[off + 1] << 16) | (raw[off + 2] << 8) | raw[off + 3])
+        off = _after_headers(raw, flags)
         if flags & 0x1000:
-            off += 1
+            off += 1  # delivery_mode
         priority: int = raw[off]
         return priority
     except IndexError:

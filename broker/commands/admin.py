@@ -558,16 +558,21 @@ def _users_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _users_delete(args: argparse.Namespace) -> int:
-    api = _client(args)
+def _delete_named(args: argparse.Namespace, path: str, missing: str, done: str) -> int:
+    """DELETE `path`; a 404 is the one-line error `missing`, success prints `done`."""
     try:
-        api.delete(f"/api/users/{segment(args.name)}")
+        _client(args).delete(path)
     except APIError as error:
         if error.not_found:
-            raise CommandError(f"no user {args.name!r}") from None
+            raise CommandError(missing) from None
         raise
-    print(f"deleted user {args.name!r}")
+    print(done)
     return EXIT_OK
+
+
+def _users_delete(args: argparse.Namespace) -> int:
+    return _delete_named(args, f"/api/users/{segment(args.name)}", f"no user {args.name!r}",
+                   f"deleted user {args.name!r}")
 
 
 def _existing_user(api: ManagementClient, name: str) -> dict[str, Any]:
@@ -691,15 +696,8 @@ def _vhosts_add(args: argparse.Namespace) -> int:
 
 
 def _vhosts_delete(args: argparse.Namespace) -> int:
-    api = _client(args)
-    try:
-        api.delete(f"/api/vhosts/{segment(args.name)}")
-    except APIError as error:
-        if error.not_found:
-            raise CommandError(f"no vhost {args.name!r}") from None
-        raise
-    print(f"deleted vhost {args.name!r}")
-    return EXIT_OK
+    return _delete_named(args, f"/api/vhosts/{segment(args.name)}", f"no vhost {args.name!r}",
+                   f"deleted vhost {args.name!r}")
 
 
 # -- permissions --------------------------------------------------------------------------------
@@ -801,17 +799,11 @@ def _permissions_set(args: argparse.Namespace) -> int:
 
 
 def _permissions_clear(args: argparse.Namespace) -> int:
-    api = _client(args)
-    try:
-        api.delete(f"/api/permissions/{segment(args.vhost)}/{segment(args.user)}")
-    except APIError as error:
-        if error.not_found:
-            raise CommandError(
-                f"user {args.user!r} has no permissions on vhost {args.vhost!r}"
-            ) from None
-        raise
-    print(f"cleared the permissions of user {args.user!r} on vhost {args.vhost!r}")
-    return EXIT_OK
+    return _delete_named(
+        args, f"/api/permissions/{segment(args.vhost)}/{segment(args.user)}",
+        f"user {args.user!r} has no permissions on vhost {args.vhost!r}",
+        f"cleared the permissions of user {args.user!r} on vhost {args.vhost!r}",
+    )
 
 
 # -- definitions --------------------------------------------------------------------------------

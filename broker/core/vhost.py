@@ -14,7 +14,7 @@ Errors from `routing` carry RabbitMQ's reply code and text without the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -272,10 +272,8 @@ class VHost:
         existed = self.topology.has_exchange(name)
         changes = _routing(self.topology.delete_exchange, name, if_unused)
         if existed:
-            self._drop_dedup_cache(name)
-        if existed:
             log.info("exchange.deleted", exchange=name, peer=peer)
-        self._log_cascade(changes, skip=name)
+        self._forget_deleted(changes, skip=name)
         self.stored()
 
     def bind_exchange(
@@ -292,10 +290,13 @@ class VHost:
         changes = _routing(
             self.topology.unbind, source, ("exchange", destination), routing_key, arguments
         )
-        self._log_cascade(changes)
+        self._forget_deleted(changes)
         self.stored()
 
-    def _log_cascade(self, changes: Any, skip: str | None = None) -> None:
+    def _forget_deleted(self, changes: Any, skip: str | None = None) -> None:
+        """What the vhost keeps per exchange goes with the exchanges `changes`
+        deleted (the one asked for, and those auto-deleted with it); each but
+        `skip` is logged as auto-deleted."""
         for name in getattr(changes, "exchanges_deleted", ()):
             self.exchange_users.pop(name, None)
             self.retired_exchanges.pop(name, None)
@@ -358,21 +359,34 @@ class VHost:
             if replies and key.startswith(REPLY_TO_PREFIX):
                 self.deliver_replies(message)
             return []
-        if self.topology.delayed_exchanges:  # the one check the publish path pays
-            return self._route_holding(exchange, message, replies)
+        topology = self.topology
         # Only a consistent-hash exchange with `hash-property` reads the
         # properties: decode them for no other (the publish path's fast case).
-        properties = message.decoded_properties if self.topology.uses_properties else None
+        properties = message.decoded_properties if topology.uses_properties else None
+        held: Sequence[str] = ()  # no list made per publish
+        delay = 0
         try:
-            names = self.topology.route(exchange, message.routing_key, headers, properties)
+            if topology.delayed_exchanges:  # the one check the publish path pays
+                # A message asking for a delay stops at each delayed-message
+                # exchange it reaches (held there); `HELD` stands in for them.
+                names, held, delay = topology.route_holding(
+                    exchange, message.routing_key, headers, properties
+                )
+            else:
+                names = topology.route(exchange, message.routing_key, headers, properties)
         except RoutingError as error:
             raise _amqp(error) from None
-        if self.topology.dedup_exchanges and self.is_duplicate(exchange, message):
-            return []  # LavinMQ: not routed (so returned if mandatory), confirmed
+        if topology.dedup_exchanges and self.is_duplicate(exchange, message):
+            # LavinMQ: neither routed (so returned if mandatory) nor held; confirmed.
+            return []
         if not exchange and replies:
             self.deliver_replies(message)
         queues = self.queues
-        return [queues[name] for name in names if name in queues]
+        out = [queues[name] for name in names if name in queues]
+        if held:
+            self._hold(held, message, delay)
+            out.append(HELD)
+        return out
 
     # -- deduplication (broker.core.features.deduplication) ----------------------
 
@@ -411,31 +425,7 @@ class VHost:
         if cache.store is not None:
             cache.store.dedup_dropped(cache)
         cache.clear()
-    def _route_holding(self, exchange: str, message: Message, replies: bool) -> list[Queue]:
-        """`route` while the vhost has delayed-message exchanges: a message
-        asking for a delay stops at each one it reaches (held there), and
-        `HELD` stands in the list for them."""
-        topology = self.topology
-        headers = message.headers
-        properties = message.decoded_properties if topology.uses_properties else None
-        try:
-            names, held, delay = topology.route_holding(
-                exchange, message.routing_key, headers, properties
-            )
-        except RoutingError as error:
-            raise _amqp(error) from None
-        if topology.dedup_exchanges and self.is_duplicate(exchange, message):
-            return []  # a duplicate is neither routed nor held (as in `route`)
-        if not exchange and replies:
-            self.deliver_replies(message)
-        queues = self.queues
-        out = [queues[name] for name in names if name in queues]
-        if held:
-            self._hold(held, message, delay)
-            out.append(HELD)
-        return out
-
-    def _hold(self, held: list[str], message: Message, delay: int) -> None:
+    def _hold(self, held: Sequence[str], message: Message, delay: int) -> None:
         exchanges = self.topology.exchanges
         durable = {name for name in held if exchanges[name].durable}
         self.delayed.hold(held, message, delay, durable)
@@ -688,7 +678,7 @@ class VHost:
             # RabbitMQ's consumer_cancel_notify: the server sends basic.cancel.
             consumer.cancelled_by_queue()
         log.info("queue.deleted", queue=queue.name, reason=reason, messages=count, peer=peer)
-        self._log_cascade(changes)
+        self._forget_deleted(changes)
         if queue.durable:
             if queue.journal is not None:
                 queue.journal.queue_deleted(queue)
@@ -809,7 +799,7 @@ class VHost:
         changes = _routing(self.topology.unbind, exchange, ("queue", queue), routing_key, arguments)
         if getattr(changes, "bindings_removed", None):
             log.info("binding.deleted", source=exchange, destination=queue, kind="queue")
-        self._log_cascade(changes)
+        self._forget_deleted(changes)
         self.stored()
 
 

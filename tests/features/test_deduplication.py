@@ -254,7 +254,7 @@ def test_a_deduplicating_exchange_drops_duplicates_while_delayed_exchanges_exist
     fresh_warren_url: str,
 ) -> None:
     # With a delayed-message exchange in the vhost, publishes take the
-    # holding route (VHost._route_holding); deduplication must apply there too.
+    # holding route (Topology.route_holding); deduplication must apply there too.
     import pika
 
     connection = pika.BlockingConnection(pika.URLParameters(fresh_warren_url))

@@ -61,7 +61,7 @@ from broker.session.info import connection_info
 from broker.settings import AbsoluteLimit, HTTPListener, Listener, Settings, TLSOptions
 from broker.storage import open_durability
 from broker.storage.definitions import DefinitionsStore
-from broker.storage.journal import Journal
+from broker.storage.journal import Journal, ReplicationSink
 from broker.storage.lock import DataDirInUse, DataDirLock
 from broker.storage.paging import PagingStore
 from broker.topology_config import ConfigRefused, load_config
@@ -589,8 +589,14 @@ async def open_broker(
     disk_free_limit: int | None = None,
     *,
     settings: Settings | None = None,
+    replication: ReplicationSink | None = None,
+    data_dir_locked: bool = False,
 ) -> AsyncIterator[Broker]:
     """Run a broker for the duration of the `async with` block.
+
+    A cluster's leader (broker.node) passes its `replication` (every journal
+    batch goes to the followers, confirms wait for them) and holds the data
+    directory's lock itself (`data_dir_locked`) across its roles.
 
     `settings` default to RabbitMQ's; `host`/`port` (one plain listener,
     default 127.0.0.1 and a free port when no settings are given) and
@@ -615,16 +621,19 @@ async def open_broker(
     )
     # One broker per data directory: locked before paging, the journal or the
     # definitions touch anything in it, held until the broker has stopped.
-    lock = _lock_data_dir(settings.data_dir) if settings.data_dir is not None else None
+    lock = None
+    if settings.data_dir is not None and not data_dir_locked:
+        lock = lock_data_dir(settings.data_dir)
     try:
-        async with _run_broker(settings, context, config_path, disk_free_limit) as broker:
+        async with _run_broker(settings, context, config_path, disk_free_limit,
+                               replication) as broker:
             yield broker
     finally:
         if lock is not None:
             lock.release()
 
 
-def _lock_data_dir(data_dir: str) -> DataDirLock:
+def lock_data_dir(data_dir: str) -> DataDirLock:
     """Create the data directory and take its lock (`broker.storage.lock`);
     a StartupError names the directory, and the holder's pid when it is in use."""
     directory = Path(data_dir)
@@ -650,6 +659,7 @@ async def _run_broker(
     context: ssl.SSLContext | None,
     config_path: str | Path | None,
     disk_free_limit: int | None,
+    replication: ReplicationSink | None = None,
 ) -> AsyncIterator[Broker]:
     """`open_broker`'s work once the data directory (if any) is locked."""
     broker = Broker(settings)
@@ -663,6 +673,12 @@ async def _run_broker(
         journal = broker.journal = durability.journal
         broker.definitions = durability.definitions
         broker.context.journal = journal
+        if replication is not None:
+            # Before anything below writes (definitions, seeding): every
+            # write from here on reaches the followers.
+            journal.replication = replication
+            if journal.tap is not None:
+                journal.tap.active = True
         stored_auth = durability.sections.get("auth")
         if stored_auth is not None:
             fresh = False

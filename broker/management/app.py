@@ -12,11 +12,14 @@ and `/static/...`, without credentials: the dashboard logs in to the API itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from broker.management.api import (
     admin,
     bindings,
+    cluster,
     connections,
     exchanges,
     overview,
@@ -32,7 +35,7 @@ from broker.management.messages import Request, Response
 from broker.management.router import Router
 from broker.management.static import StaticFiles
 
-__all__ = ["DASHBOARD_ROOT", "management_app"]
+__all__ = ["DASHBOARD_ROOT", "follower_app", "management_app"]
 
 #: The dashboard: index.html, and static/ with the styles and the JS modules.
 DASHBOARD_ROOT = Path(__file__).parent / "dashboard"
@@ -49,6 +52,7 @@ def management_app(context: ManagementContext) -> HttpApp:
     exchanges.add_routes(router, context)
     bindings.add_routes(router, context)
     connections.add_routes(router, context)
+    cluster.add_routes(router, context)
 
     @router.route("/api", auth=False, produces=None)
     def api_root(request: Request) -> Response:
@@ -59,3 +63,12 @@ def management_app(context: ManagementContext) -> HttpApp:
     router.add("/static/{path*}", StaticFiles(DASHBOARD_ROOT / "static"), auth=False, produces=None)
 
     return HttpApp(router, authenticate=authenticator(context.access))
+
+
+def follower_app(status: Callable[[], dict[str, Any]]) -> HttpApp:
+    """A cluster follower's HTTP application: only /api/cluster/health (503,
+    naming the leader). A follower has no users of its own to check
+    credentials against, and no broker state to show (docs/cluster.md)."""
+    router = Router()
+    cluster.add_health_route(router, status)
+    return HttpApp(router, authenticate=lambda *_args: None)

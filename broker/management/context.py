@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from broker.alarms import ResourceAlarms
 from broker.auth.access import AccessControl
@@ -55,6 +56,9 @@ class ManagementContext:
     data_dir: Path | None = None
     disk_free_limit: int = 50_000_000
     memory_limit: int = 0
+
+    #: A cluster node's state (broker.node), for /api/cluster; None on a single node.
+    cluster_status: Callable[[], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.stats is None:

@@ -11,6 +11,7 @@
 - `definitions`: the durable exchanges, queues and bindings (`definitions.bin`);
 - `fsync`: the fsync helpers both share;
 - `lock`: the data directory's lock (one broker per data directory);
+- `replica`: the data directory as file operations, for a cluster's followers;
 - `open_durability`: what the server calls at start with a data directory.
 
 See docs/durability.md for what survives what.
@@ -25,6 +26,7 @@ from typing import Any
 from broker.core.vhosts import VHostRegistry
 from broker.storage.definitions import DefinitionsStore
 from broker.storage.journal import Journal, PersistedEntry, open_journal
+from broker.storage.replica import ReplicationTap
 from broker.storage.streams import StreamFiles
 
 __all__ = ["Durability", "Journal", "PersistedEntry", "open_durability", "open_journal"]
@@ -57,4 +59,7 @@ def open_durability(vhosts: VHostRegistry, data_dir: str | Path, **journal_optio
     journal = open_journal(data_dir, vhosts, **journal_options)
     streams.journal = journal
     journal.side_writers.append(streams)
+    # Inactive until this node leads a cluster (broker.storage.replica).
+    tap = ReplicationTap(data_dir)
+    store.tap = streams.tap = journal.tap = tap
     return Durability(store, journal, sections)

@@ -53,6 +53,7 @@ from broker.core.vhost import VHost, new_queue
 from broker.core.vhosts import VHostRegistry
 from broker.logging import get_logger
 from broker.storage.fsync import write_atomically
+from broker.storage.replica import ReplicationTap
 from protocol.errors import AMQPError
 from protocol.fields import decode_table, encode_table
 
@@ -226,6 +227,8 @@ class DefinitionsStore:
         #: vhost name -> its durable definitions, recomputed when it changes.
         self._parts: dict[str, dict[str, Any]] = {}
         self._sections: dict[str, Callable[[], dict[str, Any]]] = {}
+        #: Reports each rewrite to followers (broker.storage.replica).
+        self.tap: ReplicationTap | None = None
 
     def add_section(self, name: str, export: Callable[[], dict[str, Any]]) -> None:
         """Persist `export()` under `name` too (called again at every rewrite)."""
@@ -309,6 +312,8 @@ class DefinitionsStore:
             return  # a transient change: nothing durable moved
         write_atomically(self.path, data)
         self._last = data
+        if self.tap is not None:
+            self.tap.replaced(self.path, data)
 
 
 def _restore_topology(vhost: VHost, definitions: Mapping[str, Any]) -> dict[str, int]:

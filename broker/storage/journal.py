@@ -63,6 +63,7 @@ from broker.storage import records as r
 from broker.storage.entries import PagedEntry, PersistedEntry
 from broker.storage.fsync import fsync_directory, write_atomically
 from broker.storage.recovery import Recovered
+from broker.storage.replica import DELETE, WRITE, FileOp, ReplicationTap
 from broker.storage.segments import SegmentWriter, segment_path
 
 if TYPE_CHECKING:
@@ -134,7 +135,31 @@ class SideWriter(Protocol):
 
     def written(self, taken: Any) -> None: ...
 
+    def file_ops(self, taken: Any) -> list[FileOp]:
+        """What `write(taken)` writes, for followers (broker.storage.replica)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class ReplicationSink(Protocol):
+    """The leader's replication to its followers (broker.cluster.leader): the
+    group commit ships each batch's file operations to it and lets confirms
+    go only once `replicated` says enough followers have them on disk."""
+
+    def admit(self) -> None:
+        """Between two batches (the disk holds every batch shipped so far):
+        followers waiting to join take their snapshot now."""
+        ...
+
+    def ship(self, ops: list[FileOp], last_seq: int) -> int:
+        """Send a batch's operations (not waiting); its batch number."""
+        ...
+
+    async def replicated(self, batch: int) -> bool:
+        """Wait until batch `batch` may be confirmed; False if it never will be
+        (replication stopped: this node is no longer the leader)."""
+        ...
 
 
 class Journal:
@@ -196,6 +221,11 @@ class Journal:
         self._waiting: dict[SyncWaiter, None] = {}
         #: Written and fsynced with each batch (the stream logs).
         self.side_writers: list[SideWriter] = []
+        #: Writes outside the batches (definitions), and the followers a
+        #: leader ships every batch to (None on a single node).
+        self.tap: ReplicationTap | None = None
+        self.replication: ReplicationSink | None = None
+        self.replication_waits = 0
         self._dirty = trio.Event()
         self._stop = trio.CancelScope()
         self._stopped = trio.Event()
@@ -651,9 +681,16 @@ class Journal:
         self._dirty = trio.Event()
         self._maybe_compact()
         target = None
+        replication = self.replication
+        if replication is not None:
+            replication.admit()  # the disk holds every earlier batch, and nothing of this one
         chunks, delete = self._take_batch()
         side = [(writer, writer.take()) for writer in self.side_writers]
         target = self.appended
+        batch = 0
+        if replication is not None:
+            # Shipped before our own write: the followers' fsyncs run beside ours.
+            batch = replication.ship(self._file_ops(chunks, delete, side), self._next_seq - 1)
         self._inflight = chunks  # paged messages may be read from here meanwhile
         writes = [(number, data) for number, _offset, data in chunks]
 
@@ -679,11 +716,37 @@ class Journal:
         self._inflight = []
         for writer, taken in side:
             writer.written(taken)
+        if replication is not None and not await replication.replicated(batch):
+            # No longer the leader: nothing of this batch may be confirmed.
+            self.replication_waits += 1
+            return
         self.synced = target
         self.batches += 1
         waiting, self._waiting = self._waiting, {}
         for waiter in waiting:
             waiter.on_journal_synced()
+
+    def _file_ops(
+        self, chunks: list[tuple[int, int, bytes]], delete: list[int], side: list[tuple[SideWriter, Any]]
+    ) -> list[FileOp]:
+        """A batch as file operations, in the order they reach our disk: the
+        writes made outside batches first (they are on disk already), then the
+        segments, the side writers', and the deletions that follow the fsync."""
+        tap = self.tap
+        ops = tap.take() if tap is not None else []
+        root = tap.root if tap is not None else self.directory.parent
+        where = self.directory.relative_to(root).as_posix()
+        for number, offset, data in chunks:
+            ops.append(FileOp(WRITE, f"{where}/{segment_path(Path(), number).name}", offset, data))
+        for writer, taken in side:
+            ops.extend(writer.file_ops(taken))
+        for number in delete:
+            ops.append(FileOp(DELETE, f"{where}/{segment_path(Path(), number).name}"))
+        return ops
+
+    def kick(self) -> None:
+        """Run a batch soon even with nothing to write (a follower waits to join)."""
+        self._dirty.set()
 
     async def close(self) -> None:
         """Stop the group-commit task and write what is left (at shutdown)."""

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 from broker.core.message import Message
 from broker.logging import get_logger
 from broker.storage.fsync import fsync_directory
+from broker.storage.replica import DELETE, RMTREE, WRITE, FileOp, ReplicationTap
 
 __all__ = ["FileStreamLog", "StreamFiles"]
 
@@ -408,6 +409,8 @@ class StreamFiles:
         #: Made with the first stream (a data directory without streams has none).
         self.directory = Path(directory)
         self.journal: JournalClock | None = None
+        #: Reports the writes made outside the journal's batches to followers.
+        self.tap: ReplicationTap | None = None
         self.logs: dict[Path, FileStreamLog] = {}
         self._dirty: dict[FileStreamLog, None] = {}
         self._doomed: list[Path] = []
@@ -423,9 +426,12 @@ class StreamFiles:
         directory (`<key>-<ns>`), so that a batch still being written for a
         deleted stream can never land in a new stream of the same name."""
         key = self._key(vhost, name)
+        tap = self.tap
         if not self.directory.exists():
             self.directory.mkdir(parents=True)
             fsync_directory(self.directory.parent)
+            if tap is not None:
+                tap.made_directory(self.directory)
         found = sorted(self.directory.glob(key + "-*"))
         new = not found
         directory = found[-1] if found else self.directory / f"{key}-{time.time_ns():x}"
@@ -434,8 +440,12 @@ class StreamFiles:
             return existing
         stream_log = FileStreamLog(self, directory, segment_size)
         if new:
-            (directory / "name").write_text(f"{vhost}\n{name}\n", encoding="utf-8")
+            text = f"{vhost}\n{name}\n".encode()
+            (directory / "name").write_bytes(text)
             fsync_directory(self.directory)
+            if tap is not None:
+                tap.made_directory(directory)
+                tap.wrote(directory / "name", 0, text)
         self.logs[directory] = stream_log
         return stream_log
 
@@ -467,6 +477,8 @@ class StreamFiles:
         except OSError as error:
             log.error("stream.delete_failed", directory=str(stream_log.directory), error=str(error))
             return
+        if self.tap is not None:
+            self.tap.renamed(stream_log.directory, doomed)
         self._doomed.append(doomed)
         if self.journal is not None:
             self.journal.note_external(0)
@@ -498,6 +510,20 @@ class StreamFiles:
             if upto > stream_log.on_disk:
                 stream_log.on_disk = upto
                 stream_log._trim_recent()
+
+    def file_ops(self, taken: Any) -> list[FileOp]:
+        """What `write(taken)` does, for followers (broker.storage.replica)."""
+        tap = self.tap
+        if tap is None:
+            return []
+        batches, doomed = taken
+        ops: list[FileOp] = []
+        for _stream_log, (writes, unlink, _new_files, _upto) in batches:
+            ops.extend(FileOp(WRITE, tap.relative(path), position, data)
+                       for path, position, data in writes)  # fmt: skip
+            ops.extend(FileOp(DELETE, tap.relative(path)) for path in unlink)
+        ops.extend(FileOp(RMTREE, tap.relative(path)) for path in doomed)
+        return ops
 
     def close(self) -> None:
         for stream_log in self.logs.values():

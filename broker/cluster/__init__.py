@@ -1,0 +1,1 @@
+"""The cluster layer (issue 19, docs/cluster.md)."""

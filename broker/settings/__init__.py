@@ -25,6 +25,8 @@ from collections.abc import Mapping
 
 from broker.settings.model import (
     AbsoluteLimit,
+    ClusterSettings,
+    EtcdSettings,
     HTTPListener,
     HTTPSListener,
     Listener,
@@ -39,6 +41,8 @@ from broker.settings.schema import KEYS, build
 __all__ = [
     "KEYS",
     "AbsoluteLimit",
+    "ClusterSettings",
+    "EtcdSettings",
     "HTTPListener",
     "HTTPSListener",
     "Listener",

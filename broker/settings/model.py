@@ -20,13 +20,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NoReturn, get_args
 
-from broker.settings.values import Listener, check_int, parse_ip
+from broker.settings.values import (
+    Listener,
+    check_int,
+    parse_endpoint,
+    parse_host,
+    parse_ip,
+    parse_node_name,
+)
 
 __all__ = [
     "AUTH_MECHANISMS",
     "AbsoluteLimit",
+    "ClusterSettings",
+    "EtcdSettings",
     "HTTPListener",
     "HTTPSListener",
     "LOG_LEVELS",
@@ -56,9 +65,17 @@ LOG_LEVELS: Final[tuple[str, ...]] = get_args(LogLevel)
 MAX_FRAME_MAX: Final = 2**31 - 1
 MIN_FRAME_MAX: Final = 4096  # RabbitMQ 3.10's ?FRAME_MIN_SIZE
 MAX_MESSAGE_SIZE: Final = 512 * 1024 * 1024  # RabbitMQ's max_message_size validator
+#: cluster.etcd.lease_ttl, seconds: below 2 a busy leader would lose its lease
+#: between two renewals; above 60 a dead one would keep the cluster leaderless.
+MIN_LEASE_TTL: Final = 2
+MAX_LEASE_TTL: Final = 60
+#: replication.min_followers' upper bound.
+MAX_MIN_FOLLOWERS: Final = 10
+#: replication.secret's shortest length, in characters.
+MIN_SECRET_LENGTH: Final = 16
 
 
-def _fail(name: str, message: str) -> None:
+def _fail(name: str, message: str) -> NoReturn:
     raise ValueError(f"{name}: {message}")
 
 
@@ -224,6 +241,141 @@ class HTTPSListener:
 
 
 @dataclass(frozen=True)
+class EtcdSettings:
+    """``cluster.etcd.*``: the etcd cluster that elects the leader and lists the nodes.
+
+    ``prefix`` starts every key Warren writes there (``/warren/`` + the cluster
+    name unless the file says otherwise). ``cacertfile`` verifies etcd's
+    certificate on ``https://`` endpoints (None: the system's CAs);
+    ``certfile`` and ``keyfile`` (both or neither) are a client certificate.
+    ``lease_ttl`` is how many seconds a silent leader keeps its leadership.
+    """
+
+    endpoints: tuple[str, ...]
+    prefix: str
+    cacertfile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    lease_ttl: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.endpoints, tuple) or not all(isinstance(e, str) for e in self.endpoints):
+            _fail("cluster.etcd.endpoints", f"expected a tuple of URLs, got {self.endpoints!r}")
+        if not self.endpoints:
+            _fail("cluster.etcd.endpoints", "expected at least one URL")
+        try:
+            endpoints = tuple(parse_endpoint(e) for e in self.endpoints)
+        except ValueError as error:
+            _fail("cluster.etcd.endpoints", str(error))
+        if len(set(endpoints)) != len(endpoints):
+            _fail("cluster.etcd.endpoints", f"lists the same URL twice: {', '.join(endpoints)}")
+        object.__setattr__(self, "endpoints", endpoints)
+        _check_type("cluster.etcd.prefix", self.prefix, str)
+        try:
+            check_etcd_prefix(self.prefix)
+        except ValueError as error:
+            _fail("cluster.etcd.prefix", str(error))
+        for name in ("cacertfile", "certfile", "keyfile"):
+            _check_optional_path(f"cluster.etcd.ssl.{name}", getattr(self, name))
+        if (self.certfile is None) != (self.keyfile is None):
+            given, other = ("certfile", "keyfile") if self.keyfile is None else ("keyfile", "certfile")
+            _fail(f"cluster.etcd.ssl.{given}", f"needs cluster.etcd.ssl.{other} too (a client certificate goes with its key)")
+        _check_int("cluster.etcd.lease_ttl", self.lease_ttl, MIN_LEASE_TTL, MAX_LEASE_TTL)
+        files = [n for n in ("cacertfile", "certfile", "keyfile") if getattr(self, n) is not None]
+        if files and not self.https:
+            _fail(f"cluster.etcd.ssl.{files[0]}", NO_HTTPS_ENDPOINT)
+
+    @property
+    def https(self) -> bool:
+        """Whether any endpoint is ``https://``."""
+        return any(e.startswith("https://") for e in self.endpoints)
+
+
+#: The problem of TLS files for etcd with no https:// endpoint to use them.
+NO_HTTPS_ENDPOINT: Final = (
+    "no cluster.etcd.endpoints URL is https://, so this file would not be used: "
+    "write https:// endpoints or remove the cluster.etcd.ssl.* keys"
+)
+
+
+def check_etcd_prefix(prefix: str) -> str:
+    """``prefix`` if it starts with ``/`` and does not end with one (``/warren/prod``)."""
+    if not prefix.startswith("/"):
+        raise ValueError(f"expected a key prefix starting with / (e.g. /warren/prod), got {prefix!r}")
+    if prefix.endswith("/"):
+        raise ValueError(f"expected a key prefix not ending with / (e.g. /warren/prod), got {prefix!r}")
+    return prefix
+
+
+def check_secret(secret: str) -> str:
+    """``secret`` if it is long enough. The message never shows it."""
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"expected at least {MIN_SECRET_LENGTH} characters, got {len(secret)} "
+            "(the same long random string on every node)"
+        )
+    return secret
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """``cluster.*`` and ``replication.*``: this node's place in a high-availability cluster.
+
+    ``advertise_host`` is the address other nodes and clients reach this node
+    at (by default the replication listener's IP). A publisher confirm waits
+    until ``min_followers`` followers have the message on disk (0: the
+    leader's fsync alone). ``secret`` authenticates the replication stream;
+    it is in no ``repr``.
+    """
+
+    name: str
+    node_name: str
+    etcd: EtcdSettings
+    replication_listener: Listener
+    advertise_host: str
+    min_followers: int = 1
+    secret: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        _check_type("cluster.name", self.name, str)
+        if not self.name:
+            _fail("cluster.name", "must not be empty")
+        _check_type("cluster.node_name", self.node_name, str)
+        try:
+            parse_node_name(self.node_name)
+        except ValueError as error:
+            _fail("cluster.node_name", str(error))
+        _check_type("cluster.etcd", self.etcd, EtcdSettings)
+        _check_type("replication.listener", self.replication_listener, Listener)
+        _check_type("cluster.advertise_host", self.advertise_host, str)
+        try:
+            object.__setattr__(self, "advertise_host", parse_host(self.advertise_host))
+        except ValueError as error:
+            _fail("cluster.advertise_host", str(error))
+        _check_int("replication.min_followers", self.min_followers, 0, MAX_MIN_FOLLOWERS)
+        if not isinstance(self.secret, str):  # (the message must not show it)
+            _fail("replication.secret", f"expected str, got {type(self.secret).__name__}")
+        try:
+            check_secret(self.secret)
+        except ValueError as error:
+            _fail("replication.secret", str(error))
+
+    def __str__(self) -> str:
+        etcd = self.etcd
+        tls = ""
+        if etcd.cacertfile is not None:
+            tls += f", cacertfile {etcd.cacertfile}"
+        if etcd.certfile is not None:
+            tls += f", client certfile {etcd.certfile}"
+        return (
+            f"cluster {self.name!r} node {self.node_name!r}: replication listener "
+            f"{self.replication_listener} advertised as {self.advertise_host}, "
+            f"min_followers {self.min_followers}; etcd {', '.join(etcd.endpoints)} "
+            f"(prefix {etcd.prefix}, lease_ttl {etcd.lease_ttl}s{tls})"
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a ``rabbitmq.conf`` can say to Warren, with RabbitMQ 3.10's defaults.
 
@@ -282,6 +434,9 @@ class Settings:
     login_throttle_window: int = 60_000
     login_throttle_max_pending: int | None = 10
     login_throttle_include_loopback: bool = False
+    #: High-availability cluster mode (cluster.*, replication.*); None: a
+    #: single node.
+    cluster: ClusterSettings | None = None
     origins: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, hash=False, repr=False
     )
@@ -350,6 +505,8 @@ class Settings:
             _fail("login_throttle_max_delay",
                   f"must not be below login_throttle_first_delay ({self.login_throttle_first_delay}),"
                   f" got {self.login_throttle_max_delay}")
+        if self.cluster is not None:
+            _check_type("cluster", self.cluster, ClusterSettings)
         if not isinstance(self.origins, MappingProxyType):
             object.__setattr__(self, "origins", MappingProxyType(dict(self.origins)))
 
@@ -366,7 +523,10 @@ class Settings:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise TypeError(f"Settings has no field {', '.join(unknown)}")
-        prefixes = {_KEY_PREFIXES.get(name, name) for name in changes}
+        prefixes: set[str] = set()
+        for name in changes:
+            found = _KEY_PREFIXES.get(name, name)
+            prefixes.update((found,) if isinstance(found, str) else found)
         origins = {
             key: where
             for key, where in self.origins.items()
@@ -409,6 +569,8 @@ class Settings:
             )
         lines.append(f"prometheus http listener {self.prometheus_tcp}")
         lines.append(f"data dir {self.data_dir}" if self.data_dir else "no data dir: nothing persists")
+        if self.cluster is not None:
+            lines.append(str(self.cluster))
         return lines
 
     def describe(self) -> str:
@@ -416,8 +578,8 @@ class Settings:
         return "; ".join(self.to_lines())
 
 
-#: Settings field -> the RabbitMQ key prefix its origins are recorded under.
-_KEY_PREFIXES: Final = {
+#: Settings field -> the key prefix(es) its origins are recorded under.
+_KEY_PREFIXES: Final[Mapping[str, str | tuple[str, ...]]] = {
     "listeners_tcp": "listeners.tcp",
     "listeners_ssl": "listeners.ssl",
     "management_tcp": "management.tcp",
@@ -432,4 +594,5 @@ _KEY_PREFIXES: Final = {
     "login_throttle_window": "warren.login_throttle.window",
     "login_throttle_max_pending": "warren.login_throttle.max_pending",
     "login_throttle_include_loopback": "warren.login_throttle.include_loopback",
+    "cluster": ("cluster", "replication"),
 }

@@ -20,28 +20,41 @@ from broker.settings.model import (
     AUTH_MECHANISMS,
     LOG_LEVELS,
     MAX_FRAME_MAX,
+    MAX_LEASE_TTL,
     MAX_MESSAGE_SIZE,
+    MAX_MIN_FOLLOWERS,
     MIN_FRAME_MAX,
+    MIN_LEASE_TTL,
+    MIN_SECRET_LENGTH,
+    NO_HTTPS_ENDPOINT,
     TLS_VERSIONS,
     AbsoluteLimit,
+    ClusterSettings,
+    EtcdSettings,
     HTTPListener,
     HTTPSListener,
     Permissions,
     RelativeLimit,
     Settings,
     TLSOptions,
+    check_etcd_prefix,
+    check_secret,
 )
 from broker.settings.parser import Entry, Problem
 from broker.settings.rabbitmq_keys import RABBITMQ_KEYS
 from broker.settings.values import (
+    is_wildcard,
     parse_bool,
     parse_bytesize,
+    parse_endpoints,
     parse_enum,
     parse_float,
+    parse_host,
     parse_int,
     parse_int_or_infinity,
     parse_ip,
     parse_listener,
+    parse_node_name,
     parse_size,
 )
 
@@ -184,9 +197,30 @@ KEYS: Final[tuple[Key, ...]] = (
     Key("warren.login_throttle.window", lambda t: parse_int(t, 1), "milliseconds >= 1: an address's failures are forgotten after that long without one", "60000"),
     Key("warren.login_throttle.max_pending", lambda t: parse_int_or_infinity(t, 1), "an integer >= 1, or infinity: delayed answers waiting per address", "10"),
     Key("warren.login_throttle.include_loopback", parse_bool, "true, false: throttle loopback addresses too", "false"),
+    # Warren's high-availability cluster (docs/cluster.md); any of these keys
+    # asks for cluster mode, which needs the five of _CLUSTER_REQUIRED.
+    Key("cluster.name", _text, "a non-empty name, the same on every node", "none: a single node"),
+    Key("cluster.node_name", parse_node_name, "letters, digits, -, _, . and @; unique in the cluster", "none"),
+    Key("cluster.advertise_host", parse_host, "an IP address or a host name (letters, digits, - and .)", "replication.listener's IP"),
+    Key("cluster.etcd.endpoints", parse_endpoints, "http://HOST:PORT or https://HOST:PORT URLs, separated by commas", "none"),
+    Key("cluster.etcd.prefix", check_etcd_prefix, "a key prefix starting with / and not ending with /", "/warren/ + cluster.name"),
+    Key("cluster.etcd.ssl.cacertfile", _text, "path of a readable file (PEM CA certificates)", "the system's CAs", path=True),
+    Key("cluster.etcd.ssl.certfile", _text, "path of a readable file (PEM client certificate)", "none", path=True),
+    Key("cluster.etcd.ssl.keyfile", _text, "path of a readable file (PEM private key)", "none", path=True),
+    Key("cluster.etcd.lease_ttl", lambda t: parse_int(t, MIN_LEASE_TTL, MAX_LEASE_TTL), f"seconds, {MIN_LEASE_TTL} to {MAX_LEASE_TTL}", "5"),
+    Key("replication.listener", parse_listener, "as listeners.tcp.$name", "none"),
+    Key("replication.min_followers", lambda t: parse_int(t, 0, MAX_MIN_FOLLOWERS), f"0 to {MAX_MIN_FOLLOWERS}", "1"),
+    Key("replication.secret", check_secret, f"at least {MIN_SECRET_LENGTH} characters, the same on every node", "none"),
+)
+
+#: The keys cluster mode cannot do without.
+_CLUSTER_REQUIRED: Final = (
+    "cluster.name", "cluster.node_name", "cluster.etcd.endpoints", "replication.listener", "replication.secret",
 )
 
 _WARREN_KEYS: Final = tuple(k.pattern for k in KEYS if k.pattern.startswith("warren."))
+#: RabbitMQ keys Warren refuses that have a Warren key of a like meaning.
+_WARREN_SPELLING: Final = {"cluster_name": "cluster.name (docs/cluster.md)"}
 
 
 def find_key(key: tuple[str, ...]) -> Key | None:
@@ -210,6 +244,8 @@ def _unknown(entry: Entry) -> Problem:
         message = f"unknown Warren key (Warren's keys: {', '.join(_WARREN_KEYS)})"
     elif _is_rabbitmq_key(entry.key):
         message = "a RabbitMQ setting that Warren does not have (docs/settings.md lists them)"
+        if name in _WARREN_SPELLING:
+            message += f"; Warren's is {_WARREN_SPELLING[name]}"
     else:
         names = [_spell(k, entry.key) for k in KEYS]
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
@@ -402,6 +438,64 @@ def _construct(c: _Collector, factory: Callable[..., Any], fallback: str | None,
         return _INVALID
 
 
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _cluster(c: _Collector) -> ClusterSettings | _Invalid | None:
+    """``cluster.*`` and ``replication.*``: None if the file has none of them."""
+    given = [name for name in c.values if name.split(".")[0] in ("cluster", "replication")]
+    if not given:
+        return None
+    before = len(c.problems)
+    missing = [name for name in _CLUSTER_REQUIRED if name not in c.values]
+    if missing:
+        c.report(given[0], f"cluster mode needs {_and(missing)} too")
+    certfile, keyfile = c.get("cluster.etcd.ssl.certfile"), c.get("cluster.etcd.ssl.keyfile")
+    if (certfile is None) != (keyfile is None):
+        present, absent = ("certfile", "keyfile") if keyfile is None else ("keyfile", "certfile")
+        c.report(f"cluster.etcd.ssl.{present}",
+                 f"needs cluster.etcd.ssl.{absent} too (a client certificate goes with its key)")
+    endpoints = c.get("cluster.etcd.endpoints")
+    files = [name for name in given if name.startswith("cluster.etcd.ssl.")]
+    if files and endpoints is not None and _valid(endpoints) and not any(e.startswith("https://") for e in endpoints):
+        c.report(files[0], NO_HTTPS_ENDPOINT)
+    listener = c.get("replication.listener")
+    advertise_host = c.get("cluster.advertise_host")
+    if listener is not None and _valid(listener) and advertise_host is None and is_wildcard(listener.host):
+        c.report(
+            "replication.listener",
+            f"listens on every interface ({listener}): set cluster.advertise_host, the address "
+            "other nodes and clients reach this node at",
+        )
+    name, prefix = c.get("cluster.name"), c.get("cluster.etcd.prefix")
+    if prefix is None and name is not None and _valid(name):
+        prefix = "/warren/" + name
+        try:
+            check_etcd_prefix(prefix)
+        except ValueError:
+            c.report("cluster.name", f"ends with /, so the default cluster.etcd.prefix, {prefix!r}, would too: "
+                                     "drop the / or set cluster.etcd.prefix")
+    if len(c.problems) > before or not all(_valid(c.get(name)) for name in given):
+        return _INVALID  # (every problem is reported)
+    lease_ttl, min_followers = c.get("cluster.etcd.lease_ttl"), c.get("replication.min_followers")
+    etcd = _construct(
+        c, EtcdSettings, given[0], endpoints=endpoints, prefix=prefix,
+        cacertfile=c.get("cluster.etcd.ssl.cacertfile"), certfile=certfile, keyfile=keyfile,
+        **({} if lease_ttl is None else {"lease_ttl": lease_ttl}),  # (else the dataclass's default)
+    )
+    if not _valid(etcd):
+        return _INVALID
+    made: ClusterSettings | _Invalid = _construct(
+        c, ClusterSettings, given[0],
+        name=name, node_name=c.get("cluster.node_name"), etcd=etcd, replication_listener=listener,
+        advertise_host=listener.host if advertise_host is None else advertise_host,
+        secret=c.get("replication.secret"),
+        **({} if min_followers is None else {"min_followers": min_followers}),
+    )
+    return made
+
+
 def build(entries: Sequence[Entry]) -> tuple[Settings | None, list[Problem]]:
     """Settings from a file's entries, or None and every problem found."""
     c = _Collector()
@@ -517,6 +611,10 @@ def build(entries: Sequence[Entry]) -> tuple[Settings | None, list[Problem]]:
                else "warren.login_throttle.first_delay")
         c.report(key, f"warren.login_throttle.max_delay ({longest} ms) is below "
                       f"warren.login_throttle.first_delay ({first} ms)")
+
+    cluster = _cluster(c)
+    if cluster is not None and _valid(cluster):
+        fields["cluster"] = cluster
 
     if c.problems:
         return None, c.problems

@@ -23,20 +23,26 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 __all__ = [
     "BINARY_UNITS",
     "DECIMAL_UNITS",
     "Listener",
     "check_int",
+    "is_wildcard",
     "parse_bool",
     "parse_bytesize",
+    "parse_endpoint",
+    "parse_endpoints",
     "parse_enum",
     "parse_float",
+    "parse_host",
     "parse_int",
     "parse_int_or_infinity",
     "parse_ip",
     "parse_listener",
+    "parse_node_name",
     "parse_size",
 ]
 
@@ -258,3 +264,96 @@ def parse_listener(text: str) -> Listener:
             )
     number = _port(port, text)
     return Listener(parse_ip(host), number)
+
+
+# -- the cluster's names and addresses ------------------------------------------
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9_.@-]+")
+# Permissive on purpose (no label rules): what it refuses is what no resolver
+# takes, spaces and the empty name above all.
+_HOST_NAME = re.compile(r"[A-Za-z0-9.-]*[A-Za-z0-9][A-Za-z0-9.-]*")
+
+
+def is_wildcard(host: str | None) -> bool:
+    """Whether a listener's host is every interface: None (a bare port), 0.0.0.0 or ::."""
+    return host is None or ipaddress.ip_address(host.partition("%")[0]).is_unspecified
+
+
+def parse_node_name(text: str) -> str:
+    """A cluster node's name: ASCII letters, digits, ``-``, ``_``, ``.`` and ``@``."""
+    if not _NODE_NAME.fullmatch(text):
+        raise ValueError(f"expected a name of letters, digits, -, _, . and @ (e.g. warren-1), {_got(text)}")
+    return text
+
+
+def parse_host(text: str) -> str:
+    """An address other machines connect to: an IP address (normalised, as
+    `parse_ip`) or a host name of letters, digits, ``-`` and ``.``.
+
+    The wildcard addresses (0.0.0.0, ::) are refused: they name no machine.
+    """
+    try:
+        ip = parse_ip(text)
+    except ValueError:
+        if _HOST_NAME.fullmatch(text):
+            return text
+        raise ValueError(
+            f"expected an IP address or a host name (letters, digits, - and .), {_got(text)}"
+        ) from None
+    if is_wildcard(ip):
+        raise ValueError(f"expected an address other machines can reach, not the wildcard {ip}")
+    return ip
+
+
+def parse_endpoint(text: str) -> str:
+    """An etcd endpoint, ``http://HOST:PORT`` or ``https://HOST:PORT``.
+
+    HOST as `parse_host`, an IPv6 address in brackets (``http://[fd00::1]:2379``);
+    PORT 1 to 65535, required (etcd has no standard port a URL could imply). No
+    path, query, user or password; a trailing ``/`` is dropped.
+    """
+    expected = f"expected http://HOST:PORT or https://HOST:PORT (e.g. http://10.0.0.1:2379), {_got(text)}"
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(expected)
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:
+        raise ValueError(expected) from None
+    if url.username is not None or url.password is not None:
+        raise ValueError(f"expected no user or password in the URL, {_got(text)}")
+    if url.path not in ("", "/") or url.query or url.fragment or "?" in text or "#" in text:
+        raise ValueError(f"expected no path or query after HOST:PORT, {_got(text)}")
+    host = url.netloc.rpartition(":")[0]
+    if not host or port is None:
+        raise ValueError(expected)
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(expected)
+    if host.startswith("["):
+        try:
+            if ipaddress.ip_address(host[1:-1].partition("%")[0]).version != 6:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"expected an IPv6 address in brackets, {_got(text)}") from None
+        host = host[1:-1]
+    try:
+        parse_host(host)
+    except ValueError as error:
+        raise ValueError(f"{error} (in {text!r})") from None
+    check_int(port, 1, 65535, "a port")
+    return f"{url.scheme}://{url.netloc}"
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    """Endpoints (`parse_endpoint`) separated by commas, spaces around them allowed;
+    at least one, each once."""
+    endpoints: list[str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"expected URLs separated by commas, with none empty, {_got(text)}")
+        endpoint = parse_endpoint(item)
+        if endpoint in endpoints:
+            raise ValueError(f"lists {endpoint} twice")
+        endpoints.append(endpoint)
+    return tuple(endpoints)

@@ -166,10 +166,15 @@ def _run_serve(args: argparse.Namespace) -> int:
     log = get_logger("warren.server")
     for line in settings.to_lines():
         log.info("settings", line=line)
+    run: Any = serve
+    if settings.cluster is not None:
+        from broker.node import serve_cluster_node  # docs/cluster.md
+
+        run = serve_cluster_node
     try:
         trio.run(
             partial(
-                serve, config_path=args.config_path, disk_free_limit=disk_free_limit,
+                run, config_path=args.config_path, disk_free_limit=disk_free_limit,
                 settings=settings,
             )
         )

@@ -85,6 +85,12 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
         "layers": {"broker.logging", "broker.core", "broker.auth"}, "third_party": set(),
     },
     "broker.client": {"layers": set(), "third_party": {"trio"}},
+    # A cluster node (issue 19): leads (a broker with replication) or follows.
+    "broker.node": {
+        "layers": {"broker", "broker.logging", "broker.settings", "broker.storage",
+                   "broker.cluster", "broker.server", "broker.management"},
+        "third_party": {"trio"},
+    },
 }
 #: Tools on top: the CLI, its commands, perf, the test helpers. They may
 #: import anything; nothing above may import them.

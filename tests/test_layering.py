@@ -51,6 +51,7 @@ EXCEPTIONS = {("protocol/bench.py", "pamqp")}
 #   admin: broker-wide operations (definitions JSON) for the server and management
 #   management: reads core and session state, runs in the server
 #   client: the trio client, on protocol/ alone; the tools use it
+#   cluster: high availability's coordination: an etcd client (trio, h11), leader election
 BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
     "broker": {"layers": set(), "third_party": set()},  # __init__: the version
     "broker.logging": {"layers": set(), "third_party": {"structlog"}},
@@ -85,6 +86,7 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
         "layers": {"broker.logging", "broker.core", "broker.auth"}, "third_party": set(),
     },
     "broker.client": {"layers": set(), "third_party": {"trio"}},
+    "broker.cluster": {"layers": {"broker.logging"}, "third_party": {"trio", "h11"}},
 }
 #: Tools on top: the CLI, its commands, perf, the test helpers. They may
 #: import anything; nothing above may import them.

@@ -24,9 +24,12 @@ serve: $(STAMP)
 	$(BIN)/warren serve --host 127.0.0.1 --port $(PORT) --management-port $(MANAGEMENT_PORT) \
 		--prometheus-port $(PROMETHEUS_PORT) --data-dir $(DATA)
 
+# tests/cluster runs real etcd members: tools/ensure-etcd installs Debian's
+# etcd-server when it is missing and we may (root, apt-get), else says how.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	tools/ensure-etcd
 	$(BIN)/python -m pytest -q
 
 # make conformance URL=amqp://guest:guest@127.0.0.1:5673/  (no URL: an in-process Warren)

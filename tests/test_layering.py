@@ -51,6 +51,7 @@ EXCEPTIONS = {("protocol/bench.py", "pamqp")}
 #   admin: broker-wide operations (definitions JSON) for the server and management
 #   management: reads core and session state, runs in the server
 #   client: the trio client, on protocol/ alone; the tools use it
+#   cluster: high availability's coordination: an etcd client (trio, h11), leader election
 BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
     "broker": {"layers": set(), "third_party": set()},  # __init__: the version
     "broker.logging": {"layers": set(), "third_party": {"structlog"}},
@@ -85,7 +86,9 @@ BROKER_LAYERS: dict[str, dict[str, set[str]]] = {
         "layers": {"broker.logging", "broker.core", "broker.auth"}, "third_party": set(),
     },
     "broker.client": {"layers": set(), "third_party": {"trio"}},
-    # A cluster node (issue 19): leads (a broker with replication) or follows.
+    # The cluster (issue 19): etcd, election, replication of the data directory.
+    "broker.cluster": {"layers": {"broker.logging", "broker.storage"}, "third_party": {"trio", "h11"}},
+    # A cluster node: leads (a broker with replication) or follows.
     "broker.node": {
         "layers": {"broker", "broker.logging", "broker.settings", "broker.storage",
                    "broker.cluster", "broker.server", "broker.management"},

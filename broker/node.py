@@ -244,7 +244,7 @@ class ClusterNode:
         self.position = Position(self.term, self.position.seq)
         await self._register(lease)
         listener = self.cluster.replication_listener
-        replication_listeners = await trio.open_tcp_listeners(listener.port, host=listener.ip)
+        replication_listeners = await trio.open_tcp_listeners(listener.port, host=listener.host)
         hub = self.hub = ReplicationHub(
             self.data_dir, cluster=self.cluster.name, node=self.name, term=self.term,
             secret=self.cluster.secret, min_followers=self.cluster.min_followers, alive=lease.alive,
@@ -298,7 +298,7 @@ class ClusterNode:
         self.leader_info = info
         await self._register(lease)
         log.info("cluster.following", node=self.name, leader=info.get("node"), term=leader.revision)
-        amqp = [await trio.open_tcp_listeners(listener.port, host=listener.ip)
+        amqp = [await trio.open_tcp_listeners(listener.port, host=listener.host)
                 for listener in self.settings.listeners_tcp]
         http = await trio.open_tcp_listeners(self.settings.management_tcp.port,
                                              host=self.settings.management_tcp.ip)
@@ -322,7 +322,8 @@ class ClusterNode:
             try:
                 await follow(self.data_dir, address, cluster=self.cluster.name, node=self.name,
                              secret=self.cluster.secret, on_position=self._on_position)
-            except (OSError, EOFError, ProtocolError, trio.TooSlowError, ValueError) as error:
+            except (OSError, EOFError, ProtocolError, trio.TooSlowError, ValueError,
+                    trio.BrokenResourceError, trio.ClosedResourceError) as error:
                 log.warning("cluster.replication_broken", leader=address.node,
                             error=str(error) or type(error).__name__, retry_in=RETRY)
             await trio.sleep(RETRY)

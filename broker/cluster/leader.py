@@ -173,6 +173,11 @@ class ReplicationHub:
         while True:
             if self.closed:
                 return False
+            if self._joining:
+                # Our disk holds this batch and nothing after it: a follower can
+                # join here, and must, or a leader with too few followers would
+                # wait for ever (followers are otherwise admitted between batches).
+                self.admit()
             if self.alive() and self._acks(batch) >= self.min_followers:
                 if waited:
                     self.waits += 1
@@ -267,6 +272,7 @@ class ReplicationHub:
         link = FollowerLink(name, peer, manifest)
         self._joining.append(link)
         self.kick()  # a batch soon, even if the broker is idle: admit() runs there
+        self._notify()  # or at once, if a batch is waiting for followers
         await link.admitted.wait()
         log.info("replication.follower_joined", node=name, peer=peer, files=len(manifest.files),
                  position=hello.get("position"), from_batch=link.snapshot_batch)

@@ -52,7 +52,7 @@ async def refuse_one(stream: trio.abc.Stream, reason: Callable[[], str]) -> None
                 if not data:
                     return
                 try:
-                    events = connection.receive_data(data)
+                    events = connection.receive_data(bytes(data))
                 except AMQPError:
                     await stream.send_all(b"AMQP\x00\x00\x09\x01")
                     return

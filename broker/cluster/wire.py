@@ -100,7 +100,7 @@ class FrameReader:
         """True if a whole frame is waiting in the buffer already."""
         if len(self._buffer) < _HEAD.size:
             return False
-        length, _type = _HEAD.unpack_from(self._buffer, 0)
+        length: int = _HEAD.unpack_from(self._buffer, 0)[0]
         return len(self._buffer) >= 4 + length
 
     async def next(self) -> tuple[int, bytes]:

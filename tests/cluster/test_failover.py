@@ -52,7 +52,7 @@ def _connect(cluster: WarrenCluster) -> tuple[pika.BlockingConnection, int]:
     return connection, int(health.get("term") or 0)
 
 
-@dataclass
+@dataclass(eq=False)
 class Publisher(threading.Thread):
     cluster: WarrenCluster
     tag: str
@@ -65,8 +65,9 @@ class Publisher(threading.Thread):
         threading.Thread.__init__(self, daemon=True)
 
     def run(self) -> None:
-        n = 0
+        n = attempt = 0
         while not self.stop.is_set():
+            attempt += 1
             try:
                 connection, term = _connect(self.cluster)
             except pika.exceptions.AMQPError as error:
@@ -78,12 +79,14 @@ class Publisher(threading.Thread):
                 channel.queue_declare(QUEUE, durable=True)
                 channel.confirm_delivery()
                 while not self.stop.is_set():
-                    body = f"{self.tag}-{n}".encode()
+                    # Each publish its own body: one that was published again after a
+                    # failover (its confirm lost) is another message, not a redelivery.
+                    body = f"{self.tag}-{n}-{attempt}".encode()
                     channel.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2))
                     self.confirmed.append((body, time.monotonic(), term))
                     n += 1
             except (pika.exceptions.AMQPError, OSError) as error:
-                self.errors.append(repr(error))  # n is published again: a duplicate at most
+                self.errors.append(repr(error))  # n is published again
             finally:
                 try:
                     connection.close()
@@ -91,7 +94,7 @@ class Publisher(threading.Thread):
                     pass
 
 
-@dataclass
+@dataclass(eq=False)
 class Consumer(threading.Thread):
     cluster: WarrenCluster
     stop: threading.Event
@@ -114,7 +117,7 @@ class Consumer(threading.Thread):
                 channel = connection.channel()
                 channel.queue_declare(QUEUE, durable=True)
                 channel.basic_qos(prefetch_count=20)
-                for method, properties, body in channel.consume(QUEUE, inactivity_timeout=0.2):
+                for method, _properties, body in channel.consume(QUEUE, inactivity_timeout=0.2):
                     if self.stop.is_set():
                         break
                     if method is None:

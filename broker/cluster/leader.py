@@ -281,7 +281,12 @@ class ReplicationHub:
     async def _run_link(self, stream: trio.abc.Stream, link: FollowerLink) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive_acks, stream, link, nursery.cancel_scope)
-            await self._send(stream, link)
+            try:
+                await self._send(stream, link)
+            except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    OSError) as error:
+                # Here, not in the caller: out of a nursery it would come wrapped in a group.
+                link.failed = link.failed or str(error) or type(error).__name__
             nursery.cancel_scope.cancel()
 
     async def _send(self, stream: trio.abc.Stream, link: FollowerLink) -> None:

@@ -91,6 +91,7 @@ class ClusterNode:
             tls = EtcdTLS(ca_file=etcd.cacertfile, cert_file=etcd.certfile, key_file=etcd.keyfile)
         self.client = EtcdClient(list(etcd.endpoints), tls=tls)
         self.election = Election(self.client, self.prefix.encode())
+        self._in_sync_key = f"{self.prefix}/in-sync".encode()
 
     # -- what the node says about itself ---------------------------------------------------
 
@@ -211,12 +212,26 @@ class ClusterNode:
         self.leader_info = {}
         await self._register(lease)
         await trio.sleep(SETTLE)
+        eligible = await self._in_sync()
+        if eligible is not None and self.name not in eligible:
+            # We may lack confirmed messages: only the last leader's in-sync
+            # followers (or that leader) may take over. Wait for one of them.
+            log.info("cluster.not_in_sync", node=self.name, in_sync=sorted(eligible),
+                     note="waiting for one of these to lead")
+            with trio.move_on_after(self.cluster.etcd.lease_ttl + 1):
+                async for current in self.election.observe():
+                    if current is not None:
+                        return None
+            return None
         nodes, _revision = await self.client.get_prefix(f"{self.prefix}/nodes/".encode())
         candidates = []
         for kv in nodes:
             info = _decode(kv.value)
+            name = str(info.get("node", ""))
+            if eligible is not None and name not in eligible:
+                continue
             position = info.get("position") or [0, 0]
-            candidates.append(((int(position[0]), int(position[1])), str(info.get("node", ""))))
+            candidates.append(((int(position[0]), int(position[1])), name))
         mine = (self.position.term, self.position.seq)
         best = max(candidates, key=lambda c: (c[0], _desc(c[1])), default=(mine, self.name))
         if best[1] != self.name and (best[0], _desc(best[1])) > (mine, _desc(self.name)):
@@ -250,6 +265,10 @@ class ClusterNode:
             secret=self.cluster.secret, min_followers=self.cluster.min_followers, alive=lease.alive,
         )
         started = trio.current_time()
+
+        async def publish_in_sync(members: set[str]) -> bool:
+            return await self._publish_in_sync(leader, members)
+
         try:
             async with open_broker(settings=self.settings, data_dir_locked=True, replication=hub,
                                    config_path=self.config_path,
@@ -265,6 +284,7 @@ class ClusterNode:
                     self.leading.set()
                     async with trio.open_nursery() as nursery:
                         await nursery.start(hub.serve, replication_listeners[0])
+                        nursery.start_soon(hub.maintain_in_sync, publish_in_sync)
                         await self._until_leader_changes(leader, lease)
                         nursery.cancel_scope.cancel()
                 finally:
@@ -284,6 +304,30 @@ class ClusterNode:
                     pass
             log.warning("cluster.stepped_down", node=self.name, term=self.term,
                         lease_alive=lease.alive())
+
+    async def _publish_in_sync(self, leader: Leader, members: set[str]) -> bool:
+        """Write the in-sync set (this leader and `members`) to etcd while we lead;
+        False once we do not (the write is guarded by our leader key)."""
+        value = json.dumps({"term": leader.revision, "leader": self.name,
+                            "members": [self.name, *sorted(members)]}).encode()
+        while True:
+            try:
+                return await self.client.put_guarded(
+                    self._in_sync_key, value, guard=self.election.key,
+                    create_revision=leader.revision)
+            except EtcdError as error:
+                if self.hub is None or self.hub.closed:
+                    return False
+                log.warning("cluster.in_sync_write_failed", error=str(error), retry_in=RETRY)
+                await trio.sleep(RETRY)
+
+    async def _in_sync(self) -> set[str] | None:
+        """The nodes that may lead next (None: no leader ever published one)."""
+        kv = await self.client.get(self._in_sync_key)
+        if kv is None:
+            return None
+        members = _decode(kv.value).get("members")
+        return {str(m) for m in members} if isinstance(members, list) else None
 
     async def _until_leader_changes(self, leader: Leader, lease: LeaseKeeper) -> None:
         async for current in self.election.observe():

@@ -508,6 +508,15 @@ class EtcdClient:
         )
         return bool(reply.get("succeeded"))
 
+    async def put_guarded(self, key: bytes, value: bytes, *, guard: bytes, create_revision: int) -> bool:
+        """Write `key` (without a lease: it outlives its writer) only if `guard`'s
+        current incarnation was created at `create_revision`: a leader's write
+        that fails once it is no longer the leader (its leader key is gone)."""
+        reply = await self._txn(
+            [self._created_at(guard, create_revision)], [self._put_op(key, value, 0)]
+        )
+        return bool(reply.get("succeeded"))
+
     async def delete_if_created_at(self, key: bytes, create_revision: int) -> bool:
         """Delete the key only if its current incarnation is the one created at `create_revision`."""
         reply = await self._txn(

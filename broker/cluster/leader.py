@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,10 @@ HANDSHAKE_TIMEOUT = 10.0
 MAX_LAG_BYTES = 256 * 1024 * 1024
 #: Snapshot pieces read per trip to the worker thread.
 SNAPSHOT_STEP = 8 * 1024 * 1024
+#: Seconds an in-sync follower may leave a batch unacknowledged (or be
+#: disconnected) before it is dropped from the in-sync set, which lets
+#: confirms go on without it.
+ACK_DEADLINE = 2.0
 
 
 class FollowerLink:
@@ -84,6 +88,8 @@ class FollowerLink:
         self.failed: str | None = None
         self.caught_up = False
         self.connected_at = trio.current_time()
+        #: Since when a batch shipped to this follower waits for its ack (None: none waits).
+        self.behind_since: float | None = None
 
     def push(self, frame: bytes, max_lag: int) -> None:
         if self.failed is not None:
@@ -94,10 +100,13 @@ class FollowerLink:
             return
         self.queue.append(frame)
         self.queued_bytes += len(frame)
+        if self.behind_since is None:
+            self.behind_since = trio.current_time()
         self.wake.set()
 
-    def status(self, batch: int) -> dict[str, Any]:
-        return {"node": self.name, "address": self.address, "acked_batch": self.acked,
+    def status(self, batch: int, in_sync: bool = False) -> dict[str, Any]:
+        return {"node": self.name, "address": self.address, "in_sync": in_sync,
+                "acked_batch": self.acked,
                 "batches_behind": max(0, batch - self.acked) if self.acked >= 0 else None,
                 "queued_bytes": self.queued_bytes, "caught_up": self.caught_up}
 
@@ -136,6 +145,13 @@ class ReplicationHub:
         #: Batches that waited for followers, and how long in all (seconds).
         self.waits = 0
         self.wait_seconds = 0.0
+        #: The in-sync followers: every confirm waits for all of them (and for at
+        #: least min_followers). Only they, and this leader, may lead next
+        #: (`maintain_in_sync` publishes the set in etcd before it shrinks it).
+        self.in_sync: set[str] = set()
+        self.confirmed_batch = 0
+        self.ack_deadline = ACK_DEADLINE
+        self._absent_since: dict[str, float] = {}
 
     # -- the journal's sink (event loop) ---------------------------------------------
 
@@ -164,8 +180,15 @@ class ReplicationHub:
                 link.push(frame, self.max_lag_bytes)
         return self.batch
 
-    def _acks(self, batch: int) -> int:
-        return sum(1 for link in self.followers.values() if link.acked >= batch and not link.failed)
+    def _covered(self, batch: int) -> bool:
+        """Every in-sync follower has `batch` on disk, and they are enough."""
+        if len(self.in_sync) < self.min_followers:
+            return False
+        for name in self.in_sync:
+            link = self.followers.get(name)
+            if link is None or link.failed or link.acked < batch:
+                return False
+        return True
 
     async def replicated(self, batch: int) -> bool:
         started = trio.current_time()
@@ -178,7 +201,8 @@ class ReplicationHub:
                 # join here, and must, or a leader with too few followers would
                 # wait for ever (followers are otherwise admitted between batches).
                 self.admit()
-            if self.alive() and self._acks(batch) >= self.min_followers:
+            if self.alive() and self._covered(batch):
+                self.confirmed_batch = max(self.confirmed_batch, batch)
                 if waited:
                     self.waits += 1
                     self.wait_seconds += trio.current_time() - started
@@ -202,9 +226,63 @@ class ReplicationHub:
 
     def status(self) -> dict[str, Any]:
         return {"batch": self.batch, "last_seq": self.last_seq, "min_followers": self.min_followers,
-                "followers": [link.status(self.batch) for link in self.followers.values()],
+                "confirmed_batch": self.confirmed_batch, "in_sync": sorted(self.in_sync),
+                "followers": [link.status(self.batch, link.name in self.in_sync)
+                              for link in self.followers.values()],
                 "confirm_waits": self.waits,
                 "confirm_wait_seconds": round(self.wait_seconds, 3)}
+
+    # -- the in-sync set ------------------------------------------------------------------
+
+    async def maintain_in_sync(self, publish: Callable[[set[str]], Awaitable[bool]],
+                               initial: Iterable[str] = ()) -> None:
+        """Keep `in_sync` right, publishing each change with `publish` (etcd).
+
+        A follower joins once it has acknowledged every batch confirmed so far:
+        it is required by confirms from before the publication, so that no batch
+        is confirmed without it in between. A member that leaves a batch
+        unacknowledged, or stays disconnected, for `ack_deadline` seconds is
+        dropped, but only once etcd has the smaller set: until then confirms
+        still wait for it. So whoever etcd lists holds every confirmed batch,
+        and a new leader is only ever chosen among them.
+        """
+        self.in_sync = set(initial)
+        now = trio.current_time()
+        self._absent_since = {name: now for name in initial}
+        if not await publish(self.in_sync):
+            return
+        while not self.closed:
+            now = trio.current_time()
+            keep = set()
+            for name in self.in_sync:
+                link = self.followers.get(name)
+                if link is None or link.failed:
+                    since = self._absent_since.setdefault(name, now)
+                    if now - since <= self.ack_deadline:
+                        keep.add(name)
+                    continue
+                self._absent_since.pop(name, None)
+                if link.behind_since is None or now - link.behind_since <= self.ack_deadline:
+                    keep.add(name)
+            if keep != self.in_sync:
+                dropped = self.in_sync - keep
+                if not await publish(keep):
+                    return  # no longer the leader
+                self.in_sync = keep
+                log.warning("replication.out_of_sync", nodes=sorted(dropped),
+                            deadline=self.ack_deadline, in_sync=sorted(keep))
+                self._notify()
+            for link in list(self.followers.values()):
+                if (link.name not in self.in_sync and link.caught_up and not link.failed
+                        and link.acked >= self.confirmed_batch and link.behind_since is None):
+                    self.in_sync.add(link.name)  # required from now on
+                    if not await publish(set(self.in_sync)):
+                        self.in_sync.discard(link.name)
+                        return
+                    log.info("replication.in_sync", node=link.name, in_sync=sorted(self.in_sync))
+                    self._notify()
+            with trio.move_on_after(0.1):
+                await self._changed.wait()
 
     # -- followers' connections ---------------------------------------------------------
 
@@ -327,6 +405,8 @@ class ReplicationHub:
                 batch = decode_ack(payload)
                 if batch > link.acked:
                     link.acked = batch
+                    if batch >= self.batch:
+                        link.behind_since = None
                     if not link.caught_up and batch >= link.snapshot_batch:
                         link.caught_up = True
                         log.info("replication.follower_caught_up", node=link.name, batch=batch)

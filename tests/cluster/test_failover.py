@@ -135,6 +135,14 @@ class Consumer(threading.Thread):
                     pass
 
 
+def _wait_for_confirms(publishers: list[Publisher], count: int, cluster: WarrenCluster) -> None:
+    """Until the publishers have `count` confirms in all (a busy machine may be slow)."""
+    deadline = time.monotonic() + 30
+    while sum(len(p.confirmed) for p in publishers) < count:
+        assert time.monotonic() < deadline, f"no confirms:\n{cluster.logs_tail()}"
+        time.sleep(0.05)
+
+
 def run_scenario(tmp: Path, etcd_endpoints: list[str], fault: str, seed: int) -> float:
     """One failover; returns the seconds from the fault to a new leader serving."""
     rng = random.Random(seed)
@@ -148,9 +156,9 @@ def run_scenario(tmp: Path, etcd_endpoints: list[str], fault: str, seed: int) ->
         old_term = health["term"]
         for thread in (*publishers, consumer):
             thread.start()
-        time.sleep(rng.uniform(1.0, 2.5))
+        _wait_for_confirms(publishers, 20, cluster)
+        time.sleep(rng.uniform(0.5, 2.0))
         confirmed_before = sum(len(p.confirmed) for p in publishers)
-        assert confirmed_before > 0, cluster.logs_tail()
         faulted_at = time.monotonic()
         if fault == "sigkill":
             cluster.signal(old, signal.SIGKILL)
@@ -178,6 +186,7 @@ def run_scenario(tmp: Path, etcd_endpoints: list[str], fault: str, seed: int) ->
             assert time.monotonic() < deadline, f"old leader did not rejoin: {back}\n{cluster.logs_tail()}"
             time.sleep(0.1)
         assert [i for i, _ in cluster.leaders()] == [new]
+        _wait_for_confirms(publishers, sum(len(p.confirmed) for p in publishers) + 20, cluster)
         time.sleep(rng.uniform(0.5, 1.0))
         stop_publishing.set()
         for publisher in publishers:

@@ -121,6 +121,7 @@ class ClusterNode:
                          f"leader fsync and {self.cluster.min_followers} follower(s)"),
         }
         if self.hub is not None:
+            state["position"] = [self.term, self.hub.last_seq]
             state["replication"] = self.hub.status()
         return state
 
@@ -295,6 +296,7 @@ class ClusterNode:
         finally:
             for each in replication_listeners:
                 await each.aclose()
+            self.position = Position(self.term, max(self.position.seq, hub.last_seq))
             self.hub = None
             self.role = "stepping-down"
             with trio.CancelScope(shield=True), trio.move_on_after(2):

@@ -7,7 +7,10 @@ directory as it is written and refuse AMQP clients, naming the leader.
 etcd decides who leads (broker.cluster.election): the leader holds the key
 `PREFIX/leader`, attached to its lease; the key's create revision is its
 term, the fencing token followers check before they follow. Every node keeps
-`PREFIX/nodes/NAME` (same lease) with its addresses, role and position.
+`PREFIX/nodes/NAME` (same lease) with its addresses, role and position. The
+leader writes `PREFIX/in-sync` (who may lead next, broker.cluster.leader) and
+`PREFIX/settings` (what followers compare theirs with), both guarded by its
+leader key, so that a deposed leader's writes fail.
 
 The life of a node, one lease at a time:
 
@@ -92,6 +95,7 @@ class ClusterNode:
         self.client = EtcdClient(list(etcd.endpoints), tls=tls)
         self.election = Election(self.client, self.prefix.encode())
         self._in_sync_key = f"{self.prefix}/in-sync".encode()
+        self._settings_key = f"{self.prefix}/settings".encode()
 
     # -- what the node says about itself ---------------------------------------------------
 
@@ -124,6 +128,11 @@ class ClusterNode:
             state["position"] = [self.term, self.hub.last_seq]
             state["replication"] = self.hub.status()
         return state
+
+    def _shared_settings(self) -> dict[str, Any]:
+        """The settings every node of the cluster should agree on."""
+        return {"name": self.cluster.name, "min_followers": self.cluster.min_followers,
+                "lease_ttl": self.cluster.etcd.lease_ttl}
 
     def _refusal_text(self) -> str:
         info = self.leader_info
@@ -259,6 +268,9 @@ class ClusterNode:
         await trio.to_thread.run_sync(write_term, self.data_dir, self.term)
         self.position = Position(self.term, self.position.seq)
         await self._register(lease)
+        # The cluster's settings, as its leader runs it: followers compare theirs.
+        await self.client.put_guarded(self._settings_key, json.dumps(self._shared_settings()).encode(),
+                                      guard=self.election.key, create_revision=leader.revision)
         listener = self.cluster.replication_listener
         replication_listeners = await trio.open_tcp_listeners(listener.port, host=listener.host)
         hub = self.hub = ReplicationHub(
@@ -344,6 +356,12 @@ class ClusterNode:
         self.leader_info = info
         await self._register(lease)
         log.info("cluster.following", node=self.name, leader=info.get("node"), term=leader.revision)
+        shared = await self.client.get(self._settings_key)
+        if shared is not None and _decode(shared.value) != self._shared_settings():
+            # Not fatal (the leader's apply while it leads), but a failover
+            # would change them: say so.
+            log.warning("cluster.settings_differ", ours=self._shared_settings(),
+                        leader=_decode(shared.value))
         amqp = [await trio.open_tcp_listeners(listener.port, host=listener.host)
                 for listener in self.settings.listeners_tcp]
         http = await trio.open_tcp_listeners(self.settings.management_tcp.port,

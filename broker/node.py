@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -190,30 +192,57 @@ class ClusterNode:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_lease)
                 while not lease.lost.is_set():
-                    try:
-                        await self._register(lease)
-                        leader = await self.election.leader()
-                        if leader is None:
-                            won = await self._contend(lease)
-                            if won is not None:
-                                await self._lead(won, lease)
-                            continue
-                        info = _decode(leader.value)
-                        if info.get("node") == self.name:
-                            if leader.lease != lease.lease_id:
-                                # Our own key from a lease we no longer keep (a restart
-                                # or a lost lease): nobody else can renew it, so let it go
-                                # now rather than waiting for its TTL.
-                                log.info("cluster.stale_leadership_released", term=leader.revision)
-                                await self.client.revoke_lease(leader.lease)
-                            continue
-                        await self._follow(leader, info, lease)
-                    except EtcdError as error:
-                        log.warning("cluster.etcd_error", error=str(error), retry_in=RETRY)
-                        await trio.sleep(RETRY)
+                    won = None
+                    # Not leading: the AMQP and HTTP ports answer, naming the leader.
+                    async with self._standby():
+                        while won is None and not lease.lost.is_set():
+                            won = await self._find_role(lease)
+                    if won is not None:
+                        await self._lead(won, lease)
                 nursery.cancel_scope.cancel()
         if self.hub is not None:
             self.hub.close()
+
+    async def _find_role(self, lease: LeaseKeeper) -> Leader | None:
+        """Follow the leader while there is one; our leadership once we win one."""
+        try:
+            await self._register(lease)
+            leader = await self.election.leader()
+            if leader is None:
+                return await self._contend(lease)
+            info = _decode(leader.value)
+            if info.get("node") == self.name:
+                if leader.lease != lease.lease_id:
+                    # Our own key from a lease we no longer keep (a restart or a
+                    # lost lease): nobody else can renew it, so let it go now
+                    # rather than waiting for its TTL.
+                    log.info("cluster.stale_leadership_released", term=leader.revision)
+                    await self.client.revoke_lease(leader.lease)
+                return None
+            await self._follow(leader, info, lease)
+        except EtcdError as error:
+            log.warning("cluster.etcd_error", error=str(error), retry_in=RETRY)
+            await trio.sleep(RETRY)
+        return None
+
+    @asynccontextmanager
+    async def _standby(self) -> AsyncIterator[None]:
+        """While not leading: refuse AMQP naming the leader, answer /api/cluster/health."""
+        amqp = [await trio.open_tcp_listeners(listener.port, host=listener.host)
+                for listener in self.settings.listeners_tcp]
+        http = await trio.open_tcp_listeners(self.settings.management_tcp.port,
+                                             host=self.settings.management_tcp.ip)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(serve_refusals, [x for group in amqp for x in group],
+                                    self._refusal_text)
+                nursery.start_soon(serve_http_listeners, follower_app(self.status), http)
+                yield
+                nursery.cancel_scope.cancel()
+        finally:
+            for group in (*amqp, http):
+                for each in group:
+                    await each.aclose()
 
     async def _contend(self, lease: LeaseKeeper) -> Leader | None:
         """No leader: campaign if we are the most up-to-date live node, else give it time."""
@@ -362,22 +391,10 @@ class ClusterNode:
             # would change them: say so.
             log.warning("cluster.settings_differ", ours=self._shared_settings(),
                         leader=_decode(shared.value))
-        amqp = [await trio.open_tcp_listeners(listener.port, host=listener.host)
-                for listener in self.settings.listeners_tcp]
-        http = await trio.open_tcp_listeners(self.settings.management_tcp.port,
-                                             host=self.settings.management_tcp.ip)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(serve_refusals, [x for group in amqp for x in group],
-                                    self._refusal_text)
-                nursery.start_soon(serve_http_listeners, follower_app(self.status), http)
-                nursery.start_soon(self._replicate, leader, info)
-                await self._until_leader_changes(leader, lease)
-                nursery.cancel_scope.cancel()
-        finally:
-            for group in (*amqp, http):
-                for each in group:
-                    await each.aclose()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._replicate, leader, info)
+            await self._until_leader_changes(leader, lease)
+            nursery.cancel_scope.cancel()
 
     async def _replicate(self, leader: Leader, info: dict[str, Any]) -> None:
         host, _sep, port = str(info.get("replication", "")).rpartition(":")

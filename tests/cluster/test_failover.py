@@ -243,3 +243,39 @@ if __name__ == "__main__":  # python tests/cluster/test_failover.py [ROUNDS]: p5
                     etcd.stop()
     for fault, times in results.items():
         print(f"{fault:9} rounds {len(times)}  p50 {statistics.median(times):.2f} s  max {max(times):.2f} s")
+
+
+def test_a_node_out_of_sync_never_takes_over(tmp_path: Path, etcd_single: Any) -> None:
+    """F3 hangs and drops out of the in-sync set; messages are confirmed without
+    it; then the leader and the other follower die. F3 must not lead (it lacks
+    confirmed messages): the cluster waits, and when F2 comes back, F2 leads
+    with every confirmed message."""
+    cluster = WarrenCluster(tmp_path, etcd_single.endpoints)
+    stop = threading.Event()
+    publisher = Publisher(cluster, "p", stop)
+    try:
+        cluster.start_all()
+        leader, health = cluster.wait_leader()
+        lagging, other = [i for i in range(3) if i != leader]
+        publisher.start()
+        _wait_for_confirms([publisher], 20, cluster)
+        cluster.signal(lagging, signal.SIGSTOP)
+        # Confirms stall up to 2 s (the ack deadline), then go on without it.
+        _wait_for_confirms([publisher], len(publisher.confirmed) + 200, cluster)
+        stop.set()
+        publisher.join(30)
+        cluster.signal(leader, signal.SIGKILL)
+        cluster.signal(other, signal.SIGKILL)
+        cluster.signal(lagging, signal.SIGCONT)
+        time.sleep(cluster.lease_ttl * 3 + 2)
+        back = cluster.nodes[lagging].health()
+        assert back is not None and back["status"] == 503 and back["role"] != "leader", back
+        cluster.start(other)
+        new, _health = cluster.wait_leader(timeout=30)
+        assert new == other
+        with pika.BlockingConnection(pika.URLParameters(cluster.nodes[new].url)) as connection:
+            count = connection.channel().queue_declare(QUEUE, durable=True).method.message_count
+        assert count >= len(publisher.confirmed), cluster.logs_tail()
+    finally:
+        stop.set()
+        cluster.stop()

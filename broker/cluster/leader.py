@@ -63,6 +63,9 @@ HANDSHAKE_TIMEOUT = 10.0
 MAX_LAG_BYTES = 256 * 1024 * 1024
 #: Snapshot pieces read per trip to the worker thread.
 SNAPSHOT_STEP = 8 * 1024 * 1024
+#: Connections in their handshake at once (more are closed at once): bounds the
+#: memory strangers can make the leader hold (MAX_HANDSHAKE bytes each).
+MAX_HANDSHAKES = 16
 #: Seconds an in-sync follower may leave a batch unacknowledged (or be
 #: disconnected) before it is dropped from the in-sync set, which lets
 #: confirms go on without it.
@@ -152,6 +155,7 @@ class ReplicationHub:
         self.confirmed_batch = 0
         self.ack_deadline = ACK_DEADLINE
         self._absent_since: dict[str, float] = {}
+        self._handshakes = 0
 
     # -- the journal's sink (event loop) ---------------------------------------------
 
@@ -297,9 +301,17 @@ class ReplicationHub:
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
         peer = _peer(stream)
         link: FollowerLink | None = None
+        if self._handshakes >= MAX_HANDSHAKES:
+            log.warning("replication.too_many_handshakes", peer=peer, limit=MAX_HANDSHAKES)
+            await stream.aclose()
+            return
         try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                link = await self._handshake(stream, peer)
+            self._handshakes += 1
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    link = await self._handshake(stream, peer)
+            finally:
+                self._handshakes -= 1
             if link is None:
                 return
             await self._run_link(stream, link)

@@ -41,8 +41,9 @@ _ACK = struct.Struct(">Q")
 #: The largest frame accepted: a batch holds at most what one group commit
 #: took, and a message is at most 512 MiB (max_message_size).
 MAX_FRAME = 600 * 1024 * 1024
-#: A handshake frame (JSON, the manifest included) is smaller than this.
-MAX_HANDSHAKE = 64 * 1024 * 1024
+#: A handshake frame (JSON, the manifest included: about 100 bytes a file) is
+#: smaller than this.
+MAX_HANDSHAKE = 16 * 1024 * 1024
 
 
 class ProtocolError(Exception):

@@ -123,8 +123,11 @@ def decode_ops(data: bytes | memoryview) -> list[FileOp]:
             raise ValueError(f"malformed file operation (kind {kind})")
         path = bytes(view[at : at + path_len]).decode()
         at += path_len
-        ops.append(FileOp(kind, _checked(path), offset, bytes(view[at : at + data_len])))
+        data = bytes(view[at : at + data_len])
         at += data_len
+        if kind == RENAME:
+            _checked(data.decode())  # the target too
+        ops.append(FileOp(kind, _checked(path), offset, data))
     return ops
 
 

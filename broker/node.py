@@ -63,6 +63,8 @@ log = get_logger("warren.cluster")
 SETTLE = 0.5
 #: Seconds between retries when etcd or the leader cannot be reached.
 RETRY = 0.5
+#: Seconds between updates of a follower's position in etcd.
+POSITION_INTERVAL = 1.0
 
 
 class ClusterNode:
@@ -393,8 +395,23 @@ class ClusterNode:
                         leader=_decode(shared.value))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._replicate, leader, info)
+            nursery.start_soon(self._report_position, lease)
             await self._until_leader_changes(leader, lease)
             nursery.cancel_scope.cancel()
+
+    async def _report_position(self, lease: LeaseKeeper) -> None:
+        """Keep our registration's position (the highest journal sequence on
+        disk) current, once a second when it moved: what operators and the
+        next election read."""
+        reported = self.position
+        while True:
+            await trio.sleep(POSITION_INTERVAL)
+            if self.position != reported:
+                reported = self.position
+                try:
+                    await self._register(lease)
+                except EtcdError as error:
+                    log.warning("cluster.etcd_error", error=str(error))
 
     async def _replicate(self, leader: Leader, info: dict[str, Any]) -> None:
         host, _sep, port = str(info.get("replication", "")).rpartition(":")

@@ -321,6 +321,9 @@ class ClusterNode:
                     assert broker.journal is not None
                     hub.kick = broker.journal.kick
                     broker.management.cluster_status = self.status
+                    # /api/overview, /api/cluster-name and the Prometheus labels
+                    # name the cluster as every node of it does.
+                    broker.management.cluster_name = self.cluster.name
                     self.broker = broker
                     log.info("cluster.leading", node=self.name, term=self.term,
                              seconds_to_serve=round(trio.current_time() - started, 3),

@@ -17,10 +17,12 @@ persistent 1 KiB messages into a durable queue, publisher confirms with 100
 in flight, prefetch 100, manual acks), run by the same command
 (`warren perf --json --processes --broker-pid PID`) against the single node
 or the leader, so its numbers compare with perf_compare's. `--size` changes
-the body size only. The configurations run in turn, ABCABC..., to spread the
-machine's drift over all three; a round starts perf once `GET
+the body size only. The configurations take turns, and as perf_compare does
+the order is reversed every other round (ABC CBA ABC ...), so that a drift in
+the machine's load falls on all three alike. A run starts perf once `GET
 /api/cluster/health` answers 200 and, in a cluster, `GET /api/cluster` shows
-the follower caught up.
+the follower caught up; during the run the leader's /api/cluster is read once
+a second for the follower's lag (batches and bytes not yet acknowledged).
 
 Reported per configuration: the medians of the publish and consume rates,
 of perf's p50 and p99 latency and of the broker's CPU seconds per 100,000
@@ -53,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -278,6 +281,36 @@ def _replication(status: dict[str, Any]) -> dict[str, Any]:
     return replication
 
 
+class LagSampler:
+    """Reads the leader's /api/cluster once a second during a run: the follower's
+    largest lag (batches shipped but not acknowledged, bytes queued for it)."""
+
+    def __init__(self, leader: Node) -> None:
+        self.leader = leader
+        self.batches = 0
+        self.queued_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                followers = _replication(self.leader.cluster()).get("followers") or []
+            except RuntimeError:
+                continue
+            for follower in followers:
+                self.batches = max(self.batches, int(follower.get("batches_behind") or 0))
+                self.queued_bytes = max(self.queued_bytes, int(follower.get("queued_bytes") or 0))
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _measure_cluster(processes: Processes, directory: Path, etcd: str, duration: str,
                      perf_args: list[str], min_followers: int) -> dict[str, Any]:
     endpoint = _start_etcd(processes, etcd, directory)
@@ -303,7 +336,8 @@ def _measure_cluster(processes: Processes, directory: Path, etcd: str, duration:
     _wait("warren-2 caught up", caught_up, processes)
     before = leader.cluster()
     follower_cpu0 = process_cpu_seconds(follower.pid)
-    data = run_perf(leader.url, leader.pid, duration, perf_args)
+    with LagSampler(leader) as lag:
+        data = run_perf(leader.url, leader.pid, duration, perf_args)
     follower_cpu = process_cpu_seconds(follower.pid) - follower_cpu0
     after = leader.cluster()
     processes.check()
@@ -326,6 +360,8 @@ def _measure_cluster(processes: Processes, directory: Path, etcd: str, duration:
             "waits_in_run": int(end.get("confirm_waits", 0)) - int(start.get("confirm_waits", 0)),
             "wait_seconds_in_run": round(float(end.get("confirm_wait_seconds", 0))
                                          - float(start.get("confirm_wait_seconds", 0)), 3),
+            "follower_max_lag_batches": lag.batches,
+            "follower_max_lag_bytes": lag.queued_bytes,
             "follower_at_end": followers[0] if followers else None,
         },
     }
@@ -351,7 +387,7 @@ def measure(config: str, etcd: str, duration: str, perf_args: list[str]) -> dict
 
 
 def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+    return round(statistics.median(values), 3) if values else None
 
 
 def _paired(runs: list[dict[str, Any]], base: list[dict[str, Any]],
@@ -394,6 +430,8 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
                 "confirm_waits": _median([x["confirm_waits"] for x in replication]),
                 "confirm_wait_seconds": _median([x["confirm_wait_seconds"] for x in replication]),
                 "messages_per_batch": _median([x["messages_per_batch"] for x in replication]),
+                "follower_max_lag_batches": _median(
+                    [x["follower_max_lag_batches"] for x in replication]),
             })  # fmt: skip
         summary[config] = row
     return summary
@@ -441,7 +479,10 @@ def _line(round_: int, config: str, run: dict[str, Any]) -> str:
         text += (f" follower CPU {run['follower_cpu_s_per_100k_msgs']:6.3f} s/100k"
                  f" | confirm_waits {rep['confirm_waits']} confirm_wait_seconds"
                  f" {rep['confirm_wait_seconds']} batches {rep['batches']}"
-                 f" ({rep['messages_per_batch']} msgs/batch)")
+                 f" ({rep['messages_per_batch']} msgs/batch) follower lag max"
+                 f" {rep['follower_max_lag_batches']} batches"
+                 f" {rep['follower_max_lag_bytes'] / 1024:.0f} KiB")
+    text += f" (load {run['load_average']:.1f})"
     if perf.get("failed_confirms"):
         text += f" FAILED CONFIRMS {perf['failed_confirms']}"
     return text
@@ -490,15 +531,17 @@ def main(argv: list[str] | None = None) -> int:
     duration = f"{args.duration:g}"
     cores = os.cpu_count() or 0
     print(f"scenario {SCENARIO!r}: warren perf --duration {duration} --processes "
-          f"{' '.join(perf_args)}; {args.rounds} rounds of {', '.join(CONFIGS)}; "
+          f"{' '.join(perf_args)}; {args.rounds} rounds of {', '.join(CONFIGS)} "
+          "(reversed every other round); "
           f"load average {os.getloadavg()[0]:.2f}", file=out, flush=True)
     results: dict[str, list[dict[str, Any]]] = {config: [] for config in CONFIGS}
     with _sigterm_interrupts():
         try:
             for round_ in range(args.rounds):
-                for config in CONFIGS:
+                for config in CONFIGS if round_ % 2 == 0 else reversed(CONFIGS):
+                    load = os.getloadavg()[0]
                     run = measure(config, args.etcd, duration, perf_args)
-                    run.update(round=round_, config=config)
+                    run.update(round=round_, config=config, load_average=load)
                     results[config].append(run)
                     print(_line(round_, config, run), file=out, flush=True)
         except KeyboardInterrupt:

@@ -101,7 +101,7 @@ BROKER_TOOLS = (
     "broker.cli", "broker.commands", "broker.perf", "broker.perf_compare", "broker.testing",
     "broker.pytest_plugin",
     "broker.__main__", "broker.client.bench", "broker.core.features.bench",
-    "broker.management.bench", "broker.bench_streams",
+    "broker.management.bench", "broker.bench_streams", "broker.bench_cluster",
 )
 #: What a tool may import besides the project: its own dependencies (pytest
 #: for the plugin; the client benchmark compares with pika and aio-pika,

@@ -8,19 +8,26 @@ on the event loop:
   nothing of this one), to be sent before the batches that follow;
 - `ship(ops, last_seq)`: the batch's file operations, encoded once and queued
   for each follower (sent by that follower's task; the journal never waits on
-  a socket);
-- `replicated(batch)` after our own fsync: returns when `min_followers`
-  followers have acknowledged the batch (it is on their disks), so that the
-  publisher confirms it covers may go. It never returns True once this node's
-  etcd lease may have expired: a leader that could have been replaced does not
-  confirm (with `min_followers = 0` that check is the only fence).
+  a socket), before the journal writes the batch itself;
+- `replicated(batch)`, for each written batch in order, from the journal's
+  confirming task (the group commit goes on with the next batch meanwhile):
+  returns when every in-sync follower has acknowledged the batch (it is on
+  their disks) and there are at least `min_followers` of them, so that the
+  publisher confirms it covers may go; at once with `min_followers = 0`. It
+  never returns True once this node's etcd lease may have expired: a leader
+  that could have been replaced does not confirm.
+
+The in-sync set (`maintain_in_sync`) is what makes a failover lose nothing
+confirmed: a follower joins it once it has every confirmed batch, leaves it
+after ACK_DEADLINE seconds without acknowledging, and every change is
+published in etcd before it takes effect; only its members may lead next.
 
 The stream batches exactly as the journal does: while the followers write
 one batch, the next one gathers everything published meanwhile.
 
 Bounds: a follower that falls more than `max_lag_bytes` behind (a hung
 process) is disconnected; it catches up from the files when it comes back.
-Handshakes have a deadline and a size limit.
+Handshakes have a deadline, a size limit, and at most MAX_HANDSHAKES run at once.
 """
 
 from __future__ import annotations
@@ -185,7 +192,10 @@ class ReplicationHub:
         return self.batch
 
     def _covered(self, batch: int) -> bool:
-        """Every in-sync follower has `batch` on disk, and they are enough."""
+        """Every in-sync follower has `batch` on disk, and they are enough; or
+        min_followers is 0: the leader's fsync alone (the operator's choice)."""
+        if self.min_followers == 0:
+            return True
         if len(self.in_sync) < self.min_followers:
             return False
         for name in self.in_sync:
@@ -200,11 +210,6 @@ class ReplicationHub:
         while True:
             if self.closed:
                 return False
-            if self._joining:
-                # Our disk holds this batch and nothing after it: a follower can
-                # join here, and must, or a leader with too few followers would
-                # wait for ever (followers are otherwise admitted between batches).
-                self.admit()
             if self.alive() and self._covered(batch):
                 self.confirmed_batch = max(self.confirmed_batch, batch)
                 if waited:
@@ -362,7 +367,6 @@ class ReplicationHub:
         link = FollowerLink(name, peer, manifest)
         self._joining.append(link)
         self.kick()  # a batch soon, even if the broker is idle: admit() runs there
-        self._notify()  # or at once, if a batch is waiting for followers
         await link.admitted.wait()
         log.info("replication.follower_joined", node=name, peer=peer, files=len(manifest.files),
                  position=hello.get("position"), from_batch=link.snapshot_batch)

@@ -49,6 +49,7 @@ import gc
 import os
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -158,7 +159,8 @@ class ReplicationSink(Protocol):
 
     async def replicated(self, batch: int) -> bool:
         """Wait until batch `batch` may be confirmed; False if it never will be
-        (replication stopped: this node is no longer the leader)."""
+        (replication stopped: this node is no longer the leader). Called for
+        each batch in order, while later batches are written."""
         ...
 
 
@@ -178,6 +180,9 @@ class Journal:
         self.segment_size = segment_size
         self.delay = delay
         self.appended = 0
+        #: Bytes on our disk; `synced`: bytes that may be confirmed (on our
+        #: disk, and on the followers' when this node leads a cluster).
+        self.written = 0
         self.synced = 0
         #: When `appended` reaches this, `on_disk_check()` is called: the disk
         #: monitor looks at free space early under a fast write rate
@@ -226,6 +231,9 @@ class Journal:
         self.tap: ReplicationTap | None = None
         self.replication: ReplicationSink | None = None
         self.replication_waits = 0
+        # Written batches waiting for the followers: (batch, `appended` it covers).
+        self._replicating: deque[tuple[int, int]] = deque()
+        self._replicating_wake = trio.Event()
         self._dirty = trio.Event()
         self._stop = trio.CancelScope()
         self._stopped = trio.Event()
@@ -235,7 +243,7 @@ class Journal:
     @property
     def unwritten_bytes(self) -> int:
         """Bytes appended that are not on disk yet (they will take disk space soon)."""
-        return self.appended - self.synced
+        return self.appended - self.written
 
     @property
     def fsyncs(self) -> int:
@@ -667,15 +675,41 @@ class Journal:
         self._running = True
         try:
             with self._stop:
-                task_status.started()
-                while True:
-                    await self._dirty.wait()
-                    # Let every task with ready work (other connections' reads)
-                    # run first, so that their records share this fsync.
-                    await trio.sleep(self.delay)
-                    await self._commit()
+                async with trio.open_nursery() as nursery:
+                    if self.replication is not None:
+                        nursery.start_soon(self._confirm_replicated, self.replication)
+                    task_status.started()
+                    while True:
+                        await self._dirty.wait()
+                        # Let every task with ready work (other connections' reads)
+                        # run first, so that their records share this fsync.
+                        await trio.sleep(self.delay)
+                        await self._commit()
         finally:
             self._stopped.set()
+
+    async def _confirm_replicated(self, replication: ReplicationSink) -> None:
+        """A leader's confirms: each written batch, in order, once the followers
+        have it (`replicated`). The group commit does not wait for this: while
+        the followers write one batch, the next is written here and shipped, so
+        the followers' delay hides behind our own next fsync."""
+        while True:
+            while not self._replicating:
+                self._replicating_wake = trio.Event()
+                await self._replicating_wake.wait()
+            batch, target = self._replicating[0]
+            if not await replication.replicated(batch):
+                # No longer the leader: nothing from here on may be confirmed.
+                self.replication_waits += 1
+                await trio.sleep_forever()
+            self._replicating.popleft()
+            self._synced_to(target)
+
+    def _synced_to(self, target: int) -> None:
+        self.synced = target
+        waiting, self._waiting = self._waiting, {}
+        for waiter in waiting:
+            waiter.on_journal_synced()
 
     async def _commit(self) -> None:
         self._dirty = trio.Event()
@@ -716,15 +750,14 @@ class Journal:
         self._inflight = []
         for writer, taken in side:
             writer.written(taken)
-        if replication is not None and not await replication.replicated(batch):
-            # No longer the leader: nothing of this batch may be confirmed.
-            self.replication_waits += 1
-            return
-        self.synced = target
+        self.written = target
         self.batches += 1
-        waiting, self._waiting = self._waiting, {}
-        for waiter in waiting:
-            waiter.on_journal_synced()
+        if replication is not None:
+            # Confirmed by `_confirm_replicated` once the followers have it.
+            self._replicating.append((batch, target))
+            self._replicating_wake.set()
+            return
+        self._synced_to(target)
 
     def _file_ops(
         self, chunks: list[tuple[int, int, bytes]], delete: list[int], side: list[tuple[SideWriter, Any]]

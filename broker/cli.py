@@ -26,6 +26,7 @@ SUBCOMMANDS: list[str] = [
     "broker.commands.route:add_parser",
     "broker.commands.publish:add_parser",
     "broker.commands.admin:add_parser",
+    "broker.commands.cluster:add_parser",
 ]
 
 

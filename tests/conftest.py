@@ -7,6 +7,9 @@
 - `fresh_warren`: the `broker.testing.BrokerThread` behind a fresh broker, for
   tests that inspect broker state with `.run_sync(fn)`.
 
+A real cluster of Warren processes is `warren_cluster.WarrenCluster` and its
+etcd `etcd_cluster.EtcdCluster` (tests/cluster/, importable from every test).
+
 Brokers run in a background thread with their own trio loop
 (`broker.testing`), so synchronous clients (pika BlockingConnection, kombu)
 and asyncio clients (aio-pika) talk to them over real sockets.
@@ -29,6 +32,17 @@ import pytest
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if sys.path[0] != _ROOT:
     sys.path.insert(0, _ROOT)
+# tests/cluster/'s helpers (etcd_cluster, warren_cluster) for the tests elsewhere
+# that start a real cluster: pytest adds that directory only when it collects it.
+_CLUSTER_TESTS = str(Path(__file__).resolve().parent / "cluster")
+if _CLUSTER_TESTS not in sys.path:
+    sys.path.append(_CLUSTER_TESTS)
+# And in the processes the tests start (the venv's `warren` script, `python -c`):
+# the venv's editable install may point at another checkout (a git worktree
+# sharing the venv), whose code they would otherwise run instead of this one's.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _ROOT]
+)
 
 from broker.logging import configure_logging  # noqa: E402
 from broker.testing import BrokerThread  # noqa: E402

@@ -8,6 +8,8 @@ One module per command group, each with an `add_parser(subparsers)` that
 - `broker.commands.publish`: `warren publish` and `warren consume`
 - `broker.commands.admin`: `warren list|purge|delete|close-connection|users|vhosts|
   permissions|definitions`, over the management HTTP API
+- `broker.commands.cluster`: `warren cluster status`, a Warren cluster's leader and
+  followers, over the management HTTP API
 
 `api_client` is the management API's client (and where its address and
 credentials come from: options, environment, profiles file); `diff` compares a

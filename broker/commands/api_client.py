@@ -260,9 +260,13 @@ def _positive_seconds(text: str) -> float:
 
 
 def add_management_arguments(
-    parser: argparse.ArgumentParser, *, timeout: bool = True, url_help: str | None = None
+    parser: argparse.ArgumentParser, *, timeout: bool = True, url_help: str | None = None,
+    url_aliases: tuple[str, ...] = (),
 ) -> None:
-    """--management-url, --profile, --cacert (and --timeout) on a command's parser."""
+    """--management-url, --profile, --cacert (and --timeout) on a command's parser.
+
+    `url_aliases` are other spellings of --management-url, for a command that
+    has no AMQP URL to confuse it with (`warren cluster status --url`)."""
     group = parser.add_argument_group(
         "management API",
         "first found wins: --management-url, --profile, $WARREN_MANAGEMENT_URL, "
@@ -271,6 +275,8 @@ def add_management_arguments(
     source = group.add_mutually_exclusive_group()
     source.add_argument(
         "--management-url",
+        *url_aliases,
+        dest="management_url",
         metavar="URL",
         default=None,
         help=url_help or "the management HTTP API, http(s)://[USER:PASSWORD@]HOST:PORT "
@@ -407,6 +413,11 @@ class ManagementClient:
     ) -> Any:
         return self.request("DELETE", path, query=query, headers=headers)
 
+    def answer(self, path: str, accept: tuple[int, ...] = ()) -> tuple[int, Any]:
+        """GET `path`: (status, decoded JSON). A status in `accept` is an answer,
+        not an error (`/api/cluster/health` answers 503 with a body on a follower)."""
+        return self._send("GET", path, None, accept=accept)
+
     def request(
         self,
         method: str,
@@ -421,6 +432,18 @@ class ManagementClient:
         An error status raises `APIError`; anything that keeps an HTTP answer
         from arriving raises `CommandError`, one line saying what to do.
         """
+        return self._send(method, path, body, query=query, headers=headers)[1]
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        accept: tuple[int, ...] = (),
+    ) -> tuple[int, Any]:
         target = self.prefix + path + (f"?{urlencode(query)}" if query else "")
         data = None if body is None else json.dumps(body).encode("utf-8")
         sent: dict[str, Any] = {
@@ -445,7 +468,7 @@ class ManagementClient:
                 raise self._transport_error(error) from None
         finally:
             connection.close()
-        if response.status >= 400:
+        if response.status >= 400 and response.status not in accept:
             raise self._api_error(response, raw, method, path)
         if 300 <= response.status < 400:
             location = response.getheader("location", "")
@@ -454,9 +477,9 @@ class ManagementClient:
                 "followed: is this the management API's address?"
             )
         if not raw:
-            return None
+            return response.status, None
         try:
-            return json.loads(raw)
+            return response.status, json.loads(raw)
         except ValueError:
             kind = response.getheader("content-type", "no content type")
             raise CommandError(

@@ -1,11 +1,13 @@
 """Fixtures of the CLI tests: `warren(*args)` runs the console script (cli_helpers);
 `target` is a broker with a management API, Warren then the reference RabbitMQ
-(cli_api_helpers)."""
+(cli_api_helpers); `etcd_single` is one etcd member, for a real cluster of Warren
+nodes (tests/cluster/warren_cluster.py)."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from cli_api_helpers import (
@@ -16,6 +18,7 @@ from cli_api_helpers import (
     with_userinfo,
 )
 from cli_helpers import WARREN, run_warren
+from etcd_cluster import EtcdCluster
 
 from broker.testing import BrokerThread
 
@@ -58,3 +61,10 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield found
     finally:
         found.run_cleanups()
+
+
+@pytest.fixture
+def etcd_single(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """One etcd member of this test's own (as tests/cluster/conftest.py's)."""
+    with EtcdCluster(1, tmp_path) as cluster:
+        yield cluster

@@ -54,6 +54,7 @@ def http_commands(tmp_path: Path, amqp_url: str) -> list[tuple[str, list[str]]]:
         ["permissions", "list"], ["permissions", "set", "acli-u", "", "", ""],
         ["permissions", "clear", "acli-u"],
         ["definitions", "export"], ["definitions", "import", str(defs)],
+        ["cluster", "status"],
         ["config", "diff", str(conf)],
         ["config", "apply", str(conf), "--url", amqp_url],
         ["config", "apply", str(conf), "--url", amqp_url, "--prune", "--dry-run"],

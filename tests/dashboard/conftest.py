@@ -5,6 +5,8 @@ name their queues and exchanges after themselves so they do not meet.
 `browser` is one Chromium for the session (Debian's, through Selenium and
 Debian's chromedriver); the browser tests skip, saying why, when it is absent
 (and fail instead when WARREN_REQUIRE_BROWSER is set, as .ci/run sets it).
+`dash` is the dashboard of `warren` in a clean tab of it. `etcd_single` is one
+etcd member, for a real cluster of Warren nodes (tests/cluster/warren_cluster.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_helpers import Browser, call, chromium_missing
+from dashboard_helpers import Browser, Dashboard, call, chromium_missing
+from etcd_cluster import EtcdCluster
 
 from broker.testing import BrokerThread
 
@@ -62,3 +65,23 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 @pytest.fixture(scope="session")
 def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture
+def dash(browser: Browser, management_url: str, screenshot_dir: Path) -> Iterator[Dashboard]:
+    """The dashboard in a clean tab, polling every second; no console errors allowed."""
+    page = Dashboard(browser, management_url, screenshot_dir)
+    page.reset(refresh_ms=1000)
+    browser.forget_log()
+    yield page
+    errors = browser.console_errors(lambda e: any(allow(e) for allow in page.allowed))
+    # Log out, so the next test's reset starts from the login form.
+    page.driver.execute_script("sessionStorage.clear()")
+    assert errors == [], "console errors in the dashboard"
+
+
+@pytest.fixture
+def etcd_single(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """One etcd member of this test's own (as tests/cluster/conftest.py's)."""
+    with EtcdCluster(1, tmp_path) as cluster:
+        yield cluster

@@ -56,7 +56,7 @@ PAGES = ["#/overview", "#/queues", "#/queues/%2F/load-0", "#/exchanges", "#/conn
 
 #: Step 2 without a browser: the requests as pages/*.js write them.
 FALLBACK_REQUESTS = {
-    "#/overview": ["/api/overview"],
+    "#/overview": ["/api/overview", "/api/cluster"],
     "#/queues": ["/api/queues?page=1&page_size=50&sort=name&columns=name%2Cvhost%2Ctype%2Cstate"
                  "%2Cdurable%2Cauto_delete%2Cexclusive%2Carguments%2Cpolicy%2Cconsumers"
                  "%2Cmessages_ready%2Cmessages_unacknowledged%2Cmessages"

@@ -24,19 +24,6 @@ Api = Callable[..., tuple[int, Any]]
 
 
 @pytest.fixture
-def dash(browser: Browser, management_url: str, screenshot_dir: Path) -> Iterator[Dashboard]:
-    """The dashboard in a clean tab, polling every second; no console errors allowed."""
-    page = Dashboard(browser, management_url, screenshot_dir)
-    page.reset(refresh_ms=1000)
-    browser.forget_log()
-    yield page
-    errors = browser.console_errors(lambda e: any(allow(e) for allow in page.allowed))
-    # Log out, so the next test's reset starts from the login form.
-    page.driver.execute_script("sessionStorage.clear()")
-    assert errors == [], "console errors in the dashboard"
-
-
-@pytest.fixture
 def channel(warren: BrokerThread) -> Iterator[Any]:
     connection = pika.BlockingConnection(pika.URLParameters(warren.url))
     try:

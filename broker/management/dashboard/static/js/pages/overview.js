@@ -1,9 +1,10 @@
 // Overview: the broker's totals, message rates and queued messages, with charts
-// drawn from the samples this tab has collected since it opened (one per poll).
+// drawn from the samples this tab has collected since it opened (one per poll),
+// and the cluster this node belongs to (GET /api/cluster, docs/cluster.md).
 
-import { get } from "../api.js";
+import { ApiError, get } from "../api.js";
 import { Samples, lineChart } from "../chart.js";
-import { clear, dig, fmtInt, fmtRate, h, kv, table } from "../dom.js";
+import { clear, dig, fmtBytes, fmtInt, fmtRate, h, kv, table, tag } from "../dom.js";
 
 const RATES = [
   { name: "publish", label: "Publish", color: "#2f6db5" },
@@ -31,6 +32,57 @@ const TOTALS = [
 const rateSamples = new Samples(RATES.map((r) => r.name));
 const queuedSamples = new Samples(QUEUED.map((r) => r.name));
 
+/** The Cluster panel's content: "single node", or the cluster, the leader and the followers. */
+function clusterPanel(state) {
+  const title = h("h2", {}, "Cluster");
+  if (state instanceof ApiError) {
+    return [title, h("p", { class: "muted", id: "cluster-unavailable" }, `Unavailable: ${state.describe()}`)];
+  }
+  if (state === null) {
+    return [title, h("p", { class: "muted", id: "cluster-unavailable" },
+      "Shown to users with the monitoring or administrator tag.")];
+  }
+  if (!state.cluster) {
+    return [title, h("p", { id: "cluster-single" }, "Single node (no cluster).")];
+  }
+  const replication = state.replication || {};
+  const followers = replication.followers || [];
+  const leader = state.leader
+    ? [state.leader, state.leader_amqp ? h("span", { class: "muted" }, ` (AMQP ${state.leader_amqp})`) : null]
+    : tag("none", "warn");
+  const wanted = replication.min_followers || 0;
+  const acking = followers.filter((f) => f.caught_up).length;
+  return [
+    title,
+    h("div", { id: "cluster-summary" }, kv([
+      ["Cluster", state.cluster],
+      ["This node", [state.node, " ", tag(state.role, state.role === "leader" ? "on" : "")]],
+      ["Leader", leader],
+      ["Term", fmtInt(state.term)],
+      ["Confirms", state.confirms || "\u2013"],
+    ])),
+    followers.length < wanted
+      ? h("p", { class: "banner error", id: "cluster-waiting" },
+        `${followers.length} of the ${wanted} follower(s) publisher confirms wait for `
+        + "are connected: confirms are held until enough are.")
+      : null,
+    h("h3", {}, `Followers (${followers.length}, ${acking} caught up)`),
+    table({
+      id: "cluster-followers",
+      columns: [
+        { key: "node", label: "Node" },
+        { key: "caught_up", label: "Caught up",
+          value: (f) => (f.caught_up ? tag("yes", "on") : tag("no", "warn")) },
+        { key: "batches_behind", label: "Batches behind", num: true },
+        { key: "queued_bytes", label: "Queued", num: true, value: (f) => fmtBytes(f.queued_bytes) },
+      ],
+      rows: followers,
+      rowId: (f) => f.node,
+      empty: "No follower connected.",
+    }),
+  ];
+}
+
 function stat(id, label, value) {
   return h("div", { class: "stat", id: `total-${id}` },
     h("div", { class: "label" }, label), h("div", { class: "value" }, value));
@@ -44,10 +96,15 @@ export default function overview(ctx) {
   const ratesChart = h("div", { class: "card", id: "chart-rates-card" });
   const moreRates = h("div", { class: "card", id: "overview-more-rates" });
   const listeners = h("div", { class: "card", id: "overview-listeners" });
+  const cluster = h("div", { class: "card", id: "overview-cluster" });
   ctx.root.append(title, about, totals, h("div", { class: "grid2" }, queuedChart, ratesChart),
-    h("div", { class: "grid2" }, moreRates, listeners));
+    h("div", { class: "grid2" }, moreRates, listeners), cluster);
+  // GET /api/cluster is for monitoring users (as /api/nodes): others are not sent
+  // asking, which would only fill the browser's log with 401s.
+  const tags = (ctx.user && ctx.user.tags) || [];
+  const seesCluster = tags.includes("administrator") || tags.includes("monitoring");
 
-  function render(data) {
+  function render(data, clusterInfo) {
     const objects = data.object_totals || {};
     const queued = data.queue_totals || {};
     const stats = data.message_stats || {};
@@ -81,17 +138,29 @@ export default function overview(ctx) {
       rows: data.listeners || [],
       empty: "No listeners reported.",
     }));
+    clear(cluster).append(...clusterPanel(clusterInfo).filter(Boolean));
+  }
+
+  /** The cluster's state, null when this user may not see it, the ApiError when it failed. */
+  async function clusterState() {
+    if (!seesCluster) return null;
+    try {
+      return await get("/api/cluster");
+    } catch (error) {
+      if (error instanceof ApiError) return error; // shown in the panel; the rest of the page stands
+      throw error;
+    }
   }
 
   return {
     async refresh() {
-      const data = await get("/api/overview");
+      const [data, state] = await Promise.all([get("/api/overview"), clusterState()]);
       if (!ctx.current) return;
       const now = Date.now();
       const stats = data.message_stats || {};
       rateSamples.add(now, Object.fromEntries(RATES.map((r) => [r.name, dig(stats, `${r.name}_details.rate`) || 0])));
       queuedSamples.add(now, data.queue_totals || {});
-      render(data);
+      render(data, state);
     },
   };
 }

@@ -51,7 +51,7 @@ HEALTH = "/api/cluster/health"
 STATUS = "/api/cluster"
 
 #: The columns of the followers' table: the API's field names, as `warren list` shows them.
-FOLLOWER_COLUMNS = ["node", "address", "acked_batch", "batches_behind", "caught_up"]
+FOLLOWER_COLUMNS = ["node", "in_sync", "address", "acked_batch", "batches_behind", "caught_up"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -83,9 +83,9 @@ def add_parser(subparsers: Any) -> None:
         "  term               1234\n"
         "  confirms           leader fsync and 1 follower(s)\n"
         "  \n"
-        "  node      address        acked_batch  batches_behind  caught_up\n"
-        "  warren-2  10.0.0.2:4711  5120         0               true\n"
-        "  warren-3  10.0.0.3:4712  5120         0               true\n"
+        "  node      in_sync  address        acked_batch  batches_behind  caught_up\n"
+        "  warren-2  true     10.0.0.2:4711  5120         0               true\n"
+        "  warren-3  true     10.0.0.3:4712  5120         0               true\n"
         "  $ warren cluster status --json | jq -r .health.leader_amqp\n",
     )
     status.add_argument(

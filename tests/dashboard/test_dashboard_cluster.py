@@ -67,15 +67,15 @@ def test_a_cluster_leader_shows_its_follower(
         dash.wait_text("#cluster-followers", "No follower connected.")
         assert dash.text("#overview-cluster").splitlines() == [
             "Cluster", *summary.splitlines(),
-            "0 of the 1 follower(s) publisher confirms wait for are connected: confirms are "
+            "0 of the 1 follower(s) publisher confirms wait for are in sync: confirms are "
             "held until enough are.",
             "Followers (0, 0 caught up)",
-            "NODE CAUGHT UP BATCHES BEHIND QUEUED", "No follower connected.",
+            "NODE IN SYNC CAUGHT UP BATCHES BEHIND QUEUED", "No follower connected.",
         ]
 
         # The second node joins as its follower: its row appears, caught up.
         cluster.start(follower.index)
-        wait_for(lambda: dash.cell("cluster-followers", follower.name, "caught_up") == "yes",
+        wait_for(lambda: dash.cell("cluster-followers", follower.name, "in_sync") == "yes",
                  timeout=20)
         assert dash.rows("cluster-followers") == [follower.name]
         assert dash.cell("cluster-followers", follower.name, "batches_behind") == "0"
@@ -83,7 +83,7 @@ def test_a_cluster_leader_shows_its_follower(
         panel = dash.wait_text("#overview-cluster", "Followers (1, 1 caught up)")
         assert panel.splitlines() == [
             "Cluster", *summary.splitlines(), "Followers (1, 1 caught up)",
-            "NODE CAUGHT UP BATCHES BEHIND QUEUED", f"{follower.name} yes 0 0 B",
+            "NODE IN SYNC CAUGHT UP BATCHES BEHIND QUEUED", f"{follower.name} yes yes 0 0 B",
         ]
         # What the panel shows is what the API says.
         status, state = call(dash.base_url, "GET", "/api/cluster")

@@ -52,6 +52,7 @@ function clusterPanel(state) {
     : tag("none", "warn");
   const wanted = replication.min_followers || 0;
   const acking = followers.filter((f) => f.caught_up).length;
+  const inSync = followers.filter((f) => f.in_sync).length;
   return [
     title,
     h("div", { id: "cluster-summary" }, kv([
@@ -61,16 +62,18 @@ function clusterPanel(state) {
       ["Term", fmtInt(state.term)],
       ["Confirms", state.confirms || "\u2013"],
     ])),
-    followers.length < wanted
+    inSync < wanted
       ? h("p", { class: "banner error", id: "cluster-waiting" },
-        `${followers.length} of the ${wanted} follower(s) publisher confirms wait for `
-        + "are connected: confirms are held until enough are.")
+        `${inSync} of the ${wanted} follower(s) publisher confirms wait for `
+        + "are in sync: confirms are held until enough are.")
       : null,
     h("h3", {}, `Followers (${followers.length}, ${acking} caught up)`),
     table({
       id: "cluster-followers",
       columns: [
         { key: "node", label: "Node" },
+        { key: "in_sync", label: "In sync",
+          value: (f) => (f.in_sync ? tag("yes", "on") : tag("no", "warn")) },
         { key: "caught_up", label: "Caught up",
           value: (f) => (f.caught_up ? tag("yes", "on") : tag("no", "warn")) },
         { key: "batches_behind", label: "Batches behind", num: true },

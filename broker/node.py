@@ -35,7 +35,6 @@ leader. See docs/cluster.md for what is promised.
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -52,7 +51,7 @@ from broker.cluster.wire import ProtocolError
 from broker.logging import get_logger
 from broker.management.app import follower_app
 from broker.management.http import serve_http_listeners
-from broker.server import StartupError, lock_data_dir, open_broker
+from broker.server import StartupError, lock_data_dir, open_broker, until_stopped
 from broker.settings import ClusterSettings, Settings
 
 __all__ = ["ClusterNode", "serve_cluster_node"]
@@ -454,10 +453,5 @@ async def serve_cluster_node(
     node = ClusterNode(settings, config_path=config_path, disk_free_limit=disk_free_limit)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
-        if not handle_signals:
-            await trio.sleep_forever()
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("cluster.signal", signal=signal.Signals(signum).name)
-                break
+        await until_stopped(handle_signals, "cluster.signal")
         nursery.cancel_scope.cancel()

@@ -805,10 +805,15 @@ async def serve(
         host, port, data_dir, config_path, disk_free_limit=disk_free_limit, settings=settings
     ) as broker:
         task_status.started(broker)
-        if not handle_signals:
-            await trio.sleep_forever()
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("broker.signal", signal=signal.Signals(signum).name)
-                break
+        await until_stopped(handle_signals, "broker.signal")
+
+
+async def until_stopped(handle_signals: bool, event: str) -> None:
+    """Until SIGINT or SIGTERM (logged as `event`), or for ever without `handle_signals`."""
+    if not handle_signals:
+        await trio.sleep_forever()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info(event, signal=signal.Signals(signum).name)
+            break
 

@@ -5,6 +5,8 @@ broker.storage.replica)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import trio
 
 from broker.cluster.follower import LeaderAddress, Position, follow, read_position
 from broker.cluster.leader import ReplicationHub
-from broker.server import open_broker
+from broker.server import Broker, open_broker
 from broker.storage.replica import Manifest
 
 SECRET = "a-secret-of-sixteen-or-more"
@@ -54,34 +56,53 @@ async def _run_follower(data: Path, port: int, positions: list[Position], term: 
                  secret=secret, on_position=positions.append)
 
 
+async def _published(members: set[str]) -> bool:
+    return True  # no etcd here: the in-sync set is only kept in the hub
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+@asynccontextmanager
+async def _leading(data_dir: Path, term: int, min_followers: int
+                   ) -> AsyncIterator[tuple[Broker, ReplicationHub, int, trio.Nursery]]:
+    """A broker leading in `term`, its hub serving followers on a free port:
+    (broker, hub, replication port, a nursery for followers)."""
+    hub = ReplicationHub(data_dir, cluster="test", node="leader", term=term, secret=SECRET,
+                         min_followers=min_followers, alive=lambda: True)
+    async with open_broker(port=0, data_dir=data_dir, replication=hub) as broker:
+        assert broker.journal is not None
+        hub.kick = broker.journal.kick
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.serve, listeners[0])
+            nursery.start_soon(hub.maintain_in_sync, _published)
+            yield broker, hub, int(listeners[0].socket.getsockname()[1]), nursery
+            hub.close()
+            nursery.cancel_scope.cancel()
+
+
 @pytest.mark.trio
 async def test_follower_copy_has_every_confirmed_message(tmp_path: Path) -> None:
     leader_dir, follower_dir = tmp_path / "leader", tmp_path / "follower"
     follower_dir.mkdir()
     positions: list[Position] = []
-    hub = ReplicationHub(leader_dir, cluster="test", node="leader", term=7, secret=SECRET,
-                         min_followers=0, alive=lambda: True)
-    async with open_broker(port=0, data_dir=leader_dir, replication=hub) as broker:
-        assert broker.journal is not None
-        hub.kick = broker.journal.kick
+    async with _leading(leader_dir, 7, 0) as (broker, hub, port, nursery):
         # Written before the follower exists: it arrives by the snapshot.
         await trio.to_thread.run_sync(_publish, broker.url, "before", 200)
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(hub.serve, listeners[0])
-            nursery.start_soon(hub.maintain_in_sync, _published)
-            nursery.start_soon(_run_follower, follower_dir, port, positions)
-            hub.min_followers = 1
-            # Confirms now wait for the follower: publishing returns only once it has them.
-            await trio.to_thread.run_sync(_publish, broker.url, "after", 300)
-            await trio.to_thread.run_sync(_publish, broker.url, "log", 50, True)
-            taken = await trio.to_thread.run_sync(_consume, broker.url, "before", 50)
-            assert len(taken) == 50
-            await trio.to_thread.run_sync(_publish, broker.url, "after", 1)
-            assert hub.followers["f1"].caught_up
-            assert positions and positions[-1].term == 7
-            nursery.cancel_scope.cancel()
+        nursery.start_soon(_run_follower, follower_dir, port, positions)
+        hub.min_followers = 1
+        # Confirms now wait for the follower: publishing returns only once it has them.
+        await trio.to_thread.run_sync(_publish, broker.url, "after", 300)
+        await trio.to_thread.run_sync(_publish, broker.url, "log", 50, True)
+        taken = await trio.to_thread.run_sync(_consume, broker.url, "before", 50)
+        assert len(taken) == 50
+        await trio.to_thread.run_sync(_publish, broker.url, "after", 1)
+        assert hub.followers["f1"].caught_up and hub.in_sync == {"f1"}
+        assert positions and positions[-1].term == 7
     leader_files = Manifest.of(leader_dir).files
     follower_files = Manifest.of(follower_dir).files
     # The leader's clean shutdown wrote its last acks after the follower left: compare the rest.
@@ -97,36 +118,15 @@ async def test_follower_copy_has_every_confirmed_message(tmp_path: Path) -> None
 
 @pytest.mark.trio
 async def test_wrong_secret_is_refused_and_confirms_wait(tmp_path: Path) -> None:
-    hub = ReplicationHub(tmp_path / "leader", cluster="test", node="leader", term=3, secret=SECRET,
-                         min_followers=1, alive=lambda: True)
-    async with open_broker(port=0, data_dir=tmp_path / "leader", replication=hub) as broker:
-        assert broker.journal is not None
-        hub.kick = broker.journal.kick
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(hub.serve, listeners[0])
-            nursery.start_soon(hub.maintain_in_sync, _published)
-            with pytest.raises(Exception, match="refused: authentication failed"):
-                await _run_follower(tmp_path / "f", port, [], term=3, secret="not-the-secret-at-all")
-            with pytest.raises(Exception, match="holds term 3"):
-                await _run_follower(tmp_path / "f", port, [], term=4)
-            # No follower: a confirm does not come (min_followers = 1).
-            with trio.move_on_after(1.5) as waited:
-                await trio.to_thread.run_sync(_publish, broker.url, "q", 1, abandon_on_cancel=True)
-            assert waited.cancelled_caught
-            hub.close()
-            nursery.cancel_scope.cancel()
-
-
-async def _published(members: set[str]) -> bool:
-    return True  # no etcd here: the in-sync set is only kept in the hub
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
+    async with _leading(tmp_path / "leader", 3, 1) as (broker, _hub, port, _nursery):
+        with pytest.raises(Exception, match="refused: authentication failed"):
+            await _run_follower(tmp_path / "f", port, [], term=3, secret="not-the-secret-at-all")
+        with pytest.raises(Exception, match="holds term 3"):
+            await _run_follower(tmp_path / "f", port, [], term=4)
+        # No follower: a confirm does not come (min_followers = 1).
+        with trio.move_on_after(1.5) as waited:
+            await trio.to_thread.run_sync(_publish, broker.url, "q", 1, abandon_on_cancel=True)
+        assert waited.cancelled_caught
 
 
 @pytest.mark.trio
@@ -134,42 +134,20 @@ async def test_a_deposed_leader_rejoins_and_drops_what_it_never_replicated(tmp_p
     a, f = tmp_path / "a", tmp_path / "f"
     f.mkdir()
     # A leads (term 5), F follows, then F is cut off and A goes on alone.
-    hub = ReplicationHub(a, cluster="test", node="leader", term=5, secret=SECRET,
-                         min_followers=0, alive=lambda: True)
-    async with open_broker(port=0, data_dir=a, replication=hub) as broker:
-        assert broker.journal is not None
-        hub.kick = broker.journal.kick
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(hub.serve, listeners[0])
-            nursery.start_soon(hub.maintain_in_sync, _published)
-            async with trio.open_nursery() as following:
-                following.start_soon(_run_follower, f, port, [], 5)
-                await trio.to_thread.run_sync(_publish, broker.url, "q", 100)
-                await _until(lambda: "f1" in hub.followers and hub.followers["f1"].acked >= hub.batch)
-                following.cancel_scope.cancel()
-            # Never replicated: confirmed here only because min_followers is 0.
-            await trio.to_thread.run_sync(_publish, broker.url, "q", 50)
-            hub.close()
-            nursery.cancel_scope.cancel()
+    async with _leading(a, 5, 0) as (broker, hub, port, _nursery):
+        async with trio.open_nursery() as following:
+            following.start_soon(_run_follower, f, port, [], 5)
+            await trio.to_thread.run_sync(_publish, broker.url, "q", 100)
+            await _until(lambda: "f1" in hub.followers and hub.followers["f1"].acked >= hub.batch)
+            following.cancel_scope.cancel()
+        # Never replicated: confirmed here only because min_followers is 0.
+        await trio.to_thread.run_sync(_publish, broker.url, "q", 50)
     # F takes over (term 9) and A comes back as its follower.
-    hub = ReplicationHub(f, cluster="test", node="leader", term=9, secret=SECRET,
-                         min_followers=1, alive=lambda: True)
-    async with open_broker(port=0, data_dir=f, replication=hub) as broker:
-        assert broker.journal is not None
-        hub.kick = broker.journal.kick
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(hub.serve, listeners[0])
-            nursery.start_soon(hub.maintain_in_sync, _published)
-            nursery.start_soon(_run_follower, a, port, [], 9)
-            await trio.to_thread.run_sync(_publish, broker.url, "q", 10)  # waits for A
-            await _until(lambda: hub.followers["f1"].acked >= hub.batch)
-            assert await trio.to_thread.run_sync(_count, broker.url, "q") == 110
-            hub.close()
-            nursery.cancel_scope.cancel()
+    async with _leading(f, 9, 1) as (broker, hub, port, nursery):
+        nursery.start_soon(_run_follower, a, port, [], 9)
+        await trio.to_thread.run_sync(_publish, broker.url, "q", 10)  # waits for A
+        await _until(lambda: hub.followers["f1"].acked >= hub.batch)
+        assert await trio.to_thread.run_sync(_count, broker.url, "q") == 110
     ours, theirs = Manifest.of(a).files, Manifest.of(f).files
     assert read_position(a).term == 9
     # Byte for byte what F had, except what F's own clean shutdown wrote after A left.

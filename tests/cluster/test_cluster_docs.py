@@ -81,8 +81,12 @@ def test_the_three_node_walkthrough(tmp_path: Path, etcd_single: Any) -> None:
         result = subprocess.run([sys.executable, "-c", example + "\nprint('published')"],
                                 capture_output=True, text=True, timeout=30)
         assert result.stdout.strip() == "published", result.stderr
-        # ./data1 ... relative to where the nodes were started.
-        assert all((tmp_path / f"data{i}" / "definitions.bin").exists() for i in (1, 2, 3))
+        # ./data1 ... relative to where the nodes were started; the followers'
+        # copies arrive as they catch up.
+        deadline = time.monotonic() + 20
+        while not all((tmp_path / f"data{i}" / "definitions.bin").exists() for i in (1, 2, 3)):
+            assert time.monotonic() < deadline, [p.name for p in tmp_path.glob("data*/*")]
+            time.sleep(0.05)
     finally:
         for process in processes:
             process.terminate()

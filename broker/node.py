@@ -87,10 +87,6 @@ class ClusterNode:
         self.leader_info: dict[str, Any] = {}
         self.position = Position(0, 0)
         self.hub: ReplicationHub | None = None
-        self.term = 0
-        #: Set each time this node starts serving AMQP as the leader (tests, tools).
-        self.leading = trio.Event()
-        self.broker: Any = None
         etcd = self.cluster.etcd
         tls = None
         if etcd.cacertfile or etcd.certfile or any(e.startswith("https:") for e in etcd.endpoints):
@@ -128,7 +124,7 @@ class ClusterNode:
                          f"leader fsync and {self.cluster.min_followers} follower(s)"),
         }
         if self.hub is not None:
-            state["position"] = [self.term, self.hub.last_seq]
+            state["position"] = [self.hub.term, self.hub.last_seq]
             state["replication"] = self.hub.status()
         return state
 
@@ -294,9 +290,9 @@ class ClusterNode:
         self.role = "leader"
         self.leader = leader
         self.leader_info = self._identity()
-        self.term = leader.revision
-        await trio.to_thread.run_sync(write_term, self.data_dir, self.term)
-        self.position = Position(self.term, self.position.seq)
+        term = leader.revision
+        await trio.to_thread.run_sync(write_term, self.data_dir, term)
+        self.position = Position(term, self.position.seq)
         await self._register(lease)
         # The cluster's settings, as its leader runs it: followers compare theirs.
         await self.client.put_guarded(self._settings_key, json.dumps(self._shared_settings()).encode(),
@@ -304,7 +300,7 @@ class ClusterNode:
         listener = self.cluster.replication_listener
         replication_listeners = await trio.open_tcp_listeners(listener.port, host=listener.host)
         hub = self.hub = ReplicationHub(
-            self.data_dir, cluster=self.cluster.name, node=self.name, term=self.term,
+            self.data_dir, cluster=self.cluster.name, node=self.name, term=term,
             secret=self.cluster.secret, min_followers=self.cluster.min_followers, alive=lease.alive,
         )
         started = trio.current_time()
@@ -317,17 +313,13 @@ class ClusterNode:
                                    config_path=self.config_path,
                                    disk_free_limit=self.disk_free_limit) as broker:
                 try:
-                    assert broker.journal is not None
-                    hub.kick = broker.journal.kick
                     broker.management.cluster_status = self.status
                     # /api/overview, /api/cluster-name and the Prometheus labels
                     # name the cluster as every node of it does.
                     broker.management.cluster_name = self.cluster.name
-                    self.broker = broker
-                    log.info("cluster.leading", node=self.name, term=self.term,
+                    log.info("cluster.leading", node=self.name, term=term,
                              seconds_to_serve=round(trio.current_time() - started, 3),
                              min_followers=self.cluster.min_followers)
-                    self.leading.set()
                     async with trio.open_nursery() as nursery:
                         await nursery.start(hub.serve, replication_listeners[0])
                         nursery.start_soon(hub.maintain_in_sync, publish_in_sync)
@@ -336,12 +328,10 @@ class ClusterNode:
                 finally:
                     # Before the broker closes: its last batch must not wait for followers.
                     hub.close()
-                    self.broker = None
-                    self.leading = trio.Event()
         finally:
             for each in replication_listeners:
                 await each.aclose()
-            self.position = Position(self.term, max(self.position.seq, hub.last_seq))
+            self.position = Position(term, max(self.position.seq, hub.last_seq))
             self.hub = None
             self.role = "stepping-down"
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -349,7 +339,7 @@ class ClusterNode:
                     await self.election.resign(leader)
                 except EtcdError:
                     pass
-            log.warning("cluster.stepped_down", node=self.name, term=self.term,
+            log.warning("cluster.stepped_down", node=self.name, term=term,
                         lease_alive=lease.alive())
 
     async def _publish_in_sync(self, leader: Leader, members: set[str]) -> bool:

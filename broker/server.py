@@ -676,9 +676,7 @@ async def _run_broker(
         if replication is not None:
             # Before anything below writes (definitions, seeding): every
             # write from here on reaches the followers.
-            journal.replication = replication
-            if journal.tap is not None:
-                journal.tap.active = True
+            journal.attach_replication(replication)
         stored_auth = durability.sections.get("auth")
         if stored_auth is not None:
             fresh = False

@@ -97,7 +97,6 @@ class FollowerLink:
         self.wake = trio.Event()
         self.failed: str | None = None
         self.caught_up = False
-        self.connected_at = trio.current_time()
         #: Since when a batch shipped to this follower waits for its ack (None: none waits).
         self.behind_since: float | None = None
 
@@ -134,7 +133,6 @@ class ReplicationHub:
         secret: str,
         min_followers: int,
         alive: Callable[[], bool],
-        kick: Callable[[], None] = lambda: None,
         max_lag_bytes: int = MAX_LAG_BYTES,
     ) -> None:
         self.root = Path(data_dir)
@@ -144,7 +142,8 @@ class ReplicationHub:
         self.secret = secret
         self.min_followers = min_followers
         self.alive = alive
-        self.kick = kick
+        #: Runs a journal batch soon (set when the journal attaches us).
+        self.kick: Callable[[], None] = lambda: None
         self.max_lag_bytes = max_lag_bytes
         self.followers: dict[str, FollowerLink] = {}
         self._joining: list[FollowerLink] = []
@@ -393,6 +392,7 @@ class ReplicationHub:
                 sent += sum(len(op.data) for op in piece)
             snapshot.close()
             link.snapshot = None
+            link.manifest = Manifest()  # not needed any more: let its memory go
             # "Everything up to the snapshot's batch": acknowledged like a batch.
             await stream.send_all(encode_batch(link.snapshot_batch, link.snapshot_seq, b""))
             log.info("replication.snapshot_sent", node=link.name, bytes=sent,

@@ -45,6 +45,7 @@ from broker.core.snapshots import QueueSnapshot
 from protocol.errors import AMQPError
 
 __all__ = [
+    "segments_to_drop",
     "DEFAULT_SEGMENT_SIZE",
     "MemoryStreamLog",
     "OFFSET_HEADER",
@@ -80,6 +81,29 @@ def parse_duration(value: str) -> int | None:
         return None
     return int(match.group(1)) * _UNITS[match.group(2)]
 
+
+def segments_to_drop(
+    segments: list[tuple[int, float | None]], max_bytes: int | None, max_age_s: int | None,
+    now_ms: float,
+) -> int:
+    """How many of the oldest segments a stream's retention removes, for both
+    logs (in memory here, on disk in broker.storage.streams). `segments` is
+    (bytes, newest message's timestamp in ms or None) per segment, oldest
+    first. As RabbitMQ's streams, whole segments only, never the one being
+    written: the oldest goes while the log is over `max_bytes` or its newest
+    message is older than `max_age_s`."""
+    total = sum(size for size, _newest in segments)
+    cutoff = None if max_age_s is None else now_ms - max_age_s * 1000
+    drop = 0
+    while len(segments) - drop > 1:
+        size, newest = segments[drop]
+        too_big = max_bytes is not None and total > max_bytes
+        too_old = cutoff is not None and newest is not None and newest < cutoff
+        if not (too_big or too_old):
+            break
+        total -= size
+        drop += 1
+    return drop
 
 class StreamCursor(Protocol):
     """A consumer's read position in a log."""
@@ -189,22 +213,15 @@ class MemoryStreamLog:
         self.next_offset += 1
 
     def _retain(self) -> None:
-        now_ms = time.time() * 1000
         segments = self.segments
-        while len(segments) > 1:
-            oldest = segments[0]
-            total = sum(s.nbytes for s in segments)
-            too_big = self.max_bytes is not None and total > self.max_bytes
-            # A segment is too old when its newest message is.
-            too_old = (
-                self.max_age_s is not None
-                and oldest.stamps
-                and oldest.stamps[-1] < now_ms - self.max_age_s * 1000
-            )
-            if not (too_big or too_old):
-                break
-            segments.popleft()
+        drop = segments_to_drop(
+            [(s.nbytes, s.stamps[-1] if s.stamps else None) for s in segments],
+            self.max_bytes, self.max_age_s, time.time() * 1000,
+        )
+        for _ in range(drop):
+            oldest = segments.popleft()
             self.body_bytes -= sum(len(m.body) for m in oldest.messages)
+        if drop:
             self.first_offset = segments[0].first
 
     def cursor(self, offset: int) -> _MemoryCursor:

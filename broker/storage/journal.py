@@ -148,6 +148,9 @@ class ReplicationSink(Protocol):
     group commit ships each batch's file operations to it and lets confirms
     go only once `replicated` says enough followers have them on disk."""
 
+    #: Set by the journal (`attach_replication`): runs a batch soon.
+    kick: Callable[[], None]
+
     def admit(self) -> None:
         """Between two batches (the disk holds every batch shipped so far):
         followers waiting to join take their snapshot now."""
@@ -230,7 +233,6 @@ class Journal:
         #: leader ships every batch to (None on a single node).
         self.tap: ReplicationTap | None = None
         self.replication: ReplicationSink | None = None
-        self.replication_waits = 0
         # Written batches waiting for the followers: (batch, `appended` it covers).
         self._replicating: deque[tuple[int, int]] = deque()
         self._replicating_wake = trio.Event()
@@ -700,7 +702,6 @@ class Journal:
             batch, target = self._replicating[0]
             if not await replication.replicated(batch):
                 # No longer the leader: nothing from here on may be confirmed.
-                self.replication_waits += 1
                 await trio.sleep_forever()
             self._replicating.popleft()
             self._synced_to(target)
@@ -780,6 +781,14 @@ class Journal:
     def kick(self) -> None:
         """Run a batch soon even with nothing to write (a follower waits to join)."""
         self._dirty.set()
+
+    def attach_replication(self, sink: ReplicationSink) -> None:
+        """Ship every batch to `sink` from now on (before `run()`), the writes
+        outside batches included; `sink.kick` runs a batch when it needs one."""
+        self.replication = sink
+        sink.kick = self.kick
+        if self.tap is not None:
+            self.tap.active = True
 
     async def close(self) -> None:
         """Stop the group-commit task and write what is left (at shutdown)."""

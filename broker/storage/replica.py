@@ -342,7 +342,6 @@ class Applier:
         self.root = Path(root)
         self._fds: dict[str, int] = {}
         self._dirs: set[Path] = set()
-        self.applied = 0
 
     def _fd(self, relative: str, create_parents: bool) -> int | None:
         fd = self._fds.get(relative)
@@ -376,7 +375,6 @@ class Applier:
 
     def apply(self, ops: list[FileOp]) -> None:
         for op in ops:
-            self.applied += 1
             kind = op.kind
             if kind == WRITE or kind == RESET:
                 fd = self._fd(op.path, create_parents=kind == RESET)

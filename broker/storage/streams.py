@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from broker.core.message import Message
+from broker.core.stream import segments_to_drop
 from broker.logging import get_logger
 from broker.storage.fsync import fsync_directory
 from broker.storage.replica import DELETE, RMTREE, WRITE, FileOp, ReplicationTap
@@ -315,26 +316,20 @@ class FileStreamLog:
 
     def _retain(self) -> None:
         """Whole oldest segments go while over `max_bytes` or older than
-        `max_age_s` (by their newest message); never the one being written."""
-        now_ms = time.time() * 1000
+        `max_age_s` (broker.core.stream.segments_to_drop)."""
         segments = self.segments
-        while len(segments) > 1:
-            oldest = segments[0]
-            total = sum(s.size for s in segments)
-            too_big = self.max_bytes is not None and total > self.max_bytes
-            too_old = (
-                self.max_age_s is not None
-                and len(oldest.stamps) > 0
-                and oldest.stamps[-1] < now_ms - self.max_age_s * 1000
-            )
-            if not (too_big or too_old):
-                break
-            segments.pop(0)
+        drop = segments_to_drop(
+            [(s.size, s.stamps[-1] if len(s.stamps) else None) for s in segments],
+            self.max_bytes, self.max_age_s, time.time() * 1000,
+        )
+        for _ in range(drop):
+            oldest = segments.pop(0)
             self._firsts.pop(0)
             self._pending.pop(oldest, None)
             oldest.close()
             self.body_bytes -= oldest.body_bytes
             self._unlink.append(oldest.path)
+        if drop:
             self.first_offset = segments[0].first
 
     # -- reading ---------------------------------------------------------------

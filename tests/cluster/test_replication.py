@@ -74,8 +74,6 @@ async def _leading(data_dir: Path, term: int, min_followers: int
     hub = ReplicationHub(data_dir, cluster="test", node="leader", term=term, secret=SECRET,
                          min_followers=min_followers, alive=lambda: True)
     async with open_broker(port=0, data_dir=data_dir, replication=hub) as broker:
-        assert broker.journal is not None
-        hub.kick = broker.journal.kick
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.serve, listeners[0])

@@ -4,9 +4,9 @@ timestamp) prints what the page says, run against a Warren of its own."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from doc_examples import run_example
 
 DOC = Path(__file__).parents[2] / "docs" / "streams.md"
 DOC_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -18,11 +18,4 @@ def test_the_replay_example_prints_what_the_page_shows(fresh_warren_url: str) ->
                  if DOC_URL in block]  # fmt: skip
     assert DOC_URL in script
     (expected,) = re.findall(r"^prints, on Warren:\n\n```\n(.*?)^```$", text, re.S | re.M)
-    result = subprocess.run(
-        [sys.executable, "-c", script.replace(DOC_URL, fresh_warren_url)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == expected
+    assert run_example(script, DOC_URL, fresh_warren_url) == expected

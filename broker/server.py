@@ -615,6 +615,11 @@ async def open_broker(
         )
     if data_dir is not None:
         settings = settings.with_overrides(data_dir=str(data_dir))
+    if settings.cluster is not None and replication is None:
+        # Never accepted and ignored: a node with cluster.* settings is run by
+        # broker.node (`warren serve` does), which leads or follows.
+        raise StartupError("cluster.* settings: a cluster node is started with `warren serve` "
+                           "(broker.node.serve_cluster_node), not as a single broker")
     # Certificates are checked before anything is opened or written.
     context = (
         tls_context(settings.ssl_options, settings.origins) if settings.listeners_ssl else None

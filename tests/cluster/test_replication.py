@@ -154,3 +154,17 @@ async def test_a_deposed_leader_rejoins_and_drops_what_it_never_replicated(tmp_p
     assert sum(ours[p] == theirs[p] for p in common) >= len(common) - 1
     async with open_broker(port=0, data_dir=a) as promoted:
         assert await trio.to_thread.run_sync(_count, promoted.url, "q") == 110
+
+
+@pytest.mark.trio
+async def test_cluster_settings_are_not_ignored_by_a_single_broker(tmp_path: Path) -> None:
+    from broker.server import StartupError
+    from broker.settings import ClusterSettings, EtcdSettings, Listener, Settings
+
+    cluster = ClusterSettings(
+        name="test", node_name="n1", etcd=EtcdSettings(("http://127.0.0.1:2379",), "/warren/test"),
+        replication_listener=Listener("127.0.0.1", 0), advertise_host="127.0.0.1", secret=SECRET,
+    )
+    with pytest.raises(StartupError, match="a cluster node is started with `warren serve`"):
+        async with open_broker(port=0, data_dir=tmp_path, settings=Settings(cluster=cluster)):
+            pass
